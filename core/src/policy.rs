@@ -197,6 +197,10 @@ pub fn generate(f: &TableFacts) -> Result<Vec<String>, PolicyError> {
                 quote_ident(ROLE_ANALYST)
             ));
             let writers = roles(&[ROLE_SUPERADMIN, ROLE_ADMIN, ROLE_MEMBER]);
+            out.push(format!(
+                "GRANT USAGE ON SCHEMA {} TO {writers}, {viewer};",
+                quote_ident(&f.schema)
+            ));
             out.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {writers};"));
             out.push(format!("GRANT SELECT ON {table} TO {viewer};"));
             out.push(format!("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM {viewer};"));
@@ -222,6 +226,7 @@ pub fn generate(f: &TableFacts) -> Result<Vec<String>, PolicyError> {
             ));
             let all = roles(&[ROLE_SUPERADMIN, ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER, ROLE_ANALYST]);
             let others = roles(&[ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER, ROLE_ANALYST]);
+            out.push(format!("GRANT USAGE ON SCHEMA {} TO {all};", quote_ident(&f.schema)));
             out.push(format!("GRANT SELECT ON {table} TO {all};"));
             out.push(format!("GRANT INSERT, UPDATE, DELETE ON {table} TO {sa};"));
             out.push(format!("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM {others};"));
@@ -360,9 +365,11 @@ mod tests {
             if let Ok(ddl) = generate(&f) {
                 let q = quote_qualified(&schema, &name);
                 for stmt in &ddl {
-                    prop_assert!(stmt.contains(&q));
-                    // Removing the quoted table name and column, no quote char is left unbalanced.
-                    let rest = stmt.replace(&quote_literal(&q), "").replace(&q, "").replace(&quote_ident(&col), "");
+                    let schema_grant = format!("GRANT USAGE ON SCHEMA {} TO ", quote_ident(&schema));
+                    prop_assert!(stmt.contains(&q) || stmt.starts_with(&schema_grant), "{}", stmt);
+                    // Removing the quoted names, no quote char is left unbalanced.
+                    let rest = stmt.replace(&quote_literal(&q), "").replace(&q, "")
+                        .replace(&schema_grant, "").replace(&quote_ident(&col), "");
                     prop_assert_eq!(rest.matches('"').count() % 2, 0, "{}", stmt);
                     prop_assert_eq!(rest.matches('\'').count() % 2, 0, "{}", stmt);
                 }

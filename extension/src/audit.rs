@@ -1,0 +1,53 @@
+//! Audit log support: the entry hash, and the audit of super-admin access.
+
+use crate::error::OrRaise;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+/// SHA-256 (hex) of length-prefixed fields, NULL-aware: the hash of one
+/// audit-log entry is `audit_digest(ARRAY[seq, at, actor, ..., prev_hash])`.
+///
+/// ```sql
+/// SELECT tenancy.audit_digest(ARRAY['1', 'create_tenant', NULL]);
+/// ```
+#[pg_extern(immutable, parallel_safe, strict)]
+pub fn audit_digest(fields: Vec<Option<String>>) -> String {
+    let refs: Vec<Option<&str>> = fields.iter().map(|f| f.as_deref()).collect();
+    tenancy_core::audit::digest(&refs)
+}
+
+thread_local! {
+    /// (local transaction id, set of (table oid, command)) already audited.
+    static AUDITED: RefCell<(u32, HashSet<(u32, String)>)> = RefCell::new((0, HashSet::new()));
+}
+
+/// Policy helper for `tenancy_superadmin`: records one audit entry per
+/// transaction, table and command, then allows the access. Used by the
+/// generated `tenancy_superadmin_*` policies; not meant to be called directly.
+///
+/// Because every cross-tenant access is audited, a super admin cannot read
+/// managed tables in a read-only transaction (the audit entry cannot be
+/// written): fail closed.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
+    let lxid = unsafe { (*pg_sys::MyProc).lxid };
+    let key = (tbl.to_u32(), command.to_string());
+    let first = AUDITED.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.0 != lxid {
+            a.0 = lxid;
+            a.1.clear();
+        }
+        a.1.insert(key)
+    });
+    if first {
+        Spi::run_with_args(
+            "SELECT tenancy._audit('superadmin_access', tenancy.current_tenant(), $1::regclass::text, \
+             pg_catalog.jsonb_build_object('command', $2::text))",
+            &[tbl.into(), command.into()],
+        )
+        .or_raise("writing the super-admin audit entry");
+    }
+    true
+}

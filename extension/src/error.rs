@@ -1,0 +1,31 @@
+//! One way to fail: a SQLSTATE, a message naming the object, and a hint.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+/// Raise an ERROR with SQLSTATE `code`, `message` and an optional hint.
+#[track_caller]
+pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: Option<&str>) -> ! {
+    let mut report = ErrorReport::new(code, message.into(), "pg_tenancy");
+    if let Some(h) = hint {
+        report = report.set_hint(h.to_string());
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Turn an SPI failure into an internal error with context.
+pub trait OrRaise<T> {
+    fn or_raise(self, what: &str) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, pgrx::spi::SpiError> {
+    #[track_caller]
+    fn or_raise(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{what}: {e}"), None),
+        }
+    }
+}

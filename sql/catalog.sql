@@ -1,0 +1,86 @@
+-- pg_tenancy catalog: the tenant registry, role bindings, managed tables and
+-- the audit log. All are dumped by pg_dump with their data.
+
+CREATE TABLE tenancy.tenants (
+    id                uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+    slug              text NOT NULL UNIQUE
+                      CONSTRAINT tenants_slug_valid CHECK (tenancy.slug_problem(slug) IS NULL),
+    name              text NOT NULL
+                      CONSTRAINT tenants_name_valid CHECK (pg_catalog.length(pg_catalog.btrim(name)) BETWEEN 1 AND 200),
+    parent_id         uuid REFERENCES tenancy.tenants (id),
+    status            text NOT NULL DEFAULT 'active'
+                      CONSTRAINT tenants_status_valid CHECK (status IN ('active', 'suspended', 'archived')),
+    plan              text,
+    industry          text,
+    settings          jsonb NOT NULL DEFAULT '{}'
+                      CONSTRAINT tenants_settings_object CHECK (pg_catalog.jsonb_typeof(settings) = 'object'),
+    benchmark_opt_out boolean NOT NULL DEFAULT false,
+    created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT tenants_not_own_parent CHECK (parent_id IS DISTINCT FROM id)
+);
+CREATE INDEX tenants_parent_id_idx ON tenancy.tenants (parent_id);
+COMMENT ON TABLE tenancy.tenants IS 'pg_tenancy: the tenant registry. Change it through tenancy.create_tenant() and friends.';
+
+CREATE TABLE tenancy.role_bindings (
+    role      regrole PRIMARY KEY,
+    tenant_id uuid NOT NULL REFERENCES tenancy.tenants (id) ON DELETE CASCADE,
+    bound_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX role_bindings_tenant_id_idx ON tenancy.role_bindings (tenant_id);
+COMMENT ON TABLE tenancy.role_bindings IS 'pg_tenancy: login roles pinned to one tenant (tenancy.bind_role)';
+
+CREATE TABLE tenancy.managed_tables (
+    relid         regclass PRIMARY KEY,
+    kind          text NOT NULL CHECK (kind IN ('tenant', 'reference')),
+    tenant_column name,
+    hierarchical  boolean NOT NULL DEFAULT false,
+    managed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    managed_by    name NOT NULL DEFAULT session_user,
+    CHECK ((kind = 'tenant') = (tenant_column IS NOT NULL))
+);
+COMMENT ON TABLE tenancy.managed_tables IS 'pg_tenancy: tables under tenant isolation (kind tenant) or shared master data (kind reference)';
+
+-- The audit log: append-only, hash-chained. audit_head holds the newest
+-- entry's sequence number and hash; writers lock it, so the chain never forks.
+CREATE TABLE tenancy.audit_head (
+    id   boolean PRIMARY KEY DEFAULT true CHECK (id),
+    seq  bigint NOT NULL,
+    hash text NOT NULL
+);
+CREATE TABLE tenancy.audit_log (
+    seq       bigint PRIMARY KEY,
+    at        timestamptz NOT NULL,
+    actor     name NOT NULL,
+    role      name NOT NULL,
+    tenant_id uuid,
+    action    text NOT NULL,
+    target    text,
+    details   jsonb NOT NULL DEFAULT '{}',
+    prev_hash text NOT NULL,
+    hash      text NOT NULL
+);
+CREATE INDEX audit_log_tenant_id_idx ON tenancy.audit_log (tenant_id, seq);
+COMMENT ON TABLE tenancy.audit_log IS 'pg_tenancy: append-only audit trail; each entry carries SHA-256 of its content and of the previous entry (tenancy.verify_audit)';
+
+SELECT pg_catalog.pg_extension_config_dump('tenancy.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('tenancy.role_bindings', '');
+SELECT pg_catalog.pg_extension_config_dump('tenancy.managed_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('tenancy.audit_head', '');
+SELECT pg_catalog.pg_extension_config_dump('tenancy.audit_log', '');
+
+-- Any change to who-is-which-tenant drops every backend's cached context.
+CREATE FUNCTION tenancy._on_context_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM tenancy._invalidate_context(TG_RELID);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tenants_context_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenancy.tenants
+    FOR EACH STATEMENT EXECUTE FUNCTION tenancy._on_context_change();
+CREATE TRIGGER role_bindings_context_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenancy.role_bindings
+    FOR EACH STATEMENT EXECUTE FUNCTION tenancy._on_context_change();
+
+-- Members see their own tenant (and its descendants) in the registry.
+ALTER TABLE tenancy.tenants ENABLE ROW LEVEL SECURITY;

@@ -1,0 +1,34 @@
+-- pg_tenancy privileges. Runs last, after every function exists.
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tenancy FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA tenancy FROM PUBLIC;
+GRANT USAGE ON SCHEMA tenancy TO PUBLIC;
+
+-- Context: every role may ask for and set its tenant.
+GRANT EXECUTE ON FUNCTION
+    tenancy.current_tenant(), tenancy.visible_tenants(),
+    tenancy.set_tenant(text, boolean), tenancy.clear_tenant(boolean), tenancy.resolve(text),
+    tenancy.slug_problem(text), tenancy.audit_digest(text[]),
+    tenancy._is_uuid(text), tenancy._find(text), tenancy._descendants(uuid),
+    tenancy._resolve_context(oid, oid, text), tenancy._check_set_tenant(text, oid, oid),
+    tenancy._invalidate_context(oid)
+TO PUBLIC;
+
+-- Administration: the super admin.
+GRANT EXECUTE ON FUNCTION
+    tenancy.create_tenant(text, text, text, text, text, jsonb),
+    tenancy.suspend_tenant(text), tenancy.resume_tenant(text), tenancy._set_status(text, text, text, text),
+    tenancy.drop_tenant(text, text, boolean),
+    tenancy.bind_role(regrole, text), tenancy.unbind_role(regrole),
+    tenancy.enable(regclass, name, boolean), tenancy.disable(regclass),
+    tenancy.register_reference(regclass), tenancy.policy_sql(regclass, name, boolean),
+    tenancy._policy_ddl(oid, text, text, boolean), tenancy._check_table(regclass),
+    tenancy.check_isolation(), tenancy.verify_audit(),
+    tenancy.superadmin_access(oid, text), tenancy._audit(text, uuid, text, jsonb),
+    tenancy._audit_entry_hash(bigint, timestamptz, name, name, uuid, text, text, jsonb, text)
+TO tenancy_superadmin;
+
+GRANT SELECT ON tenancy.tenants TO tenancy_superadmin, tenancy_admin, tenancy_member, tenancy_viewer;
+GRANT SELECT ON tenancy.managed_tables, tenancy.role_bindings TO tenancy_superadmin;
+GRANT INSERT, UPDATE, DELETE ON tenancy.managed_tables TO tenancy_superadmin;
+GRANT SELECT ON tenancy.audit_log TO tenancy_superadmin;

@@ -1,0 +1,158 @@
+-- pg_tenancy isolation linter.
+
+/*
+ * Find what can leak rows across tenants or make tenant queries slow. Each
+ * finding has a severity (error: rows can leak or policies are bypassed;
+ * warning: slow or fragile), the object, the problem and a runnable fix.
+ * Example: SELECT * FROM tenancy.check_isolation();
+ */
+CREATE FUNCTION tenancy.check_isolation()
+RETURNS TABLE (severity text, object text, problem text, fix text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+WITH managed AS (
+    SELECT m.relid::oid AS relid, m.relid::text AS tbl, m.kind, m.tenant_column,
+           c.relrowsecurity, c.relforcerowsecurity, c.relnamespace, c.relname, c.relowner, c.relacl
+      FROM tenancy.managed_tables m JOIN pg_class c ON c.oid = m.relid
+),
+policies AS (
+    SELECT m.tbl, m.tenant_column, p.polname, p.polpermissive,
+           COALESCE(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+           COALESCE(pg_get_expr(p.polwithcheck, p.polrelid), '') AS expr
+      FROM managed m JOIN pg_policy p ON p.polrelid = m.relid
+     WHERE m.kind = 'tenant'
+),
+findings AS (
+    -- RLS off or not forced
+    SELECT 'error' AS severity, tbl AS object,
+           'row level security is not enabled: every grantee reads every tenant''s rows' AS problem,
+           format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY;', tbl) AS fix
+      FROM managed WHERE NOT relrowsecurity
+    UNION ALL
+    SELECT 'error', tbl, 'row level security is not forced: the table owner bypasses the policies',
+           format('ALTER TABLE %s FORCE ROW LEVEL SECURITY;', tbl)
+      FROM managed WHERE NOT relforcerowsecurity
+    UNION ALL
+    -- generated tenant policies missing
+    SELECT 'error', tbl, 'some of the generated tenant policies are missing',
+           format('SELECT tenancy.enable(%L, %L);', tbl, tenant_column)
+      FROM managed m WHERE kind = 'tenant'
+       AND (SELECT count(*) FROM pg_policy p WHERE p.polrelid = m.relid
+             AND p.polname IN ('tenancy_tenant_select', 'tenancy_tenant_insert',
+                               'tenancy_tenant_update', 'tenancy_tenant_delete')) < 4
+    UNION ALL
+    -- unmanaged partitions of a managed table can be queried directly
+    SELECT 'error', c.oid::regclass::text,
+           format('partition of managed table %s without row level security: querying it directly skips the policies', m.tbl),
+           format('SELECT tenancy.enable(%L, %L);', c.oid::regclass::text, m.tenant_column)
+      FROM managed m JOIN pg_inherits i ON i.inhparent = m.relid JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE m.kind = 'tenant' AND c.oid NOT IN (SELECT relid FROM managed)
+    UNION ALL
+    -- tables with a tenant-looking column in a tenant schema, not managed
+    SELECT DISTINCT 'warning', c.oid::regclass::text,
+           format('has column %I like the managed tables of schema %I but is not managed', a.attname, n.nspname),
+           format('SELECT tenancy.enable(%L, %L);', c.oid::regclass::text, a.attname)
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND c.relnamespace IN (SELECT relnamespace FROM managed)
+       AND c.oid NOT IN (SELECT relid FROM managed)
+       AND a.attname IN (SELECT tenant_column FROM managed WHERE kind = 'tenant' UNION SELECT 'tenant_id')
+    UNION ALL
+    -- user policies that do not restrict by tenant widen access (permissive = OR)
+    SELECT 'error', format('policy %I on %s', polname, tbl),
+           'permissive policy does not restrict by tenant: it widens what every role it applies to can see',
+           format('DROP POLICY %I ON %s;', polname, tbl)
+      FROM policies
+     WHERE polpermissive AND polname NOT LIKE 'tenancy\_%'
+       AND expr !~ '(current_tenant|visible_tenants|tenancy\.tenant_id)'
+    UNION ALL
+    -- OR in a tenant policy defeats the tenant index
+    SELECT 'warning', format('policy %I on %s', polname, tbl),
+           'policy combines conditions with OR: the planner cannot use the tenant index for it',
+           format('DROP POLICY %I ON %s; -- then create one policy per role (CREATE POLICY ... TO role)', polname, tbl)
+      FROM policies
+     WHERE expr ~* '\mOR\M'
+    UNION ALL
+    -- no index leading with the tenant column
+    SELECT 'warning', tbl,
+           format('no index starts with tenant column %I: every tenant query scans the whole table', tenant_column),
+           format('CREATE INDEX ON %s (%I);', tbl, tenant_column)
+      FROM managed m
+     WHERE kind = 'tenant' AND NOT EXISTS (
+           SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE i.indrelid = m.relid AND a.attname = m.tenant_column)
+    UNION ALL
+    -- nullable tenant column
+    SELECT 'warning', tbl, format('tenant column %I allows NULL: such rows belong to no tenant', tenant_column),
+           format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL;', tbl, tenant_column)
+      FROM managed m JOIN pg_attribute a ON a.attrelid = m.relid AND a.attname = m.tenant_column
+     WHERE kind = 'tenant' AND NOT a.attnotnull
+    UNION ALL
+    -- views that read managed tables with their owner's rights
+    SELECT DISTINCT 'error', v.oid::regclass::text,
+           format('view reads managed table %s without security_invoker: policies are checked against the view owner, not the caller', m.tbl),
+           format('ALTER VIEW %s SET (security_invoker = true);', v.oid::regclass)
+      FROM managed m
+      JOIN pg_depend d ON d.refobjid = m.relid AND d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class v ON v.oid = r.ev_class
+     WHERE m.kind = 'tenant' AND v.oid <> m.relid AND v.relkind = 'v'
+       AND NOT EXISTS (SELECT 1 FROM pg_options_to_table(v.reloptions) o
+                        WHERE o.option_name = 'security_invoker' AND o.option_value IN ('true', 'on', '1', 'yes'))
+    UNION ALL
+    SELECT DISTINCT 'error', v.oid::regclass::text,
+           format('materialized view stores rows of managed table %s for every tenant, outside row level security', m.tbl),
+           format('DROP MATERIALIZED VIEW %s;', v.oid::regclass)
+      FROM managed m
+      JOIN pg_depend d ON d.refobjid = m.relid AND d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class v ON v.oid = r.ev_class
+     WHERE m.kind = 'tenant' AND v.relkind = 'm'
+    UNION ALL
+    -- SECURITY DEFINER functions that read managed tables
+    SELECT DISTINCT 'warning', format('function %s', p.oid::regprocedure),
+           format('SECURITY DEFINER function refers to managed table %s: it runs with its owner''s rights', m.tbl),
+           format('ALTER FUNCTION %s SECURITY INVOKER;', p.oid::regprocedure)
+      FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace
+      JOIN managed m ON m.kind = 'tenant'
+     WHERE p.prosecdef AND pn.nspname NOT IN ('tenancy', 'pg_catalog', 'information_schema')
+       AND (position(lower(m.relname) IN lower(p.prosrc)) > 0
+            OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                        AND d.objid = p.oid AND d.refobjid = m.relid))
+    UNION ALL
+    -- roles that RLS never applies to, yet are in a tenancy role
+    SELECT DISTINCT 'error', format('role %I', r.rolname),
+           format('role has %s and is a member of %s: row level security never applies to it',
+                  CASE WHEN r.rolsuper THEN 'SUPERUSER' ELSE 'BYPASSRLS' END, g.rolname),
+           format('ALTER ROLE %I %s;', r.rolname, CASE WHEN r.rolsuper THEN 'NOSUPERUSER' ELSE 'NOBYPASSRLS' END)
+      FROM pg_roles r
+      JOIN pg_auth_members am ON am.member = r.oid
+      JOIN pg_roles g ON g.oid = am.roleid
+     WHERE g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst')
+       AND (r.rolbypassrls OR r.rolsuper)
+    UNION ALL
+    -- volatile context functions are re-evaluated per row and block index use
+    SELECT DISTINCT 'error', format('function %s', p.oid::regprocedure),
+           'function used for the tenant context is VOLATILE: it is evaluated for every row and the tenant index cannot be used',
+           format('ALTER FUNCTION %s STABLE;', p.oid::regprocedure)
+      FROM pg_proc p
+     WHERE p.provolatile = 'v'
+       AND p.oid <> 'tenancy.superadmin_access(oid, text)'::regprocedure
+       AND (p.oid IN ('tenancy.current_tenant()'::regprocedure, 'tenancy.visible_tenants()'::regprocedure)
+            OR p.oid IN (SELECT d.refobjid FROM pg_depend d JOIN pg_policy pol ON pol.oid = d.objid
+                          WHERE d.classid = 'pg_policy'::regclass AND d.refclassid = 'pg_proc'::regclass
+                            AND pol.polrelid IN (SELECT relid FROM managed WHERE kind = 'tenant')))
+    UNION ALL
+    -- TRUNCATE ignores row level security
+    SELECT 'error', m.tbl,
+           format('role %s can TRUNCATE it: TRUNCATE ignores row level security and empties every tenant',
+                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END),
+           format('REVOKE TRUNCATE ON %s FROM %s;', m.tbl,
+                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END)
+      FROM managed m, LATERAL aclexplode(m.relacl) acl
+     WHERE m.kind = 'tenant' AND acl.privilege_type = 'TRUNCATE' AND acl.grantee <> m.relowner
+)
+SELECT severity, object, problem, fix FROM findings
+ ORDER BY severity, object, problem
+$$;

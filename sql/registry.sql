@@ -1,0 +1,357 @@
+-- pg_tenancy registry and context: resolving tenants, the current tenant,
+-- creating, suspending, resuming and dropping tenants, binding roles.
+
+-- Is `t` a UUID in one of the forms the uuid type accepts most often?
+CREATE FUNCTION tenancy._is_uuid(t text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
+    SELECT t ~ '^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$'
+$$;
+
+-- Find a tenant by uuid or slug; NULL when there is none. Raises 22023 when
+-- the text is neither a uuid nor a well-formed slug.
+CREATE FUNCTION tenancy._find(tenant text) RETURNS uuid
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v uuid;
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'tenant must not be NULL',
+            HINT = 'Pass the tenant''s uuid or slug.';
+    END IF;
+    IF tenancy._is_uuid(tenant) THEN
+        SELECT t.id INTO v FROM tenancy.tenants t WHERE t.id = tenant::uuid;
+    ELSIF tenancy.slug_problem(tenant) IS NULL THEN
+        SELECT t.id INTO v FROM tenancy.tenants t WHERE t.slug = tenant;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%L is neither a tenant uuid nor a valid tenant slug', tenant),
+            DETAIL = pg_catalog.format('As a slug it %s.', tenancy.slug_problem(tenant)),
+            HINT = 'Slugs are 2-63 lowercase letters, digits and hyphens, e.g. ''acme-europe''.';
+    END IF;
+    RETURN v;
+END
+$$;
+
+/*
+ * The uuid of a tenant given by uuid or slug.
+ * Errors: 22023 malformed, P0002 no such tenant.
+ * Example: SELECT tenancy.resolve('acme');
+ */
+CREATE FUNCTION tenancy.resolve(tenant text) RETURNS uuid
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    v uuid := tenancy._find(tenant);
+BEGIN
+    IF v IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = pg_catalog.format('tenant %L does not exist', tenant),
+            HINT = 'List tenants with: SELECT id, slug, status FROM tenancy.tenants;';
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- Context resolution behind tenancy.current_tenant() (which caches it).
+CREATE FUNCTION tenancy._resolve_context(session_oid oid, current_oid oid, setting text) RETURNS uuid
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v uuid;
+BEGIN
+    SELECT b.tenant_id INTO v FROM tenancy.role_bindings b WHERE b.role::oid = session_oid;
+    IF NOT FOUND THEN
+        SELECT b.tenant_id INTO v FROM tenancy.role_bindings b WHERE b.role::oid = current_oid;
+    END IF;
+    IF NOT FOUND THEN
+        IF setting IS NULL OR setting = '' THEN
+            RETURN NULL;
+        END IF;
+        IF NOT tenancy._is_uuid(setting) AND tenancy.slug_problem(setting) IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = pg_catalog.format('tenancy.tenant_id is set to %L, which is neither a tenant uuid nor a valid slug', setting),
+                HINT = 'Use SELECT tenancy.set_tenant(''<slug or uuid>''), or RESET tenancy.tenant_id.';
+        END IF;
+        v := tenancy._find(setting);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tenancy.tenants t WHERE t.id = v AND t.status = 'active') THEN
+        RETURN NULL;  -- unknown, suspended or archived: fail closed
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- A tenant and all its descendants.
+CREATE FUNCTION tenancy._descendants(root uuid) RETURNS uuid[]
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE tree(id) AS (
+        SELECT t.id FROM tenancy.tenants t WHERE t.id = root
+        UNION
+        SELECT c.id FROM tenancy.tenants c JOIN tree ON c.parent_id = tree.id
+    )
+    SELECT COALESCE(pg_catalog.array_agg(id), '{}'::uuid[]) FROM tree
+$$;
+
+/*
+ * The current tenant and all its descendants (subsidiaries, departments):
+ * what a parent may read on tables enabled with hierarchical => true.
+ * Empty when there is no current tenant.
+ * Example: SELECT tenancy.visible_tenants();
+ */
+CREATE FUNCTION tenancy.visible_tenants() RETURNS uuid[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN c IS NULL THEN '{}'::uuid[] ELSE tenancy._descendants(c) END
+    FROM tenancy.current_tenant() AS c
+$$;
+
+-- Validate a set_tenant() request; returns the tenant's uuid.
+CREATE FUNCTION tenancy._check_set_tenant(tenant text, session_oid oid, current_oid oid) RETURNS uuid
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v      uuid := tenancy.resolve(tenant);
+    v_bound uuid;
+    v_status text;
+BEGIN
+    SELECT b.tenant_id INTO v_bound FROM tenancy.role_bindings b
+     WHERE b.role::oid IN (session_oid, current_oid)
+     ORDER BY b.role::oid = session_oid DESC LIMIT 1;
+    IF v_bound IS NOT NULL AND v_bound <> v THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('role %s is bound to tenant %s and cannot switch to %L',
+                        session_oid::regrole, (SELECT t.slug FROM tenancy.tenants t WHERE t.id = v_bound), tenant),
+            HINT = 'A bound role always works in its own tenant; a super admin can change that with tenancy.unbind_role().';
+    END IF;
+    SELECT t.status INTO v_status FROM tenancy.tenants t WHERE t.id = v;
+    IF v_status <> 'active' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tenant %L is %s', tenant, v_status),
+            HINT = 'A suspended tenant sees and writes nothing; resume it with tenancy.resume_tenant().';
+    END IF;
+    RETURN v;
+END
+$$;
+
+/*
+ * Make `tenant` (uuid or slug) the current tenant of this session, or of the
+ * current transaction when is_local. Returns its uuid.
+ * Errors: 22023 malformed, P0002 unknown, 55000 not active, 42501 the role is
+ * bound to another tenant.
+ * Example: SELECT tenancy.set_tenant('acme');
+ */
+CREATE FUNCTION tenancy.set_tenant(tenant text, is_local boolean DEFAULT false) RETURNS uuid
+LANGUAGE sql VOLATILE AS $$
+    SELECT pg_catalog.set_config('tenancy.tenant_id',
+             tenancy._check_set_tenant(tenant, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user),
+                                               (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))::text,
+             COALESCE(is_local, false))::uuid
+$$;
+
+/*
+ * Leave the tenant context: afterwards tenant tables show no rows.
+ * Example: SELECT tenancy.clear_tenant();
+ */
+CREATE FUNCTION tenancy.clear_tenant(is_local boolean DEFAULT false) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    SELECT pg_catalog.set_config('tenancy.tenant_id', '', COALESCE(is_local, false))::void
+$$;
+
+/*
+ * Register a tenant. Returns its uuid.
+ * Errors: 22023 invalid slug/name/settings, 23505 slug taken, P0002 unknown parent.
+ * Example: SELECT tenancy.create_tenant('acme', 'Acme Corp', plan => 'pro', industry => 'manufacturing');
+ *          SELECT tenancy.create_tenant('acme-europe', 'Acme Europe', parent => 'acme');
+ */
+CREATE FUNCTION tenancy.create_tenant(
+    slug text, name text, parent text DEFAULT NULL, plan text DEFAULT NULL,
+    industry text DEFAULT NULL, settings jsonb DEFAULT '{}'
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id     uuid;
+    v_parent uuid;
+BEGIN
+    IF slug IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'tenant slug must not be NULL';
+    END IF;
+    IF tenancy.slug_problem(slug) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenant slug %L is invalid', slug),
+            DETAIL = pg_catalog.format('A slug %s.', tenancy.slug_problem(slug)),
+            HINT = 'Slugs are 2-63 lowercase letters, digits and hyphens, e.g. ''acme-europe''.';
+    END IF;
+    IF name IS NULL OR pg_catalog.length(pg_catalog.btrim(name)) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenant name %L is invalid', name),
+            HINT = 'Give a display name of 1 to 200 characters.';
+    END IF;
+    IF settings IS NULL OR pg_catalog.jsonb_typeof(settings) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenant settings must be a JSON object, not %s', COALESCE(pg_catalog.jsonb_typeof(settings), 'NULL')),
+            HINT = 'For example settings => ''{"locale": "de"}''.';
+    END IF;
+    IF parent IS NOT NULL THEN
+        v_parent := tenancy.resolve(parent);
+    END IF;
+    INSERT INTO tenancy.tenants (slug, name, parent_id, plan, industry, settings)
+         VALUES (slug, pg_catalog.btrim(name), v_parent, plan, industry, settings)
+    ON CONFLICT ON CONSTRAINT tenants_slug_key DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '23505',
+            MESSAGE = pg_catalog.format('tenant slug %L is already taken', slug),
+            HINT = 'Choose another slug; SELECT slug FROM tenancy.tenants lists the taken ones.';
+    END IF;
+    PERFORM tenancy._audit('create_tenant', v_id, slug,
+        pg_catalog.jsonb_build_object('name', pg_catalog.btrim(name), 'parent_id', v_parent,
+                                      'plan', plan, 'industry', industry, 'settings', settings));
+    RETURN v_id;
+END
+$$;
+
+-- Move a tenant between statuses; shared by suspend_tenant and resume_tenant.
+CREATE FUNCTION tenancy._set_status(tenant text, from_status text, to_status text, action text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id uuid := tenancy.resolve(tenant);
+    v_status text;
+BEGIN
+    SELECT t.status INTO v_status FROM tenancy.tenants t WHERE t.id = v_id FOR UPDATE;
+    IF v_status = to_status THEN
+        RAISE NOTICE 'tenant % is already %', tenant, to_status;
+        RETURN v_id;
+    END IF;
+    IF v_status <> from_status THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tenant %L is %s, not %s', tenant, v_status, from_status),
+            HINT = 'Only active tenants can be suspended and only suspended tenants resumed.';
+    END IF;
+    UPDATE tenancy.tenants t SET status = to_status, updated_at = pg_catalog.now() WHERE t.id = v_id;
+    PERFORM tenancy._audit(action, v_id, tenant, pg_catalog.jsonb_build_object('from', v_status, 'to', to_status));
+    RETURN v_id;
+END
+$$;
+
+/*
+ * Suspend a tenant: from the next statement on, its context (set or bound)
+ * sees no rows and writes none, in every session. Data is kept.
+ * Example: SELECT tenancy.suspend_tenant('acme');
+ */
+CREATE FUNCTION tenancy.suspend_tenant(tenant text) RETURNS uuid
+LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'active', 'suspended', 'suspend_tenant') $$;
+
+/*
+ * Resume a suspended tenant.
+ * Example: SELECT tenancy.resume_tenant('acme');
+ */
+CREATE FUNCTION tenancy.resume_tenant(tenant text) RETURNS uuid
+LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'active', 'resume_tenant') $$;
+
+/*
+ * Delete a tenant and its rows in every managed table. `confirm` must repeat
+ * the tenant's slug. A tenant with child tenants is refused unless with_children,
+ * which drops the whole subtree. All rows go in one statement, so foreign
+ * keys between managed tables (even cycles) are satisfied at its end; a
+ * foreign key from an unmanaged table aborts everything (nothing is deleted).
+ * Returns the rows deleted per table.
+ * Example: SELECT tenancy.drop_tenant('globex', confirm => 'globex');
+ */
+CREATE FUNCTION tenancy.drop_tenant(tenant text, confirm text, with_children boolean DEFAULT false) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id       uuid := tenancy.resolve(tenant);
+    v_slug     text;
+    v_ids      uuid[];
+    v_children text;
+    v_sql      text := '';
+    v_sel      text := '';
+    v_counts   jsonb := '{}';
+    r          record;
+    i          int := 0;
+BEGIN
+    SELECT t.slug INTO v_slug FROM tenancy.tenants t WHERE t.id = v_id FOR UPDATE;
+    IF confirm IS DISTINCT FROM v_slug THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('drop_tenant(%L) needs confirm => %L', tenant, v_slug),
+            HINT = 'Repeat the tenant''s slug in confirm to show you mean it: every row of the tenant is deleted.';
+    END IF;
+    v_ids := tenancy._descendants(v_id);
+    IF pg_catalog.cardinality(v_ids) > 1 AND NOT COALESCE(with_children, false) THEN
+        SELECT pg_catalog.string_agg(t.slug, ', ' ORDER BY t.slug) INTO v_children
+          FROM tenancy.tenants t WHERE t.id = ANY (v_ids) AND t.id <> v_id;
+        RAISE EXCEPTION USING ERRCODE = '2BP01',
+            MESSAGE = pg_catalog.format('tenant %L has child tenants: %s', v_slug, v_children),
+            HINT = 'Drop the children first, or pass with_children => true to drop the whole subtree.';
+    END IF;
+    FOR r IN SELECT m.relid, m.tenant_column FROM tenancy.managed_tables m
+              WHERE m.kind = 'tenant' ORDER BY m.relid::text LOOP
+        i := i + 1;
+        v_sql := v_sql || pg_catalog.format('%s d%s AS (DELETE FROM %s WHERE %I = ANY ($1) RETURNING 1)',
+                                            CASE WHEN i = 1 THEN 'WITH' ELSE ',' END, i, r.relid, r.tenant_column);
+        v_sel := v_sel || pg_catalog.format('%s %L, (SELECT pg_catalog.count(*) FROM d%s)',
+                                            CASE WHEN i = 1 THEN '' ELSE ',' END, r.relid::text, i);
+    END LOOP;
+    IF i > 0 THEN
+        EXECUTE v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')' INTO v_counts USING v_ids;
+    END IF;
+    DELETE FROM tenancy.tenants t WHERE t.id = ANY (v_ids);
+    PERFORM tenancy._audit('drop_tenant', v_id, v_slug,
+        pg_catalog.jsonb_build_object('tenants', pg_catalog.to_jsonb(v_ids), 'rows', v_counts));
+    RETURN v_counts;
+END
+$$;
+
+/*
+ * Pin a login role to a tenant: whatever that role sets in
+ * tenancy.tenant_id, tenancy.current_tenant() returns this tenant.
+ * Errors: 42704 unknown role, 22023 superuser / BYPASSRLS / tenancy group role.
+ * Example: SELECT tenancy.bind_role('acme_app', 'acme');
+ */
+CREATE FUNCTION tenancy.bind_role(role regrole, tenant text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id uuid;
+    v_r  record;
+BEGIN
+    IF role IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'role must not be NULL';
+    END IF;
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls INTO v_r FROM pg_catalog.pg_roles r WHERE r.oid = role;
+    IF v_r.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('%s is a pg_tenancy group role and cannot be bound to a tenant', role),
+            HINT = 'Bind the login roles that are members of it.';
+    END IF;
+    IF v_r.rolsuper OR v_r.rolbypassrls THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('role %s has %s: row level security never applies to it, so binding cannot confine it',
+                                        role, CASE WHEN v_r.rolsuper THEN 'SUPERUSER' ELSE 'BYPASSRLS' END),
+            HINT = pg_catalog.format('Bind an ordinary login role, or first run ALTER ROLE %s NOBYPASSRLS NOSUPERUSER.', role);
+    END IF;
+    v_id := tenancy.resolve(tenant);
+    INSERT INTO tenancy.role_bindings (role, tenant_id) VALUES (role, v_id)
+    ON CONFLICT ON CONSTRAINT role_bindings_pkey DO UPDATE SET tenant_id = EXCLUDED.tenant_id, bound_at = pg_catalog.now();
+    PERFORM tenancy._audit('bind_role', v_id, role::text, '{}');
+END
+$$;
+
+/*
+ * Remove a role's tenant binding (a no-op with a NOTICE when it has none).
+ * Example: SELECT tenancy.unbind_role('acme_app');
+ */
+CREATE FUNCTION tenancy.unbind_role(role regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    DELETE FROM tenancy.role_bindings b WHERE b.role = unbind_role.role RETURNING b.tenant_id INTO v_id;
+    IF v_id IS NULL THEN
+        RAISE NOTICE 'role % is not bound to a tenant', role;
+        RETURN;
+    END IF;
+    PERFORM tenancy._audit('unbind_role', v_id, role::text, '{}');
+END
+$$;
+
+-- Registry visibility: members see their own tenant and its descendants.
+CREATE POLICY tenancy_registry_own ON tenancy.tenants FOR SELECT TO PUBLIC
+    USING (id = ANY ((SELECT tenancy.visible_tenants())::uuid[]));
+CREATE POLICY tenancy_registry_superadmin ON tenancy.tenants FOR SELECT TO tenancy_superadmin
+    USING (true);
