@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# make test: every test tier, then one summary line.
+#   1. lint           cargo fmt --check, cargo clippy -D warnings
+#   2. core           cargo test -p tenancy-core (unit + property tests, no database)
+#   3. sql            pgTAP suites in tests/sql against a fresh database (pg_prove)
+#   4. e2e            cargo test -p tenancy-e2e: real logins, attacks, oracle property test
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+"$ROOT/scripts/deps.sh"
+
+passed=0; failed=0; failures=()
+record() { # record <tier> <passed> <failed>
+    passed=$((passed + $2)); failed=$((failed + $3))
+    if [ "$3" -gt 0 ]; then failures+=("$1"); fi
+}
+# Sum "test result: ok. N passed; M failed" lines of cargo test output.
+cargo_counts() { awk '/^test result:/ { for (i=1;i<=NF;i++) { if ($(i)=="passed;") p+=$(i-1); if ($(i)=="failed;") f+=$(i-1) } } END { print p+0, f+0 }' "$1"; }
+
+log "tier 1: lint"
+if cargo fmt --all --check && cargo clippy --workspace --all-targets --quiet -- -D warnings; then
+    record lint 1 0
+else
+    record lint 0 1
+fi
+
+log "tier 2: core unit and property tests"
+out="$(mktemp)"
+cargo test -p tenancy-core 2>&1 | tee "$out" | grep -E '^test result|FAILED|panicked' || true
+read -r p f < <(cargo_counts "$out")
+[ "${PIPESTATUS[0]:-0}" = 0 ] || true
+if ! grep -q '^test result' "$out"; then f=$((f + 1)); fi
+record core "$p" "$f"
+
+"$ROOT/scripts/install.sh"
+"$ROOT/scripts/cluster.sh" start
+
+log "tier 3: pgTAP suites (tests/sql)"
+TAPDB=pg_tenancy_pgtap
+psql_db postgres -c "DROP DATABASE IF EXISTS $TAPDB WITH (FORCE)" -c "CREATE DATABASE $TAPDB"
+psql_db "$TAPDB" -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION pg_tenancy"
+tap_out="$(mktemp)"
+if pg_prove --ext .sql -d "$(db_url "$TAPDB")" "$ROOT"/tests/sql/*.sql 2>&1 | tee "$tap_out"; then :; fi
+tp=$(awk '/^Files=/{ for(i=1;i<=NF;i++) if ($(i) ~ /^Tests=/) { gsub(/Tests=|,/, "", $(i)); print $(i) } }' "$tap_out")
+if grep -q '^Result: PASS' "$tap_out"; then
+    record sql "${tp:-0}" 0
+else
+    tf=$(grep -Eo 'Failed [0-9]+/' "$tap_out" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print (s>0?s:1)}')
+    record sql "$(( ${tp:-0} - ${tf:-1} ))" "${tf:-1}"
+fi
+
+log "tier 4: end-to-end tests (tests/e2e)"
+e2e_out="$(mktemp)"
+TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-e2e --release 2>&1 | tee "$e2e_out" | grep -E '^test |^test result|panicked' || true
+read -r p f < <(cargo_counts "$e2e_out")
+if ! grep -q '^test result' "$e2e_out"; then f=$((f + 1)); fi
+record e2e "$p" "$f"
+
+echo
+if [ "$failed" -gt 0 ]; then
+    echo "failing tiers: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
