@@ -30,7 +30,7 @@ CONF
         return
     fi
     log "starting PostgreSQL 15 on $PGHOST:$PGPORT ($PGDATA_DIR)"
-    as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
+    as_cluster_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
         -o "-p $PGPORT -k /tmp" start >/dev/null || { tail -20 "$PGDATA_DIR/server.log" >&2; die "PostgreSQL did not start"; }
 }
 

@@ -66,9 +66,7 @@ BEGIN
             RETURN NULL;
         END IF;
         IF NOT tenancy._is_uuid(setting) AND tenancy.slug_problem(setting) IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = '22023',
-                MESSAGE = pg_catalog.format('tenancy.tenant_id is set to %L, which is neither a tenant uuid nor a valid slug', setting),
-                HINT = 'Use SELECT tenancy.set_tenant(''<slug or uuid>''), or RESET tenancy.tenant_id.';
+            RETURN NULL;  -- malformed: current_tenant() raises 22023 for it
         END IF;
         v := tenancy._find(setting);
     END IF;

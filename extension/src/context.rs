@@ -12,7 +12,8 @@
 //! every backend before its next statement sees the change: a suspended
 //! tenant, a new binding or a dropped tenant takes effect everywhere at commit.
 
-use crate::error::OrRaise;
+use crate::error::{raise, OrRaise};
+use pgrx::PgSqlErrorCode;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -86,12 +87,23 @@ pub fn current_tenant() -> Option<pgrx::Uuid> {
             .select(
                 "SELECT tenancy._resolve_context($1, $2, $3)",
                 Some(1),
-                &[session.into(), current.into(), text.into()],
+                &[session.into(), current.into(), text.clone().into()],
             )?
             .first()
             .get_one::<pgrx::Uuid>()
     })
     .or_raise("resolving the tenant context");
+    if resolved.is_none() {
+        if let Some(t) = text.as_deref() {
+            if tenancy_core::slug::classify(t).is_err() {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("tenancy.tenant_id is set to {t:?}, which is neither a tenant uuid nor a valid slug"),
+                    Some("Use SELECT tenancy.set_tenant('<slug or uuid>'), or RESET tenancy.tenant_id."),
+                );
+            }
+        }
+    }
     // Only remember the answer if nothing invalidated the cache meanwhile.
     if GENERATION.with(|g| g.get()) == generation {
         CACHE.with(|c| {
