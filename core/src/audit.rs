@@ -67,7 +67,10 @@ pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Result<
     for (i, e) in entries.into_iter().enumerate() {
         let expected = i as i64 + 1;
         if e.seq != expected {
-            return Err(Break::Gap { expected, found: e.seq });
+            return Err(Break::Gap {
+                expected,
+                found: e.seq,
+            });
         }
         if e.prev_hash != prev {
             return Err(Break::Link { seq: e.seq });
@@ -92,7 +95,12 @@ mod tests {
         for (i, fields) in contents.iter().enumerate() {
             let seq = i as i64 + 1;
             let hash = entry_hash(seq, fields, &prev);
-            out.push(Entry { seq, fields: fields.clone(), prev_hash: prev.clone(), hash: hash.clone() });
+            out.push(Entry {
+                seq,
+                fields: fields.clone(),
+                prev_hash: prev.clone(),
+                hash: hash.clone(),
+            });
             prev = hash;
         }
         out
@@ -101,7 +109,10 @@ mod tests {
     #[test]
     fn null_and_empty_differ_and_boundaries_matter() {
         assert_ne!(digest(&[None]), digest(&[Some("")]));
-        assert_ne!(digest(&[Some("ab"), Some("c")]), digest(&[Some("a"), Some("bc")]));
+        assert_ne!(
+            digest(&[Some("ab"), Some("c")]),
+            digest(&[Some("a"), Some("bc")])
+        );
         assert_eq!(digest(&[Some("x")]).len(), 64);
     }
 

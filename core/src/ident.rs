@@ -44,10 +44,8 @@ pub fn unquote_ident(quoted: &str) -> Option<String> {
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars().peekable();
     while let Some(ch) = chars.next() {
-        if ch == '"' {
-            if chars.next() != Some('"') {
-                return None;
-            }
+        if ch == '"' && chars.next() != Some('"') {
+            return None;
         }
         out.push(ch);
     }
@@ -63,7 +61,10 @@ mod tests {
     fn quotes_plain_and_hostile_names() {
         assert_eq!(quote_ident("tenant_id"), "\"tenant_id\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_ident("x\"; DROP TABLE t; --"), "\"x\"\"; DROP TABLE t; --\"");
+        assert_eq!(
+            quote_ident("x\"; DROP TABLE t; --"),
+            "\"x\"\"; DROP TABLE t; --\""
+        );
         assert_eq!(quote_qualified("My Schema", "T"), "\"My Schema\".\"T\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal("a\\b"), "'a\\b'");

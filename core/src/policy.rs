@@ -97,12 +97,18 @@ fn drop_ours(f: &TableFacts, table: &str, out: &mut Vec<String>) {
         .collect();
     ours.sort();
     for p in ours {
-        out.push(format!("DROP POLICY IF EXISTS {} ON {table};", quote_ident(p)));
+        out.push(format!(
+            "DROP POLICY IF EXISTS {} ON {table};",
+            quote_ident(p)
+        ));
     }
 }
 
 fn roles(list: &[&str]) -> String {
-    list.iter().map(|r| quote_ident(r)).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|r| quote_ident(r))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The DDL that puts a table under the extension's management.
@@ -110,9 +116,14 @@ pub fn generate(f: &TableFacts) -> Result<Vec<String>, PolicyError> {
     let table = quote_qualified(&f.schema, &f.name);
     let mut out = Vec::new();
     match &f.kind {
-        Kind::Tenant { column, hierarchical } => {
+        Kind::Tenant {
+            column,
+            hierarchical,
+        } => {
             if column.is_empty() || column.len() > 63 {
-                return Err(PolicyError::ColumnName { column: column.clone() });
+                return Err(PolicyError::ColumnName {
+                    column: column.clone(),
+                });
             }
             let col = quote_ident(column);
             match &f.column {
@@ -164,7 +175,10 @@ pub fn generate(f: &TableFacts) -> Result<Vec<String>, PolicyError> {
             let lit = quote_literal(&table);
             let sa = quote_ident(ROLE_SUPERADMIN);
             let access = |cmd: &str| {
-                format!("(SELECT tenancy.superadmin_access({lit}::regclass, {}))", quote_literal(cmd))
+                format!(
+                    "(SELECT tenancy.superadmin_access({lit}::regclass, {}))",
+                    quote_literal(cmd)
+                )
             };
             out.push(format!(
                 "CREATE POLICY tenancy_superadmin_select ON {table} AS PERMISSIVE FOR SELECT TO {sa} USING ({});",
@@ -201,10 +215,17 @@ pub fn generate(f: &TableFacts) -> Result<Vec<String>, PolicyError> {
                 "GRANT USAGE ON SCHEMA {} TO {writers}, {viewer};",
                 quote_ident(&f.schema)
             ));
-            out.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {writers};"));
+            out.push(format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {writers};"
+            ));
             out.push(format!("GRANT SELECT ON {table} TO {viewer};"));
-            out.push(format!("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM {viewer};"));
-            out.push(format!("REVOKE ALL ON {table} FROM {};", quote_ident(ROLE_ANALYST)));
+            out.push(format!(
+                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM {viewer};"
+            ));
+            out.push(format!(
+                "REVOKE ALL ON {table} FROM {};",
+                quote_ident(ROLE_ANALYST)
+            ));
             grant_sequences(f, &writers, &mut out);
         }
         Kind::Reference => {
@@ -224,12 +245,23 @@ pub fn generate(f: &TableFacts) -> Result<Vec<String>, PolicyError> {
             out.push(format!(
                 "CREATE POLICY tenancy_reference_delete ON {table} AS PERMISSIVE FOR DELETE TO {sa} USING (true);"
             ));
-            let all = roles(&[ROLE_SUPERADMIN, ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER, ROLE_ANALYST]);
+            let all = roles(&[
+                ROLE_SUPERADMIN,
+                ROLE_ADMIN,
+                ROLE_MEMBER,
+                ROLE_VIEWER,
+                ROLE_ANALYST,
+            ]);
             let others = roles(&[ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER, ROLE_ANALYST]);
-            out.push(format!("GRANT USAGE ON SCHEMA {} TO {all};", quote_ident(&f.schema)));
+            out.push(format!(
+                "GRANT USAGE ON SCHEMA {} TO {all};",
+                quote_ident(&f.schema)
+            ));
             out.push(format!("GRANT SELECT ON {table} TO {all};"));
             out.push(format!("GRANT INSERT, UPDATE, DELETE ON {table} TO {sa};"));
-            out.push(format!("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM {others};"));
+            out.push(format!(
+                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM {others};"
+            ));
             grant_sequences(f, &sa, &mut out);
         }
     }
@@ -238,7 +270,10 @@ pub fn generate(f: &TableFacts) -> Result<Vec<String>, PolicyError> {
 
 fn grant_sequences(f: &TableFacts, to: &str, out: &mut Vec<String>) {
     for (s, n) in &f.owned_sequences {
-        out.push(format!("GRANT USAGE, SELECT ON SEQUENCE {} TO {to};", quote_qualified(s, n)));
+        out.push(format!(
+            "GRANT USAGE, SELECT ON SEQUENCE {} TO {to};",
+            quote_qualified(s, n)
+        ));
     }
 }
 
@@ -249,8 +284,16 @@ pub fn generate_disable(f: &TableFacts) -> Vec<String> {
     let table = quote_qualified(&f.schema, &f.name);
     let mut out = Vec::new();
     drop_ours(f, &table, &mut out);
-    let all = roles(&[ROLE_SUPERADMIN, ROLE_ADMIN, ROLE_MEMBER, ROLE_VIEWER, ROLE_ANALYST]);
-    out.push(format!("REVOKE SELECT, INSERT, UPDATE, DELETE ON {table} FROM {all};"));
+    let all = roles(&[
+        ROLE_SUPERADMIN,
+        ROLE_ADMIN,
+        ROLE_MEMBER,
+        ROLE_VIEWER,
+        ROLE_ANALYST,
+    ]);
+    out.push(format!(
+        "REVOKE SELECT, INSERT, UPDATE, DELETE ON {table} FROM {all};"
+    ));
     out.push(format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;"));
     out
 }
@@ -265,7 +308,11 @@ mod tests {
             schema: "esg".into(),
             name: "data_points".into(),
             kind,
-            column: Some(ColumnFacts { type_name: "uuid".into(), not_null: true, has_default: true }),
+            column: Some(ColumnFacts {
+                type_name: "uuid".into(),
+                not_null: true,
+                has_default: true,
+            }),
             has_tenant_index: true,
             existing_policies: vec![],
             owned_sequences: vec![],
@@ -273,21 +320,34 @@ mod tests {
     }
 
     fn tenant(h: bool) -> Kind {
-        Kind::Tenant { column: "tenant_id".into(), hierarchical: h }
+        Kind::Tenant {
+            column: "tenant_id".into(),
+            hierarchical: h,
+        }
     }
 
     #[test]
     fn tenant_policies_are_per_command_without_or() {
         let ddl = generate(&facts(tenant(false))).unwrap();
-        let policies: Vec<_> = ddl.iter().filter(|s| s.starts_with("CREATE POLICY")).collect();
+        let policies: Vec<_> = ddl
+            .iter()
+            .filter(|s| s.starts_with("CREATE POLICY"))
+            .collect();
         assert_eq!(policies.len(), 12);
         for p in &policies {
             assert!(!p.to_uppercase().contains(" OR "), "{p}");
         }
-        assert!(ddl.contains(&"ALTER TABLE \"esg\".\"data_points\" FORCE ROW LEVEL SECURITY;".to_string()));
-        let select = policies.iter().find(|p| p.contains("tenancy_tenant_select")).unwrap();
+        assert!(ddl.contains(
+            &"ALTER TABLE \"esg\".\"data_points\" FORCE ROW LEVEL SECURITY;".to_string()
+        ));
+        let select = policies
+            .iter()
+            .find(|p| p.contains("tenancy_tenant_select"))
+            .unwrap();
         assert!(select.contains("USING (\"tenant_id\" = (SELECT tenancy.current_tenant()))"));
-        assert!(!ddl.iter().any(|s| s.contains("ADD COLUMN") || s.contains("CREATE INDEX")));
+        assert!(!ddl
+            .iter()
+            .any(|s| s.contains("ADD COLUMN") || s.contains("CREATE INDEX")));
     }
 
     #[test]
@@ -296,9 +356,14 @@ mod tests {
         f.column = None;
         f.has_tenant_index = false;
         let ddl = generate(&f).unwrap();
-        assert!(ddl[0].contains("ADD COLUMN \"tenant_id\" uuid NOT NULL DEFAULT tenancy.current_tenant()"));
+        assert!(ddl[0]
+            .contains("ADD COLUMN \"tenant_id\" uuid NOT NULL DEFAULT tenancy.current_tenant()"));
         assert!(ddl[1].starts_with("CREATE INDEX ON"));
-        f.column = Some(ColumnFacts { type_name: "uuid".into(), not_null: false, has_default: false });
+        f.column = Some(ColumnFacts {
+            type_name: "uuid".into(),
+            not_null: false,
+            has_default: false,
+        });
         let ddl = generate(&f).unwrap();
         assert!(ddl[0].contains("SET DEFAULT tenancy.current_tenant()"));
         assert!(ddl[1].contains("SET NOT NULL"));
@@ -308,27 +373,46 @@ mod tests {
     fn hierarchical_reads_descendants_but_writes_own() {
         let ddl = generate(&facts(tenant(true))).unwrap().join("\n");
         assert!(ddl.contains("FOR SELECT TO PUBLIC USING (\"tenant_id\" = ANY ((SELECT tenancy.visible_tenants())::uuid[]))"));
-        assert!(ddl.contains("FOR UPDATE TO PUBLIC USING (\"tenant_id\" = (SELECT tenancy.current_tenant()))"));
+        assert!(ddl.contains(
+            "FOR UPDATE TO PUBLIC USING (\"tenant_id\" = (SELECT tenancy.current_tenant()))"
+        ));
     }
 
     #[test]
     fn wrong_column_type_is_refused() {
         let mut f = facts(tenant(false));
-        f.column = Some(ColumnFacts { type_name: "text".into(), not_null: true, has_default: false });
+        f.column = Some(ColumnFacts {
+            type_name: "text".into(),
+            not_null: true,
+            has_default: false,
+        });
         assert_eq!(
             generate(&f),
-            Err(PolicyError::ColumnType { column: "tenant_id".into(), found: "text".into() })
+            Err(PolicyError::ColumnType {
+                column: "tenant_id".into(),
+                found: "text".into()
+            })
         );
-        f.kind = Kind::Tenant { column: String::new(), hierarchical: false };
+        f.kind = Kind::Tenant {
+            column: String::new(),
+            hierarchical: false,
+        };
         assert!(matches!(generate(&f), Err(PolicyError::ColumnName { .. })));
     }
 
     #[test]
     fn rerun_drops_only_our_policies() {
         let mut f = facts(tenant(false));
-        f.existing_policies = vec!["tenancy_tenant_select".into(), "user_policy".into(), "tenancy_old".into()];
+        f.existing_policies = vec![
+            "tenancy_tenant_select".into(),
+            "user_policy".into(),
+            "tenancy_old".into(),
+        ];
         let ddl = generate(&f).unwrap();
-        let drops: Vec<_> = ddl.iter().filter(|s| s.starts_with("DROP POLICY")).collect();
+        let drops: Vec<_> = ddl
+            .iter()
+            .filter(|s| s.starts_with("DROP POLICY"))
+            .collect();
         assert_eq!(drops.len(), 2);
         assert!(drops.iter().all(|d| !d.contains("user_policy")));
     }

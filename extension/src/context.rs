@@ -13,9 +13,9 @@
 //! tenant, a new binding or a dropped tenant takes effect everywhere at commit.
 
 use crate::error::{raise, OrRaise};
-use pgrx::PgSqlErrorCode;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -44,7 +44,10 @@ pub fn init() {
         GucFlags::default(),
     );
     unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(on_relcache_invalidation),
+            pg_sys::Datum::from(0),
+        );
     }
 }
 

@@ -25,7 +25,11 @@ impl<T> OrRaise<T> for Result<T, pgrx::spi::SpiError> {
     fn or_raise(self, what: &str) -> T {
         match self {
             Ok(v) => v,
-            Err(e) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{what}: {e}"), None),
+            Err(e) => raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("{what}: {e}"),
+                None,
+            ),
         }
     }
 }

@@ -28,7 +28,11 @@ extension_sql_file!(
         audit::audit_digest,
     ]
 );
-extension_sql_file!("../../sql/audit.sql", name = "audit_sql", requires = ["catalog"]);
+extension_sql_file!(
+    "../../sql/audit.sql",
+    name = "audit_sql",
+    requires = ["catalog"]
+);
 extension_sql_file!(
     "../../sql/registry.sql",
     name = "registry_sql",
@@ -39,32 +43,15 @@ extension_sql_file!(
     name = "policy_sql",
     requires = ["registry_sql", policy::policy_ddl, audit::superadmin_access]
 );
-extension_sql_file!("../../sql/linter.sql", name = "linter_sql", requires = ["policy_sql"]);
+extension_sql_file!(
+    "../../sql/linter.sql",
+    name = "linter_sql",
+    requires = ["policy_sql"]
+);
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 
 /// Called once when a backend loads the library.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     context::init();
-}
-
-#[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
-mod tests {
-    use pgrx::prelude::*;
-
-    #[pg_test]
-    fn current_tenant_is_null_without_context() {
-        let t = Spi::get_one::<pgrx::Uuid>("SELECT tenancy.current_tenant()").unwrap();
-        assert!(t.is_none());
-    }
-}
-
-/// Required by `cargo pgrx test`.
-#[cfg(test)]
-pub mod pg_test {
-    pub fn setup(_options: Vec<&str>) {}
-    pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
-    }
 }

@@ -4,14 +4,21 @@
 use crate::error::{raise, OrRaise};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
-use tenancy_core::policy::{generate, generate_disable, ColumnFacts, Kind, PolicyError, TableFacts};
+use tenancy_core::policy::{
+    generate, generate_disable, ColumnFacts, Kind, PolicyError, TableFacts,
+};
 
 /// The DDL that manages (`action` = 'tenant' or 'reference') or unmanages
 /// (`action` = 'disable') table `relid`. Internal: `tenancy.policy_sql`,
 /// `tenancy.enable`, `tenancy.disable` and `tenancy.register_reference` are
 /// the public entry points.
 #[pg_extern(stable, parallel_safe, name = "_policy_ddl")]
-pub fn policy_ddl(relid: pg_sys::Oid, action: &str, tenant_column: Option<&str>, hierarchical: Option<bool>) -> String {
+pub fn policy_ddl(
+    relid: pg_sys::Oid,
+    action: &str,
+    tenant_column: Option<&str>,
+    hierarchical: Option<bool>,
+) -> String {
     let facts = Spi::connect(|c| -> Result<Option<TableFacts>, pgrx::spi::SpiError> {
         let rel = c.select(
             "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \

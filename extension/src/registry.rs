@@ -10,5 +10,7 @@ use pgrx::prelude::*;
 /// ```
 #[pg_extern(immutable, parallel_safe, strict)]
 pub fn slug_problem(slug: &str) -> Option<String> {
-    tenancy_core::slug::validate(slug).err().map(|e| e.to_string())
+    tenancy_core::slug::validate(slug)
+        .err()
+        .map(|e| e.to_string())
 }
