@@ -24,7 +24,8 @@ COMMENT ON TABLE tenancy.tenants IS 'pg_tenancy: the tenant registry. Change it 
 
 CREATE TABLE tenancy.role_bindings (
     role      regrole PRIMARY KEY,
-    tenant_id uuid NOT NULL REFERENCES tenancy.tenants (id) ON DELETE CASCADE,
+    -- No ON DELETE CASCADE: a bound login must never silently become unbound.
+    tenant_id uuid NOT NULL REFERENCES tenancy.tenants (id),
     bound_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX role_bindings_tenant_id_idx ON tenancy.role_bindings (tenant_id);

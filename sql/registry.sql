@@ -245,7 +245,8 @@ LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'act
 /*
  * Delete a tenant and its rows in every managed table. `confirm` must repeat
  * the tenant's slug. A tenant with child tenants is refused unless with_children,
- * which drops the whole subtree. All rows go in one statement, so foreign
+ * which drops the whole subtree. Roles bound to a dropped tenant make it fail
+ * (unbind them first). All rows go in one statement, so foreign
  * keys between managed tables (even cycles) are satisfied at its end; a
  * foreign key from an unmanaged table aborts everything (nothing is deleted).
  * Returns the rows deleted per table.
@@ -277,6 +278,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '2BP01',
             MESSAGE = pg_catalog.format('tenant %L has child tenants: %s', v_slug, v_children),
             HINT = 'Drop the children first, or pass with_children => true to drop the whole subtree.';
+    END IF;
+    SELECT pg_catalog.string_agg(b.role::text, ', ' ORDER BY b.role::text) INTO v_children
+      FROM tenancy.role_bindings b WHERE b.tenant_id = ANY (v_ids);
+    IF v_children IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '2BP01',
+            MESSAGE = pg_catalog.format('roles are bound to tenant %L: %s', v_slug, v_children),
+            HINT = 'Unbind them with tenancy.unbind_role() (or drop the roles) first: an unbound login could choose any tenant.';
     END IF;
     FOR r IN SELECT m.relid, m.tenant_column FROM tenancy.managed_tables m
               WHERE m.kind = 'tenant' ORDER BY m.relid::text LOOP
