@@ -32,3 +32,15 @@ GRANT SELECT ON tenancy.tenants TO tenancy_superadmin, tenancy_admin, tenancy_me
 GRANT SELECT ON tenancy.managed_tables, tenancy.role_bindings TO tenancy_superadmin;
 GRANT INSERT, UPDATE, DELETE ON tenancy.managed_tables TO tenancy_superadmin;
 GRANT SELECT ON tenancy.audit_log TO tenancy_superadmin;
+
+-- Provisioning (sql/provision.sql): clone, templates, provisioning are the
+-- super admin's; every tenant may read its inherited settings.
+GRANT EXECUTE ON FUNCTION
+    tenancy.clone_tenant(text, text, text, regclass[], boolean), tenancy.clone_plan(regclass[]),
+    tenancy.create_template(text, text, regclass[], text, text), tenancy.drop_template(text),
+    tenancy.provision(text, text, text, text, text, jsonb), tenancy.provision_many(text, jsonb),
+    tenancy._copy_steps(oid[], boolean, jsonb), tenancy._tenant_tables(regclass[]), tenancy._table_key(oid),
+    tenancy._template_checksum(jsonb)
+TO tenancy_superadmin;
+GRANT EXECUTE ON FUNCTION tenancy.setting(text) TO PUBLIC;
+GRANT SELECT ON tenancy.templates, tenancy.template_store, tenancy.template_uses TO tenancy_superadmin;

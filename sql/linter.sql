@@ -9,7 +9,14 @@
 CREATE FUNCTION tenancy.check_isolation()
 RETURNS TABLE (severity text, object text, problem text, fix text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-WITH managed AS (
+WITH RECURSIVE memberships (member, roleid) AS (
+    -- direct and indirect role memberships (pg_has_role is true for every
+    -- superuser, so it cannot tell who was actually granted a role)
+    SELECT am.member, am.roleid FROM pg_auth_members am
+    UNION
+    SELECT ms.member, am.roleid FROM memberships ms JOIN pg_auth_members am ON am.member = ms.roleid
+),
+managed AS (
     SELECT m.relid::oid AS relid, m.relid::text AS tbl, m.kind, m.tenant_column,
            c.relrowsecurity, c.relforcerowsecurity, c.relnamespace, c.relname, c.relowner, c.relacl
       FROM tenancy.managed_tables m JOIN pg_class c ON c.oid = m.relid
@@ -32,13 +39,23 @@ findings AS (
            format('ALTER TABLE %s FORCE ROW LEVEL SECURITY;', tbl)
       FROM managed WHERE NOT relforcerowsecurity
     UNION ALL
-    -- generated tenant policies missing
-    SELECT 'error', tbl, 'some of the generated tenant policies are missing',
-           format('SELECT tenancy.enable(%L, %L);', tbl, tenant_column)
-      FROM managed m WHERE kind = 'tenant'
-       AND (SELECT count(*) FROM pg_policy p WHERE p.polrelid = m.relid
-             AND p.polname IN ('tenancy_tenant_select', 'tenancy_tenant_insert',
-                               'tenancy_tenant_update', 'tenancy_tenant_delete')) < 4
+    -- generated policies missing
+    SELECT 'error', tbl, format('generated policies are missing: %s', missing),
+           CASE WHEN kind = 'tenant' THEN format('SELECT tenancy.enable(%L, %L);', tbl, tenant_column)
+                ELSE format('SELECT tenancy.register_reference(%L);', tbl) END
+      FROM (SELECT m.tbl, m.kind, m.tenant_column,
+                   (SELECT string_agg(e.name, ', ' ORDER BY e.name)
+                      FROM unnest(CASE WHEN m.kind = 'tenant' THEN ARRAY[
+                               'tenancy_tenant_select', 'tenancy_tenant_insert', 'tenancy_tenant_update',
+                               'tenancy_tenant_delete', 'tenancy_superadmin_select', 'tenancy_superadmin_insert',
+                               'tenancy_superadmin_update', 'tenancy_superadmin_delete', 'tenancy_viewer_no_insert',
+                               'tenancy_viewer_no_update', 'tenancy_viewer_no_delete', 'tenancy_analyst_no_rows']
+                           ELSE ARRAY['tenancy_reference_select', 'tenancy_reference_insert',
+                                      'tenancy_reference_update', 'tenancy_reference_delete'] END) AS e(name)
+                     WHERE NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = m.relid AND p.polname = e.name)
+                   ) AS missing
+              FROM managed m) g
+     WHERE missing IS NOT NULL
     UNION ALL
     -- unmanaged partitions of a managed table can be queried directly
     SELECT 'error', c.oid::regclass::text,
@@ -126,9 +143,9 @@ findings AS (
            format('role has %s and is a member of %s: row level security never applies to it',
                   CASE WHEN r.rolsuper THEN 'SUPERUSER' ELSE 'BYPASSRLS' END, g.rolname),
            format('ALTER ROLE %I %s;', r.rolname, CASE WHEN r.rolsuper THEN 'NOSUPERUSER' ELSE 'NOBYPASSRLS' END)
-      FROM pg_roles r
-      JOIN pg_auth_members am ON am.member = r.oid
-      JOIN pg_roles g ON g.oid = am.roleid
+      FROM memberships ms
+      JOIN pg_roles r ON r.oid = ms.member
+      JOIN pg_roles g ON g.oid = ms.roleid
      WHERE g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst')
        AND (r.rolbypassrls OR r.rolsuper)
     UNION ALL

@@ -106,15 +106,16 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     v      uuid := tenancy.resolve(tenant);
     v_bound uuid;
+    v_role  regrole;
     v_status text;
 BEGIN
-    SELECT b.tenant_id INTO v_bound FROM tenancy.role_bindings b
+    SELECT b.tenant_id, b.role INTO v_bound, v_role FROM tenancy.role_bindings b
      WHERE b.role::oid IN (session_oid, current_oid)
      ORDER BY b.role::oid = session_oid DESC LIMIT 1;
     IF v_bound IS NOT NULL AND v_bound <> v THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('role %s is bound to tenant %s and cannot switch to %L',
-                        session_oid::regrole, (SELECT t.slug FROM tenancy.tenants t WHERE t.id = v_bound), tenant),
+                        v_role, (SELECT t.slug FROM tenancy.tenants t WHERE t.id = v_bound), tenant),
             HINT = 'A bound role always works in its own tenant; a super admin can change that with tenancy.unbind_role().';
     END IF;
     SELECT t.status INTO v_status FROM tenancy.tenants t WHERE t.id = v;

@@ -1,0 +1,227 @@
+-- tenancy.check_isolation: each kind of finding is reported with its fix,
+-- and running the fix makes the finding go away.
+BEGIN;
+SET LOCAL client_min_messages = warning;
+SELECT plan(68);
+
+SELECT tenancy.create_tenant('acme', 'Acme');
+CREATE SCHEMA t07;
+CREATE TABLE t07.ledger (id int, tenant_id uuid NOT NULL DEFAULT tenancy.current_tenant(), amount numeric);
+CREATE TABLE t07.orgledger (id int, org uuid NOT NULL, amount numeric);
+CREATE TABLE t07.units (code text PRIMARY KEY);
+SELECT tenancy.enable('t07.ledger');
+SELECT tenancy.enable('t07.orgledger', tenant_column => 'org');
+SELECT tenancy.register_reference('t07.units');
+
+-- Findings about this file's objects (the linter looks at the whole database).
+CREATE FUNCTION pg_temp.findings() RETURNS TABLE (severity text, object text, problem text, fix text)
+LANGUAGE sql AS $$
+    SELECT * FROM tenancy.check_isolation() f
+     WHERE f.object ~ 't07[._]|tap07|tenancy\.(current_tenant|visible_tenants)'
+$$;
+-- The fix of the one finding on `obj` whose problem matches `pat`.
+CREATE FUNCTION pg_temp.fix_of(obj text, pat text) RETURNS text LANGUAGE sql AS $$
+    SELECT f.fix FROM pg_temp.findings() f WHERE f.object = obj AND f.problem ~ pat
+$$;
+CREATE FUNCTION pg_temp.has_finding(obj text, pat text) RETURNS boolean LANGUAGE sql AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_temp.findings() f WHERE f.object = obj AND f.problem ~ pat)
+$$;
+
+SELECT is_empty($$SELECT * FROM pg_temp.findings()$$, 'freshly enabled tables have no findings');
+
+-- ---------------------------------------------------------------- RLS not enabled
+ALTER TABLE t07.ledger DISABLE ROW LEVEL SECURITY;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'not enabled'$$,
+                  $$VALUES ('error', 'ALTER TABLE t07.ledger ENABLE ROW LEVEL SECURITY;')$$,
+                  'RLS disabled: error with an ENABLE fix');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'not enabled'), 'the ENABLE fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'not enabled'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- RLS not forced
+ALTER TABLE t07.ledger NO FORCE ROW LEVEL SECURITY;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'not forced'$$,
+                  $$VALUES ('error', 'ALTER TABLE t07.ledger FORCE ROW LEVEL SECURITY;')$$,
+                  'RLS not forced: error with a FORCE fix');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'not forced'), 'the FORCE fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'not forced'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- generated policy missing
+DROP POLICY tenancy_tenant_select ON t07.orgledger;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.orgledger' AND problem ~ 'policies are missing'$$,
+                  $$VALUES ('error', 'SELECT tenancy.enable(''t07.orgledger'', ''org'');')$$,
+                  'a generated policy dropped: error with an enable fix that keeps the column');
+SELECT lives_ok(pg_temp.fix_of('t07.orgledger', 'policies are missing'), 'the enable fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.orgledger', 'policies are missing'), 'after the fix the finding is gone');
+SELECT is((SELECT tenant_column::text FROM tenancy.managed_tables WHERE relid = 't07.orgledger'::regclass), 'org',
+          'the fix kept the tenant column');
+
+-- the restrictive analyst / viewer policies are generated policies too: without
+-- them a mistaken GRANT lets an analyst read raw rows or a viewer write
+DROP POLICY tenancy_analyst_no_rows ON t07.ledger;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'policies are missing'$$,
+                  $$VALUES ('error', 'SELECT tenancy.enable(''t07.ledger'', ''tenant_id'');')$$,
+                  'the analyst''s restrictive policy dropped: reported as a missing generated policy');
+SELECT tenancy.enable('t07.ledger');
+DROP POLICY tenancy_viewer_no_update ON t07.ledger;
+SELECT ok(pg_temp.has_finding('t07.ledger', 'policies are missing'),
+          'a viewer''s restrictive policy dropped: reported as a missing generated policy');
+SELECT tenancy.enable('t07.ledger');
+
+-- ---------------------------------------------------------------- permissive user policy without tenant
+CREATE POLICY tap07_open ON t07.ledger FOR SELECT USING (true);
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'policy tap07_open on t07.ledger'$$,
+                  $$VALUES ('error', 'DROP POLICY tap07_open ON t07.ledger;')$$,
+                  'a permissive policy not restricting by tenant: error with a DROP fix');
+SELECT lives_ok(pg_temp.fix_of('policy tap07_open on t07.ledger', 'does not restrict by tenant'), 'the DROP POLICY fix runs');
+SELECT ok(NOT pg_temp.has_finding('policy tap07_open on t07.ledger', '.'), 'after the fix the finding is gone');
+CREATE POLICY tap07_scoped ON t07.ledger FOR SELECT USING (tenant_id = tenancy.current_tenant() AND amount > 0);
+SELECT ok(NOT pg_temp.has_finding('policy tap07_scoped on t07.ledger', '.'), 'a permissive policy that uses the tenant is not flagged');
+CREATE POLICY tap07_restrict ON t07.ledger AS RESTRICTIVE FOR SELECT USING (amount > 0);
+SELECT ok(NOT pg_temp.has_finding('policy tap07_restrict on t07.ledger', '.'), 'a restrictive policy without tenant is not flagged');
+DROP POLICY tap07_scoped ON t07.ledger;
+DROP POLICY tap07_restrict ON t07.ledger;
+
+-- ---------------------------------------------------------------- OR in a policy
+CREATE POLICY tap07_or ON t07.ledger AS RESTRICTIVE FOR SELECT USING (tenant_id = tenancy.current_tenant() OR amount IS NULL);
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'policy tap07_or on t07.ledger'$$,
+                  $$VALUES ('warning', 'DROP POLICY tap07_or ON t07.ledger; -- then create one policy per role (CREATE POLICY ... TO role)')$$,
+                  'OR in a policy: warning with a fix');
+SELECT lives_ok(pg_temp.fix_of('policy tap07_or on t07.ledger', 'OR'), 'the fix runs');
+SELECT ok(NOT pg_temp.has_finding('policy tap07_or on t07.ledger', '.'), 'after the fix the finding is gone');
+CREATE POLICY tap07_order ON t07.ledger AS RESTRICTIVE FOR SELECT USING (tenant_id IS NOT NULL AND amount IS NOT NULL);
+SELECT ok(NOT pg_temp.has_finding('policy tap07_order on t07.ledger', 'OR'), 'AND without OR is not flagged');
+DROP POLICY tap07_order ON t07.ledger;
+
+-- ---------------------------------------------------------------- missing tenant index
+DROP INDEX t07.ledger_tenant_id_idx;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'no index'$$,
+                  $$VALUES ('warning', 'CREATE INDEX ON t07.ledger (tenant_id);')$$,
+                  'missing tenant index: warning with a CREATE INDEX fix');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'no index'), 'the CREATE INDEX fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'no index'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- nullable tenant column
+ALTER TABLE t07.ledger ALTER COLUMN tenant_id DROP NOT NULL;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'allows NULL'$$,
+                  $$VALUES ('warning', 'ALTER TABLE t07.ledger ALTER COLUMN tenant_id SET NOT NULL;')$$,
+                  'nullable tenant column: warning with a SET NOT NULL fix');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'allows NULL'), 'the SET NOT NULL fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'allows NULL'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- unmanaged table with a tenant-looking column
+CREATE TABLE t07.stray (id int, tenant_id uuid);
+CREATE TABLE t07.stray_org (id int, org uuid);
+CREATE TABLE t07.plain (id int);
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.stray'$$,
+                  $$VALUES ('warning', 'SELECT tenancy.enable(''t07.stray'', ''tenant_id'');')$$,
+                  'unmanaged table with tenant_id in a tenant schema: warning with an enable fix');
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.stray_org'$$,
+                  $$VALUES ('warning', 'SELECT tenancy.enable(''t07.stray_org'', ''org'');')$$,
+                  'unmanaged table with a custom tenant column name: flagged too');
+SELECT ok(NOT pg_temp.has_finding('t07.plain', '.'), 'a table without a tenant column is not flagged');
+SELECT lives_ok(pg_temp.fix_of('t07.stray', 'is not managed'), 'the enable fix runs');
+SELECT lives_ok(pg_temp.fix_of('t07.stray_org', 'is not managed'), 'the enable fix with the custom column runs');
+SELECT ok(NOT pg_temp.has_finding('t07.stray', '.') AND NOT pg_temp.has_finding('t07.stray_org', '.'), 'after the fixes the findings are gone');
+SELECT is((SELECT tenant_column::text FROM tenancy.managed_tables WHERE relid = 't07.stray_org'::regclass), 'org',
+          'the fix managed the table by its own tenant column');
+
+-- ---------------------------------------------------------------- unmanaged partition of a managed table
+CREATE TABLE t07.events (tenant_id uuid NOT NULL, at date NOT NULL, what text) PARTITION BY RANGE (at);
+SELECT tenancy.enable('t07.events');
+CREATE TABLE t07.events_2024 PARTITION OF t07.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.events_2024'$$,
+                  $$VALUES ('error', 'SELECT tenancy.enable(''t07.events_2024'', ''tenant_id'');')$$,
+                  'unmanaged partition: error with an enable fix (and no duplicate tenant-column warning)');
+SELECT lives_ok(pg_temp.fix_of('t07.events_2024', 'partition'), 'the enable fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.events_2024', '.'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- views
+CREATE VIEW t07.ledger_view AS SELECT id, amount FROM t07.ledger;
+CREATE VIEW t07.ledger_safe WITH (security_invoker = true) AS SELECT id, amount FROM t07.ledger;
+CREATE VIEW t07.units_view AS SELECT code FROM t07.units;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger_view'$$,
+                  $$VALUES ('error', 'ALTER VIEW t07.ledger_view SET (security_invoker = true);')$$,
+                  'view over a managed table without security_invoker: error with a fix');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger_safe', '.'), 'a security_invoker view is not flagged');
+SELECT ok(NOT pg_temp.has_finding('t07.units_view', '.'), 'a view over a reference table is not flagged');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger_view', 'security_invoker'), 'the ALTER VIEW fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger_view', '.'), 'after the fix the finding is gone');
+CREATE MATERIALIZED VIEW t07.ledger_mv AS SELECT id, amount FROM t07.ledger WITH NO DATA;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger_mv'$$,
+                  $$VALUES ('error', 'DROP MATERIALIZED VIEW t07.ledger_mv;')$$,
+                  'materialized view over a managed table: error with a DROP fix');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger_mv', 'materialized'), 'the DROP fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger_mv', '.'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- SECURITY DEFINER function
+CREATE FUNCTION t07.total() RETURNS numeric LANGUAGE sql SECURITY DEFINER AS $$ SELECT sum(amount) FROM t07.ledger $$;
+CREATE FUNCTION t07.total_invoker() RETURNS numeric LANGUAGE sql AS $$ SELECT sum(amount) FROM t07.ledger $$;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'function t07.total()'$$,
+                  $$VALUES ('warning', 'ALTER FUNCTION t07.total() SECURITY INVOKER;')$$,
+                  'SECURITY DEFINER function reading a managed table: warning with a fix');
+SELECT ok(NOT pg_temp.has_finding('function t07.total_invoker()', '.'), 'a SECURITY INVOKER function is not flagged');
+SELECT lives_ok(pg_temp.fix_of('function t07.total()', 'SECURITY DEFINER'), 'the SECURITY INVOKER fix runs');
+SELECT ok(NOT pg_temp.has_finding('function t07.total()', '.'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- roles that bypass RLS in a tenancy role
+CREATE ROLE tap07_bypass BYPASSRLS NOLOGIN;
+GRANT tenancy_member TO tap07_bypass;
+CREATE ROLE tap07_super SUPERUSER NOLOGIN;
+GRANT tenancy_viewer TO tap07_super;
+SELECT results_eq($$SELECT severity, problem, fix FROM pg_temp.findings() WHERE object = 'role tap07_bypass'$$,
+                  $$VALUES ('error', 'role has BYPASSRLS and is a member of tenancy_member: row level security never applies to it',
+                            'ALTER ROLE tap07_bypass NOBYPASSRLS;')$$,
+                  'BYPASSRLS role in a tenancy role: error with a NOBYPASSRLS fix');
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'role tap07_super'$$,
+                  $$VALUES ('error', 'ALTER ROLE tap07_super NOSUPERUSER;')$$,
+                  'SUPERUSER role in a tenancy role: error with a NOSUPERUSER fix');
+SELECT lives_ok(pg_temp.fix_of('role tap07_bypass', 'BYPASSRLS'), 'the NOBYPASSRLS fix runs');
+SELECT lives_ok(pg_temp.fix_of('role tap07_super', 'SUPERUSER'), 'the NOSUPERUSER fix runs');
+SELECT ok(NOT pg_temp.has_finding('role tap07_bypass', '.') AND NOT pg_temp.has_finding('role tap07_super', '.'),
+          'after the fixes the findings are gone');
+-- membership through an intermediate group role counts just the same
+CREATE ROLE tap07_app_group NOLOGIN;
+GRANT tenancy_member TO tap07_app_group;
+CREATE ROLE tap07_indirect BYPASSRLS NOLOGIN;
+GRANT tap07_app_group TO tap07_indirect;
+SELECT is(pg_temp.fix_of('role tap07_indirect', 'BYPASSRLS'), 'ALTER ROLE tap07_indirect NOBYPASSRLS;',
+          'a BYPASSRLS role in a tenancy role through a group: flagged too');
+ALTER ROLE tap07_indirect NOBYPASSRLS;
+
+-- ---------------------------------------------------------------- VOLATILE context functions
+ALTER FUNCTION tenancy.current_tenant() VOLATILE;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'function tenancy.current_tenant()'$$,
+                  $$VALUES ('error', 'ALTER FUNCTION tenancy.current_tenant() STABLE;')$$,
+                  'VOLATILE current_tenant: error with a STABLE fix');
+SELECT lives_ok(pg_temp.fix_of('function tenancy.current_tenant()', 'VOLATILE'), 'the STABLE fix runs');
+SELECT ok(NOT pg_temp.has_finding('function tenancy.current_tenant()', '.'), 'after the fix the finding is gone');
+CREATE FUNCTION t07.my_tenant() RETURNS uuid LANGUAGE sql VOLATILE AS $$ SELECT tenancy.current_tenant() $$;
+CREATE POLICY tap07_volatile ON t07.ledger AS RESTRICTIVE FOR SELECT USING (tenant_id = t07.my_tenant());
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'function t07.my_tenant()'$$,
+                  $$VALUES ('error', 'ALTER FUNCTION t07.my_tenant() STABLE;')$$,
+                  'a VOLATILE function used in a policy of a managed table: error with a STABLE fix');
+SELECT lives_ok(pg_temp.fix_of('function t07.my_tenant()', 'VOLATILE'), 'the STABLE fix runs');
+SELECT ok(NOT pg_temp.has_finding('function t07.my_tenant()', '.'), 'after the fix the finding is gone');
+DROP POLICY tap07_volatile ON t07.ledger;
+
+-- ---------------------------------------------------------------- TRUNCATE granted
+CREATE ROLE tap07_etl NOLOGIN;
+GRANT TRUNCATE ON t07.ledger TO tap07_etl;
+GRANT TRUNCATE ON t07.ledger TO PUBLIC;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'TRUNCATE' ORDER BY fix$$,
+                  $$VALUES ('error', 'REVOKE TRUNCATE ON t07.ledger FROM PUBLIC;'), ('error', 'REVOKE TRUNCATE ON t07.ledger FROM tap07_etl;')$$,
+                  'TRUNCATE granted (to a role, to PUBLIC): errors with REVOKE fixes');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'role tap07_etl can TRUNCATE'), 'the REVOKE fix for the role runs');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'role PUBLIC can TRUNCATE'), 'the REVOKE fix for PUBLIC runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'TRUNCATE'), 'after the fixes the findings are gone');
+
+-- ---------------------------------------------------------------- all clean again
+SELECT is_empty($$SELECT * FROM pg_temp.findings()$$, 'after every fix there is nothing left to report');
+
+CREATE ROLE tap07_member NOLOGIN; GRANT tenancy_member TO tap07_member;
+SET LOCAL ROLE tap07_member;
+SELECT throws_ok($$SELECT * FROM tenancy.check_isolation()$$, '42501', NULL, 'a member cannot run the linter: 42501');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
