@@ -50,7 +50,7 @@ fi
 
 log "tier 4: end-to-end tests (tests/e2e)"
 e2e_out="$(mktemp)"
-TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-e2e --release 2>&1 | tee "$e2e_out" | grep -E '^test |^test result|panicked' || true
+TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-e2e --release --no-fail-fast 2>&1 | tee "$e2e_out" | grep -E '^test |^test result|panicked' || true
 read -r p f < <(cargo_counts "$e2e_out")
 if ! grep -q '^test result' "$e2e_out"; then f=$((f + 1)); fi
 record e2e "$p" "$f"

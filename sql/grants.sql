@@ -5,13 +5,14 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tenancy FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenancy TO PUBLIC;
 
 -- Context: every role may ask for and set its tenant.
+-- Internal lookups (_context, _find, _descendants, ...) stay private: the
+-- Rust entry points run them as the extension owner, so no role can query
+-- other tenants' ids or bindings through them.
 GRANT EXECUTE ON FUNCTION
-    tenancy.current_tenant(), tenancy.visible_tenants(),
+    tenancy.current_tenant(), tenancy.visible_tenants(), tenancy.bound_tenant(),
     tenancy.set_tenant(text, boolean), tenancy.clear_tenant(boolean), tenancy.resolve(text),
-    tenancy.slug_problem(text), tenancy.audit_digest(text[]),
-    tenancy._is_uuid(text), tenancy._find(text), tenancy._descendants(uuid),
-    tenancy._resolve_context(oid, oid, text), tenancy._check_set_tenant(text, oid, oid),
-    tenancy._invalidate_context(oid)
+    tenancy.slug_problem(text), tenancy.audit_digest(text[]), tenancy._is_uuid(text),
+    tenancy._check_set_tenant(text, oid, oid)
 TO PUBLIC;
 
 -- Administration: the super admin.

@@ -32,25 +32,6 @@ BEGIN
 END
 $$;
 
-/*
- * The uuid of a tenant given by uuid or slug.
- * Errors: 22023 malformed, P0002 no such tenant.
- * Example: SELECT tenancy.resolve('acme');
- */
-CREATE FUNCTION tenancy.resolve(tenant text) RETURNS uuid
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
-DECLARE
-    v uuid := tenancy._find(tenant);
-BEGIN
-    IF v IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = pg_catalog.format('tenant %L does not exist', tenant),
-            HINT = 'List tenants with: SELECT id, slug, status FROM tenancy.tenants;';
-    END IF;
-    RETURN v;
-END
-$$;
-
 -- Context resolution behind tenancy.current_tenant() (which caches it).
 CREATE FUNCTION tenancy._resolve_context(session_oid oid, current_oid oid, setting text) RETURNS uuid
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -88,23 +69,48 @@ LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog,
     SELECT COALESCE(pg_catalog.array_agg(id), '{}'::uuid[]) FROM tree
 $$;
 
-/*
- * The current tenant and all its descendants (subsidiaries, departments):
- * what a parent may read on tables enabled with hierarchical => true.
- * Empty when there is no current tenant.
- * Example: SELECT tenancy.visible_tenants();
- */
-CREATE FUNCTION tenancy.visible_tenants() RETURNS uuid[]
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN c IS NULL THEN '{}'::uuid[] ELSE tenancy._descendants(c) END
-    FROM tenancy.current_tenant() AS c
+-- The binding of a session user or current role, session user first.
+CREATE FUNCTION tenancy._bound_tenant(session_oid oid, current_oid oid) RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT b.tenant_id FROM tenancy.role_bindings b
+     WHERE b.role::oid IN (session_oid, current_oid)
+     ORDER BY b.role::oid = session_oid DESC LIMIT 1
+$$;
+
+-- The context behind current_tenant() and visible_tenants() (which cache it):
+-- the current tenant first, then its descendants; empty when there is none.
+CREATE FUNCTION tenancy._context(session_oid oid, current_oid oid, setting text) RETURNS uuid[]
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v uuid := tenancy._resolve_context(session_oid, current_oid, setting);
+BEGIN
+    IF v IS NULL THEN
+        RETURN '{}';
+    END IF;
+    RETURN ARRAY[v] || ARRAY(SELECT d FROM pg_catalog.unnest(tenancy._descendants(v)) d WHERE d <> v);
+END
+$$;
+
+-- Look a tenant up for tenancy.resolve(): a bound caller sees only its own
+-- tenant and its descendants, so it cannot enumerate the others.
+CREATE FUNCTION tenancy._find_visible(tenant text, session_oid oid, current_oid oid) RETURNS uuid
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v     uuid := tenancy._find(tenant);
+    bound uuid := tenancy._bound_tenant(session_oid, current_oid);
+BEGIN
+    IF v IS NOT NULL AND bound IS NOT NULL AND v <> ALL (tenancy._descendants(bound)) THEN
+        RETURN NULL;
+    END IF;
+    RETURN v;
+END
 $$;
 
 -- Validate a set_tenant() request; returns the tenant's uuid.
 CREATE FUNCTION tenancy._check_set_tenant(tenant text, session_oid oid, current_oid oid) RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v      uuid := tenancy.resolve(tenant);
+    v       uuid;
     v_bound uuid;
     v_role  regrole;
     v_status text;
@@ -112,7 +118,14 @@ BEGIN
     SELECT b.tenant_id, b.role INTO v_bound, v_role FROM tenancy.role_bindings b
      WHERE b.role::oid IN (session_oid, current_oid)
      ORDER BY b.role::oid = session_oid DESC LIMIT 1;
-    IF v_bound IS NOT NULL AND v_bound <> v THEN
+    -- A bound role learns nothing about other tenants: any other target,
+    -- existing or not, is the same refusal.
+    IF v_bound IS NOT NULL THEN
+        v := tenancy._find(tenant);
+    ELSE
+        v := tenancy.resolve(tenant);
+    END IF;
+    IF v_bound IS NOT NULL AND v IS DISTINCT FROM v_bound THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('role %s is bound to tenant %s and cannot switch to %L',
                         v_role, (SELECT t.slug FROM tenancy.tenants t WHERE t.id = v_bound), tenant),

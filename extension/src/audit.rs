@@ -1,6 +1,7 @@
 //! Audit log support: the entry hash, and the audit of super-admin access.
 
-use crate::error::OrRaise;
+use crate::error::{raise, OrRaise};
+use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -42,6 +43,14 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
         a.1.insert(key)
     });
     if first {
+        if unsafe { pg_sys::XactReadOnly } {
+            AUDITED.with(|a| a.borrow_mut().1.clear());
+            raise(
+                PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                "tenancy_superadmin cannot read managed tables in a read-only transaction",
+                Some("Every cross-tenant access by a super admin writes an audit entry; use a read-write transaction."),
+            );
+        }
         Spi::run_with_args(
             "SELECT tenancy._audit('superadmin_access', tenancy.current_tenant(), $1::regclass::text, \
              pg_catalog.jsonb_build_object('command', $2::text))",

@@ -12,7 +12,8 @@
 //! every backend before its next statement sees the change: a suspended
 //! tenant, a new binding or a dropped tenant takes effect everywhere at commit.
 
-use crate::error::{raise, OrRaise};
+use crate::error::{raise, raise_detail, OrRaise};
+use tenancy_core::ident::quote_literal;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -31,7 +32,7 @@ type Key = (Option<CString>, u32, u32);
 
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
-    static CACHE: RefCell<(u64, HashMap<Key, Option<pgrx::Uuid>>)> = RefCell::new((0, HashMap::new()));
+    static CACHE: RefCell<(u64, HashMap<Key, Context>)> = RefCell::new((0, HashMap::new()));
 }
 
 pub fn init() {
@@ -56,6 +57,111 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
 }
 
+/// The resolved context of one (setting, session user, current user): the
+/// current tenant followed by its descendants, or empty when there is none.
+#[derive(Clone, Default)]
+struct Context {
+    tenants: Vec<pgrx::Uuid>,
+}
+
+thread_local! {
+    static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
+}
+
+/// The extension owner, who may execute the internal lookup functions.
+fn extension_owner() -> pg_sys::Oid {
+    if let Some(o) = OWNER.with(|o| o.get()) {
+        return o;
+    }
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_tenancy'",
+    )
+    .or_raise("finding the extension owner")
+    .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, "extension pg_tenancy is not installed", None));
+    OWNER.with(|o| o.set(Some(owner)));
+    owner
+}
+
+/// Run `f` as the extension owner (like a SECURITY DEFINER function), so the
+/// registry lookups need no privilege granted to PUBLIC. PostgreSQL restores
+/// the user itself if `f` raises an error (transaction abort).
+pub(crate) fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+    let owner = extension_owner();
+    let (mut saved_user, mut saved_ctx) = (pg_sys::Oid::INVALID, 0i32);
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    let r = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+    r
+}
+
+/// The invoker's session user and current user.
+pub(crate) fn invoker() -> (pg_sys::Oid, pg_sys::Oid) {
+    unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetUserId()) }
+}
+
+fn context() -> Context {
+    // Process pending invalidations first: inside an open transaction block
+    // they would otherwise wait for the next lock this backend takes, and a
+    // tenant suspended by another session must vanish at our next statement.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    let setting = TENANT_ID.get().filter(|s| !s.as_bytes().is_empty());
+    let (session, current) = invoker();
+    let key: Key = (setting, session.to_u32(), current.to_u32());
+    let generation = GENERATION.with(|g| g.get());
+    let hit = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != generation {
+            c.0 = generation;
+            c.1.clear();
+        }
+        c.1.get(&key).cloned()
+    });
+    if let Some(found) = hit {
+        return found;
+    }
+    let text = key.0.as_ref().map(|s| s.to_string_lossy().into_owned());
+    let tenants: Vec<pgrx::Uuid> = as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT tenancy._context($1, $2, $3)",
+                    Some(1),
+                    &[session.into(), current.into(), text.clone().into()],
+                )?
+                .first()
+                .get_one::<Vec<pgrx::Uuid>>()
+        })
+    })
+    .or_raise("resolving the tenant context")
+    .unwrap_or_default();
+    if tenants.is_empty() {
+        if let Some(t) = text.as_deref() {
+            if tenancy_core::slug::classify(t).is_err() {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("tenancy.tenant_id is set to {t:?}, which is neither a tenant uuid nor a valid slug"),
+                    Some("Use SELECT tenancy.set_tenant('<slug or uuid>'), or RESET tenancy.tenant_id."),
+                );
+            }
+        }
+    }
+    let ctx = Context { tenants };
+    // Only remember the answer if nothing invalidated the cache meanwhile.
+    if GENERATION.with(|g| g.get()) == generation {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.1.len() >= CACHE_LIMIT {
+                c.1.clear();
+            }
+            c.1.insert(key, ctx.clone());
+        });
+    }
+    ctx
+}
+
 /// The current tenant's id, or NULL when there is none (no rows visible).
 ///
 /// Resolution order: a tenant bound to the session user, then one bound to
@@ -69,55 +175,80 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid
 /// ```
 #[pg_extern(stable, parallel_safe)]
 pub fn current_tenant() -> Option<pgrx::Uuid> {
-    let setting = TENANT_ID.get().filter(|s| !s.as_bytes().is_empty());
-    let (session, current) = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetUserId()) };
-    let key: Key = (setting, session.to_u32(), current.to_u32());
-    let generation = GENERATION.with(|g| g.get());
-    let hit = CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != generation {
-            c.0 = generation;
-            c.1.clear();
-        }
-        c.1.get(&key).copied()
-    });
-    if let Some(found) = hit {
-        return found;
-    }
-    let text = key.0.as_ref().map(|s| s.to_string_lossy().into_owned());
-    let resolved: Option<pgrx::Uuid> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT tenancy._resolve_context($1, $2, $3)",
-                Some(1),
-                &[session.into(), current.into(), text.clone().into()],
-            )?
-            .first()
-            .get_one::<pgrx::Uuid>()
+    context().tenants.first().copied()
+}
+
+/// The current tenant and all its descendants (subsidiaries, departments):
+/// what a parent reads on tables enabled with `hierarchical => true`. Empty
+/// without a current tenant.
+///
+/// ```sql
+/// SELECT tenancy.visible_tenants();
+/// ```
+#[pg_extern(stable, parallel_safe)]
+pub fn visible_tenants() -> Vec<pgrx::Uuid> {
+    context().tenants
+}
+
+/// The tenant the caller's login (or current role) is bound to with
+/// `tenancy.bind_role`, or NULL when it is not bound.
+///
+/// ```sql
+/// SELECT tenancy.bound_tenant();
+/// ```
+#[pg_extern(stable, parallel_safe)]
+pub fn bound_tenant() -> Option<pgrx::Uuid> {
+    let (session, current) = invoker();
+    as_owner(|| {
+        Spi::get_one_with_args::<pgrx::Uuid>(
+            "SELECT tenancy._bound_tenant($1, $2)",
+            &[session.into(), current.into()],
+        )
     })
-    .or_raise("resolving the tenant context");
-    if resolved.is_none() {
-        if let Some(t) = text.as_deref() {
-            if tenancy_core::slug::classify(t).is_err() {
-                raise(
-                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    format!("tenancy.tenant_id is set to {t:?}, which is neither a tenant uuid nor a valid slug"),
-                    Some("Use SELECT tenancy.set_tenant('<slug or uuid>'), or RESET tenancy.tenant_id."),
-                );
-            }
-        }
+    .or_raise("reading the role binding")
+}
+
+/// The uuid of a tenant given by uuid or slug. A login bound to a tenant can
+/// resolve only its own tenant and its descendants (others look unknown, so
+/// bound logins cannot enumerate tenants).
+///
+/// Errors: 22004 NULL, 22023 neither a uuid nor a valid slug, P0002 unknown.
+///
+/// ```sql
+/// SELECT tenancy.resolve('acme');
+/// ```
+#[pg_extern(stable, parallel_safe)]
+pub fn resolve(tenant: Option<&str>) -> pgrx::Uuid {
+    let Some(tenant) = tenant else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "tenant must not be NULL",
+            Some("Pass the tenant's uuid or slug."),
+        )
+    };
+    if let Err(e) = tenancy_core::slug::classify(tenant) {
+        raise_detail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{} is neither a tenant uuid nor a valid tenant slug", quote_literal(tenant)),
+            format!("As a slug it {e}."),
+            "Slugs are 2-63 lowercase letters, digits and hyphens, e.g. 'acme-europe'.",
+        )
     }
-    // Only remember the answer if nothing invalidated the cache meanwhile.
-    if GENERATION.with(|g| g.get()) == generation {
-        CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.1.len() >= CACHE_LIMIT {
-                c.1.clear();
-            }
-            c.1.insert(key, resolved);
-        });
-    }
-    resolved
+    let (session, current) = invoker();
+    let found = as_owner(|| {
+        Spi::get_one_with_args::<pgrx::Uuid>(
+            "SELECT tenancy._find_visible($1, $2, $3)",
+            &[tenant.into(), session.into(), current.into()],
+        )
+    })
+    .or_raise("looking up the tenant");
+    found.unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!("tenant {} does not exist", quote_literal(tenant)),
+            Some("List tenants with: SELECT id, slug, status FROM tenancy.tenants;"),
+        )
+    })
 }
 
 /// Trigger helper: send a relcache invalidation for `rel`, which makes every

@@ -15,6 +15,16 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: Option<&str
     unreachable!("ERROR does not return")
 }
 
+/// Raise an ERROR with SQLSTATE `code`, `message`, a detail and a hint.
+#[track_caller]
+pub fn raise_detail(code: PgSqlErrorCode, message: impl Into<String>, detail: impl Into<String>, hint: &str) -> ! {
+    ErrorReport::new(code, message.into(), "pg_tenancy")
+        .set_detail(detail.into())
+        .set_hint(hint.to_string())
+        .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
 /// Turn an SPI failure into an internal error with context.
 pub trait OrRaise<T> {
     fn or_raise(self, what: &str) -> T;

@@ -24,6 +24,9 @@ extension_sql_file!(
         "bootstrap",
         registry::slug_problem,
         context::current_tenant,
+        context::visible_tenants,
+        context::bound_tenant,
+        context::resolve,
         context::invalidate_context,
         audit::audit_digest,
     ]
