@@ -1,8 +1,8 @@
 //! Audit log support: the entry hash, and the audit of super-admin access.
 
 use crate::error::{raise, OrRaise};
-use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
 use std::cell::RefCell;
 use std::collections::HashSet;
 

@@ -13,13 +13,13 @@
 //! tenant, a new binding or a dropped tenant takes effect everywhere at commit.
 
 use crate::error::{raise, raise_detail, OrRaise};
-use tenancy_core::ident::quote_literal;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::CString;
+use tenancy_core::ident::quote_literal;
 
 /// `tenancy.tenant_id`: the current tenant, as a uuid or a slug.
 pub static TENANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -77,7 +77,13 @@ fn extension_owner() -> pg_sys::Oid {
         "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_tenancy'",
     )
     .or_raise("finding the extension owner")
-    .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, "extension pg_tenancy is not installed", None));
+    .unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "extension pg_tenancy is not installed",
+            None,
+        )
+    });
     OWNER.with(|o| o.set(Some(owner)));
     owner
 }
@@ -90,7 +96,10 @@ pub(crate) fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let (mut saved_user, mut saved_ctx) = (pg_sys::Oid::INVALID, 0i32);
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
-        pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
     }
     let r = f();
     unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
@@ -229,7 +238,10 @@ pub fn resolve(tenant: Option<&str>) -> pgrx::Uuid {
     if let Err(e) = tenancy_core::slug::classify(tenant) {
         raise_detail(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("{} is neither a tenant uuid nor a valid tenant slug", quote_literal(tenant)),
+            format!(
+                "{} is neither a tenant uuid nor a valid tenant slug",
+                quote_literal(tenant)
+            ),
             format!("As a slug it {e}."),
             "Slugs are 2-63 lowercase letters, digits and hyphens, e.g. 'acme-europe'.",
         )

@@ -17,7 +17,12 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: Option<&str
 
 /// Raise an ERROR with SQLSTATE `code`, `message`, a detail and a hint.
 #[track_caller]
-pub fn raise_detail(code: PgSqlErrorCode, message: impl Into<String>, detail: impl Into<String>, hint: &str) -> ! {
+pub fn raise_detail(
+    code: PgSqlErrorCode,
+    message: impl Into<String>,
+    detail: impl Into<String>,
+    hint: &str,
+) -> ! {
     ErrorReport::new(code, message.into(), "pg_tenancy")
         .set_detail(detail.into())
         .set_hint(hint.to_string())

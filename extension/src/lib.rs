@@ -12,6 +12,7 @@ mod audit;
 mod context;
 mod error;
 mod policy;
+mod provision;
 mod registry;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -50,6 +51,11 @@ extension_sql_file!(
     "../../sql/linter.sql",
     name = "linter_sql",
     requires = ["policy_sql"]
+);
+extension_sql_file!(
+    "../../sql/provision.sql",
+    name = "provision_sql",
+    requires = ["policy_sql", provision::copy_steps_sql]
 );
 extension_sql_file!("../../sql/grants.sql", name = "grants", finalize);
 
