@@ -4,6 +4,7 @@
 #   2. core           cargo test -p tenancy-core (unit + property tests, no database)
 #   3. sql            pgTAP suites in tests/sql against a fresh database (pg_prove)
 #   4. e2e            cargo test -p tenancy-e2e: real logins, attacks, oracle property test
+#   5. proxy          cargo test -p tenancy-proxy: the PostgREST-dialect proxy over real HTTP
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 "$ROOT/scripts/deps.sh"
@@ -54,6 +55,13 @@ TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-e2e --release --no-fail-fas
 read -r p f < <(cargo_counts "$e2e_out")
 if ! grep -q '^test result' "$e2e_out"; then f=$((f + 1)); fi
 record e2e "$p" "$f"
+
+log "tier 5: proxy HTTP tests (proxy/tests)"
+px_out="$(mktemp)"
+TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-proxy --release --no-fail-fast 2>&1 | tee "$px_out" | grep -E '^test |^test result|panicked' || true
+read -r p f < <(cargo_counts "$px_out")
+if ! grep -q '^test result' "$px_out"; then f=$((f + 1)); fi
+record proxy "$p" "$f"
 
 echo
 if [ "$failed" -gt 0 ]; then

@@ -9,4 +9,5 @@ pub mod audit;
 pub mod fkgraph;
 pub mod ident;
 pub mod policy;
+pub mod postgrest;
 pub mod slug;

@@ -127,8 +127,8 @@ pub fn sqlstate_status(code: &str, message: &str, authenticated: bool) -> u16 {
     match class {
         "08" | "53" => 503,
         "0L" | "0P" | "28" => 403,
-        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0" | "HV"
-        | "P0" | "XX" => 500,
+        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0"
+        | "HV" | "P0" | "XX" => 500,
         _ => 400,
     }
 }
@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(sqlstate_status("08006", "", true), 503);
         assert_eq!(sqlstate_status("53300", "", true), 503);
         assert_eq!(sqlstate_status("28000", "", true), 403);
-        assert_eq!(sqlstate_status("22023", "role \"x\" does not exist", true), 401);
+        assert_eq!(
+            sqlstate_status("22023", "role \"x\" does not exist", true),
+            401
+        );
         assert_eq!(sqlstate_status("22023", "bad value", true), 400);
         assert_eq!(sqlstate_status("22P02", "", true), 400);
     }

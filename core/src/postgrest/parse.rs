@@ -1,0 +1,1036 @@
+//! The PostgREST query-string grammar.
+//!
+//! Errors are PGRST100 with the 1-based column where parsing failed, in the
+//! same shape as PostgREST's own messages:
+//! `"failed to parse select parameter (id,,)" (line 1, column 4)`.
+
+use super::ast::*;
+use super::error::ApiError;
+
+/// Query parameters with a meaning of their own (not filters).
+pub const RESERVED: [&str; 10] = [
+    "select",
+    "order",
+    "limit",
+    "offset",
+    "or",
+    "and",
+    "not.or",
+    "not.and",
+    "columns",
+    "on_conflict",
+];
+
+const LEVEL_KEYS: [&str; 7] = ["not.or", "not.and", "order", "limit", "offset", "or", "and"];
+
+/// Parse a whole query string, already split into decoded `(key, value)`
+/// pairs. Keys that are not reserved are filters; `rel.col=…`, `rel.order=…`
+/// and friends apply to the embedded resource labelled `rel`.
+pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, ApiError> {
+    let mut q = Query::default();
+    let mut select_seen = false;
+    for (key, value) in pairs {
+        let key = key.as_str();
+        match key {
+            "select" => {
+                q.select = parse_select(value)?;
+                select_seen = true;
+            }
+            "columns" => q.columns = Some(parse_name_list("columns", value)?),
+            "on_conflict" => q.on_conflict = Some(parse_name_list("on_conflict", value)?),
+            _ => {
+                let (path, rest) = split_embed_path(key);
+                let level = q.level_mut(&path);
+                apply_level_param(level, rest, value, key)?;
+            }
+        }
+    }
+    if !select_seen {
+        q.select = vec![SelectItem::Star];
+    }
+    Ok(q)
+}
+
+/// `a.b.order` → (["a","b"], "order"); `a.b.col` → (["a","b"], "col");
+/// `not.or` stays whole.
+fn split_embed_path(key: &str) -> (Vec<String>, &str) {
+    if LEVEL_KEYS.contains(&key) {
+        return (Vec::new(), key);
+    }
+    for lk in LEVEL_KEYS {
+        if let Some(prefix) = key.strip_suffix(lk).and_then(|p| p.strip_suffix('.')) {
+            if !prefix.is_empty() && !prefix.contains("->") {
+                return (
+                    prefix.split('.').map(str::to_string).collect(),
+                    &key[prefix.len() + 1..],
+                );
+            }
+        }
+    }
+    // A filter: everything before the last dot that is not inside a JSON path.
+    let head = key.split("->").next().unwrap_or(key);
+    match head.rfind('.') {
+        Some(i) if i > 0 => (
+            key[..i].split('.').map(str::to_string).collect(),
+            &key[i + 1..],
+        ),
+        _ => (Vec::new(), key),
+    }
+}
+
+fn apply_level_param(
+    level: &mut Level,
+    key: &str,
+    value: &str,
+    full_key: &str,
+) -> Result<(), ApiError> {
+    match key {
+        "order" => level.order = parse_order(value)?,
+        "limit" => level.limit = Some(parse_count("limit", value)?),
+        "offset" => level.offset = Some(parse_count("offset", value)?),
+        "or" | "and" | "not.or" | "not.and" => {
+            let negate = key.starts_with("not.");
+            let or = key.ends_with("or");
+            let children = parse_logic(full_key, value)?;
+            level.conditions.push(Condition::Group {
+                or,
+                negate,
+                children,
+            });
+        }
+        _ => {
+            let field = parse_field_whole("filter", key)?;
+            let f = parse_filter(field, value)?;
+            level.conditions.push(Condition::Filter(f));
+        }
+    }
+    Ok(())
+}
+
+fn parse_count(param: &str, value: &str) -> Result<u64, ApiError> {
+    value.trim().parse::<u64>().map_err(|_| {
+        ApiError::parse(
+            param,
+            value,
+            1,
+            format!("{param} must be a non-negative integer"),
+        )
+    })
+}
+
+fn parse_name_list(param: &str, value: &str) -> Result<Vec<String>, ApiError> {
+    let mut c = Cursor::new(param, value);
+    let mut out = Vec::new();
+    loop {
+        c.skip_ws();
+        out.push(c.name()?);
+        c.skip_ws();
+        if c.eof() {
+            return Ok(out);
+        }
+        c.expect(',')?;
+    }
+}
+
+/// A character cursor that knows which parameter it reads, for errors.
+struct Cursor<'a> {
+    param: &'a str,
+    text: &'a str,
+    chars: Vec<char>,
+    pos: usize,
+}
+
+const NAME_STOP: &[char] = &[',', '.', ':', '(', ')', '!', '"', '*', '{', '}'];
+
+impl<'a> Cursor<'a> {
+    fn new(param: &'a str, text: &'a str) -> Self {
+        Cursor {
+            param,
+            text,
+            chars: text.chars().collect(),
+            pos: 0,
+        }
+    }
+
+    fn eof(&self) -> bool {
+        self.pos >= self.chars.len()
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn looking_at(&self, s: &str) -> bool {
+        s.chars()
+            .enumerate()
+            .all(|(k, ch)| self.chars.get(self.pos + k) == Some(&ch))
+    }
+
+    fn eat(&mut self, s: &str) -> bool {
+        if self.looking_at(s) {
+            self.pos += s.chars().count();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(c) if c.is_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn error(&self, expecting: &str) -> ApiError {
+        let found = match self.peek() {
+            Some(c) => format!("unexpected {c:?}"),
+            None => "unexpected end of input".to_string(),
+        };
+        ApiError::parse(
+            self.param,
+            self.text,
+            self.pos + 1,
+            format!("{found} expecting {expecting}"),
+        )
+    }
+
+    fn expect(&mut self, ch: char) -> Result<(), ApiError> {
+        if self.peek() == Some(ch) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("{ch:?}")))
+        }
+    }
+
+    /// A field or relation name: a run of non-reserved characters (not `->`),
+    /// or a double-quoted name with backslash escapes.
+    fn name(&mut self) -> Result<String, ApiError> {
+        if self.peek() == Some('"') {
+            return self.quoted();
+        }
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if NAME_STOP.contains(&c) || c.is_whitespace() || self.looking_at("->") {
+                break;
+            }
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(self.error("a name"));
+        }
+        Ok(self.chars[start..self.pos].iter().collect())
+    }
+
+    fn quoted(&mut self) -> Result<String, ApiError> {
+        self.expect('"')?;
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(self.error("closing '\"'")),
+                Some('"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some('\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(c) => {
+                            out.push(c);
+                            self.pos += 1;
+                        }
+                        None => return Err(self.error("an escaped character")),
+                    }
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// `->a->>0` after a column name.
+    fn json_path(&mut self) -> Result<Vec<JsonStep>, ApiError> {
+        let mut path = Vec::new();
+        loop {
+            let arrow = if self.eat("->>") {
+                Arrow::Text
+            } else if self.eat("->") {
+                Arrow::Json
+            } else {
+                return Ok(path);
+            };
+            let start = self.pos;
+            let negative = self.eat("-");
+            let digits_start = self.pos;
+            while matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
+                self.pos += 1;
+            }
+            let at_end = match self.peek() {
+                None => true,
+                Some(c) => NAME_STOP.contains(&c) || c.is_whitespace() || self.looking_at("->"),
+            };
+            let key = if self.pos > digits_start && at_end {
+                let s: String = self.chars[start..self.pos].iter().collect();
+                match s.parse::<i64>() {
+                    Ok(n) => JsonKey::Index(n),
+                    Err(_) => return Err(self.error("a JSON array index")),
+                }
+            } else {
+                let _ = negative;
+                self.pos = start;
+                JsonKey::Name(self.name()?)
+            };
+            path.push(JsonStep { arrow, key });
+        }
+    }
+
+    fn field(&mut self) -> Result<Field, ApiError> {
+        let name = self.name()?;
+        let path = self.json_path()?;
+        Ok(Field { name, path })
+    }
+
+    /// `::type`: letters, digits, underscores and spaces, optionally `[]`.
+    fn cast(&mut self) -> Result<Option<String>, ApiError> {
+        if !self.eat("::") {
+            return Ok(None);
+        }
+        let start = self.pos;
+        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == '_' || c == ' ') {
+            self.pos += 1;
+        }
+        let mut ty: String = self.chars[start..self.pos].iter().collect();
+        let ty_trim = ty.trim().to_string();
+        if ty_trim.is_empty() || ty_trim.starts_with(|c: char| c.is_ascii_digit()) {
+            self.pos = start;
+            return Err(self.error("a type name"));
+        }
+        ty = ty_trim;
+        if self.eat("[]") {
+            ty.push_str("[]");
+        }
+        Ok(Some(ty))
+    }
+}
+
+/// Parse `select=`. An empty value means `*`.
+pub fn parse_select(text: &str) -> Result<Vec<SelectItem>, ApiError> {
+    let mut c = Cursor::new("select", text);
+    c.skip_ws();
+    if c.eof() {
+        return Ok(vec![SelectItem::Star]);
+    }
+    let items = select_list(&mut c, 0)?;
+    c.skip_ws();
+    if !c.eof() {
+        return Err(c.error("\",\" or end of input"));
+    }
+    Ok(items)
+}
+
+const MAX_DEPTH: usize = 16;
+
+fn select_list(c: &mut Cursor, depth: usize) -> Result<Vec<SelectItem>, ApiError> {
+    if depth > MAX_DEPTH {
+        return Err(c.error("less nesting"));
+    }
+    let mut items = Vec::new();
+    loop {
+        c.skip_ws();
+        items.push(select_item(c, depth)?);
+        c.skip_ws();
+        if c.peek() == Some(',') {
+            c.pos += 1;
+            continue;
+        }
+        return Ok(items);
+    }
+}
+
+fn aggregate_name(s: &str) -> Option<Aggregate> {
+    Some(match s {
+        "count" => Aggregate::Count,
+        "sum" => Aggregate::Sum,
+        "avg" => Aggregate::Avg,
+        "max" => Aggregate::Max,
+        "min" => Aggregate::Min,
+        _ => return None,
+    })
+}
+
+fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, ApiError> {
+    if c.eat("*") {
+        return Ok(SelectItem::Star);
+    }
+    if c.eat("...") {
+        let name = c.name()?;
+        let mut embed = embed_rest(c, name, None, depth)?;
+        embed.spread = true;
+        return Ok(SelectItem::Embed(embed));
+    }
+    let first = c.name()?;
+    let (alias, name) = if c.peek() == Some(':') && !c.looking_at("::") {
+        c.pos += 1;
+        c.skip_ws();
+        (Some(first), c.name()?)
+    } else {
+        (None, first)
+    };
+    // count() on its own
+    if name == "count" && c.looking_at("()") {
+        c.pos += 2;
+        let aggregate_cast = c.cast()?;
+        return Ok(SelectItem::Column {
+            field: Field::plain("*"),
+            alias,
+            cast: None,
+            aggregate: Some(Aggregate::Count),
+            aggregate_cast,
+        });
+    }
+    if matches!(c.peek(), Some('(') | Some('!')) {
+        return Ok(SelectItem::Embed(embed_rest(c, name, alias, depth)?));
+    }
+    let path = c.json_path()?;
+    let field = Field { name, path };
+    let cast = c.cast()?;
+    let mut aggregate = None;
+    let mut aggregate_cast = None;
+    if c.peek() == Some('.') {
+        c.pos += 1;
+        let start = c.pos;
+        let fname = c.name()?;
+        match aggregate_name(&fname) {
+            Some(a) if c.looking_at("()") => {
+                c.pos += 2;
+                aggregate = Some(a);
+                aggregate_cast = c.cast()?;
+            }
+            _ => {
+                c.pos = start;
+                return Err(c.error("an aggregate: count(), sum(), avg(), max() or min()"));
+            }
+        }
+    }
+    Ok(SelectItem::Column {
+        field,
+        alias,
+        cast,
+        aggregate,
+        aggregate_cast,
+    })
+}
+
+fn embed_rest(
+    c: &mut Cursor,
+    name: String,
+    alias: Option<String>,
+    depth: usize,
+) -> Result<Embed, ApiError> {
+    let mut hint = None;
+    let mut join = None;
+    while c.eat("!") {
+        let h = c.name()?;
+        match h.as_str() {
+            "inner" => join = Some(JoinKind::Inner),
+            "left" => join = Some(JoinKind::Left),
+            _ => {
+                if hint.is_some() {
+                    return Err(c.error("\"(\""));
+                }
+                hint = Some(h)
+            }
+        }
+    }
+    c.expect('(')?;
+    c.skip_ws();
+    let select = if c.peek() == Some(')') {
+        Vec::new()
+    } else {
+        select_list(c, depth + 1)?
+    };
+    c.skip_ws();
+    c.expect(')')?;
+    Ok(Embed {
+        name,
+        alias,
+        hint,
+        join,
+        spread: false,
+        select,
+    })
+}
+
+/// Parse a filter key (a field with an optional JSON path) as a whole.
+fn parse_field_whole(param: &str, text: &str) -> Result<Field, ApiError> {
+    let mut c = Cursor::new(param, text);
+    let f = c.field()?;
+    if !c.eof() {
+        return Err(c.error("end of the column name"));
+    }
+    Ok(f)
+}
+
+/// Parse the value of a filter parameter: `[not.]op[(any|all)|(lang)].value`.
+pub fn parse_filter(field: Field, text: &str) -> Result<Filter, ApiError> {
+    let mut c = Cursor::new("filter", text);
+    let f = operation(&mut c, field, None)?;
+    Ok(f)
+}
+
+/// The operator part; the value runs to `end` (a char index) or to the end.
+fn operation(c: &mut Cursor, field: Field, end: Option<usize>) -> Result<Filter, ApiError> {
+    let negate = c.eat("not.");
+    let start = c.pos;
+    while matches!(c.peek(), Some(ch) if ch.is_ascii_alphabetic()) {
+        c.pos += 1;
+    }
+    let opname: String = c.chars[start..c.pos].iter().collect();
+    let op = match Operator::from_name(&opname) {
+        Some(op) => op,
+        None => {
+            c.pos = start;
+            return Err(c.error("an operator (eq, gt, in, is, like, fts, cs, ...)"));
+        }
+    };
+    let mut quantifier = None;
+    let mut language = None;
+    if c.peek() == Some('(') {
+        if op.quantifiable() && c.eat("(any)") {
+            quantifier = Some(Quantifier::Any);
+        } else if op.quantifiable() && c.eat("(all)") {
+            quantifier = Some(Quantifier::All);
+        } else if op.is_fts() {
+            c.pos += 1;
+            let ls = c.pos;
+            while matches!(c.peek(), Some(ch) if ch.is_ascii_alphanumeric() || ch == '_') {
+                c.pos += 1;
+            }
+            if c.pos == ls {
+                return Err(c.error("a text search configuration name"));
+            }
+            language = Some(c.chars[ls..c.pos].iter().collect());
+            c.expect(')')?;
+        } else {
+            return Err(c.error("\".\""));
+        }
+    }
+    c.expect('.')?;
+    let end = end.unwrap_or(c.chars.len());
+    let vstart = c.pos;
+    let raw: String = c.chars[vstart..end].iter().collect();
+    let value = match op {
+        Operator::Is => {
+            let v = match raw.to_ascii_lowercase().as_str() {
+                "null" => IsValue::Null,
+                "not_null" => IsValue::NotNull,
+                "true" => IsValue::True,
+                "false" => IsValue::False,
+                "unknown" => IsValue::Unknown,
+                _ => return Err(c.error("null, not_null, true, false or unknown")),
+            };
+            Value::Is(v)
+        }
+        Operator::In => {
+            let mut lc = Cursor {
+                param: c.param,
+                text: c.text,
+                chars: c.chars[..end].to_vec(),
+                pos: vstart,
+            };
+            let items = list(&mut lc, '(', ')')?;
+            if !lc.eof() {
+                return Err(lc.error("end of the list"));
+            }
+            Value::List(items)
+        }
+        _ if quantifier.is_some() => {
+            let mut lc = Cursor {
+                param: c.param,
+                text: c.text,
+                chars: c.chars[..end].to_vec(),
+                pos: vstart,
+            };
+            let items = list(&mut lc, '{', '}')?;
+            if !lc.eof() {
+                return Err(lc.error("end of the list"));
+            }
+            let items = if matches!(op, Operator::Like | Operator::Ilike) {
+                items.into_iter().map(|s| s.replace('*', "%")).collect()
+            } else {
+                items
+            };
+            Value::List(items)
+        }
+        Operator::Like | Operator::Ilike => Value::Single(raw.replace('*', "%")),
+        _ => Value::Single(raw),
+    };
+    c.pos = end;
+    Ok(Filter {
+        field,
+        negate,
+        op,
+        quantifier,
+        language,
+        value,
+    })
+}
+
+/// `(a,"b,c",d)` or `{a,b}`: items, double quotes for reserved characters.
+fn list(c: &mut Cursor, open: char, close: char) -> Result<Vec<String>, ApiError> {
+    c.expect(open)?;
+    let mut items = Vec::new();
+    if c.peek() == Some(close) {
+        c.pos += 1;
+        return Ok(items);
+    }
+    loop {
+        let item = if c.peek() == Some('"') {
+            c.quoted()?
+        } else {
+            let start = c.pos;
+            while let Some(ch) = c.peek() {
+                if ch == ',' || ch == close {
+                    break;
+                }
+                c.pos += 1;
+            }
+            c.chars[start..c.pos].iter().collect()
+        };
+        items.push(item);
+        match c.peek() {
+            Some(',') => c.pos += 1,
+            Some(ch) if ch == close => {
+                c.pos += 1;
+                return Ok(items);
+            }
+            _ => return Err(c.error(&format!("\",\" or {close:?}"))),
+        }
+    }
+}
+
+/// Parse the value of `or=`/`and=`: `(cond,cond,...)`.
+pub fn parse_logic(param: &str, text: &str) -> Result<Vec<Condition>, ApiError> {
+    let param = if param.contains('.') && !param.starts_with("not.") {
+        param.rsplit('.').next().unwrap_or(param)
+    } else {
+        param
+    };
+    let param = param.trim_start_matches("not.");
+    let mut c = Cursor::new(param, text);
+    let children = logic_group(&mut c, 0)?;
+    if !c.eof() {
+        return Err(c.error("end of input"));
+    }
+    Ok(children)
+}
+
+fn logic_group(c: &mut Cursor, depth: usize) -> Result<Vec<Condition>, ApiError> {
+    if depth > MAX_DEPTH {
+        return Err(c.error("less nesting"));
+    }
+    c.expect('(')?;
+    let mut out = Vec::new();
+    loop {
+        c.skip_ws();
+        out.push(logic_condition(c, depth)?);
+        c.skip_ws();
+        match c.peek() {
+            Some(',') => c.pos += 1,
+            Some(')') => {
+                c.pos += 1;
+                return Ok(out);
+            }
+            _ => return Err(c.error("\",\" or \")\"")),
+        }
+    }
+}
+
+fn logic_condition(c: &mut Cursor, depth: usize) -> Result<Condition, ApiError> {
+    let save = c.pos;
+    let negate = c.eat("not.");
+    for (kw, or) in [("or(", true), ("and(", false)] {
+        if c.looking_at(kw) {
+            c.pos += kw.len() - 1;
+            let children = logic_group(c, depth + 1)?;
+            return Ok(Condition::Group {
+                or,
+                negate,
+                children,
+            });
+        }
+    }
+    c.pos = save;
+    let field = c.field()?;
+    c.expect('.')?;
+    // Find where this condition's value ends: the first ',' or ')' at depth 0
+    // outside double quotes.
+    let mut i = c.pos;
+    let mut nest = 0i32;
+    let mut in_quotes = false;
+    while i < c.chars.len() {
+        let ch = c.chars[i];
+        if in_quotes {
+            if ch == '\\' {
+                i += 1;
+            } else if ch == '"' {
+                in_quotes = false;
+            }
+        } else {
+            match ch {
+                '"' => in_quotes = true,
+                '(' | '{' | '[' => nest += 1,
+                ')' | '}' | ']' if nest > 0 => nest -= 1,
+                ',' | ')' if nest == 0 => break,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if in_quotes {
+        c.pos = i;
+        return Err(c.error("closing '\"'"));
+    }
+    let mut f = operation(c, field, Some(i))?;
+    // A whole-value double-quoted literal: unquote it.
+    if let Value::Single(s) = &f.value {
+        if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+            let mut qc = Cursor::new(c.param, s);
+            if let Ok(v) = qc.quoted() {
+                if qc.eof() {
+                    let v = if matches!(f.op, Operator::Like | Operator::Ilike) {
+                        v.replace('*', "%")
+                    } else {
+                        v
+                    };
+                    f.value = Value::Single(v);
+                }
+            }
+        }
+    }
+    Ok(Condition::Filter(f))
+}
+
+/// Parse `order=`.
+pub fn parse_order(text: &str) -> Result<Vec<OrderTerm>, ApiError> {
+    let mut c = Cursor::new("order", text);
+    let mut out = Vec::new();
+    loop {
+        c.skip_ws();
+        let first = c.field()?;
+        let (relation, field) = if c.peek() == Some('(') && first.path.is_empty() {
+            c.pos += 1;
+            let f = c.field()?;
+            c.expect(')')?;
+            (Some(first.name), f)
+        } else {
+            (None, first)
+        };
+        let mut term = OrderTerm {
+            relation,
+            field,
+            direction: None,
+            nulls: None,
+        };
+        while c.peek() == Some('.') {
+            c.pos += 1;
+            if c.eat("asc") {
+                term.direction = Some(Direction::Asc);
+            } else if c.eat("desc") {
+                term.direction = Some(Direction::Desc);
+            } else if c.eat("nullsfirst") {
+                term.nulls = Some(Nulls::First);
+            } else if c.eat("nullslast") {
+                term.nulls = Some(Nulls::Last);
+            } else {
+                return Err(c.error("asc, desc, nullsfirst or nullslast"));
+            }
+        }
+        out.push(term);
+        c.skip_ws();
+        if c.eof() {
+            return Ok(out);
+        }
+        c.expect(',')?;
+    }
+}
+
+/// Parse a `Range: 0-9` header (`Range-Unit: items`) into (offset, limit).
+pub fn parse_range_header(text: &str) -> Option<(u64, Option<u64>)> {
+    let t = text.trim();
+    let t = t.strip_prefix("items=").unwrap_or(t);
+    let (a, b) = t.split_once('-')?;
+    let from: u64 = a.trim().parse().ok()?;
+    if b.trim().is_empty() {
+        return Some((from, None));
+    }
+    let to: u64 = b.trim().parse().ok()?;
+    if to < from {
+        return None;
+    }
+    Some((from, Some(to - from + 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str) -> SelectItem {
+        SelectItem::Column {
+            field: Field::plain(name),
+            alias: None,
+            cast: None,
+            aggregate: None,
+            aggregate_cast: None,
+        }
+    }
+
+    #[test]
+    fn select_columns_aliases_casts_paths() {
+        let s = parse_select("id,full:name,price::text,data->a->>b,data->0").unwrap();
+        assert_eq!(s[0], col("id"));
+        match &s[1] {
+            SelectItem::Column { field, alias, .. } => {
+                assert_eq!(field.name, "name");
+                assert_eq!(alias.as_deref(), Some("full"));
+            }
+            _ => panic!(),
+        }
+        match &s[2] {
+            SelectItem::Column { cast, .. } => assert_eq!(cast.as_deref(), Some("text")),
+            _ => panic!(),
+        }
+        match &s[3] {
+            SelectItem::Column { field, .. } => {
+                assert_eq!(field.path.len(), 2);
+                assert_eq!(field.path[1].arrow, Arrow::Text);
+                assert_eq!(field.output_name(), "b");
+            }
+            _ => panic!(),
+        }
+        match &s[4] {
+            SelectItem::Column { field, .. } => assert_eq!(field.path[0].key, JsonKey::Index(0)),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn select_embeds_hints_spreads() {
+        let s = parse_select(
+            "*,org:organisations!fk_org!inner(name,parent:organisations(*)),...metrics(code)",
+        )
+        .unwrap();
+        assert_eq!(s[0], SelectItem::Star);
+        match &s[1] {
+            SelectItem::Embed(e) => {
+                assert_eq!(e.name, "organisations");
+                assert_eq!(e.alias.as_deref(), Some("org"));
+                assert_eq!(e.hint.as_deref(), Some("fk_org"));
+                assert_eq!(e.join, Some(JoinKind::Inner));
+                assert!(
+                    matches!(&e.select[1], SelectItem::Embed(inner) if inner.label() == "parent")
+                );
+            }
+            _ => panic!(),
+        }
+        assert!(matches!(&s[2], SelectItem::Embed(e) if e.spread && e.name == "metrics"));
+        assert_eq!(parse_select("").unwrap(), vec![SelectItem::Star]);
+        assert!(
+            matches!(&parse_select("rel!left()").unwrap()[0], SelectItem::Embed(e) if e.select.is_empty() && e.join == Some(JoinKind::Left))
+        );
+    }
+
+    #[test]
+    fn select_aggregates() {
+        let s = parse_select("count(),value.sum(),value::int.avg()::text").unwrap();
+        assert!(matches!(
+            &s[0],
+            SelectItem::Column {
+                aggregate: Some(Aggregate::Count),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &s[1],
+            SelectItem::Column {
+                aggregate: Some(Aggregate::Sum),
+                ..
+            }
+        ));
+        assert!(
+            matches!(&s[2], SelectItem::Column { aggregate: Some(Aggregate::Avg), cast: Some(c), aggregate_cast: Some(ac), .. } if c == "int" && ac == "text")
+        );
+    }
+
+    #[test]
+    fn select_errors_have_positions() {
+        let e = parse_select("id,,name").unwrap_err();
+        assert_eq!(e.code, "PGRST100");
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message
+                .contains("failed to parse select parameter (id,,name)"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("column 4"), "{}", e.message);
+        let e = parse_select("rel(id").unwrap_err();
+        assert!(e.message.contains("column 7"), "{}", e.message);
+        let e = parse_select("id::int;drop").unwrap_err();
+        assert!(e.message.contains("column 8"), "{}", e.message);
+        let e = parse_select("id.foo()").unwrap_err();
+        assert!(e.message.contains("column 4"), "{}", e.message);
+        assert!(parse_select("a::").is_err());
+        assert!(parse_select("a)").is_err());
+        assert!(parse_select(&"r(".repeat(40)).is_err());
+    }
+
+    fn filter(v: &str) -> Filter {
+        parse_filter(Field::plain("c"), v).unwrap()
+    }
+
+    #[test]
+    fn every_operator_parses() {
+        for op in Operator::ALL {
+            let v = match op {
+                Operator::Is => "is.null".to_string(),
+                Operator::In => "in.(1,2)".to_string(),
+                _ => format!("{}.x", op.name()),
+            };
+            let f = filter(&v);
+            assert_eq!(f.op, op);
+            let nf = filter(&format!("not.{v}"));
+            assert!(nf.negate);
+        }
+    }
+
+    #[test]
+    fn filter_values() {
+        assert_eq!(filter("eq.a.b").value, Value::Single("a.b".into()));
+        assert_eq!(filter("like.*a*").value, Value::Single("%a%".into()));
+        assert_eq!(
+            filter("in.(1,\"a,b\",\"q\\\"x\")").value,
+            Value::List(vec!["1".into(), "a,b".into(), "q\"x".into()])
+        );
+        assert_eq!(filter("in.()").value, Value::List(vec![]));
+        assert_eq!(filter("is.NULL").value, Value::Is(IsValue::Null));
+        assert_eq!(filter("is.not_null").value, Value::Is(IsValue::NotNull));
+        let f = filter("like(any).{a*,b*}");
+        assert_eq!(f.quantifier, Some(Quantifier::Any));
+        assert_eq!(f.value, Value::List(vec!["a%".into(), "b%".into()]));
+        let f = filter("fts(english).cat & dog");
+        assert_eq!(f.language.as_deref(), Some("english"));
+        assert_eq!(f.value, Value::Single("cat & dog".into()));
+        assert_eq!(filter("eq.").value, Value::Single("".into()));
+        assert!(parse_filter(Field::plain("c"), "nope.1").is_err());
+        assert!(parse_filter(Field::plain("c"), "is.maybe").is_err());
+        assert!(parse_filter(Field::plain("c"), "in.1,2").is_err());
+        assert!(parse_filter(Field::plain("c"), "eq").is_err());
+        assert!(parse_filter(Field::plain("c"), "neq(any).{1}").is_err());
+        assert!(parse_filter(Field::plain("c"), "fts(en;x).a").is_err());
+    }
+
+    #[test]
+    fn logic_trees() {
+        let l = parse_logic(
+            "or",
+            "(a.eq.1,b.in.(1,2),and(c.gt.1,d.not.is.null),not.or(e.like.*x*,f->>g.eq.\"a,b)\"))",
+        )
+        .unwrap();
+        assert_eq!(l.len(), 4);
+        match &l[1] {
+            Condition::Filter(f) => assert_eq!(f.value, Value::List(vec!["1".into(), "2".into()])),
+            _ => panic!(),
+        }
+        match &l[2] {
+            Condition::Group {
+                or,
+                negate,
+                children,
+            } => {
+                assert!(!or && !negate);
+                assert!(
+                    matches!(&children[1], Condition::Filter(f) if f.negate && f.op == Operator::Is)
+                );
+            }
+            _ => panic!(),
+        }
+        match &l[3] {
+            Condition::Group {
+                or,
+                negate,
+                children,
+            } => {
+                assert!(*or && *negate);
+                assert!(
+                    matches!(&children[0], Condition::Filter(f) if f.value == Value::Single("%x%".into()))
+                );
+                assert!(
+                    matches!(&children[1], Condition::Filter(f) if f.value == Value::Single("a,b)".into()) && f.field.path.len() == 1)
+                );
+            }
+            _ => panic!(),
+        }
+        let e = parse_logic("or", "(a.eq.1,b)").unwrap_err();
+        assert!(
+            e.message.contains("failed to parse or parameter"),
+            "{}",
+            e.message
+        );
+        assert!(parse_logic("or", "a.eq.1").is_err());
+        assert!(parse_logic("or", "(a.eq.1").is_err());
+        assert!(parse_logic("or", "(a.eq.\"1)").is_err());
+    }
+
+    #[test]
+    fn order_terms() {
+        let o = parse_order("a.desc.nullslast,b,data->>x.asc,org(name).desc").unwrap();
+        assert_eq!(o[0].direction, Some(Direction::Desc));
+        assert_eq!(o[0].nulls, Some(Nulls::Last));
+        assert_eq!(o[1].direction, None);
+        assert_eq!(o[2].field.path.len(), 1);
+        assert_eq!(o[3].relation.as_deref(), Some("org"));
+        assert!(parse_order("a.sideways").is_err());
+        assert!(parse_order("a,").is_err());
+    }
+
+    #[test]
+    fn query_levels() {
+        let pairs: Vec<(String, String)> = [
+            ("select", "id,items(id)"),
+            ("id", "gt.1"),
+            ("items.price", "lt.5"),
+            ("items.order", "id.desc"),
+            ("items.limit", "2"),
+            ("or", "(id.eq.1,id.eq.2)"),
+            ("limit", "10"),
+            ("offset", "5"),
+            ("data->>a", "eq.1"),
+            ("not.or", "(id.eq.1,id.eq.2)"),
+            ("items.not.and", "(id.eq.1,id.eq.2)"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let q = parse_query(&pairs).unwrap();
+        assert_eq!(q.root.limit, Some(10));
+        assert_eq!(q.root.offset, Some(5));
+        assert_eq!(q.root.conditions.len(), 4);
+        let items = q.level(&["items".to_string()]).unwrap();
+        assert_eq!(items.limit, Some(2));
+        assert_eq!(items.conditions.len(), 2);
+        assert_eq!(items.order.len(), 1);
+        assert!(parse_query(&[("limit".into(), "-1".into())]).is_err());
+        assert!(parse_query(&[("id".into(), "xx.1".into())]).is_err());
+    }
+
+    #[test]
+    fn range_header() {
+        assert_eq!(parse_range_header("0-9"), Some((0, Some(10))));
+        assert_eq!(parse_range_header("items=5-"), Some((5, None)));
+        assert_eq!(parse_range_header("9-0"), None);
+        assert_eq!(parse_range_header("x"), None);
+    }
+}

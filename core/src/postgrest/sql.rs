@@ -1,0 +1,1575 @@
+//! From a parsed request and the schema cache to one parameterised statement.
+//!
+//! Values are always bind parameters (`$n`), sent as untyped text so the
+//! server infers their type from the context, exactly like a literal in
+//! PostgREST's queries. Identifiers are always quoted. Type names come only
+//! from the catalog (column and argument types) or from a cast the parser
+//! has checked to be letters, digits, underscores and spaces; casts are
+//! emitted quoted, after mapping SQL's aliases (`int`, `double precision`)
+//! to the catalog's names.
+//!
+//! Every statement returns one row: `total_count` (NULL unless counted),
+//! `page_count`, `body` (JSON text, NULL when not asked for),
+//! `response_headers` and `response_status` (what the SQL set in the
+//! `response.*` settings, PostgREST's protocol for functions).
+
+use super::ast::*;
+use super::error::ApiError;
+use super::schema::{Function, Relationship, Schema, Table};
+use crate::ident::{quote_ident, quote_qualified};
+
+/// A statement and its parameters (text, or NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Option<String>>,
+}
+
+/// Settings that shape statements.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `db-aggregates-enabled`.
+    pub aggregates: bool,
+    /// `db-max-rows`: a cap on the root level's rows.
+    pub max_rows: Option<u64>,
+}
+
+/// Which rows a write returns to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returning {
+    /// Nothing (return=minimal / headers-only): only the count.
+    Minimal,
+    /// The written rows, shaped by `select=` (return=representation).
+    Representation,
+}
+
+/// `Prefer: resolution=…` of an upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    MergeDuplicates,
+    IgnoreDuplicates,
+}
+
+/// What an INSERT writes.
+#[derive(Debug, Clone)]
+pub struct InsertSpec {
+    /// The columns written: `columns=` or the keys of the body's objects.
+    pub columns: Vec<String>,
+    /// The body as a JSON array of objects (text), bound as one parameter.
+    pub body: String,
+    /// `Prefer: missing=default`: for each row, which of `columns` it has;
+    /// absent ones take the column default.
+    pub present: Option<Vec<Vec<bool>>>,
+    pub resolution: Option<Resolution>,
+}
+
+/// A function's arguments.
+#[derive(Debug, Clone)]
+pub enum Args {
+    /// From the query string of `GET /rpc/fn` (name, text value).
+    Text(Vec<(String, String)>),
+    /// From the JSON object body of `POST /rpc/fn` (the names it has, the body).
+    Json { names: Vec<String>, body: String },
+}
+
+struct Ctx<'a> {
+    schema: &'a Schema,
+    query: &'a Query,
+    opts: &'a Options,
+    params: Vec<Option<String>>,
+    aliases: usize,
+    /// Ignore the root level's filters/order/paging (the read-back of a write).
+    skip_root: bool,
+}
+
+/// The SQL pieces of one level of the embed tree.
+#[derive(Default)]
+struct LevelSql {
+    select: Vec<String>,
+    joins: Vec<String>,
+    conditions: Vec<String>,
+    group_by: Vec<String>,
+    order: Vec<String>,
+    paging: String,
+}
+
+impl LevelSql {
+    fn select_list(&self) -> String {
+        if self.select.is_empty() {
+            String::new()
+        } else {
+            self.select.join(", ")
+        }
+    }
+
+    fn tail(&self, extra_condition: Option<&str>) -> String {
+        let mut s = String::new();
+        for j in &self.joins {
+            s.push(' ');
+            s.push_str(j);
+        }
+        let mut conds: Vec<&str> = Vec::new();
+        if let Some(c) = extra_condition {
+            conds.push(c);
+        }
+        conds.extend(self.conditions.iter().map(String::as_str));
+        if !conds.is_empty() {
+            s.push_str(" WHERE ");
+            s.push_str(&conds.join(" AND "));
+        }
+        if !self.group_by.is_empty() {
+            s.push_str(" GROUP BY ");
+            s.push_str(&self.group_by.join(", "));
+        }
+        if !self.order.is_empty() {
+            s.push_str(" ORDER BY ");
+            s.push_str(&self.order.join(", "));
+        }
+        s.push_str(&self.paging);
+        s
+    }
+
+    /// Only the WHERE part (for counting): joins are LEFT and do not filter.
+    fn where_only(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
+
+fn undefined_column(table: &str, column: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "42703",
+        format!("column {table}.{column} does not exist"),
+    )
+}
+
+/// Map a cast the client wrote to a quoted catalog type name.
+fn cast_type(ty: &str) -> String {
+    let (base, array) = match ty.strip_suffix("[]") {
+        Some(b) => (b.trim(), "[]"),
+        None => (ty.trim(), ""),
+    };
+    let lower = base.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    let canonical = match words.join(" ").as_str() {
+        "int" | "integer" => "int4".to_string(),
+        "smallint" => "int2".to_string(),
+        "bigint" => "int8".to_string(),
+        "real" => "float4".to_string(),
+        "float" | "double precision" => "float8".to_string(),
+        "boolean" => "bool".to_string(),
+        "decimal" => "numeric".to_string(),
+        "char" | "character" => "bpchar".to_string(),
+        "character varying" => "varchar".to_string(),
+        "timestamp with time zone" => "timestamptz".to_string(),
+        "timestamp without time zone" => "timestamp".to_string(),
+        "time with time zone" => "timetz".to_string(),
+        "time without time zone" => "time".to_string(),
+        other => other.to_string(),
+    };
+    format!("{}{}", quote_ident(&canonical), array)
+}
+
+/// A PostgreSQL array literal of text items: `{"a","b\"c"}`.
+pub fn array_literal(items: &[String]) -> String {
+    let mut s = String::from("{");
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('"');
+        for ch in it.chars() {
+            if ch == '"' || ch == '\\' {
+                s.push('\\');
+            }
+            s.push(ch);
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+impl<'a> Ctx<'a> {
+    fn new(schema: &'a Schema, query: &'a Query, opts: &'a Options) -> Self {
+        Ctx {
+            schema,
+            query,
+            opts,
+            params: Vec::new(),
+            aliases: 0,
+            skip_root: false,
+        }
+    }
+
+    fn param(&mut self, v: impl Into<String>) -> String {
+        self.params.push(Some(v.into()));
+        format!("${}", self.params.len())
+    }
+
+    fn alias(&mut self) -> String {
+        let a = format!("\"t{}\"", self.aliases);
+        self.aliases += 1;
+        a
+    }
+
+    fn finish(self, sql: String) -> Statement {
+        Statement {
+            sql,
+            params: self.params,
+        }
+    }
+
+    fn field_expr(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        field: &Field,
+    ) -> Result<String, ApiError> {
+        if table.column(&field.name).is_none() {
+            return Err(undefined_column(&table.name, &field.name));
+        }
+        let mut e = format!("{alias}.{}", quote_ident(&field.name));
+        for step in &field.path {
+            let arrow = match step.arrow {
+                Arrow::Json => "->",
+                Arrow::Text => "->>",
+            };
+            match &step.key {
+                JsonKey::Index(i) => e = format!("({e}{arrow}{i})"),
+                JsonKey::Name(n) => {
+                    let p = self.param(n.clone());
+                    e = format!("({e}{arrow}{p}::text)");
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    fn conditions(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        conds: &[Condition],
+    ) -> Result<Vec<String>, ApiError> {
+        conds
+            .iter()
+            .map(|c| self.condition(table, alias, c))
+            .collect()
+    }
+
+    fn condition(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        cond: &Condition,
+    ) -> Result<String, ApiError> {
+        match cond {
+            Condition::Filter(f) => self.filter(table, alias, f),
+            Condition::Group {
+                or,
+                negate,
+                children,
+            } => {
+                let parts = self.conditions(table, alias, children)?;
+                let joined = if parts.is_empty() {
+                    "TRUE".to_string()
+                } else {
+                    parts.join(if *or { " OR " } else { " AND " })
+                };
+                Ok(if *negate {
+                    format!("NOT ({joined})")
+                } else {
+                    format!("({joined})")
+                })
+            }
+        }
+    }
+
+    fn filter(&mut self, table: &Table, alias: &str, f: &Filter) -> Result<String, ApiError> {
+        let lhs = self.field_expr(table, alias, &f.field)?;
+        let simple = |op: Operator| -> Option<&'static str> {
+            Some(match op {
+                Operator::Eq => "=",
+                Operator::Neq => "<>",
+                Operator::Gt => ">",
+                Operator::Gte => ">=",
+                Operator::Lt => "<",
+                Operator::Lte => "<=",
+                Operator::Like => "LIKE",
+                Operator::Ilike => "ILIKE",
+                Operator::Match => "~",
+                Operator::Imatch => "~*",
+                Operator::Cs => "@>",
+                Operator::Cd => "<@",
+                Operator::Ov => "&&",
+                Operator::Sl => "<<",
+                Operator::Sr => ">>",
+                Operator::Nxr => "&<",
+                Operator::Nxl => "&>",
+                Operator::Adj => "-|-",
+                _ => return None,
+            })
+        };
+        let expr = match (&f.op, &f.value) {
+            (Operator::Is, Value::Is(v)) => format!(
+                "{lhs} IS {}",
+                match v {
+                    IsValue::Null => "NULL",
+                    IsValue::NotNull => "NOT NULL",
+                    IsValue::True => "TRUE",
+                    IsValue::False => "FALSE",
+                    IsValue::Unknown => "UNKNOWN",
+                }
+            ),
+            (Operator::In, Value::List(items)) => {
+                if items.is_empty() {
+                    "FALSE".to_string()
+                } else {
+                    let p = self.param(array_literal(items));
+                    format!("{lhs} = ANY ({p})")
+                }
+            }
+            (Operator::IsDistinct, Value::Single(v)) => {
+                let p = self.param(v.clone());
+                format!("{lhs} IS DISTINCT FROM {p}")
+            }
+            (op, Value::Single(v)) if op.is_fts() => {
+                let column_is_tsvector = f.field.path.is_empty()
+                    && table
+                        .column(&f.field.name)
+                        .is_some_and(|c| c.data_type == "tsvector");
+                let lang = f.language.clone().map(|l| self.param(l));
+                let vector = match (&lang, column_is_tsvector) {
+                    (_, true) => lhs.clone(),
+                    (Some(l), false) => format!("pg_catalog.to_tsvector({l}::regconfig, {lhs})"),
+                    (None, false) => format!("pg_catalog.to_tsvector({lhs})"),
+                };
+                let func = match op {
+                    Operator::Fts => "to_tsquery",
+                    Operator::Plfts => "plainto_tsquery",
+                    Operator::Phfts => "phraseto_tsquery",
+                    _ => "websearch_to_tsquery",
+                };
+                let q = self.param(v.clone());
+                match lang {
+                    Some(l) => format!("{vector} @@ pg_catalog.{func}({l}::regconfig, {q})"),
+                    None => format!("{vector} @@ pg_catalog.{func}({q})"),
+                }
+            }
+            (op, Value::List(items)) if f.quantifier.is_some() => {
+                let sql_op = simple(*op)
+                    .ok_or_else(|| ApiError::invalid("operator does not take (any)/(all)"))?;
+                let q = if f.quantifier == Some(Quantifier::Any) {
+                    "ANY"
+                } else {
+                    "ALL"
+                };
+                let p = self.param(array_literal(items));
+                format!("{lhs} {sql_op} {q} ({p})")
+            }
+            (op, Value::Single(v)) => {
+                let sql_op = simple(*op).ok_or_else(|| {
+                    ApiError::invalid(format!("operator {} needs another value", op.name()))
+                })?;
+                let p = self.param(v.clone());
+                format!("{lhs} {sql_op} {p}")
+            }
+            (op, _) => {
+                return Err(ApiError::invalid(format!(
+                    "invalid value for operator {}",
+                    op.name()
+                )))
+            }
+        };
+        Ok(if f.negate {
+            format!("NOT ({expr})")
+        } else {
+            expr
+        })
+    }
+
+    fn target(&self, rel: &Relationship) -> Result<&'a Table, ApiError> {
+        self.schema
+            .table(&rel.target_schema, &rel.target)
+            .ok_or_else(|| ApiError::no_table(&rel.target_schema, &rel.target))
+    }
+
+    /// The condition tying `target_alias` rows to their `parent_alias` row.
+    fn join_condition(
+        &mut self,
+        rel: &Relationship,
+        parent_alias: &str,
+        target_alias: &str,
+    ) -> String {
+        match &rel.junction {
+            None => rel
+                .pairs
+                .iter()
+                .map(|(p, t)| {
+                    format!(
+                        "{target_alias}.{} = {parent_alias}.{}",
+                        quote_ident(t),
+                        quote_ident(p)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            Some(j) => {
+                let ja = self.alias();
+                let mut conds: Vec<String> = j
+                    .parent_pairs
+                    .iter()
+                    .map(|(p, jc)| {
+                        format!(
+                            "{ja}.{} = {parent_alias}.{}",
+                            quote_ident(jc),
+                            quote_ident(p)
+                        )
+                    })
+                    .collect();
+                conds.extend(j.target_pairs.iter().map(|(t, jc)| {
+                    format!(
+                        "{ja}.{} = {target_alias}.{}",
+                        quote_ident(jc),
+                        quote_ident(t)
+                    )
+                }));
+                format!(
+                    "EXISTS (SELECT 1 FROM {} AS {ja} WHERE {})",
+                    quote_qualified(&j.schema, &j.table),
+                    conds.join(" AND ")
+                )
+            }
+        }
+    }
+
+    /// Render one level: `table` under `alias`, with `items`, at embed `path`.
+    fn level(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        items: &[SelectItem],
+        path: &[String],
+        root: bool,
+    ) -> Result<LevelSql, ApiError> {
+        let mut out = LevelSql::default();
+        let level = if path.is_empty() && self.skip_root {
+            Level::default()
+        } else {
+            self.query.level(path).cloned().unwrap_or_default()
+        };
+        let has_aggregate = items.iter().any(|i| {
+            matches!(
+                i,
+                SelectItem::Column {
+                    aggregate: Some(_),
+                    ..
+                }
+            )
+        });
+        if has_aggregate && !self.opts.aggregates {
+            return Err(ApiError::new(
+                400,
+                "PGRST123",
+                "Use of aggregate functions is not allowed",
+            ));
+        }
+        for item in items {
+            match item {
+                SelectItem::Star => out.select.push(format!("{alias}.*")),
+                SelectItem::Column {
+                    field,
+                    alias: label,
+                    cast,
+                    aggregate,
+                    aggregate_cast,
+                } => {
+                    let mut e = if field.name == "*" && *aggregate == Some(Aggregate::Count) {
+                        String::new()
+                    } else {
+                        self.field_expr(table, alias, field)?
+                    };
+                    if let Some(c) = cast {
+                        e = format!("CAST({e} AS {})", cast_type(c));
+                    }
+                    let name = match (label, aggregate) {
+                        (Some(l), _) => l.clone(),
+                        (None, Some(a)) => a.sql().to_string(),
+                        (None, None) => field.output_name(),
+                    };
+                    match aggregate {
+                        Some(a) => {
+                            let mut ae = if e.is_empty() {
+                                "pg_catalog.count(*)".to_string()
+                            } else {
+                                format!("pg_catalog.{}({e})", a.sql())
+                            };
+                            if let Some(c) = aggregate_cast {
+                                ae = format!("CAST({ae} AS {})", cast_type(c));
+                            }
+                            out.select.push(format!("{ae} AS {}", quote_ident(&name)));
+                        }
+                        None => {
+                            if has_aggregate {
+                                out.group_by.push(e.clone());
+                            }
+                            out.select.push(format!("{e} AS {}", quote_ident(&name)));
+                        }
+                    }
+                }
+                SelectItem::Embed(embed) => self.embed(table, alias, embed, path, &mut out)?,
+            }
+        }
+        out.conditions
+            .extend(self.conditions(table, alias, &level.conditions)?);
+        for term in &level.order {
+            let e = match &term.relation {
+                None => self.field_expr(table, alias, &term.field)?,
+                Some(rel_label) => {
+                    self.related_order_expr(table, alias, items, rel_label, &term.field)?
+                }
+            };
+            let mut s = e;
+            match term.direction {
+                Some(Direction::Asc) => s.push_str(" ASC"),
+                Some(Direction::Desc) => s.push_str(" DESC"),
+                None => {}
+            }
+            match term.nulls {
+                Some(Nulls::First) => s.push_str(" NULLS FIRST"),
+                Some(Nulls::Last) => s.push_str(" NULLS LAST"),
+                None => {}
+            }
+            out.order.push(s);
+        }
+        let limit = match (level.limit, root.then_some(self.opts.max_rows).flatten()) {
+            (Some(l), Some(m)) => Some(l.min(m)),
+            (l, m) => l.or(m),
+        };
+        if let Some(l) = limit {
+            let p = self.param(l.to_string());
+            out.paging.push_str(&format!(" LIMIT {p}"));
+        }
+        if let Some(o) = level.offset {
+            let p = self.param(o.to_string());
+            out.paging.push_str(&format!(" OFFSET {p}"));
+        }
+        Ok(out)
+    }
+
+    fn related_order_expr(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        items: &[SelectItem],
+        label: &str,
+        field: &Field,
+    ) -> Result<String, ApiError> {
+        let embed = items
+            .iter()
+            .find_map(|i| match i {
+                SelectItem::Embed(e) if e.label() == label => Some(e),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "PGRST108",
+                    format!("'{label}' is not an embedded resource in this request"),
+                )
+                .hint(format!(
+                    "Verify that '{label}' is included in the 'select' query parameter."
+                ))
+            })?;
+        let rel = self.schema.relationship(
+            &table.schema,
+            &table.name,
+            &embed.name,
+            embed.hint.as_deref(),
+        )?;
+        if !rel.cardinality.to_one() {
+            return Err(ApiError::new(
+                400,
+                "PGRST118",
+                format!("A related order on '{label}' is not possible"),
+            )
+            .details(format!(
+                "'{}' and '{label}' do not form a many-to-one or one-to-one relationship",
+                table.name
+            )));
+        }
+        let target = self.target(&rel)?;
+        let ta = self.alias();
+        let e = self.field_expr(target, &ta, field)?;
+        let jc = self.join_condition(&rel, alias, &ta);
+        Ok(format!(
+            "(SELECT {e} FROM {} AS {ta} WHERE {jc} LIMIT 1)",
+            quote_qualified(&target.schema, &target.name)
+        ))
+    }
+
+    fn embed(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        embed: &Embed,
+        path: &[String],
+        out: &mut LevelSql,
+    ) -> Result<(), ApiError> {
+        let rel = self.schema.relationship(
+            &table.schema,
+            &table.name,
+            &embed.name,
+            embed.hint.as_deref(),
+        )?;
+        let target = self.target(&rel)?;
+        let mut sub_path = path.to_vec();
+        sub_path.push(embed.label().to_string());
+        let ta = self.alias();
+        let jc = self.join_condition(&rel, alias, &ta);
+        let inner = self.level(target, &ta, &embed.select, &sub_path, false)?;
+        let from = format!("{} AS {ta}", quote_qualified(&target.schema, &target.name));
+        let inner_sql = format!(
+            "SELECT {} FROM {from}{}",
+            inner.select_list(),
+            inner.tail(Some(&jc))
+        );
+        let label = quote_ident(embed.label());
+        if embed.spread {
+            if !rel.cardinality.to_one() {
+                return Err(ApiError::new(
+                    400,
+                    "PGRST119",
+                    format!("A spread operation on '{}' is not possible", embed.name),
+                )
+                .details(format!(
+                    "'{}' and '{}' do not form a many-to-one or one-to-one relationship",
+                    table.name, embed.name
+                )));
+            }
+            if !inner.select.is_empty() {
+                let sa = self.alias();
+                out.joins.push(format!(
+                    "LEFT JOIN LATERAL ({inner_sql} LIMIT 1) AS {sa} ON TRUE"
+                ));
+                out.select.push(format!("{sa}.*"));
+            }
+        } else if !embed.select.is_empty() {
+            if rel.cardinality.to_one() {
+                out.select.push(format!(
+                    "(SELECT pg_catalog.row_to_json(\"_e\") FROM ({inner_sql} LIMIT 1) AS \"_e\") AS {label}"
+                ));
+            } else {
+                out.select.push(format!(
+                    "COALESCE((SELECT pg_catalog.json_agg(\"_e\") FROM ({inner_sql}) AS \"_e\"), '[]'::json) AS {label}"
+                ));
+            }
+        }
+        if embed.join == Some(JoinKind::Inner) {
+            let ea = self.alias();
+            let level = self.query.level(&sub_path).cloned().unwrap_or_default();
+            let mut conds = vec![self.join_condition(&rel, alias, &ea)];
+            conds.extend(self.conditions(target, &ea, &level.conditions)?);
+            out.conditions.push(format!(
+                "EXISTS (SELECT 1 FROM {} AS {ea} WHERE {})",
+                quote_qualified(&target.schema, &target.name),
+                conds.join(" AND ")
+            ));
+        }
+        // Filters on embeds that are not in the select are an error, as in PostgREST.
+        Ok(())
+    }
+}
+
+/// Check that every embed path with filters names an embed in `select`.
+fn check_embedded_levels(query: &Query) -> Result<(), ApiError> {
+    fn has_path(items: &[SelectItem], path: &[String]) -> bool {
+        match path.split_first() {
+            None => true,
+            Some((head, rest)) => items.iter().any(|i| match i {
+                SelectItem::Embed(e) => e.label() == head && has_path(&e.select, rest),
+                _ => false,
+            }),
+        }
+    }
+    for (path, _) in &query.embedded {
+        if !has_path(&query.select, path) {
+            let name = path.join(".");
+            return Err(ApiError::new(
+                400,
+                "PGRST108",
+                format!("'{name}' is not an embedded resource in this request"),
+            )
+            .hint(format!(
+                "Verify that '{name}' is included in the 'select' query parameter."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn wrap(cte: &str, inner: &str, body: &str, count: &str) -> String {
+    format!(
+        "WITH pgrst_source AS ({cte}) SELECT {count} AS total_count, pg_catalog.count(*) AS page_count, {body} AS body, \
+         nullif(pg_catalog.current_setting('response.headers', true), '') AS response_headers, \
+         nullif(pg_catalog.current_setting('response.status', true), '') AS response_status \
+         FROM ({inner}) AS _postgrest_t"
+    )
+}
+
+const JSON_BODY: &str = "coalesce(pg_catalog.json_agg(_postgrest_t), '[]')::text";
+
+/// A read: `GET /table?…`. `count` adds the exact total of matching rows.
+pub fn read(
+    schema: &Schema,
+    table: &Table,
+    query: &Query,
+    opts: &Options,
+    count: bool,
+) -> Result<Statement, ApiError> {
+    check_embedded_levels(query)?;
+    let mut cx = Ctx::new(schema, query, opts);
+    let alias = cx.alias();
+    let lv = cx.level(table, &alias, &query.select, &[], true)?;
+    let from = format!("{} AS {alias}", quote_qualified(&table.schema, &table.name));
+    let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
+    let count_sql = if count {
+        if lv.group_by.is_empty() {
+            format!(
+                "(SELECT pg_catalog.count(*) FROM {from}{})",
+                lv.where_only()
+            )
+        } else {
+            format!(
+                "(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {from}{} GROUP BY {}) AS _g)",
+                lv.where_only(),
+                lv.group_by.join(", ")
+            )
+        }
+    } else {
+        "NULL::bigint".to_string()
+    };
+    let sql = wrap(&cte, "SELECT * FROM pgrst_source", JSON_BODY, &count_sql);
+    Ok(cx.finish(sql))
+}
+
+fn check_columns(table: &Table, cols: &[String]) -> Result<(), ApiError> {
+    for c in cols {
+        if table.column(c).is_none() {
+            return Err(ApiError::no_column(c, &table.name));
+        }
+    }
+    Ok(())
+}
+
+/// The read-back after a write: the written rows (`pgrst_source`) shaped by `select=`.
+fn write_tail(
+    cx: &mut Ctx,
+    table: &Table,
+    query: &Query,
+    returning: Returning,
+    cte: String,
+) -> Result<String, ApiError> {
+    Ok(match returning {
+        Returning::Minimal => wrap(
+            &cte,
+            "SELECT 1 FROM pgrst_source",
+            "NULL::text",
+            "NULL::bigint",
+        ),
+        Returning::Representation => {
+            check_embedded_levels(query)?;
+            let alias = cx.alias();
+            // Only the select shape and the embeds' own levels apply to the read-back.
+            cx.skip_root = true;
+            let lv = cx.level(table, &alias, &query.select, &[], false)?;
+            let inner = format!(
+                "SELECT {} FROM pgrst_source AS {alias}{}",
+                lv.select_list(),
+                lv.tail(None)
+            );
+            wrap(&cte, &inner, JSON_BODY, "NULL::bigint")
+        }
+    })
+}
+
+/// `POST /table` (and `PUT`, as a one-row upsert).
+pub fn insert(
+    schema: &Schema,
+    table: &Table,
+    query: &Query,
+    opts: &Options,
+    spec: &InsertSpec,
+    returning: Returning,
+) -> Result<Statement, ApiError> {
+    check_columns(table, &spec.columns)?;
+    if let Some(oc) = &query.on_conflict {
+        check_columns(table, oc)?;
+    }
+    let mut cx = Ctx::new(schema, query, opts);
+    let tq = quote_qualified(&table.schema, &table.name);
+    let cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(c)).collect();
+    let body = if spec.columns.is_empty() {
+        String::new()
+    } else {
+        cx.param(spec.body.clone())
+    };
+    let mut cte = if spec.columns.is_empty() {
+        // `{}`: one row of defaults (the body carries nothing to write).
+        format!("INSERT INTO {tq} AS \"t_w\" DEFAULT VALUES")
+    } else if let Some(present) = &spec.present {
+        let rows: Vec<String> = present
+            .iter()
+            .enumerate()
+            .map(|(i, flags)| {
+                let vals: Vec<String> = spec
+                    .columns
+                    .iter()
+                    .zip(flags)
+                    .map(|(c, has)| {
+                        if *has {
+                            format!("(pg_catalog.json_populate_record(NULL::{tq}, {body}::json->{i})).{}", quote_ident(c))
+                        } else {
+                            "DEFAULT".to_string()
+                        }
+                    })
+                    .collect();
+                format!("({})", vals.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO {tq} AS \"t_w\" ({}) VALUES {}",
+            cols.join(", "),
+            rows.join(", ")
+        )
+    } else {
+        format!(
+            "INSERT INTO {tq} AS \"t_w\" ({c}) SELECT {c} FROM pg_catalog.json_populate_recordset(NULL::{tq}, {body}::json) AS _",
+            c = cols.join(", ")
+        )
+    };
+    if let Some(res) = spec.resolution {
+        let target = query
+            .on_conflict
+            .clone()
+            .unwrap_or_else(|| table.primary_key.clone());
+        if target.is_empty() {
+            return Err(ApiError::new(
+                400,
+                "PGRST102",
+                "An upsert needs a primary key or on_conflict",
+            ));
+        }
+        let tcols: Vec<String> = target.iter().map(|c| quote_ident(c)).collect();
+        let updates: Vec<String> = spec
+            .columns
+            .iter()
+            .filter(|c| !target.contains(c))
+            .map(|c| format!("{q} = EXCLUDED.{q}", q = quote_ident(c)))
+            .collect();
+        match res {
+            Resolution::IgnoreDuplicates => {
+                cte.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", tcols.join(", ")))
+            }
+            Resolution::MergeDuplicates if updates.is_empty() => {
+                cte.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", tcols.join(", ")))
+            }
+            Resolution::MergeDuplicates => cte.push_str(&format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                tcols.join(", "),
+                updates.join(", ")
+            )),
+        }
+    }
+    cte.push_str(" RETURNING \"t_w\".*");
+    let sql = write_tail(&mut cx, table, query, returning, cte)?;
+    Ok(cx.finish(sql))
+}
+
+/// `PATCH /table?filters` with a JSON object body.
+pub fn update(
+    schema: &Schema,
+    table: &Table,
+    query: &Query,
+    opts: &Options,
+    columns: &[String],
+    body: &str,
+    returning: Returning,
+) -> Result<Statement, ApiError> {
+    check_columns(table, columns)?;
+    let mut cx = Ctx::new(schema, query, opts);
+    let tq = quote_qualified(&table.schema, &table.name);
+    let alias = cx.alias();
+    let conds = cx.conditions(table, &alias, &query.root.conditions)?;
+    let b = cx.param(body.to_string());
+    let sets: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{q} = \"_b\".{q}", q = quote_ident(c)))
+        .collect();
+    let mut cte = format!(
+        "UPDATE {tq} AS {alias} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{tq}, {b}::json)) AS \"_b\"",
+        sets.join(", ")
+    );
+    if !conds.is_empty() {
+        cte.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+    }
+    cte.push_str(&format!(" RETURNING {alias}.*"));
+    let sql = write_tail(&mut cx, table, query, returning, cte)?;
+    Ok(cx.finish(sql))
+}
+
+/// `DELETE /table?filters`.
+pub fn delete(
+    schema: &Schema,
+    table: &Table,
+    query: &Query,
+    opts: &Options,
+    returning: Returning,
+) -> Result<Statement, ApiError> {
+    let mut cx = Ctx::new(schema, query, opts);
+    let alias = cx.alias();
+    let conds = cx.conditions(table, &alias, &query.root.conditions)?;
+    let mut cte = format!(
+        "DELETE FROM {} AS {alias}",
+        quote_qualified(&table.schema, &table.name)
+    );
+    if !conds.is_empty() {
+        cte.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+    }
+    cte.push_str(&format!(" RETURNING {alias}.*"));
+    let sql = write_tail(&mut cx, table, query, returning, cte)?;
+    Ok(cx.finish(sql))
+}
+
+/// Pick the overload of `name` whose parameters fit the argument names:
+/// every given name is a parameter, every parameter without a default is given.
+pub fn find_function<'s>(
+    schema: &'s Schema,
+    ns: &str,
+    name: &str,
+    arg_names: &[String],
+) -> Result<&'s Function, ApiError> {
+    let fits: Vec<&Function> = schema
+        .functions
+        .iter()
+        .filter(|f| f.schema == ns && f.name == name)
+        .filter(|f| {
+            arg_names
+                .iter()
+                .all(|a| f.args.iter().any(|p| &p.name == a))
+        })
+        .filter(|f| {
+            f.args
+                .iter()
+                .all(|p| p.has_default || arg_names.contains(&p.name))
+        })
+        .collect();
+    match fits.len() {
+        0 => {
+            let mut sorted = arg_names.to_vec();
+            sorted.sort();
+            Err(ApiError::new(
+                404,
+                "PGRST202",
+                format!("Could not find the function {ns}.{name}({}) in the schema cache", sorted.join(", ")),
+            )
+            .hint("If a new function was created in the database with this name and parameters, try reloading the schema cache."))
+        }
+        1 => Ok(fits[0]),
+        _ => {
+            // Prefer the overload with the fewest unused parameters.
+            let best = fits.iter().map(|f| f.args.len()).min().unwrap_or(0);
+            let bests: Vec<&&Function> = fits.iter().filter(|f| f.args.len() == best).collect();
+            if bests.len() == 1 {
+                Ok(bests[0])
+            } else {
+                Err(ApiError::new(
+                    300,
+                    "PGRST203",
+                    format!("Could not choose the best candidate function between: {ns}.{name}"),
+                )
+                .hint("Try renaming the parameters or the function itself in the database so function overloading can be resolved"))
+            }
+        }
+    }
+}
+
+/// `/rpc/fn`: call `func` with `args`; a row-returning function takes
+/// `select`, filters, `order` and paging like a table.
+pub fn call(
+    schema: &Schema,
+    func: &Function,
+    args: &Args,
+    query: &Query,
+    opts: &Options,
+) -> Result<Statement, ApiError> {
+    let mut cx = Ctx::new(schema, query, opts);
+    let fq = quote_qualified(&func.schema, &func.name);
+    let mut from_args = String::new();
+    let arg_exprs: Vec<String> = match args {
+        Args::Text(pairs) => pairs
+            .iter()
+            .map(|(n, v)| {
+                let ty = func
+                    .args
+                    .iter()
+                    .find(|a| &a.name == n)
+                    .map(|a| a.data_type.clone())
+                    .unwrap_or_else(|| "text".into());
+                let p = cx.param(v.clone());
+                format!("{} := {p}::{ty}", quote_ident(n))
+            })
+            .collect(),
+        Args::Json { names, body } => {
+            if !names.is_empty() {
+                let defs: Vec<String> = names
+                    .iter()
+                    .map(|n| {
+                        let ty = func
+                            .args
+                            .iter()
+                            .find(|a| &a.name == n)
+                            .map(|a| a.data_type.clone())
+                            .unwrap_or_else(|| "text".into());
+                        format!("{} {ty}", quote_ident(n))
+                    })
+                    .collect();
+                let p = cx.param(body.clone());
+                from_args = format!(
+                    "pg_catalog.json_to_record({p}::json) AS \"_args\"({})",
+                    defs.join(", ")
+                );
+            }
+            names
+                .iter()
+                .map(|n| format!("{q} := \"_args\".{q}", q = quote_ident(n)))
+                .collect()
+        }
+    };
+    let call_expr = format!("{fq}({})", arg_exprs.join(", "));
+    let from_args_prefix = if from_args.is_empty() {
+        String::new()
+    } else {
+        format!(" FROM {from_args}")
+    };
+    let sql = if func.returns_void {
+        wrap(
+            &format!("SELECT {call_expr}{from_args_prefix}"),
+            "SELECT 1 FROM pgrst_source",
+            "NULL::text",
+            "NULL::bigint",
+        )
+    } else if func.result_columns.is_empty() {
+        if func.returns_set {
+            let from = if from_args.is_empty() {
+                format!("{call_expr} AS \"pgrst_scalar\"")
+            } else {
+                format!("{from_args}, LATERAL {call_expr} AS \"pgrst_scalar\"")
+            };
+            let cte = format!("SELECT \"pgrst_scalar\" FROM {from}");
+            wrap(
+                &cte,
+                "SELECT * FROM pgrst_source",
+                "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
+                "NULL::bigint",
+            )
+        } else {
+            let cte = format!("SELECT {call_expr} AS \"pgrst_scalar\"{from_args_prefix}");
+            wrap(
+                &cte,
+                "SELECT * FROM pgrst_source",
+                "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
+                "NULL::bigint",
+            )
+        }
+    } else {
+        check_embedded_levels(query)?;
+        let pseudo = Table {
+            schema: func.schema.clone(),
+            name: func.name.clone(),
+            columns: func.result_columns.clone(),
+            ..Table::default()
+        };
+        let alias = cx.alias();
+        let lv = cx.level(&pseudo, &alias, &query.select, &[], true)?;
+        let from = if from_args.is_empty() {
+            format!("{call_expr} AS {alias}")
+        } else {
+            format!("{from_args}, LATERAL {call_expr} AS {alias}")
+        };
+        let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
+        wrap(
+            &cte,
+            "SELECT * FROM pgrst_source",
+            JSON_BODY,
+            "NULL::bigint",
+        )
+    };
+    Ok(cx.finish(sql))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse_query;
+    use super::super::schema::tests::demo;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Query {
+        let v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        parse_query(&v).unwrap()
+    }
+
+    fn read_sql(table: &str, pairs: &[(&str, &str)]) -> Result<Statement, ApiError> {
+        let s = demo();
+        let t = s.table("esg", table).unwrap().clone();
+        read(&s, &t, &q(pairs), &Options::default(), true)
+    }
+
+    #[test]
+    fn simple_read_is_parameterised() {
+        let st = read_sql(
+            "metrics",
+            &[("select", "id,code"), ("code", "eq.scope1"), ("limit", "5")],
+        )
+        .unwrap();
+        assert!(st.sql.contains("\"t0\".\"code\" = $1"), "{}", st.sql);
+        assert!(st.sql.contains("LIMIT $2"), "{}", st.sql);
+        assert_eq!(st.params, vec![Some("scope1".into()), Some("5".into())]);
+        assert!(!st.sql.contains("scope1"));
+    }
+
+    #[test]
+    fn every_operator_renders() {
+        let cases = [
+            ("eq.1", "= $1"),
+            ("neq.1", "<> $1"),
+            ("gt.1", "> $1"),
+            ("gte.1", ">= $1"),
+            ("lt.1", "< $1"),
+            ("lte.1", "<= $1"),
+            ("like.a*", "LIKE $1"),
+            ("ilike.a*", "ILIKE $1"),
+            ("match.^a", "~ $1"),
+            ("imatch.^a", "~* $1"),
+            ("is.null", "IS NULL"),
+            ("is.true", "IS TRUE"),
+            ("isdistinct.a", "IS DISTINCT FROM $1"),
+            ("in.(a,b)", "= ANY ($1)"),
+            ("cs.{a}", "@> $1"),
+            ("cd.{a}", "<@ $1"),
+            ("ov.{a}", "&& $1"),
+            ("sl.[1,2)", "<< $1"),
+            ("sr.[1,2)", ">> $1"),
+            ("nxr.[1,2)", "&< $1"),
+            ("nxl.[1,2)", "&> $1"),
+            ("adj.[1,2)", "-|- $1"),
+            ("not.eq.1", "NOT (\"t0\".\"code\" = $1)"),
+            ("eq(any).{a,b}", "= ANY ($1)"),
+            ("like(all).{a*,b*}", "LIKE ALL ($1)"),
+            ("fts.cat", "pg_catalog.to_tsvector(\"t0\".\"code\") @@ pg_catalog.to_tsquery($1)"),
+            ("plfts(english).cat", "pg_catalog.to_tsvector($1::regconfig, \"t0\".\"code\") @@ pg_catalog.plainto_tsquery($1::regconfig, $2)"),
+            ("phfts.cat", "phraseto_tsquery($1)"),
+            ("wfts.cat", "websearch_to_tsquery($1)"),
+        ];
+        for (v, want) in cases {
+            let st = read_sql("metrics", &[("code", v)]).unwrap();
+            assert!(st.sql.contains(want), "{v}: {}", st.sql);
+        }
+        let st = read_sql("metrics", &[("doc", "fts.cat")]).unwrap();
+        assert!(
+            st.sql
+                .contains("\"t0\".\"doc\" @@ pg_catalog.to_tsquery($1)"),
+            "{}",
+            st.sql
+        );
+        let st = read_sql("metrics", &[("code", "in.()")]).unwrap();
+        assert!(st.sql.contains("WHERE FALSE"), "{}", st.sql);
+        let st = read_sql("metrics", &[("extra->a->>b", "eq.x")]).unwrap();
+        assert!(
+            st.sql
+                .contains("((\"t0\".\"extra\"->$1::text)->>$2::text) = $3"),
+            "{}",
+            st.sql
+        );
+    }
+
+    #[test]
+    fn logic_and_order() {
+        let st = read_sql(
+            "metrics",
+            &[
+                ("or", "(code.eq.a,and(id.gt.1,id.lt.5))"),
+                ("order", "code.desc.nullslast,id"),
+            ],
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("(\"t0\".\"code\" = $1 OR (\"t0\".\"id\" > $2 AND \"t0\".\"id\" < $3))"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql
+                .contains("ORDER BY \"t0\".\"code\" DESC NULLS LAST, \"t0\".\"id\""),
+            "{}",
+            st.sql
+        );
+    }
+
+    #[test]
+    fn embeds() {
+        let st = read_sql(
+            "reporting_entities",
+            &[
+                (
+                    "select",
+                    "name,org:organisations(name),data_points(value,metrics(code))",
+                ),
+                ("data_points.order", "period.desc"),
+                ("data_points.limit", "3"),
+            ],
+        )
+        .unwrap();
+        assert!(st.sql.contains("row_to_json"), "{}", st.sql);
+        assert!(st.sql.contains("json_agg(\"_e\")"), "{}", st.sql);
+        assert!(st.sql.contains("AS \"org\""), "{}", st.sql);
+        let st = read_sql(
+            "reporting_entities",
+            &[
+                ("select", "name,organisations!inner(name)"),
+                ("organisations.country", "eq.DE"),
+            ],
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("EXISTS (SELECT 1 FROM \"esg\".\"organisations\""),
+            "{}",
+            st.sql
+        );
+        let st = read_sql(
+            "reporting_entities",
+            &[("select", "name,...organisations(org_name:name)")],
+        )
+        .unwrap();
+        assert!(st.sql.contains("LEFT JOIN LATERAL"), "{}", st.sql);
+        let st = read_sql("units", &[("select", "code,tags(label)")]).unwrap();
+        assert!(st.sql.contains("\"esg\".\"unit_tags\""), "{}", st.sql);
+        let st = read_sql(
+            "reporting_entities",
+            &[
+                ("select", "name,organisations(name)"),
+                ("order", "organisations(name).desc"),
+            ],
+        )
+        .unwrap();
+        assert!(st.sql.contains("ORDER BY (SELECT"), "{}", st.sql);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            read_sql("metrics", &[("nope", "eq.1")]).unwrap_err().code,
+            "42703"
+        );
+        assert_eq!(
+            read_sql("metrics", &[("select", "nope")]).unwrap_err().code,
+            "42703"
+        );
+        assert_eq!(
+            read_sql("metrics", &[("select", "id,organisations(*)")])
+                .unwrap_err()
+                .code,
+            "PGRST200"
+        );
+        assert_eq!(
+            read_sql("organisations", &[("select", "id,organisations(*)")])
+                .unwrap_err()
+                .code,
+            "PGRST201"
+        );
+        assert_eq!(
+            read_sql("metrics", &[("select", "id"), ("units.code", "eq.x")])
+                .unwrap_err()
+                .code,
+            "PGRST108"
+        );
+        assert_eq!(
+            read_sql("metrics", &[("select", "count()")])
+                .unwrap_err()
+                .code,
+            "PGRST123"
+        );
+        assert_eq!(
+            read_sql(
+                "organisations",
+                &[("select", "...reporting_entities(name)")]
+            )
+            .unwrap_err()
+            .code,
+            "PGRST119"
+        );
+        assert_eq!(
+            read_sql(
+                "organisations",
+                &[
+                    ("select", "id,reporting_entities(name)"),
+                    ("order", "reporting_entities(name)")
+                ]
+            )
+            .unwrap_err()
+            .code,
+            "PGRST118"
+        );
+    }
+
+    #[test]
+    fn aggregates_group_by() {
+        let s = demo();
+        let t = s.table("esg", "data_points").unwrap().clone();
+        let opts = Options {
+            aggregates: true,
+            max_rows: Some(100),
+        };
+        let st = read(
+            &s,
+            &t,
+            &q(&[("select", "metric_id,value.sum(),count()")]),
+            &opts,
+            false,
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("GROUP BY \"t0\".\"metric_id\""),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql
+                .contains("pg_catalog.sum(\"t0\".\"value\") AS \"sum\""),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("LIMIT $1"), "max rows: {}", st.sql);
+    }
+
+    #[test]
+    fn casts_are_canonical_and_quoted() {
+        let st = read_sql(
+            "metrics",
+            &[("select", "id::text,x:id::double precision,tags::text[]")],
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("CAST(\"t0\".\"id\" AS \"text\") AS \"id\""),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("AS \"float8\") AS \"x\""), "{}", st.sql);
+        assert!(st.sql.contains("AS \"text\"[])"), "{}", st.sql);
+    }
+
+    #[test]
+    fn writes() {
+        let s = demo();
+        let t = s.table("esg", "metrics").unwrap().clone();
+        let spec = InsertSpec {
+            columns: vec!["code".into(), "name".into()],
+            body: "[{\"code\":\"a\",\"name\":\"b\"}]".into(),
+            present: None,
+            resolution: Some(Resolution::MergeDuplicates),
+        };
+        let query = q(&[("on_conflict", "tenant_id,code"), ("select", "id,code")]);
+        let st = insert(
+            &s,
+            &t,
+            &query,
+            &Options::default(),
+            &spec,
+            Returning::Representation,
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("json_populate_recordset(NULL::\"esg\".\"metrics\", $1::json)"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql.contains(
+                "ON CONFLICT (\"tenant_id\", \"code\") DO UPDATE SET \"name\" = EXCLUDED.\"name\""
+            ),
+            "{}",
+            st.sql
+        );
+        let spec2 = InsertSpec {
+            present: Some(vec![vec![true, false]]),
+            ..spec.clone()
+        };
+        let st = insert(
+            &s,
+            &t,
+            &q(&[]),
+            &Options::default(),
+            &spec2,
+            Returning::Minimal,
+        )
+        .unwrap();
+        assert!(st.sql.contains("DEFAULT)"), "{}", st.sql);
+        let bad = InsertSpec {
+            columns: vec!["nope".into()],
+            ..spec
+        };
+        assert_eq!(
+            insert(
+                &s,
+                &t,
+                &q(&[]),
+                &Options::default(),
+                &bad,
+                Returning::Minimal
+            )
+            .unwrap_err()
+            .code,
+            "PGRST204"
+        );
+        let st = update(
+            &s,
+            &t,
+            &q(&[("code", "eq.a")]),
+            &Options::default(),
+            &["name".into()],
+            "{\"name\":\"x\"}",
+            Returning::Minimal,
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("UPDATE \"esg\".\"metrics\" AS \"t0\" SET \"name\" = \"_b\".\"name\""),
+            "{}",
+            st.sql
+        );
+        let st = delete(
+            &s,
+            &t,
+            &q(&[("code", "eq.a")]),
+            &Options::default(),
+            Returning::Representation,
+        )
+        .unwrap();
+        assert!(st.sql.starts_with("WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"t0\" WHERE \"t0\".\"code\" = $1 RETURNING \"t0\".*)"), "{}", st.sql);
+    }
+
+    #[test]
+    fn functions() {
+        let s = demo();
+        let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
+        let st = call(
+            &s,
+            f,
+            &Args::Text(vec![("code".into(), "scope1".into())]),
+            &q(&[]),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("\"esg\".\"metric_total\"(\"code\" := $1::text)"),
+            "{}",
+            st.sql
+        );
+        let st = call(
+            &s,
+            f,
+            &Args::Json {
+                names: vec!["code".into()],
+                body: "{\"code\":\"x\"}".into(),
+            },
+            &q(&[]),
+            &Options::default(),
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("json_to_record($1::json) AS \"_args\"(\"code\" text)"),
+            "{}",
+            st.sql
+        );
+        assert_eq!(
+            find_function(&s, "esg", "metric_total", &[])
+                .unwrap_err()
+                .code,
+            "PGRST202"
+        );
+        assert_eq!(
+            find_function(&s, "esg", "nope", &[]).unwrap_err().status,
+            404
+        );
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Operator> {
+        prop::sample::select(Operator::ALL.to_vec())
+    }
+
+    proptest! {
+        /// Whatever value a client sends, it is a parameter and never SQL text.
+        #[test]
+        fn values_never_reach_sql_text(op in op_strategy(), negate in any::<bool>(), v in "zq[^\\x00]{4,20}", col in prop::sample::select(vec!["code", "name", "id", "extra->>k"])) {
+            let value = match op {
+                Operator::Is => "null".to_string(),
+                Operator::In => format!("({},\"{}\")", v.replace([',', ')', '"', '\\'], ""), v.replace(['"', '\\'], "")),
+                _ => v.clone(),
+            };
+            let text = format!("{}{}.{}", if negate { "not." } else { "" }, op.name(), value);
+            let pairs = vec![(col.to_string(), text), ("or".to_string(), format!("(code.eq.\"{}\")", v.replace(['"', '\\'], "")))];
+            if let Ok(query) = parse_query(&pairs) {
+                let s = demo();
+                let t = s.table("esg", "metrics").unwrap().clone();
+                if let Ok(st) = read(&s, &t, &query, &Options::default(), true) {
+                    let core: String = v.chars().filter(|c| !matches!(c, ',' | ')' | '"' | '\\' | '*')).collect();
+                    prop_assert!(!st.sql.contains(&core), "value {:?} leaked into {}", core, st.sql);
+                    prop_assert!(!st.sql.contains("zq"));
+                }
+            }
+        }
+
+        /// Random query strings never panic the parser or the builder.
+        #[test]
+        fn hostile_input_never_panics(k in "[a-z_.>\\-]{0,12}", v in "\\PC{0,40}", sel in "[a-z_,:()!*.\\->\"]{0,30}") {
+            let pairs = vec![(k, v), ("select".to_string(), sel)];
+            if let Ok(query) = parse_query(&pairs) {
+                let s = demo();
+                let t = s.table("esg", "reporting_entities").unwrap().clone();
+                let _ = read(&s, &t, &query, &Options::default(), true);
+            }
+        }
+
+        /// Printing a filter and parsing it back gives the same filter.
+        #[test]
+        fn filters_round_trip(op in op_strategy(), negate in any::<bool>(), v in "[a-zA-Z0-9 %_]{0,12}", items in prop::collection::vec("[a-zA-Z0-9 ]{1,8}", 0..4)) {
+            let (text, value) = match op {
+                Operator::Is => ("null".to_string(), Value::Is(IsValue::Null)),
+                Operator::In => (
+                    format!("({})", items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(",")),
+                    Value::List(items.clone()),
+                ),
+                _ => (v.clone(), Value::Single(v.clone())),
+            };
+            let printed = format!("{}{}.{}", if negate { "not." } else { "" }, op.name(), text);
+            let f = super::super::parse::parse_filter(Field::plain("code"), &printed).unwrap();
+            prop_assert_eq!(f.op, op);
+            prop_assert_eq!(f.negate, negate);
+            prop_assert_eq!(f.value, value);
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! tenancy-proxy: a PostgREST-compatible HTTP API in front of pg_tenancy.
+//!
+//! Each request: verify the JWT, rate-limit by tenant, parse the query string
+//! (tenancy_core::postgrest), build one parameterised statement, and run it
+//! in one transaction after `set_config` of the role, the request settings,
+//! the search_path and `tenancy.tenant_id` (all local to the transaction).
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod handler;
+pub mod limits;
+pub mod schema_cache;
+
+use axum::routing::get;
+use axum::Router;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use tenancy_core::postgrest::schema::Schema;
+use tokio::sync::oneshot;
+
+pub use config::Config;
+
+/// Shared state of one proxy.
+pub struct AppState {
+    pub config: Config,
+    pub schemas: Vec<String>,
+    pub pool: Pool,
+    pub schema: RwLock<Arc<Schema>>,
+    pub loaded: AtomicBool,
+    pub jwt_key: Option<jsonwebtoken::DecodingKey>,
+    pub limits: limits::Limits,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn schema(&self) -> Arc<Schema> {
+        self.schema.read().expect("schema lock").clone()
+    }
+
+    /// Re-read the schema cache.
+    pub async fn reload_schema(&self) -> Result<(), String> {
+        let client = self.pool.get().await.map_err(|e| e.to_string())?;
+        let s = schema_cache::load(&client, &self.schemas)
+            .await
+            .map_err(|e| e.to_string())?;
+        *self.schema.write().expect("schema lock") = Arc::new(s);
+        self.loaded.store(true, Ordering::SeqCst);
+        tracing::info!(schemas = ?self.schemas, "schema cache loaded");
+        Ok(())
+    }
+
+    /// Re-read every tenant's plan for the rate limits.
+    pub async fn reload_limits(&self) {
+        let Some(uri) = &self.config.admin_db_uri else {
+            return;
+        };
+        let res = async {
+            let (client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            client
+                .query(
+                    "SELECT id::text, slug, plan, nullif(settings->>'rate_limit_rps', '')::int FROM tenancy.tenants",
+                    &[],
+                )
+                .await
+        }
+        .await;
+        match res {
+            Ok(rows) => {
+                let rows = rows
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, String>(1),
+                            r.get::<_, Option<String>>(2),
+                            r.get::<_, Option<i32>>(3).map(|v| v.max(0) as u32),
+                        )
+                    })
+                    .collect();
+                self.limits.set_tenants(rows);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read tenant plans for rate limits"),
+        }
+    }
+}
+
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .expect("buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Build the state: pool, JWT key, limits. The schema cache loads in `start`.
+pub fn state(config: Config) -> Result<Arc<AppState>, String> {
+    let pg: tokio_postgres::Config = config.db_uri.parse().map_err(|e| format!("db-uri: {e}"))?;
+    let mgr = Manager::from_config(
+        pg,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(mgr)
+        .max_size(config.db_pool.max(1))
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let jwt_key = match &config.jwt_secret {
+        Some(s) => Some(auth::key(s)?),
+        None => None,
+    };
+    let limits = limits::Limits::new(config.default_rate_limit, config.plan_limits());
+    Ok(Arc::new(AppState {
+        schemas: config.schemas(),
+        config,
+        pool,
+        schema: RwLock::new(Arc::new(Schema::default())),
+        loaded: AtomicBool::new(false),
+        jwt_key,
+        limits,
+        metrics: metrics_handle(),
+    }))
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/_tenancy/health", get(handler::health))
+        .route("/_tenancy/ready", get(handler::ready))
+        .route("/_tenancy/metrics", get(handler::metrics))
+        .fallback(handler::api)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Listen for `NOTIFY pgrst, 'reload schema'` and SIGUSR1; reload the cache.
+fn spawn_reloaders(state: Arc<AppState>) {
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = listen_once(&st).await {
+                tracing::warn!(error = %e, "schema listener lost; retrying");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    });
+    #[cfg(unix)]
+    {
+        let st = state.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut s) = signal(SignalKind::user_defined1()) else {
+                return;
+            };
+            while s.recv().await.is_some() {
+                let _ = st.reload_schema().await;
+                st.reload_limits().await;
+            }
+        });
+    }
+    let st = state;
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(st.config.limits_refresh_secs.max(1));
+        loop {
+            st.reload_limits().await;
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+async fn listen_once(state: &Arc<AppState>) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let (client, mut conn) = tokio_postgres::connect(&state.config.db_uri, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+    tokio::spawn(async move {
+        let mut stream = Box::pin(stream);
+        while let Some(m) = stream.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(n.payload().to_string());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN pgrst")
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(payload) = rx.recv().await {
+        if payload.is_empty() || payload == "reload schema" {
+            let _ = state.reload_schema().await;
+            state.reload_limits().await;
+        }
+    }
+    Err("listener connection closed".into())
+}
+
+/// A running proxy (for tests and embedding).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        // Graceful: in-flight requests finish; idle keep-alive connections
+        // do not hold the process past the grace period.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.join)
+            .await
+            .is_err()
+        {
+            self.join.abort();
+        }
+    }
+}
+
+/// Load the schema cache, bind `addr` and serve until `stop` is called.
+pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> {
+    let state = state(config)?;
+    state.reload_schema().await?;
+    state.reload_limits().await;
+    spawn_reloaders(state.clone());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = router(state.clone());
+    let join = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Running {
+        addr,
+        state,
+        shutdown: Some(tx),
+        join,
+    })
+}

@@ -1,0 +1,101 @@
+//! Per-tenant rate limits: a token bucket per tenant, sized by its plan.
+
+use governor::{clock::DefaultClock, state::keyed::DefaultKeyedStateStore, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+/// Limits per tenant; refreshed from the database without a restart.
+pub struct Limits {
+    default_rps: u32,
+    plan_rps: HashMap<String, u32>,
+    /// tenant key (uuid or slug) → requests per second.
+    tenants: RwLock<HashMap<String, u32>>,
+    /// One keyed limiter per distinct rate (so each tenant has its own bucket).
+    limiters: RwLock<HashMap<u32, Arc<Keyed>>>,
+}
+
+impl Limits {
+    pub fn new(default_rps: u32, plan_rps: HashMap<String, u32>) -> Self {
+        Limits {
+            default_rps,
+            plan_rps,
+            tenants: RwLock::new(HashMap::new()),
+            limiters: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Replace the tenant table: (id, slug, plan, per-tenant override).
+    pub fn set_tenants(&self, rows: Vec<(String, String, Option<String>, Option<u32>)>) {
+        let mut map = HashMap::new();
+        for (id, slug, plan, over) in rows {
+            let rps = over
+                .or_else(|| plan.as_ref().and_then(|p| self.plan_rps.get(p).copied()))
+                .unwrap_or(self.default_rps);
+            map.insert(id, rps);
+            map.insert(slug, rps);
+        }
+        *self.tenants.write().expect("limits lock") = map;
+    }
+
+    pub fn rate_for(&self, tenant: &str) -> u32 {
+        self.tenants
+            .read()
+            .expect("limits lock")
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.default_rps)
+    }
+
+    /// `Ok` or the time to wait before retrying.
+    pub fn check(&self, tenant: &str) -> Result<(), Duration> {
+        let rps = self.rate_for(tenant);
+        let Some(n) = NonZeroU32::new(rps) else {
+            return Ok(());
+        };
+        let existing = self
+            .limiters
+            .read()
+            .expect("limits lock")
+            .get(&rps)
+            .cloned();
+        let limiter = match existing {
+            Some(l) => l,
+            None => self
+                .limiters
+                .write()
+                .expect("limits lock")
+                .entry(rps)
+                .or_insert_with(|| Arc::new(RateLimiter::keyed(Quota::per_second(n))))
+                .clone(),
+        };
+        limiter
+            .check_key(&tenant.to_string())
+            .map_err(|nu| nu.wait_time_from(governor::clock::Clock::now(&DefaultClock::default())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_per_tenant_and_plan() {
+        let l = Limits::new(2, HashMap::from([("pro".to_string(), 5)]));
+        l.set_tenants(vec![("u1".into(), "acme".into(), Some("pro".into()), None)]);
+        assert_eq!(l.rate_for("acme"), 5);
+        assert_eq!(l.rate_for("u1"), 5);
+        assert_eq!(l.rate_for("other"), 2);
+        assert!(l.check("other").is_ok());
+        assert!(l.check("other").is_ok());
+        assert!(l.check("other").is_err());
+        // another tenant has its own bucket
+        for _ in 0..5 {
+            assert!(l.check("acme").is_ok());
+        }
+        assert!(l.check("acme").is_err());
+    }
+}

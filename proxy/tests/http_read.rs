@@ -1,0 +1,527 @@
+//! Reads through HTTP: select, filters, embedding, ranges, media types,
+//! error codes, and a hostile query-string fuzz.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_filters_embeds_errors() {
+    let db = TestDb::create("read").await;
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        health(&p).await;
+        basics(&p).await;
+        filters(&p).await;
+        embeds(&p).await;
+        ranges_and_media(&p).await;
+        errors(&p).await;
+        schema_reload(&db, &p).await;
+        fuzz(&p).await;
+    };
+    let outcome = guarded(result).await;
+    p.stop().await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
+async fn health(p: &Proxy) {
+    assert_eq!(
+        p.get("/_tenancy/health").send().await.unwrap().status(),
+        200
+    );
+    let (s, v) = json_of(p.get("/_tenancy/ready").send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = json_of(p.get("/").send().await.unwrap()).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["swagger"], "2.0");
+    assert!(v["paths"]["/metrics"].is_object(), "{v}");
+}
+
+async fn basics(p: &Proxy) {
+    let acme = member("acme");
+    let (s, v) = json_of(
+        p.get("/metrics?select=code,name&order=code")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let codes: Vec<&str> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["energy", "scope1", "scope2", "waste", "water"]);
+    assert_eq!(v[0].as_object().unwrap().len(), 2);
+    // alias, cast
+    let (s, v) = json_of(
+        p.get("/metrics?select=c:code,id::text&code=eq.scope1")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["c"], "scope1");
+    assert!(v[0]["id"].is_string());
+    // reference table readable by anon
+    let (s, v) = json_of(p.get("/units?order=code").send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 5);
+    // aggregates
+    let (s, v) = json_of(
+        p.get(
+            "/data_points?select=metric_id,value.sum(),count()&order=metric_id&metric_id=lt.100000",
+        )
+        .bearer_auth(member("globex"))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 5);
+    assert_eq!(v[0]["count"], 48);
+}
+
+async fn count_of(p: &Proxy, query: &str) -> usize {
+    let (s, v) = json_of(
+        p.get(&format!("/metrics?{query}"))
+            .bearer_auth(member("acme"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{query}: {v}");
+    v.as_array().unwrap().len()
+}
+
+async fn filters(p: &Proxy) {
+    let cases: &[(&str, usize)] = &[
+        ("code=eq.scope1", 1),
+        ("code=neq.scope1", 4),
+        ("code=gt.scope1", 3),
+        ("code=gte.scope1", 4),
+        ("code=lt.scope1", 1),
+        ("code=lte.scope1", 2),
+        ("code=like.scope*", 2),
+        ("code=ilike.SCOPE*", 2),
+        ("code=match.^sc", 2),
+        ("code=imatch.^SC", 2),
+        ("code=in.(scope1,water,nope)", 2),
+        ("code=in.()", 0),
+        ("code=not.in.(scope1,scope2)", 3),
+        ("code=is.null", 0),
+        ("code=not.is.null", 5),
+        ("code=isdistinct.scope1", 4),
+        ("name=fts.emissions", 2),
+        ("name=plfts(english).scope emissions", 2),
+        ("name=phfts.scope 1 emissions", 1),
+        ("name=wfts.emissions -\"scope 2\"", 1),
+        ("code=like(any).{scope*,wat*}", 3),
+        ("code=like(all).{s*,*1}", 1),
+        ("code=eq(any).{energy,waste}", 2),
+        ("or=(code.eq.scope1,code.eq.water)", 2),
+        (
+            "or=(code.eq.scope1,and(code.like.w*,name.ilike.*water*))",
+            2,
+        ),
+        ("not.or=(code.eq.scope1,code.eq.water)", 3),
+        ("and=(code.like.s*,or(name.ilike.*1*,name.ilike.*2*))", 2),
+        ("unit=eq.tCO2e&code=neq.scope2", 1),
+        ("limit=2&order=code.desc", 2),
+        ("limit=2&offset=4&order=code", 1),
+    ];
+    for (q, n) in cases {
+        assert_eq!(count_of(p, q).await, *n, "{q}");
+    }
+    // array / range operators on literals the server types
+    let (s, v) = json_of(
+        p.post("/rpc/add")
+            .json(&serde_json::json!({"a": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v), (200, Value::from(3)));
+}
+
+async fn embeds(p: &Proxy) {
+    let acme = member("acme-europe");
+    // many-to-one, nested one-to-many, aliases, embed filters/order/limit
+    let (s, v) = json_of(
+        p.get("/reporting_entities?select=name,org:organisations(name,country),data_points(value,period,metrics(code))&data_points.order=period.desc&data_points.limit=2&order=name&limit=2")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert!(v[0]["org"]["name"].is_string(), "{v}");
+    assert_eq!(v[0]["data_points"].as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["data_points"][0]["period"], "2025-12-01");
+    assert!(v[0]["data_points"][0]["metrics"]["code"].is_string());
+    // embed filter + !inner filters the parent
+    let (_, all) = json_of(
+        p.get("/reporting_entities?select=name,organisations(country)")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (s, de) = json_of(
+        p.get("/reporting_entities?select=name,organisations!inner(country)&organisations.country=eq.DE")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{de}");
+    assert!(de.as_array().unwrap().len() < all.as_array().unwrap().len());
+    assert!(de
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["organisations"]["country"] == "DE"));
+    // spread
+    let (s, v) = json_of(
+        p.get("/reporting_entities?select=name,...organisations(org_name:name)&limit=1")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v[0]["org_name"].is_string(), "{v}");
+    // self reference: ambiguous without a hint, both directions with hints
+    let (s, v) = json_of(
+        p.get("/organisations?select=name,organisations(name)")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (300, Some("PGRST201")), "{v}");
+    let (s, v) = json_of(
+        p.get("/organisations?select=name,parent:organisations!parent_org_id(name),children:organisations!organisations_tenant_id_parent_org_id_fkey(name)&order=id")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v[0]["parent"].is_null());
+    assert_eq!(v[1]["parent"]["name"], v[0]["name"]);
+    assert_eq!(v[0]["children"].as_array().unwrap().len(), 1);
+    // to-one related order
+    let (s, v) = json_of(
+        p.get("/data_points?select=value,metrics(code)&order=metrics(code).desc,period&limit=1")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["metrics"]["code"], "water");
+    // no relationship
+    let (s, v) = json_of(
+        p.get("/units?select=code,organisations(name)")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("PGRST200")), "{v}");
+}
+
+async fn ranges_and_media(p: &Proxy) {
+    let t = member("globex");
+    let r = p
+        .get("/metrics?order=code")
+        .bearer_auth(&t)
+        .header("Range", "1-2")
+        .header("Prefer", "count=exact")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "1-2/5");
+    let r = p
+        .get("/metrics?limit=2")
+        .bearer_auth(&t)
+        .header("Prefer", "count=exact")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-range"], "0-1/5");
+    let r = p.get("/metrics").bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-range"], "0-4/*");
+    let (s, v) = json_of(
+        p.get("/metrics?offset=10")
+            .bearer_auth(&t)
+            .header("Prefer", "count=exact")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (416, Some("PGRST103")), "{v}");
+    // single object
+    let r = p
+        .get("/metrics?code=eq.scope1&select=code")
+        .bearer_auth(&t)
+        .header("Accept", "application/vnd.pgrst.object+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/vnd.pgrst.object+json"));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"code": "scope1"})
+    );
+    let (s, v) = json_of(
+        p.get("/metrics")
+            .bearer_auth(&t)
+            .header("Accept", "application/vnd.pgrst.object+json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (406, Some("PGRST116")), "{v}");
+    // csv
+    let r = p
+        .get("/units?select=code,name&order=name&limit=2")
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "code,name\nm3,cubic metres\nMWh,megawatt hours"
+    );
+    let (s, v) = json_of(
+        p.get("/units")
+            .header("Accept", "image/png")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (406, Some("PGRST107")));
+    // schema switching
+    let (s, v) = json_of(
+        p.get("/units")
+            .header("Accept-Profile", "nope")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (406, Some("PGRST106")));
+    let (s, _) = json_of(
+        p.get("/tenants")
+            .bearer_auth(&t)
+            .header("Accept-Profile", "tenancy")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // HEAD
+    let r = p.head_like("/units").await;
+    assert_eq!(r, 200);
+}
+
+trait HeadLike {
+    async fn head_like(&self, path: &str) -> u16;
+}
+
+impl HeadLike for Proxy {
+    async fn head_like(&self, path: &str) -> u16 {
+        let r = self
+            .http
+            .head(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    }
+}
+
+async fn errors(p: &Proxy) {
+    let t = member("acme");
+    let cases: &[(&str, u16, &str)] = &[
+        ("/metrics?select=id,,code", 400, "PGRST100"),
+        ("/metrics?code=xx.1", 400, "PGRST100"),
+        ("/metrics?limit=abc", 400, "PGRST100"),
+        ("/metrics?or=(code.eq.1", 400, "PGRST100"),
+        ("/metrics?nope=eq.1", 400, "42703"),
+        ("/nope", 404, "PGRST205"),
+        ("/metrics?select=code&units.code=eq.x", 400, "PGRST108"),
+        ("/metrics?id=eq.notanumber", 400, "22P02"),
+        ("/rpc/nope", 404, "PGRST202"),
+    ];
+    for (path, status, code) in cases {
+        let (s, v) = json_of(p.get(path).bearer_auth(&t).send().await.unwrap()).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap_or("")),
+            (*status, *code),
+            "{path}: {v}"
+        );
+        assert!(
+            v.get("message").is_some() && v.get("details").is_some() && v.get("hint").is_some()
+        );
+    }
+    let (s, v) = json_of(p.get("/metrics?select=id,,code").send().await.unwrap()).await;
+    assert!(
+        v["message"].as_str().unwrap().contains("column 4"),
+        "{s} {v}"
+    );
+}
+
+async fn schema_reload(db: &TestDb, p: &Proxy) {
+    let admin = db.admin().await;
+    admin
+        .batch_execute("CREATE TABLE esg.late (id int primary key); GRANT SELECT ON esg.late TO tenancy_member; INSERT INTO esg.late VALUES (1)")
+        .await
+        .unwrap();
+    let (s, _) = json_of(
+        p.get("/late")
+            .bearer_auth(member("acme"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 404);
+    admin
+        .batch_execute("NOTIFY pgrst, 'reload schema'")
+        .await
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (s, _) = json_of(
+            p.get("/late")
+                .bearer_auth(member("acme"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if s == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "schema cache did not reload on NOTIFY");
+}
+
+/// Random and hostile query strings and headers: never a 5xx, never a hang,
+/// and the pool still answers correctly afterwards.
+async fn fuzz(p: &Proxy) {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let pieces = [
+        "select",
+        "order",
+        "limit",
+        "offset",
+        "or",
+        "and",
+        "not.or",
+        "code",
+        "name",
+        "id",
+        "organisations",
+        "x->>y",
+        "data_points.limit",
+    ];
+    let key = proptest::sample::select(pieces.to_vec());
+    let val =
+        proptest::string::string_regex("[a-z0-9_.,:()!*>\\-\"'{}\\[\\];% \\\\]{0,24}").unwrap();
+    let t = member("acme");
+    let client = p.http.clone();
+    for i in 0..300 {
+        let k = key.new_tree(&mut runner).unwrap().current();
+        let v = val.new_tree(&mut runner).unwrap().current();
+        let q: String = form_urlencoded_pair(k, &v);
+        let path = if i % 3 == 0 {
+            "/reporting_entities"
+        } else {
+            "/metrics"
+        };
+        let mut req = client
+            .get(format!("{}{}?{}", p.base, path, q))
+            .timeout(std::time::Duration::from_secs(10));
+        if i % 2 == 0 {
+            req = req.bearer_auth(&t);
+        }
+        if i % 5 == 0 {
+            req = req.header("Range", v.clone()).header("Prefer", v.clone());
+        }
+        if i % 7 == 0 {
+            req = req.header("Authorization", format!("Bearer {v}"));
+        }
+        let r = req.send().await.expect("no hang");
+        assert!(
+            r.status().as_u16() < 500,
+            "{path}?{q} gave {} {:?}",
+            r.status(),
+            r.text().await
+        );
+    }
+    // Every pooled connection still works and is clean.
+    for _ in 0..8 {
+        let (s, v) = json_of(
+            p.get("/metrics?select=code")
+                .bearer_auth(member("acme"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v.as_array().map(|a| a.len())), (200, Some(5)));
+    }
+}
+
+fn form_urlencoded_pair(k: &str, v: &str) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    format!("{}={}", enc(k), enc(v))
+}

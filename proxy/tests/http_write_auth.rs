@@ -1,0 +1,579 @@
+//! Writes, RPC, JWT cases, tenant isolation, rate limits and metrics through HTTP.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_rpc_auth_isolation() {
+    let db = TestDb::create("wa").await;
+    let p = db.proxy(db.config()).await;
+    let outcome = guarded(async {
+        writes(&p).await;
+        rpc(&p).await;
+        jwt_cases(&p).await;
+        isolation(&p).await;
+        pooled_isolation(&db).await;
+        rate_limits(&db).await;
+        metrics(&p).await;
+    })
+    .await;
+    p.stop().await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
+async fn writes(p: &Proxy) {
+    let t = member("initech");
+    // single insert, representation with embed
+    let r = p
+        .post("/metrics?select=code,units(name)")
+        .bearer_auth(&t)
+        .header("Prefer", "return=representation")
+        .json(&json!({"code": "co2", "name": "CO2", "unit": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["preference-applied"], "return=representation");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!([{"code": "co2", "units": {"name": "tonnes"}}]));
+    // bulk, minimal
+    let r = p
+        .post("/metrics")
+        .bearer_auth(&t)
+        .json(&json!([{"code": "b1", "name": "B1", "unit": "t"}, {"code": "b2", "name": "B2", "unit": "t"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.text().await.unwrap(), "");
+    // keys must match
+    let (s, v) = json_of(
+        p.post("/metrics")
+            .bearer_auth(&t)
+            .json(&json!([{"code": "x"}, {"name": "y"}]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("PGRST102")));
+    // missing=default
+    let r = p
+        .post("/reporting_entities?select=kind")
+        .bearer_auth(&t)
+        .header("Prefer", "return=representation,missing=default")
+        .json(&json!([{"name": "A", "organisation_id": 1000000}, {"name": "B", "organisation_id": 1000000, "kind": "office"}]))
+        .send()
+        .await
+        .unwrap();
+    // FK to an org that does not exist: 409
+    assert_eq!(r.status(), 409);
+    let (_, orgs) = json_of(
+        p.get("/organisations?select=id&limit=1")
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let org = orgs[0]["id"].as_i64().unwrap();
+    let (s, v) = json_of(
+        p.post("/reporting_entities?select=kind")
+            .bearer_auth(&t)
+            .header("Prefer", "return=representation,missing=default")
+            .json(&json!([{"name": "A", "organisation_id": org}, {"name": "B", "organisation_id": org, "kind": "office"}]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v, json!([{"kind": "site"}, {"kind": "office"}]));
+    // unique violation → 409 with the database's code
+    let (s, v) = json_of(
+        p.post("/metrics")
+            .bearer_auth(&t)
+            .json(&json!({"code": "co2", "name": "again", "unit": "t"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("23505")), "{v}");
+    // upsert merge / ignore
+    let (s, v) = json_of(
+        p.post("/metrics?on_conflict=tenant_id,code&select=code,name")
+            .bearer_auth(&t)
+            .header(
+                "Prefer",
+                "resolution=merge-duplicates,return=representation",
+            )
+            .json(&json!({"code": "co2", "name": "CO2 merged", "unit": "t"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v.clone()),
+        (201, json!([{"code": "co2", "name": "CO2 merged"}]))
+    );
+    let (s, v) = json_of(
+        p.post("/metrics?on_conflict=tenant_id,code")
+            .bearer_auth(&t)
+            .header(
+                "Prefer",
+                "resolution=ignore-duplicates,return=representation",
+            )
+            .json(&json!({"code": "co2", "name": "ignored", "unit": "t"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v), (201, json!([])));
+    // unknown column
+    let (s, v) = json_of(
+        p.post("/metrics")
+            .bearer_auth(&t)
+            .json(&json!({"nope": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("PGRST204")));
+    // invalid json
+    let (s, v) = json_of(
+        p.post("/metrics")
+            .bearer_auth(&t)
+            .body("{nope")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("PGRST102")));
+    // PATCH with filters
+    let r = p
+        .patch("/metrics?code=in.(b1,b2)&select=code,name")
+        .bearer_auth(&t)
+        .header("Prefer", "return=representation")
+        .json(&json!({"name": "patched"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-range"], "0-1/*");
+    let v: Value = r.json().await.unwrap();
+    assert!(v.as_array().unwrap().iter().all(|m| m["name"] == "patched"));
+    // PATCH singular on 2 rows → 406 and nothing changed
+    let (s, v) = json_of(
+        p.patch("/metrics?code=in.(b1,b2)")
+            .bearer_auth(&t)
+            .header("Prefer", "return=representation")
+            .header("Accept", "application/vnd.pgrst.object+json")
+            .json(&json!({"name": "never"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (406, Some("PGRST116")));
+    let (_, v) = json_of(
+        p.get("/metrics?name=eq.never")
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v, json!([]));
+    // DELETE
+    let r = p
+        .delete("/metrics?code=eq.b2")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, v) = json_of(
+        p.get("/metrics?code=eq.b2")
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v, json!([]));
+    // PUT: one-row upsert by primary key
+    let (s, v) = json_of(
+        p.put("/units?code=eq.kg")
+            .header("Prefer", "return=representation")
+            .bearer_auth(jwt(json!({"role": "tenancy_superadmin_nope"})))
+            .json(&json!({"code": "kg", "name": "kilogram"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401, "unknown role: {v}");
+    let (s, v) = json_of(
+        p.put("/units?code=eq.kg")
+            .bearer_auth(&t)
+            .json(&json!({"code": "kg2", "name": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("PGRST115")));
+    let (s, v) = json_of(
+        p.put("/units?name=eq.kg")
+            .bearer_auth(&t)
+            .json(&json!({"code": "kg", "name": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (405, Some("PGRST105")));
+    // viewer cannot write: 403 with the database's code
+    let viewer = jwt(json!({"role": "tenancy_viewer", "tenant_id": "initech"}));
+    let (s, v) = json_of(
+        p.post("/metrics")
+            .bearer_auth(&viewer)
+            .json(&json!({"code": "v", "name": "v", "unit": "t"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("42501")), "{v}");
+    // anonymous write → 401 with WWW-Authenticate
+    let r = p
+        .post("/metrics")
+        .json(&json!({"code": "v", "name": "v", "unit": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+}
+
+async fn rpc(p: &Proxy) {
+    let t = member("globex");
+    let (s, v) = json_of(p.get("/rpc/add?a=1&b=5").send().await.unwrap()).await;
+    assert_eq!((s, v), (200, json!(6)));
+    let (s, v) = json_of(
+        p.post("/rpc/add")
+            .json(&json!({"a": 40}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!(42)));
+    let (s, v) = json_of(
+        p.get("/rpc/metric_count")
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!(5)));
+    // set-returning with filters, order, limit
+    let (s, v) = json_of(
+        p.get("/rpc/entities_of?k=plant&select=name&order=name.desc&limit=1")
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let (s, v) = json_of(p.get("/rpc/codes").bearer_auth(&t).send().await.unwrap()).await;
+    assert_eq!((s, v.as_array().map(|a| a.len())), (200, Some(5)));
+    let (s, v) = json_of(p.get("/rpc/totals").bearer_auth(&t).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["n"], 240);
+    // volatile through POST writes; through GET it is read-only → 405
+    let (s, v) = json_of(
+        p.post("/rpc/new_metric")
+            .bearer_auth(&t)
+            .json(&json!({"code": "r1", "name": "R1"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["code"], "r1");
+    let (s, v) = json_of(
+        p.get("/rpc/new_metric?code=r2&name=R2")
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (405, Some("25006")), "{v}");
+    // void → 204
+    let r = p.post("/rpc/noop").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    // errors raised by functions
+    let (s, v) = json_of(
+        p.post("/rpc/fail")
+            .json(&json!({"code": "P0001"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str(), v["hint"].as_str()),
+        (400, Some("P0001"), Some("a hint"))
+    );
+    let (s, v) = json_of(
+        p.post("/rpc/fail")
+            .json(&json!({"code": "PT402"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (402, Some("PT402")));
+    // response.status / response.headers
+    let r = p.get("/rpc/teapot").send().await.unwrap();
+    assert_eq!(r.status(), 418);
+    assert_eq!(r.headers()["x-test"], "yes");
+    // request settings reach the SQL
+    let (s, v) = json_of(p.get("/rpc/whoami").bearer_auth(&t).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["role"], "tenancy_member");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["claims"]["tenant_id"], "globex");
+    assert!(v["tenant"].is_string());
+    // unknown function / wrong args
+    let (s, v) = json_of(
+        p.post("/rpc/add")
+            .json(&json!({"zzz": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")));
+    let (s, v) = json_of(p.delete("/rpc/add").send().await.unwrap()).await;
+    assert_eq!((s, v["code"].as_str()), (405, Some("PGRST101")));
+}
+
+async fn jwt_cases(p: &Proxy) {
+    let status = |r: &reqwest::Response| r.status().as_u16();
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            jwt(json!({"role": "tenancy_member", "exp": now() - 3600})),
+            401,
+            "PGRST303",
+        ),
+        (
+            jwt(json!({"role": "tenancy_member", "nbf": now() + 3600})),
+            401,
+            "PGRST303",
+        ),
+        (
+            jwt(json!({"role": "tenancy_member", "iat": now() + 3600})),
+            401,
+            "PGRST303",
+        ),
+        (
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &json!({"role": "tenancy_member"}),
+                &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-another"),
+            )
+            .unwrap(),
+            401,
+            "PGRST301",
+        ),
+        ("not.a.jwt".to_string(), 401, "PGRST301"),
+        ("garbage".to_string(), 401, "PGRST301"),
+        (jwt(json!({"role": "no_such_role_xyz"})), 401, "22023"),
+    ];
+    for (tok, want, code) in cases {
+        let r = p.get("/units").bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(status(&r), want, "{tok}");
+        assert!(r.headers().contains_key("www-authenticate"));
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], code, "{v}");
+    }
+    let r = p
+        .get("/units")
+        .header("Authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(&r), 401);
+    // no role claim → anon role: reads the reference table, not tenant tables
+    let (s, v) = json_of(
+        p.get("/units")
+            .bearer_auth(jwt(json!({"sub": "x"})))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v.as_array().map(|a| a.len() >= 5)), (200, Some(true)));
+    let (s, v) = json_of(
+        p.get("/metrics")
+            .bearer_auth(jwt(json!({"sub": "x"})))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("42501")), "{v}");
+    let (s, v) = json_of(p.get("/metrics").send().await.unwrap()).await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("42501")), "{v}");
+}
+
+async fn tenant_of(p: &Proxy, token: &str) -> Vec<String> {
+    let (s, v) = json_of(
+        p.get("/metrics?select=tenant_id")
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let mut t: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tenant_id"].as_str().unwrap().to_string())
+        .collect();
+    t.dedup();
+    t
+}
+
+async fn isolation(p: &Proxy) {
+    let acme = tenant_of(p, &member("acme")).await;
+    let globex = tenant_of(p, &member("globex")).await;
+    assert_eq!(acme.len(), 1);
+    assert_eq!(globex.len(), 1);
+    assert_ne!(acme, globex);
+    // the same tenant by uuid
+    assert_eq!(tenant_of(p, &member(&acme[0])).await, acme);
+    // no tenant claim: nothing from managed tables
+    let none = jwt(json!({"role": "tenancy_member"}));
+    assert!(tenant_of(p, &none).await.is_empty());
+    // an unknown tenant: nothing
+    assert!(tenant_of(p, &member("no-such-tenant")).await.is_empty());
+    // writes cannot cross tenants
+    let (s, _) = json_of(
+        p.patch(&format!("/metrics?tenant_id=eq.{}", globex[0]))
+            .bearer_auth(member("acme"))
+            .header("Prefer", "return=representation")
+            .json(&json!({"name": "hijacked"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, v) = json_of(
+        p.get("/metrics?name=eq.hijacked")
+            .bearer_auth(member("globex"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v, json!([]));
+}
+
+async fn pooled_isolation(db: &TestDb) {
+    let mut c = db.config();
+    c.db_pool = 1;
+    let p = db.proxy(c).await;
+    let acme = member("acme");
+    let globex = member("globex");
+    let none = jwt(json!({"role": "tenancy_member"}));
+    let a = tenant_of(&p, &acme).await;
+    for _ in 0..5 {
+        let g = tenant_of(&p, &globex).await;
+        assert_ne!(g, a);
+        assert!(
+            tenant_of(&p, &none).await.is_empty(),
+            "tenant leaked to the next request"
+        );
+        assert_eq!(tenant_of(&p, &acme).await, a);
+        // an error mid-transaction does not leave the connection dirty
+        let _ = p
+            .get("/metrics?id=eq.x")
+            .bearer_auth(&globex)
+            .send()
+            .await
+            .unwrap();
+        assert!(tenant_of(&p, &none).await.is_empty());
+    }
+    p.stop().await;
+}
+
+async fn rate_limits(db: &TestDb) {
+    let admin = db.admin().await;
+    admin
+        .batch_execute("UPDATE tenancy.tenants SET settings = settings || '{\"rate_limit_rps\": 3}' WHERE slug = 'initech'")
+        .await
+        .unwrap();
+    let mut c = db.config();
+    c.default_rate_limit = 1000;
+    let p = db.proxy(c).await;
+    let t = member("initech");
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = p.get("/units").bearer_auth(&t).send().await.unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("a 429 within 10 requests at 3/s");
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert!(v["message"].as_str().unwrap().contains("initech"));
+    // another tenant is unaffected
+    let r = p
+        .get("/units")
+        .bearer_auth(member("globex"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    p.stop().await;
+}
+
+async fn metrics(p: &Proxy) {
+    let text = p
+        .get("/_tenancy/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("tenancy_proxy_requests_total{tenant=\"globex\""),
+        "{text}"
+    );
+    assert!(text.contains("tenancy_proxy_request_duration_seconds_bucket"));
+    assert!(text.contains("tenancy_proxy_rate_limited_total{tenant=\"initech\"}"));
+    assert!(text.contains("tenancy_proxy_pool_size"));
+}
