@@ -55,6 +55,8 @@ pub fn init() {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    // The extension may have been dropped and re-created by another owner.
+    OWNER.with(|o| o.set(None));
 }
 
 /// The resolved context of one (setting, session user, current user): the
@@ -73,8 +75,9 @@ fn extension_owner() -> pg_sys::Oid {
     if let Some(o) = OWNER.with(|o| o.get()) {
         return o;
     }
-    let owner = Spi::get_one::<pg_sys::Oid>(
+    let owner = crate::error::select_one::<pg_sys::Oid>(
         "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_tenancy'",
+        &[],
     )
     .or_raise("finding the extension owner")
     .unwrap_or_else(|| {
@@ -111,7 +114,8 @@ pub(crate) fn invoker() -> (pg_sys::Oid, pg_sys::Oid) {
     unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetUserId()) }
 }
 
-fn context() -> Context {
+/// Apply `f` to the resolved context, without copying it on a cache hit.
+fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
     // Process pending invalidations first: inside an open transaction block
     // they would otherwise wait for the next lock this backend takes, and a
     // tenant suspended by another session must vanish at our next statement.
@@ -120,17 +124,19 @@ fn context() -> Context {
     let (session, current) = invoker();
     let key: Key = (setting, session.to_u32(), current.to_u32());
     let generation = GENERATION.with(|g| g.get());
+    let mut f = Some(f);
     let hit = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != generation {
             c.0 = generation;
             c.1.clear();
         }
-        c.1.get(&key).cloned()
+        c.1.get(&key).map(|ctx| (f.take().expect("called once"))(ctx))
     });
-    if let Some(found) = hit {
-        return found;
+    if let Some(r) = hit {
+        return r;
     }
+    let f = f.take().expect("called once");
     let text = key.0.as_ref().map(|s| s.to_string_lossy().into_owned());
     let tenants: Vec<pgrx::Uuid> = as_owner(|| {
         Spi::connect(|client| {
@@ -168,7 +174,7 @@ fn context() -> Context {
             c.1.insert(key, ctx.clone());
         });
     }
-    ctx
+    f(&ctx)
 }
 
 /// The current tenant's id, or NULL when there is none (no rows visible).
@@ -184,7 +190,7 @@ fn context() -> Context {
 /// ```
 #[pg_extern(stable, parallel_safe)]
 pub fn current_tenant() -> Option<pgrx::Uuid> {
-    context().tenants.first().copied()
+    with_context(|c| c.tenants.first().copied())
 }
 
 /// The current tenant and all its descendants (subsidiaries, departments):
@@ -196,7 +202,7 @@ pub fn current_tenant() -> Option<pgrx::Uuid> {
 /// ```
 #[pg_extern(stable, parallel_safe)]
 pub fn visible_tenants() -> Vec<pgrx::Uuid> {
-    context().tenants
+    with_context(|c| c.tenants.clone())
 }
 
 /// The tenant the caller's login (or current role) is bound to with
@@ -209,7 +215,7 @@ pub fn visible_tenants() -> Vec<pgrx::Uuid> {
 pub fn bound_tenant() -> Option<pgrx::Uuid> {
     let (session, current) = invoker();
     as_owner(|| {
-        Spi::get_one_with_args::<pgrx::Uuid>(
+        crate::error::select_one::<pgrx::Uuid>(
             "SELECT tenancy._bound_tenant($1, $2)",
             &[session.into(), current.into()],
         )
@@ -248,7 +254,7 @@ pub fn resolve(tenant: Option<&str>) -> pgrx::Uuid {
     }
     let (session, current) = invoker();
     let found = as_owner(|| {
-        Spi::get_one_with_args::<pgrx::Uuid>(
+        crate::error::select_one::<pgrx::Uuid>(
             "SELECT tenancy._find_visible($1, $2, $3)",
             &[tenant.into(), session.into(), current.into()],
         )

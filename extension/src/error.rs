@@ -48,3 +48,21 @@ impl<T> OrRaise<T> for Result<T, pgrx::spi::SpiError> {
         }
     }
 }
+
+/// Run a read-only query and return the first column of its first row (None
+/// for no row or NULL). Unlike `Spi::get_one`, this never marks the
+/// transaction as writing, so it assigns no transaction id and works in
+/// read-only transactions, on standbys and in parallel workers.
+pub fn select_one<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<T>, pgrx::spi::SpiError> {
+    pgrx::spi::Spi::connect(|c| {
+        let t = c.select(query, Some(1), args)?;
+        if t.is_empty() {
+            Ok(None)
+        } else {
+            t.first().get_one::<T>()
+        }
+    })
+}
