@@ -43,5 +43,7 @@ GRANT EXECUTE ON FUNCTION
     tenancy._copy_steps(oid[], boolean, jsonb), tenancy._tenant_tables(regclass[]), tenancy._table_key(oid),
     tenancy._template_checksum(jsonb)
 TO tenancy_superadmin;
-GRANT EXECUTE ON FUNCTION tenancy.setting(text) TO PUBLIC;
+-- Settings are tenant data: only the tenancy roles may read them (for their
+-- own tenant and its ancestors), not every role on the server.
+GRANT EXECUTE ON FUNCTION tenancy.setting(text) TO tenancy_superadmin, tenancy_admin, tenancy_member, tenancy_viewer;
 GRANT SELECT ON tenancy.templates, tenancy.template_store, tenancy.template_uses TO tenancy_superadmin;

@@ -98,6 +98,11 @@ DECLARE
     v_counts jsonb := '{}';
     v_rows   jsonb := snapshot -> 'tables';
 BEGIN
+    IF pg_catalog.cardinality(old_ids) IS DISTINCT FROM pg_catalog.cardinality(new_ids)
+       OR NULL::uuid = ANY (old_ids) OR NULL::uuid = ANY (new_ids) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'old and new tenant ids must be arrays of equal length without NULL';
+    END IF;
+    PERFORM tenancy._refuse_untrusted_code(tables);
     FOR r IN SELECT * FROM tenancy._copy_steps(tables, pg_catalog.cardinality(old_ids) = 1, snapshot -> 'columns') s
               ORDER BY s.step LOOP
         EXECUTE r.statement USING old_ids, new_ids, v_rows;
@@ -153,7 +158,8 @@ BEGIN
         FOR c IN WITH RECURSIVE tree(id, depth) AS (
                      SELECT t.id, 0 FROM tenancy.tenants t WHERE t.parent_id = v_src.id
                      UNION ALL
-                     SELECT t.id, tree.depth + 1 FROM tenancy.tenants t JOIN tree ON t.parent_id = tree.id)
+                     SELECT t.id, tree.depth + 1 FROM tenancy.tenants t JOIN tree ON t.parent_id = tree.id
+                      WHERE tree.depth < 64)  -- guard against a parent_id loop edited in by hand
                  SELECT t.*, tree.depth FROM tree JOIN tenancy.tenants t ON t.id = tree.id
                   ORDER BY tree.depth, t.slug LOOP
             v_old := v_old || c.id;

@@ -256,6 +256,42 @@ LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'active', 'suspen
 CREATE FUNCTION tenancy.resume_tenant(tenant text) RETURNS uuid
 LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'active', 'resume_tenant') $$;
 
+-- Functions that write user tables as the extension owner (drop_tenant,
+-- clone_tenant, provision) would run the tables' triggers, defaults, check
+-- constraints and index expressions with the owner's (superuser) rights.
+-- Refuse when any of that code belongs to a role that is not a superuser:
+-- otherwise a table owner could run code as superuser by having a super
+-- admin drop or clone a tenant.
+CREATE FUNCTION tenancy._refuse_untrusted_code(tables oid[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    SELECT c.oid::regclass AS tbl, p.oid::regprocedure AS fn, r.rolname INTO v
+      FROM pg_catalog.unnest(tables) AS t(relid)
+      JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_proc'::regclass
+      JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+      JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+     WHERE NOT r.rolsuper
+       AND ((d.classid = 'pg_catalog.pg_trigger'::regclass
+             AND d.objid IN (SELECT g.oid FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal))
+         OR (d.classid = 'pg_catalog.pg_attrdef'::regclass
+             AND d.objid IN (SELECT a.oid FROM pg_catalog.pg_attrdef a WHERE a.adrelid = c.oid))
+         OR (d.classid = 'pg_catalog.pg_constraint'::regclass
+             AND d.objid IN (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid))
+         OR (d.classid = 'pg_catalog.pg_class'::regclass
+             AND d.objid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid)))
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('%s runs function %s owned by %s, which is not a superuser', v.tbl, v.fn, v.rolname),
+            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights, so the function would run as a superuser.',
+            HINT = pg_catalog.format('Have a superuser review and own that function (ALTER FUNCTION %s OWNER TO postgres), or drop the trigger/default/constraint using it.', v.fn);
+    END IF;
+END
+$$;
+
 /*
  * Delete a tenant and its rows in every managed table. `confirm` must repeat
  * the tenant's slug. A tenant with child tenants is refused unless with_children,
@@ -300,6 +336,8 @@ BEGIN
             MESSAGE = pg_catalog.format('roles are bound to tenant %L: %s', v_slug, v_children),
             HINT = 'Unbind them with tenancy.unbind_role() (or drop the roles) first: an unbound login could choose any tenant.';
     END IF;
+    PERFORM tenancy._refuse_untrusted_code(ARRAY(
+        SELECT m.relid::oid FROM tenancy.managed_tables m WHERE m.kind = 'tenant'));
     FOR r IN SELECT m.relid, m.tenant_column FROM tenancy.managed_tables m
               WHERE m.kind = 'tenant' ORDER BY m.relid::text LOOP
         i := i + 1;
