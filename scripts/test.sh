@@ -5,6 +5,7 @@
 #   3. sql            pgTAP suites in tests/sql against a fresh database (pg_prove)
 #   4. e2e            cargo test -p tenancy-e2e: real logins, attacks, oracle property test
 #   5. proxy          cargo test -p tenancy-proxy: the PostgREST-dialect proxy over real HTTP
+#   6. clients        @supabase/postgrest-js (npm) against the running proxy
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 "$ROOT/scripts/deps.sh"
@@ -62,6 +63,16 @@ TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-proxy --release --no-fail-f
 read -r p f < <(cargo_counts "$px_out")
 if ! grep -q '^test result' "$px_out"; then f=$((f + 1)); fi
 record proxy "$p" "$f"
+
+log "tier 6: real client: @supabase/postgrest-js (tests/clients/postgrest-js)"
+js_out="$(mktemp)"
+TENANCY_TEST_URL="$SERVER_URL" bash "$ROOT/tests/clients/postgrest-js/run.sh" 2>&1 | tee "$js_out" | grep -E '^# (pass|fail|todo)|^not ok|passed, [0-9]+ failed$' || true
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$js_out" | tail -1)
+if [ -n "$line" ]; then
+    record clients "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+else
+    record clients 0 1
+fi
 
 echo
 if [ "$failed" -gt 0 ]; then
