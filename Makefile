@@ -6,6 +6,7 @@ run:
 	@scripts/demo.sh
 
 stop:
+	@scripts/proxy.sh stop
 	@scripts/cluster.sh stop
 
 test:

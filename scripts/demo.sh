@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# make run: set up everything, start the cluster, (re)create the demo database.
+# make run: set up everything, start the cluster, (re)create the demo database,
+# (re)start tenancy-proxy on it (scripts/proxy.sh) and print a JWT per demo tenant.
 source "$(dirname "$0")/common.sh"
 "$ROOT/scripts/deps.sh"
 "$ROOT/scripts/install.sh"
 "$ROOT/scripts/cluster.sh" start
 DB="${DEMO_DB:-pg_tenancy_demo}"
+"$ROOT/scripts/proxy.sh" stop   # it holds connections to the database we recreate
 log "creating demo database $DB"
 psql_db postgres -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" -c "CREATE DATABASE \"$DB\""
 psql_db "$DB" -f "$ROOT/demo/schema.sql" >/dev/null
@@ -30,5 +32,7 @@ Try:
   -- no tenant: no rows (fail closed)
   psql "postgresql://demo_viewer@$BASE/$DB" -c "SELECT count(*) FROM esg.data_points"
 
-Stop the cluster with: make stop
 TXT
+"$ROOT/scripts/proxy.sh" start
+echo
+echo "Stop the proxy and the cluster with: make stop"
