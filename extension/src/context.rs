@@ -131,7 +131,8 @@ fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
             c.0 = generation;
             c.1.clear();
         }
-        c.1.get(&key).map(|ctx| (f.take().expect("called once"))(ctx))
+        c.1.get(&key)
+            .map(|ctx| (f.take().expect("called once"))(ctx))
     });
     if let Some(r) = hit {
         return r;

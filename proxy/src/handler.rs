@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tenancy_core::postgrest::ast::{Condition, Operator, Query, Value};
-use tenancy_core::postgrest::parse::{parse_query, parse_range_header};
+use tenancy_core::postgrest::csv;
+use tenancy_core::postgrest::parse::{content_range, parse_query, parse_range_header};
 use tenancy_core::postgrest::schema::Volatility;
 use tenancy_core::postgrest::sql::{self, Args, InsertSpec, Options, Resolution, Returning};
 use tenancy_core::postgrest::ApiError;
@@ -159,43 +160,21 @@ fn prefer(headers: &HeaderMap) -> Prefer {
     p
 }
 
-fn csv_field(v: &Json) -> String {
-    let s = match v {
-        Json::Null => return String::new(),
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
+/// The CSV document from a statement's `{"h": [names], "r": [record texts]}`.
 fn to_csv(body: &str) -> String {
-    let Ok(Json::Array(rows)) = serde_json::from_str::<Json>(body) else {
+    let Ok(v) = serde_json::from_str::<Json>(body) else {
         return String::new();
     };
-    let Some(Json::Object(first)) = rows.first() else {
-        return String::new();
-    };
-    let keys: Vec<String> = first.keys().cloned().collect();
-    let mut out = keys
-        .iter()
-        .map(|k| csv_field(&Json::String(k.clone())))
-        .collect::<Vec<_>>()
-        .join(",");
-    for r in &rows {
-        out.push('\n');
-        out.push_str(
-            &keys
+    let texts = |k: &str| -> Vec<String> {
+        match v.get(k) {
+            Some(Json::Array(a)) => a
                 .iter()
-                .map(|k| csv_field(r.get(k).unwrap_or(&Json::Null)))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    }
-    out
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    csv::render(&texts("h"), &texts("r"))
 }
 
 fn first_element(body: &str) -> String {
@@ -359,7 +338,8 @@ async fn process(
     let resp = if path.is_empty() {
         openapi(&ctx)
     } else if let Some(f) = path.strip_prefix("rpc/") {
-        rpc(&ctx, f, pairs, &body).await
+        let mut ctx = ctx;
+        rpc(&mut ctx, f, pairs, &body).await
     } else if path.contains('/') {
         Err(ApiError::new(
             404,
@@ -390,6 +370,7 @@ impl Ctx {
         Options {
             aggregates: self.st.config.db_aggregates_enabled,
             max_rows: self.st.config.db_max_rows,
+            csv: self.media == Media::Csv,
         }
     }
 
@@ -551,6 +532,17 @@ fn returning(ctx: &mut Ctx) -> Returning {
     }
 }
 
+/// `Prefer: count=…` on a write: the total is the number of rows written.
+fn write_count(ctx: &mut Ctx) -> bool {
+    match &ctx.pref.count {
+        Some(c) => {
+            ctx.applied.push(format!("count={c}"));
+            true
+        }
+        None => false,
+    }
+}
+
 async fn table(
     mut ctx: Ctx,
     name: &str,
@@ -597,15 +589,7 @@ async fn table(
                     return Ok(r);
                 }
             }
-            let total_s = out
-                .total
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "*".into());
-            let range = if out.page == 0 {
-                format!("*/{total_s}")
-            } else {
-                format!("{}-{}/{}", from, from as i64 + out.page - 1, total_s)
-            };
+            let range = content_range(from, out.page, out.total);
             let partial = out
                 .total
                 .is_some_and(|t| out.page > 0 && (from > 0 || (out.page) < t));
@@ -622,6 +606,7 @@ async fn table(
         }
         Method::POST | Method::PUT => {
             let ret = returning(&mut ctx);
+            let count = write_count(&mut ctx);
             let json = parse_body(body)?;
             let rows: Vec<Json> = match json {
                 Json::Array(a) => a,
@@ -718,15 +703,13 @@ async fn table(
                 }
                 Returning::Minimal => None,
             };
-            Ok(ctx.respond(
-                status,
-                &out,
-                body,
-                vec![(header::CONTENT_RANGE, "*/*".into())],
-            ))
+            // PostgREST: `*/*`, or `*/n` with the count of inserted rows.
+            let range = content_range(0, 0, count.then_some(out.page));
+            Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
         }
         Method::PATCH | Method::DELETE => {
             let ret = returning(&mut ctx);
+            let count = write_count(&mut ctx);
             let stmt = if ctx.method == Method::PATCH {
                 let json = parse_body(body)?;
                 let Json::Object(obj) = &json else {
@@ -759,11 +742,7 @@ async fn table(
             let out = ctx
                 .exec(stmt, false, singular && ret == Returning::Representation)
                 .await?;
-            let range = if out.page == 0 {
-                "*/*".to_string()
-            } else {
-                format!("0-{}/*", out.page - 1)
-            };
+            let range = content_range(0, out.page, count.then_some(out.page));
             let (status, body) = match ret {
                 Returning::Representation => (
                     StatusCode::OK,
@@ -840,7 +819,7 @@ fn put_checks(pk: &[String], query: &Query, rows: &[Json]) -> Result<(), ApiErro
 }
 
 async fn rpc(
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     name: &str,
     pairs: Vec<(String, String)>,
     body: &Bytes,
@@ -893,7 +872,13 @@ async fn rpc(
     };
     let func = sql::find_function(&schema, &ctx.schema, name, &arg_names)?;
     let query = parse_query(&rest)?;
-    let stmt = sql::call(&schema, func, &args, &query, &opts)?;
+    let count = ctx.pref.count.is_some() && !func.returns_void;
+    if count {
+        if let Some(c) = &ctx.pref.count {
+            ctx.applied.push(format!("count={c}"));
+        }
+    }
+    let stmt = sql::call(&schema, func, &args, &query, &opts, count)?;
     let read_only = read_only_method || func.volatility != Volatility::Volatile;
     let set_like = func.returns_set;
     let singular = ctx.media == Media::Object && set_like;
@@ -908,5 +893,11 @@ async fn rpc(
             b
         }
     });
-    Ok(ctx.respond(StatusCode::OK, &out, body, vec![]))
+    let range = content_range(query.root.offset.unwrap_or(0), out.page, out.total);
+    Ok(ctx.respond(
+        StatusCode::OK,
+        &out,
+        body,
+        vec![(header::CONTENT_RANGE, range)],
+    ))
 }

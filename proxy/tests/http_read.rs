@@ -323,6 +323,14 @@ async fn ranges_and_media(p: &Proxy) {
         r.text().await.unwrap(),
         "code,name\nm3,cubic metres\nMWh,megawatt hours"
     );
+    // csv keeps the select order
+    let r = p
+        .get("/units?select=name,code&code=eq.t")
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "name,code\ntonnes,t");
     let (s, v) = json_of(
         p.get("/units")
             .header("Accept", "image/png")

@@ -162,13 +162,13 @@ async fn writes(p: &Proxy) {
     let r = p
         .patch("/metrics?code=in.(b1,b2)&select=code,name")
         .bearer_auth(&t)
-        .header("Prefer", "return=representation")
+        .header("Prefer", "return=representation,count=exact")
         .json(&json!({"name": "patched"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-range"], "0-1/*");
+    assert_eq!(r.headers()["content-range"], "0-1/2");
     let v: Value = r.json().await.unwrap();
     assert!(v.as_array().unwrap().iter().all(|m| m["name"] == "patched"));
     // PATCH singular on 2 rows → 406 and nothing changed
@@ -298,6 +298,20 @@ async fn rpc(p: &Proxy) {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v.as_array().unwrap().len(), 1);
+    // with count=exact: the total of matching rows, without paging
+    let r = p
+        .get("/rpc/entities_of?k=plant&select=name&limit=1")
+        .bearer_auth(&t)
+        .header("Prefer", "count=exact")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let range = r.headers()["content-range"].to_str().unwrap().to_string();
+    assert!(
+        range.starts_with("0-0/") && !range.ends_with('*'),
+        "{range}"
+    );
     let (s, v) = json_of(p.get("/rpc/codes").bearer_auth(&t).send().await.unwrap()).await;
     assert_eq!((s, v.as_array().map(|a| a.len())), (200, Some(5)));
     let (s, v) = json_of(p.get("/rpc/totals").bearer_auth(&t).send().await.unwrap()).await;

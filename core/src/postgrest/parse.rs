@@ -773,6 +773,17 @@ pub fn parse_range_header(text: &str) -> Option<(u64, Option<u64>)> {
     Some((from, Some(to - from + 1)))
 }
 
+/// The `Content-Range` of a response: `from-to/total` for `page` rows
+/// starting at `from`, `*/total` for none; `total` is `*` when not counted.
+pub fn content_range(from: u64, page: i64, total: Option<i64>) -> String {
+    let total = total.map_or_else(|| "*".to_string(), |t| t.to_string());
+    if page <= 0 {
+        format!("*/{total}")
+    } else {
+        format!("{from}-{}/{total}", from as i64 + page - 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1032,5 +1043,9 @@ mod tests {
         assert_eq!(parse_range_header("items=5-"), Some((5, None)));
         assert_eq!(parse_range_header("9-0"), None);
         assert_eq!(parse_range_header("x"), None);
+        assert_eq!(content_range(0, 2, Some(2)), "0-1/2");
+        assert_eq!(content_range(0, 0, Some(2)), "*/2");
+        assert_eq!(content_range(5, 1, None), "5-5/*");
+        assert_eq!(content_range(0, 0, None), "*/*");
     }
 }

@@ -32,6 +32,9 @@ pub struct Options {
     pub aggregates: bool,
     /// `db-max-rows`: a cap on the root level's rows.
     pub max_rows: Option<u64>,
+    /// `Accept: text/csv`: the body is `{"h": [column names in select
+    /// order], "r": [each row's record text]}` (see [`super::csv`]).
+    pub csv: bool,
 }
 
 /// Which rows a write returns to the client.
@@ -724,6 +727,19 @@ fn wrap(cte: &str, inner: &str, body: &str, count: &str) -> String {
 
 const JSON_BODY: &str = "coalesce(pg_catalog.json_agg(_postgrest_t), '[]')::text";
 
+/// The rows as CSV material: column names from the first row's JSON (in
+/// select order) and every row's record text (PostgreSQL's text forms).
+const CSV_BODY: &str = "pg_catalog.json_build_object('h', (SELECT pg_catalog.json_agg(k) FROM pg_catalog.json_object_keys(pg_catalog.json_agg(_postgrest_t)->0) AS k), \
+     'r', coalesce(pg_catalog.json_agg(_postgrest_t::text), '[]'))::text";
+
+fn rows_body(opts: &Options) -> &'static str {
+    if opts.csv {
+        CSV_BODY
+    } else {
+        JSON_BODY
+    }
+}
+
 /// A read: `GET /table?…`. `count` adds the exact total of matching rows.
 pub fn read(
     schema: &Schema,
@@ -754,7 +770,12 @@ pub fn read(
     } else {
         "NULL::bigint".to_string()
     };
-    let sql = wrap(&cte, "SELECT * FROM pgrst_source", JSON_BODY, &count_sql);
+    let sql = wrap(
+        &cte,
+        "SELECT * FROM pgrst_source",
+        rows_body(opts),
+        &count_sql,
+    );
     Ok(cx.finish(sql))
 }
 
@@ -793,7 +814,7 @@ fn write_tail(
                 lv.select_list(),
                 lv.tail(None)
             );
-            wrap(&cte, &inner, JSON_BODY, "NULL::bigint")
+            wrap(&cte, &inner, rows_body(cx.opts), "NULL::bigint")
         }
     })
 }
@@ -1000,13 +1021,15 @@ pub fn find_function<'s>(
 }
 
 /// `/rpc/fn`: call `func` with `args`; a row-returning function takes
-/// `select`, filters, `order` and paging like a table.
+/// `select`, filters, `order` and paging like a table. `count` adds the
+/// exact total of the rows it returns that match the filters (no paging).
 pub fn call(
     schema: &Schema,
     func: &Function,
     args: &Args,
     query: &Query,
     opts: &Options,
+    count: bool,
 ) -> Result<Statement, ApiError> {
     let mut cx = Ctx::new(schema, query, opts);
     let fq = quote_qualified(&func.schema, &func.name);
@@ -1057,6 +1080,12 @@ pub fn call(
     } else {
         format!(" FROM {from_args}")
     };
+    // Without paging, every row the statement returns is counted.
+    let all_rows = if count {
+        "pg_catalog.count(*)"
+    } else {
+        "NULL::bigint"
+    };
     let sql = if func.returns_void {
         wrap(
             &format!("SELECT {call_expr}{from_args_prefix}"),
@@ -1076,7 +1105,7 @@ pub fn call(
                 &cte,
                 "SELECT * FROM pgrst_source",
                 "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
-                "NULL::bigint",
+                all_rows,
             )
         } else {
             let cte = format!("SELECT {call_expr} AS \"pgrst_scalar\"{from_args_prefix}");
@@ -1084,7 +1113,7 @@ pub fn call(
                 &cte,
                 "SELECT * FROM pgrst_source",
                 "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
-                "NULL::bigint",
+                all_rows,
             )
         }
     } else {
@@ -1103,11 +1132,25 @@ pub fn call(
             format!("{from_args}, LATERAL {call_expr} AS {alias}")
         };
         let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
+        let count_sql = if !count {
+            "NULL::bigint".to_string()
+        } else if lv.group_by.is_empty() {
+            format!(
+                "(SELECT pg_catalog.count(*) FROM {from}{})",
+                lv.where_only()
+            )
+        } else {
+            format!(
+                "(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {from}{} GROUP BY {}) AS _g)",
+                lv.where_only(),
+                lv.group_by.join(", ")
+            )
+        };
         wrap(
             &cte,
             "SELECT * FROM pgrst_source",
-            JSON_BODY,
-            "NULL::bigint",
+            rows_body(opts),
+            &count_sql,
         )
     };
     Ok(cx.finish(sql))
@@ -1340,6 +1383,7 @@ mod tests {
         let opts = Options {
             aggregates: true,
             max_rows: Some(100),
+            csv: false,
         };
         let st = read(
             &s,
@@ -1471,6 +1515,42 @@ mod tests {
     }
 
     #[test]
+    fn csv_bodies_and_function_counts() {
+        let s = demo();
+        let t = s.table("esg", "metrics").unwrap().clone();
+        let csv = Options {
+            csv: true,
+            ..Options::default()
+        };
+        let st = read(&s, &t, &q(&[("select", "name,code")]), &csv, false).unwrap();
+        assert!(
+            st.sql
+                .contains("json_object_keys(pg_catalog.json_agg(_postgrest_t)->0)"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql.contains("json_agg(_postgrest_t::text)"),
+            "{}",
+            st.sql
+        );
+        let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
+        let args = Args::Text(vec![("code".into(), "scope1".into())]);
+        let st = call(&s, f, &args, &q(&[]), &Options::default(), true).unwrap();
+        assert!(
+            !st.sql.contains("SELECT NULL::bigint AS total_count"),
+            "{}",
+            st.sql
+        );
+        let st = call(&s, f, &args, &q(&[]), &Options::default(), false).unwrap();
+        assert!(
+            st.sql.contains("SELECT NULL::bigint AS total_count"),
+            "{}",
+            st.sql
+        );
+    }
+
+    #[test]
     fn functions() {
         let s = demo();
         let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
@@ -1480,6 +1560,7 @@ mod tests {
             &Args::Text(vec![("code".into(), "scope1".into())]),
             &q(&[]),
             &Options::default(),
+            false,
         )
         .unwrap();
         assert!(
@@ -1497,6 +1578,7 @@ mod tests {
             },
             &q(&[]),
             &Options::default(),
+            false,
         )
         .unwrap();
         assert!(
