@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# tenancy-proxy vs a tokio-postgres baseline running the same SQL (issue 3, "Benchmark").
+#   benches/proxy/run.sh
+# Needs the demo database (scripts/demo.sh) and wrk (apt-get install wrk).
+# Starts its own proxy on BENCH_PROXY_PORT with the env of scripts/proxy.sh,
+# rate limits raised out of the way; stops it on exit.
+source "$(dirname "$0")/../../scripts/common.sh"
+DB="${DEMO_DB:-pg_tenancy_demo}"
+PORT="${BENCH_PROXY_PORT:-3100}"
+POOL="${BENCH_POOL:-10}"           # PGRST_DB_POOL, and the baseline's pool
+CONC="${BENCH_CONNECTIONS:-32}"
+SECS="${BENCH_SECONDS:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+TENANT="${BENCH_TENANT:-acme}"
+OUT="$ROOT/target/bench/proxy"
+SECRET_FILE="$ROOT/.run/jwt_secret"
+mkdir -p "$OUT"
+command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
+[ -s "$SECRET_FILE" ] || die "no $SECRET_FILE: run scripts/proxy.sh start once"
+SECRET="$(cat "$SECRET_FILE")"
+
+log "cargo build --release (tenancy-proxy + example bench_baseline)"
+(cd "$ROOT" && cargo build --release -p tenancy-proxy --bin tenancy-proxy --example bench_baseline --quiet)
+BIN="$ROOT/target/release/tenancy-proxy"
+BASE="$ROOT/target/release/examples/bench_baseline"
+
+# A tenant token, minted like scripts/proxy.sh does (HS256, role tenancy_member).
+TOKEN="$(python3 - "$SECRET" "$TENANT" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret, tenant = sys.argv[1], sys.argv[2]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+c = b64(json.dumps({"role": "tenancy_member", "tenant_id": tenant, "iat": now,
+                    "exp": now + 3600}, separators=(",", ":")).encode())
+s = hmac.new(secret.encode(), f"{h}.{c}".encode(), hashlib.sha256).digest()
+print(f"{h}.{c}.{b64(s)}")
+PY
+)"
+
+host_part="${SERVER_URL#*://}"; host_part="${host_part#*@}"
+DB_URI="postgresql://authenticator@$host_part/$DB"
+TENANT_SQL="SELECT id FROM tenancy.tenants WHERE slug = '$TENANT'"
+PK_ID="$(psql_db "$DB" -Atc "SELECT min(id) FROM esg.data_points WHERE tenant_id = ($TENANT_SQL)")"
+METRIC_ID="$(psql_db "$DB" -Atc "SELECT metric_id FROM esg.data_points WHERE tenant_id = ($TENANT_SQL) GROUP BY 1 HAVING count(*) >= 20 ORDER BY 1 LIMIT 1")"
+[ -n "$PK_ID" ] && [ -n "$METRIC_ID" ] || die "tenant $TENANT has no data points (load demo/)"
+
+QUERIES=(pk embed)
+declare -A QNAME=([pk]="single row by primary key" [embed]="20 rows, filter + order + 1 embed")
+declare -A QSTR=(
+    [pk]="id=eq.$PK_ID"
+    [embed]="select=id,period,value,metrics(code,name)&metric_id=eq.$METRIC_ID&order=period&limit=20"
+)
+
+PROXY_PID=""
+cleanup() { if [ -n "$PROXY_PID" ]; then kill -TERM "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/_tenancy/health" 2>/dev/null; then
+    die "port $PORT is in use (set BENCH_PROXY_PORT)"
+fi
+log "starting tenancy-proxy on 127.0.0.1:$PORT (PGRST_DB_POOL=$POOL)"
+PGRST_DB_URI="$DB_URI" PGRST_DB_SCHEMAS=esg PGRST_DB_ANON_ROLE=web_anon \
+PGRST_JWT_SECRET="$SECRET" PGRST_SERVER_PORT="$PORT" PGRST_DB_AGGREGATES_ENABLED=true \
+PGRST_DB_POOL="$POOL" TENANCY_ADMIN_DB_URI="$(db_url "$DB")" \
+TENANCY_PLAN_RATE_LIMITS="starter=1000000,pro=1000000,enterprise=1000000" \
+TENANCY_DEFAULT_RATE_LIMIT=1000000 \
+    "$BIN" </dev/null >"$OUT/proxy.log" 2>&1 &
+PROXY_PID=$!
+for _ in $(seq 1 150); do
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/_tenancy/ready" 2>/dev/null && break
+    kill -0 "$PROXY_PID" 2>/dev/null || { tail -20 "$OUT/proxy.log" >&2; die "proxy exited"; }
+    sleep 0.2
+done
+log "proxy pid $PROXY_PID, idle RSS $(awk '/VmRSS/{print $2" "$3}' "/proc/$PROXY_PID/status")"
+
+cat >"$OUT/auth.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+
+# wrk latency "99%   12.34ms" -> milliseconds
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v}'; }
+
+RAW="$OUT/raw.tsv"
+printf 'query\tround\tproxy_rps\tproxy_p99_ms\tbase_rps\tbase_p99_ms\tproxy_rss_kb\tproxy_hwm_kb\tnon2xx\n' >"$RAW"
+for q in "${QUERIES[@]}"; do
+    url="http://127.0.0.1:$PORT/data_points?${QSTR[$q]}"
+    code="$(curl -s -o "$OUT/$q.body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url")"
+    [ "$code" = 200 ] || die "$q: HTTP $code $(cat "$OUT/$q.body")"
+    log "$q: GET /data_points?${QSTR[$q]} -> $(wc -c <"$OUT/$q.body") bytes"
+    # warm both up (statement caches, pool connections)
+    wrk -t2 -c"$CONC" -d2s -s "$OUT/auth.lua" "$url" >/dev/null
+    for r in $(seq 1 "$ROUNDS"); do
+        # proxy, sampling its RSS every 0.5 s during the run
+        rss_file="$OUT/rss.$q.$r"; : >"$rss_file"
+        ( while kill -0 "$PROXY_PID" 2>/dev/null; do awk '/VmRSS/{print $2}' "/proc/$PROXY_PID/status" >>"$rss_file"; sleep 0.5; done ) &
+        sampler=$!
+        wrk -t2 -c"$CONC" -d"${SECS}s" --latency -s "$OUT/auth.lua" "$url" >"$OUT/wrk.$q.$r.txt"
+        kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+        rss="$(sort -n "$rss_file" | tail -1)"
+        hwm="$(awk '/VmHWM/{print $2}' "/proc/$PROXY_PID/status")"
+        p_rps="$(awk '/^Requests\/sec/{print $2}' "$OUT/wrk.$q.$r.txt")"
+        p_p99="$(awk '$1=="99%"{print $2}' "$OUT/wrk.$q.$r.txt" | to_ms)"
+        non2xx="$(awk '/Non-2xx/{print $NF}' "$OUT/wrk.$q.$r.txt")"; non2xx="${non2xx:-0}"
+        # baseline: same SQL, same pool size and concurrency
+        "$BASE" --db-uri "$DB_URI" --pool "$POOL" --concurrency "$CONC" --duration "$SECS" \
+            --table data_points --query "${QSTR[$q]}" --tenant "$TENANT" --token "$TOKEN" >"$OUT/base.$q.$r.txt"
+        b_rps="$(sed -n 's/.*req_s=\([0-9.]*\).*/\1/p' "$OUT/base.$q.$r.txt")"
+        b_p99="$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' "$OUT/base.$q.$r.txt")"
+        log "$q round $r: proxy $p_rps req/s p99 ${p_p99} ms (RSS ${rss} kB, non-2xx $non2xx) | baseline $b_rps req/s p99 ${b_p99} ms"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$q" "$r" "$p_rps" "$p_p99" "$b_rps" "$b_p99" "$rss" "$hwm" "$non2xx" >>"$RAW"
+    done
+done
+
+echo
+echo "tenancy-proxy vs tokio-postgres baseline: $CONC connections, pool $POOL, ${SECS}s x $ROUNDS rounds (alternating), tenant $TENANT, $(nproc) CPUs shared by wrk, proxy, baseline and PostgreSQL"
+echo
+python3 - "$RAW" "${QNAME[pk]}" "${QNAME[embed]}" <<'PY'
+import csv, statistics as st, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+names = {"pk": sys.argv[2], "embed": sys.argv[3]}
+print("| query | proxy req/s | baseline req/s | throughput ratio (≥ 0.8) | proxy p99 ms | baseline p99 ms | p99 ratio (≤ 2) | proxy RSS under load | per-round throughput ratios |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+for q in ("pk", "embed"):
+    rs = [r for r in rows if r["query"] == q]
+    f = lambda k: [float(r[k]) for r in rs]
+    pr, br, pp, bp = st.median(f("proxy_rps")), st.median(f("base_rps")), st.median(f("proxy_p99_ms")), st.median(f("base_p99_ms"))
+    rss = max(int(r["proxy_rss_kb"]) for r in rs) / 1024
+    per = " ".join(f"{float(r['proxy_rps'])/float(r['base_rps']):.2f}" for r in rs)
+    bad = sum(int(r["non2xx"]) for r in rs)
+    print(f"| {names[q]} | {pr:.0f} | {br:.0f} | **{pr/br:.2f}** | {pp:.2f} | {bp:.2f} | **{pp/bp:.2f}** | {rss:.1f} MB | {per} |")
+    if bad:
+        print(f"\n(warning: {bad} non-2xx responses from the proxy for {q})")
+hwm = max(int(r["proxy_hwm_kb"]) for r in rows) / 1024
+print(f"\nMedians over the rounds. Proxy peak RSS (VmHWM) over the whole run: {hwm:.1f} MB.")
+PY
