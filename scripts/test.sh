@@ -18,6 +18,17 @@ record() { # record <tier> <passed> <failed>
 # Sum "test result: ok. N passed; M failed" lines of cargo test output.
 cargo_counts() { awk '/^test result:/ { for (i=1;i<=NF;i++) { if ($(i)=="passed;") p+=$(i-1); if ($(i)=="failed;") f+=$(i-1) } } END { print p+0, f+0 }' "$1"; }
 
+# Run one cargo test tier and record its counts (a tier that prints no
+# "test result" line, e.g. a build failure, counts as one failure).
+cargo_tier() { # cargo_tier <tier> <cargo test args...>
+    local tier="$1" out p f; shift
+    out="$(mktemp)"
+    TENANCY_TEST_URL="$SERVER_URL" cargo test "$@" 2>&1 | tee "$out" | grep -E '^test |^test result|FAILED|panicked' || true
+    read -r p f < <(cargo_counts "$out")
+    if ! grep -q '^test result' "$out"; then f=$((f + 1)); fi
+    record "$tier" "$p" "$f"
+}
+
 log "tier 1: lint"
 if cargo fmt --all --check && cargo clippy --workspace --all-targets --quiet -- -D warnings; then
     record lint 1 0
@@ -26,12 +37,7 @@ else
 fi
 
 log "tier 2: core unit and property tests"
-out="$(mktemp)"
-cargo test -p tenancy-core 2>&1 | tee "$out" | grep -E '^test result|FAILED|panicked' || true
-read -r p f < <(cargo_counts "$out")
-[ "${PIPESTATUS[0]:-0}" = 0 ] || true
-if ! grep -q '^test result' "$out"; then f=$((f + 1)); fi
-record core "$p" "$f"
+cargo_tier core -p tenancy-core
 
 "$ROOT/scripts/install.sh"
 "$ROOT/scripts/cluster.sh" start
@@ -51,18 +57,10 @@ else
 fi
 
 log "tier 4: end-to-end tests (tests/e2e)"
-e2e_out="$(mktemp)"
-TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-e2e --release --no-fail-fast 2>&1 | tee "$e2e_out" | grep -E '^test |^test result|panicked' || true
-read -r p f < <(cargo_counts "$e2e_out")
-if ! grep -q '^test result' "$e2e_out"; then f=$((f + 1)); fi
-record e2e "$p" "$f"
+cargo_tier e2e -p tenancy-e2e --release --no-fail-fast
 
 log "tier 5: proxy HTTP tests (proxy/tests)"
-px_out="$(mktemp)"
-TENANCY_TEST_URL="$SERVER_URL" cargo test -p tenancy-proxy --release --no-fail-fast 2>&1 | tee "$px_out" | grep -E '^test |^test result|panicked' || true
-read -r p f < <(cargo_counts "$px_out")
-if ! grep -q '^test result' "$px_out"; then f=$((f + 1)); fi
-record proxy "$p" "$f"
+cargo_tier proxy -p tenancy-proxy --release --no-fail-fast
 
 log "tier 6: real client: @supabase/postgrest-js (tests/clients/postgrest-js)"
 js_out="$(mktemp)"
