@@ -1,10 +1,12 @@
-//! Baseline for `benches/proxy/run.sh`: the work tenancy-proxy does per GET
-//! request, minus HTTP, JWT and rate limiting. A deadpool of `--pool`
-//! connections as the proxy's login; per request one read-only transaction
-//! with the proxy's `set_config` statement (role, claims, request settings,
-//! search_path, `tenancy.tenant_id`) and the statement the proxy generates for
-//! the same query string (tenancy_core's PostgREST SQL builder over the same
-//! schema cache), run by `--concurrency` tasks for `--duration` seconds.
+//! Baseline for `benches/proxy/run.sh`: the database work tenancy-proxy does
+//! per GET request, minus HTTP, JWT and rate limiting. It calls the proxy's
+//! own `tenancy_proxy::db::run` (same deadpool of `--pool` connections as the
+//! proxy's login, same pipelined round trips: BEGIN + `set_config` of role,
+//! claims, request settings, search_path and `tenancy.tenant_id`, then the
+//! statement + COMMIT) with the statement the proxy generates for the same
+//! query string (tenancy_core's PostgREST SQL builder over the same schema
+//! cache), from `--concurrency` tasks for `--duration` seconds — so the ratio
+//! against the proxy measures the HTTP layer alone.
 //! Prints one line: `req_s=… p50_ms=… p99_ms=… requests=… errors=…`.
 //!
 //! cargo run --release -p tenancy-proxy --example bench_baseline -- \
@@ -12,13 +14,12 @@
 //!   --table data_points --query 'id=eq.1' --tenant acme
 
 use clap::Parser;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tenancy_core::ident::quote_ident;
 use tenancy_core::postgrest::{parse::parse_query, sql};
-use tenancy_proxy::db::Untyped;
-use tokio_postgres::types::ToSql;
+use tenancy_proxy::auth::Identity;
+use tenancy_proxy::db::{self, Exec};
+use tenancy_proxy::{AppState, Config};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -55,80 +56,65 @@ struct Args {
     /// Bearer token, only to make request.headers the same size as the proxy's.
     #[arg(long, default_value = "")]
     token: String,
+    /// Runtime worker threads (match the proxy's TENANCY_PROXY_THREADS; 0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// PGRST_DB_AGGREGATES_ENABLED.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     aggregates: bool,
 }
 
-const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
-     pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true), \
-     pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('search_path', $6, true), \
-     pg_catalog.set_config('tenancy.tenant_id', $7, true)";
-
 struct Work {
-    sql: String,
-    params: Vec<Option<String>>,
-    role: String,
-    claims: String,
+    statement: sql::Statement,
+    identity: Identity,
     path: String,
     headers: String,
-    search_path: String,
-    tenant: String,
+    schema: String,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn one(pool: &Pool, w: &Work) -> Result<usize, BoxError> {
-    let mut client = pool.get().await?;
-    let tx = client.build_transaction().read_only(true).start().await?;
-    let setup = tx.prepare_cached(SETUP).await?;
-    let method = "GET".to_string();
-    tx.query(
-        &setup,
-        &[
-            &w.role,
-            &w.claims,
-            &method,
-            &w.path,
-            &w.headers,
-            &w.search_path,
-            &w.tenant,
-        ],
-    )
-    .await?;
-    let stmt = tx.prepare_cached(&w.sql).await?;
-    let params: Vec<Untyped> = w.params.iter().cloned().map(Untyped).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let row = tx.query_one(&stmt, &refs).await?;
-    let _total: Option<i64> = row.get(0);
-    let _page: i64 = row.get(1);
-    let body: Option<String> = row.get(2);
-    let _headers: Option<String> = row.get(3);
-    let _status: Option<String> = row.get(4);
-    tx.commit().await?;
-    Ok(body.map_or(0, |b| b.len()))
+async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
+    let exec = Exec {
+        identity: w.identity.clone(),
+        method: "GET".to_string(),
+        path: w.path.clone(),
+        headers_json: w.headers.clone(),
+        schema: w.schema.clone(),
+        read_only: true,
+        rollback: false,
+        statement: w.statement.clone(),
+        singular: false,
+        settings: Vec::new(),
+        plan: None,
+        max_affected: None,
+    };
+    let out = db::run(state.clone(), exec)
+        .await
+        .map_err(|e| format!("{} {}", e.code, e.message))?;
+    Ok(out.body.map_or(0, |b| b.len()))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let pg: tokio_postgres::Config = args.db_uri.parse()?;
-    let mgr = Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(mgr)
-        .max_size(args.pool.max(1))
-        .wait_timeout(Some(Duration::from_secs(10)))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if args.threads > 0 {
+        rt.worker_threads(args.threads);
+    }
+    rt.enable_all().build()?.block_on(bench(args))
+}
 
+async fn bench(args: Args) -> Result<(), BoxError> {
+    let config = Config::try_parse_from([
+        "bench_baseline".to_string(),
+        format!("--db-uri={}", args.db_uri),
+        format!("--db-schemas={}", args.schema),
+        format!("--db-pool={}", args.pool),
+    ])?;
+    let state = tenancy_proxy::state(config)?;
     // The same statement the proxy builds for GET /<table>?<query>.
     let schema = {
-        let client = pool.get().await?;
+        let client = state.pool.get().await?;
         tenancy_proxy::schema_cache::load(&client, std::slice::from_ref(&args.schema)).await?
     };
     let table = schema
@@ -143,9 +129,10 @@ async fn main() -> Result<(), BoxError> {
         aggregates: args.aggregates,
         max_rows: None,
         csv: false,
+        ..Default::default()
     };
     let stmt = sql::read(&schema, &table, &query, &opts, false).map_err(|e| format!("{e:?}"))?;
-    let claims = serde_json::json!({"role": args.role, "tenant_id": args.tenant}).to_string();
+    let claims = serde_json::json!({"role": args.role, "tenant_id": args.tenant});
     let mut headers = serde_json::Map::new();
     headers.insert("host".into(), "127.0.0.1".into());
     if !args.token.is_empty() {
@@ -155,16 +142,18 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     let work = Arc::new(Work {
-        sql: stmt.sql,
-        params: stmt.params,
-        role: args.role.clone(),
-        claims,
+        statement: stmt,
+        identity: Identity {
+            role: args.role.clone(),
+            claims,
+            tenant: Some(args.tenant.clone()),
+            authenticated: true,
+        },
         path: format!("/{}", args.table),
         headers: serde_json::Value::Object(headers).to_string(),
-        search_path: quote_ident(&args.schema),
-        tenant: args.tenant.clone(),
+        schema: args.schema.clone(),
     });
-    let bytes = one(&pool, &work).await?;
+    let bytes = one(&state, &work).await?;
     if bytes <= 2 {
         return Err(format!("the query returned no rows (body {bytes} bytes)").into());
     }
@@ -174,7 +163,7 @@ async fn main() -> Result<(), BoxError> {
     let end = measure_from + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (pool, work) = (pool.clone(), work.clone());
+        let (state, work) = (state.clone(), work.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat_us: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
@@ -183,7 +172,7 @@ async fn main() -> Result<(), BoxError> {
                 if t0 >= end {
                     break;
                 }
-                let ok = one(&pool, &work).await.is_ok();
+                let ok = one(&state, &work).await.is_ok();
                 if t0 >= measure_from {
                     if ok {
                         lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);

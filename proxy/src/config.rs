@@ -59,12 +59,20 @@ pub struct Config {
     /// Requests per second for a tenant without a known plan (0 = unlimited).
     #[arg(long, env = "TENANCY_DEFAULT_RATE_LIMIT", default_value_t = 50)]
     pub default_rate_limit: u32,
+    /// Requests per second for requests without a tenant (anonymous, or a
+    /// token without `tenant_id`), one bucket per role (0 = unlimited).
+    #[arg(long, env = "TENANCY_ANON_RATE_LIMIT", default_value_t = 50)]
+    pub anon_rate_limit: u32,
     /// How often tenant plans are re-read.
     #[arg(long, env = "TENANCY_LIMITS_REFRESH_SECS", default_value_t = 30)]
     pub limits_refresh_secs: u64,
     /// Log format: text or json.
     #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Worker threads of the async runtime (0 = one per CPU core). On a
+    /// small machine shared with PostgreSQL, 1 avoids cross-thread wake-ups.
+    #[arg(long, env = "TENANCY_PROXY_THREADS", default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl Config {

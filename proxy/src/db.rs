@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use tenancy_core::ident::quote_ident;
 use tenancy_core::postgrest::error::sqlstate_status;
+use tenancy_core::postgrest::prefer::max_affected_error;
 use tenancy_core::postgrest::sql::Statement;
 use tenancy_core::postgrest::ApiError;
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
@@ -53,6 +54,15 @@ pub struct Exec {
     pub statement: Statement,
     /// Fail with PGRST116 (and roll back) unless exactly one row.
     pub singular: bool,
+    /// Extra transaction-local settings (`Prefer: timezone`), set after the
+    /// request's settings, before the pre-request function.
+    pub settings: Vec<(String, String)>,
+    /// `Prefer: count=planned|estimated`: an `EXPLAIN (FORMAT JSON)` of the
+    /// count query, run after the statement in the same transaction.
+    pub plan: Option<Statement>,
+    /// `Prefer: handling=strict, max-affected=n`: fail with PGRST124 (and
+    /// roll back) when the statement touches more rows.
+    pub max_affected: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +72,8 @@ pub struct Outcome {
     pub body: Option<String>,
     pub response_headers: Option<String>,
     pub response_status: Option<String>,
+    /// The planner's row estimate of [`Exec::plan`].
+    pub planned: Option<i64>,
 }
 
 pub fn db_error(e: &tokio_postgres::Error, authenticated: bool) -> ApiError {
@@ -102,9 +114,47 @@ fn qualified_function(name: &str) -> String {
         .join(".")
 }
 
+/// The per-request settings, one statement (all values are parameters).
+const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true), \
+     pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('search_path', $6, true), \
+     pg_catalog.set_config('tenancy.tenant_id', $7, true)";
+
+/// A pooled connection that is closed instead of returned to the pool
+/// unless the request's transaction was seen to end (commit or rollback):
+/// a future dropped half-way can never hand the next request a connection
+/// inside someone else's transaction.
+struct Conn {
+    obj: Option<deadpool_postgres::Object>,
+    clean: bool,
+}
+
+impl Conn {
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.obj.as_ref().expect("connection")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.clean {
+            if let Some(obj) = self.obj.take() {
+                drop(deadpool_postgres::Object::take(obj));
+            }
+        }
+    }
+}
+
+/// Run one request: `BEGIN`, the settings and the pre-request function are
+/// sent in one round trip (pipelined), then the statement and `COMMIT` (or
+/// `ROLLBACK`) in a second one — where a failed statement turns the `COMMIT`
+/// into a rollback server-side. A singular (`vnd.pgrst.object`) request waits
+/// for the row count before ending the transaction. The statement is prepared
+/// inside the transaction, after `search_path` is set, so a cache miss
+/// resolves names exactly as the request sees them.
 pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
     let auth = e.identity.authenticated;
-    let mut client = state.pool.get().await.map_err(|err| {
+    let obj = state.pool.get().await.map_err(|err| {
         ApiError::new(
             503,
             "PGRST003",
@@ -112,12 +162,57 @@ pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
         )
         .details(err.to_string())
     })?;
-    let tx = client
-        .build_transaction()
-        .read_only(e.read_only)
-        .start()
-        .await
-        .map_err(|err| db_error(&err, auth))?;
+    let mut conn = Conn {
+        obj: Some(obj),
+        clean: false,
+    };
+    let out = run_on(&state, &e, conn.client()).await;
+    match out {
+        Ok((out, ended)) => {
+            if ended {
+                conn.clean = true;
+            } else {
+                // singular / max-affected: commit or roll back now that the count is known
+                let over = e.max_affected.is_some_and(|m| out.page > m);
+                let end = if e.singular && out.page != 1 || e.rollback || over {
+                    "ROLLBACK"
+                } else {
+                    "COMMIT"
+                };
+                conn.client()
+                    .batch_execute(end)
+                    .await
+                    .map_err(|err| db_error(&err, auth))?;
+                conn.clean = true;
+                if e.singular && out.page != 1 {
+                    return Err(singular_error(out.page));
+                }
+                if over {
+                    return Err(max_affected_error(out.page));
+                }
+            }
+            Ok(out)
+        }
+        Err((err, in_tx)) => {
+            // outside a transaction the connection is clean; inside, only once
+            // the rollback went through
+            if !in_tx || conn.client().batch_execute("ROLLBACK").await.is_ok() {
+                conn.clean = true;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// `Ok((outcome, transaction ended))`, or the first error and whether the
+/// transaction may still be open.
+async fn run_on(
+    state: &AppState,
+    e: &Exec,
+    client: &deadpool_postgres::Object,
+) -> Result<(Outcome, bool), (ApiError, bool)> {
+    let auth = e.identity.authenticated;
+    let fail = |in_tx: bool| move |err: tokio_postgres::Error| (db_error(&err, auth), in_tx);
     let search_path = std::iter::once(e.schema.as_str())
         .chain(
             state
@@ -131,60 +226,135 @@ pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
         .collect::<Vec<_>>()
         .join(", ");
     let claims = e.identity.claims.to_string();
-    let tenant = e.identity.tenant.clone().unwrap_or_default();
-    let setup = tx
-        .prepare_cached(
-            "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
-             pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true), \
-             pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('search_path', $6, true), \
-             pg_catalog.set_config('tenancy.tenant_id', $7, true)",
-        )
-        .await
-        .map_err(|err| db_error(&err, auth))?;
-    tx.query(
-        &setup,
-        &[
-            &e.identity.role,
-            &claims,
-            &e.method,
-            &e.path,
-            &e.headers_json,
-            &search_path,
-            &tenant,
-        ],
-    )
-    .await
-    .map_err(|err| db_error(&err, auth))?;
-    if let Some(pre) = &state.config.db_pre_request {
-        tx.batch_execute(&format!("SELECT {}()", qualified_function(pre)))
-            .await
-            .map_err(|err| db_error(&err, auth))?;
-    }
-    let stmt = tx
+    let tenant = e.identity.tenant.as_deref().unwrap_or_default();
+    let setup = client.prepare_cached(SETUP).await.map_err(fail(false))?;
+    let set_extra = match e.settings.is_empty() {
+        true => None,
+        false => Some(
+            client
+                .prepare_cached(SET_CONFIG)
+                .await
+                .map_err(fail(false))?,
+        ),
+    };
+    let begin = if e.read_only {
+        "BEGIN READ ONLY"
+    } else {
+        "BEGIN"
+    };
+    let pre = state
+        .config
+        .db_pre_request
+        .as_deref()
+        .map(|f| format!("SELECT {}()", qualified_function(f)));
+    let settings: [&(dyn ToSql + Sync); 7] = [
+        &e.identity.role,
+        &claims,
+        &e.method,
+        &e.path,
+        &e.headers_json,
+        &search_path,
+        &tenant,
+    ];
+    let extra: Vec<[&(dyn ToSql + Sync); 2]> = e
+        .settings
+        .iter()
+        .map(|(k, v)| [k as &(dyn ToSql + Sync), v as &(dyn ToSql + Sync)])
+        .collect();
+    // round trip 1: BEGIN; settings; pre-request
+    let (r_begin, r_setup, r_extra, r_pre) = tokio::join!(
+        client.batch_execute(begin),
+        client.query(&setup, &settings),
+        async {
+            match &set_extra {
+                Some(set) => {
+                    futures_util::future::try_join_all(extra.iter().map(|kv| client.query(set, kv)))
+                        .await
+                        .map(drop)
+                }
+                None => Ok(()),
+            }
+        },
+        async {
+            match &pre {
+                Some(p) => client.batch_execute(p).await,
+                None => Ok(()),
+            }
+        }
+    );
+    r_begin.map_err(fail(true))?;
+    r_setup.map_err(fail(true))?;
+    r_extra.map_err(fail(true))?;
+    r_pre.map_err(fail(true))?;
+    let stmt = client
         .prepare_cached(&e.statement.sql)
         .await
-        .map_err(|err| db_error(&err, auth))?;
+        .map_err(fail(true))?;
     let params: Vec<Untyped> = e.statement.params.iter().cloned().map(Untyped).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let row = tx
-        .query_one(&stmt, &refs)
-        .await
-        .map_err(|err| db_error(&err, auth))?;
+    let plan = match &e.plan {
+        Some(p) => Some(client.prepare_cached(&p.sql).await.map_err(fail(true))?),
+        None => None,
+    };
+    let plan_params: Vec<Untyped> = e
+        .plan
+        .iter()
+        .flat_map(|p| p.params.iter().cloned().map(Untyped))
+        .collect();
+    let plan_refs: Vec<&(dyn ToSql + Sync)> = plan_params
+        .iter()
+        .map(|p| p as &(dyn ToSql + Sync))
+        .collect();
+    // round trip 2: the statement (and the EXPLAIN of a planned count), and
+    // the end of the transaction unless the response depends on the row count
+    let ends_now = !e.singular && e.max_affected.is_none();
+    let end = if e.rollback { "ROLLBACK" } else { "COMMIT" };
+    let (rows, r_plan, r_end) = tokio::join!(
+        client.query(&stmt, &refs),
+        async {
+            match &plan {
+                Some(p) => client.query(p, &plan_refs).await.map(|r| plan_rows(&r)),
+                None => Ok(None),
+            }
+        },
+        async {
+            if ends_now {
+                client.batch_execute(end).await
+            } else {
+                Ok(())
+            }
+        }
+    );
+    let rows = match rows.and_then(|rows| r_plan.map(|p| (rows, p))) {
+        Ok(rows) => rows,
+        // a failed statement makes the pipelined COMMIT a rollback
+        Err(err) => return Err((db_error(&err, auth), !(ends_now && r_end.is_ok()))),
+    };
+    let (rows, planned) = rows;
+    r_end.map_err(fail(false))?;
+    let row = rows.first().ok_or_else(|| {
+        (
+            ApiError::new(500, "PGRST000", "the statement returned no row"),
+            !ends_now,
+        )
+    })?;
     let out = Outcome {
         total: row.get(0),
         page: row.get(1),
         body: row.get(2),
         response_headers: row.get(3),
         response_status: row.get(4),
+        planned,
     };
-    if e.singular && out.page != 1 {
-        let _ = tx.rollback().await;
-        return Err(singular_error(out.page));
-    }
-    if e.rollback {
-        tx.rollback().await.map_err(|err| db_error(&err, auth))?;
-    } else {
-        tx.commit().await.map_err(|err| db_error(&err, auth))?;
-    }
-    Ok(out)
+    Ok((out, ends_now))
+}
+
+/// One `set_config` of [`Exec::settings`].
+const SET_CONFIG: &str = "SELECT pg_catalog.set_config($1, $2, true)";
+
+/// The top node's `Plan Rows` of an `EXPLAIN (FORMAT JSON)`.
+fn plan_rows(rows: &[tokio_postgres::Row]) -> Option<i64> {
+    let plan: serde_json::Value = rows.first()?.try_get(0).ok()?;
+    let n = plan.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64()?;
+    Some(n.round() as i64)
 }

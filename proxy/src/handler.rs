@@ -8,12 +8,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value as Json};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tenancy_core::postgrest::ast::{Condition, Operator, Query, Value};
 use tenancy_core::postgrest::csv;
 use tenancy_core::postgrest::parse::{content_range, parse_query, parse_range_header};
+use tenancy_core::postgrest::prefer::{self, Count, Missing, Preferences, Return};
 use tenancy_core::postgrest::schema::Volatility;
 use tenancy_core::postgrest::sql::{self, Args, InsertSpec, Options, Resolution, Returning};
 use tenancy_core::postgrest::ApiError;
@@ -122,42 +124,57 @@ fn media(accept: Option<&str>) -> Result<Media, ApiError> {
     ))
 }
 
-#[derive(Default, Debug)]
-struct Prefer {
-    ret: Option<String>,
-    count: Option<String>,
-    resolution: Option<Resolution>,
-    missing_default: bool,
-    tx: Option<String>,
+/// The request's `Prefer` headers (see [`prefer`]).
+type Prefer = Preferences;
+
+/// Parse the `Prefer` headers; with `handling=strict`, an invalid
+/// preference is PGRST122. A `timezone=` is valid when the database knows it.
+async fn prefer(st: &AppState, headers: &HeaderMap) -> Result<Prefer, ApiError> {
+    let values: Vec<&str> = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let zones = if values.iter().any(|v| v.contains("timezone=")) {
+        Some(timezone_names(st).await?)
+    } else {
+        None
+    };
+    let p = Preferences::parse(values.iter().copied(), |tz| {
+        zones.as_ref().is_some_and(|z| z.contains(tz))
+    });
+    p.check_strict()?;
+    Ok(p)
 }
 
-fn prefer(headers: &HeaderMap) -> Prefer {
-    let mut p = Prefer::default();
-    for v in headers.get_all("prefer") {
-        let Ok(v) = v.to_str() else { continue };
-        for item in v.split(',') {
-            let item = item.trim();
-            let Some((k, val)) = item.split_once('=') else {
-                continue;
-            };
-            match (k.trim(), val.trim()) {
-                ("return", r @ ("minimal" | "headers-only" | "representation")) => {
-                    p.ret = Some(r.to_string())
-                }
-                ("count", c @ ("exact" | "planned" | "estimated")) => p.count = Some(c.to_string()),
-                ("resolution", "merge-duplicates") => {
-                    p.resolution = Some(Resolution::MergeDuplicates)
-                }
-                ("resolution", "ignore-duplicates") => {
-                    p.resolution = Some(Resolution::IgnoreDuplicates)
-                }
-                ("missing", "default") => p.missing_default = true,
-                ("tx", t @ ("commit" | "rollback")) => p.tx = Some(t.to_string()),
-                _ => {}
-            }
-        }
+/// `pg_timezone_names`, read once per database URI (PostgREST reads it
+/// with the schema cache).
+async fn timezone_names(st: &AppState) -> Result<Arc<HashSet<String>>, ApiError> {
+    type Cache = Mutex<HashMap<String, Arc<HashSet<String>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    let key = &st.config.db_uri;
+    if let Some(z) = cache.lock().expect("timezone cache").get(key) {
+        return Ok(z.clone());
     }
-    p
+    let client = st.pool.get().await.map_err(|err| {
+        ApiError::new(
+            503,
+            "PGRST003",
+            "Timed out acquiring connection from connection pool.",
+        )
+        .details(err.to_string())
+    })?;
+    let rows = client
+        .query("SELECT name FROM pg_catalog.pg_timezone_names", &[])
+        .await
+        .map_err(|e| db::db_error(&e, false))?;
+    let zones: Arc<HashSet<String>> = Arc::new(rows.iter().map(|r| r.get(0)).collect());
+    cache
+        .lock()
+        .expect("timezone cache")
+        .insert(key.clone(), zones.clone());
+    Ok(zones)
 }
 
 /// The CSV document from a statement's `{"h": [names], "r": [record texts]}`.
@@ -211,15 +228,83 @@ pub async fn api(
         Ok(x) => x,
         Err((e, tenant)) => (error_response(&e), tenant),
     };
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("tenancy_proxy_requests_total", "tenant" => tenant.clone(), "method" => method.to_string(), "status" => status)
+    // Static label values where possible: no allocation per request.
+    let status = resp.status();
+    let status: metrics::SharedString = STATUS_LABELS
+        .iter()
+        .find(|(c, _)| *c == status.as_u16())
+        .map_or_else(
+            || status.as_u16().to_string().into(),
+            |(_, s)| metrics::SharedString::const_str(s),
+        );
+    let method = method_label(&method);
+    metrics::counter!("tenancy_proxy_requests_total", "tenant" => tenant.clone(), "method" => method, "status" => status)
         .increment(1);
-    metrics::histogram!("tenancy_proxy_request_duration_seconds", "tenant" => tenant, "method" => method.to_string())
+    metrics::histogram!("tenancy_proxy_request_duration_seconds", "tenant" => tenant, "method" => method)
         .record(started.elapsed().as_secs_f64());
     resp
 }
 
+const STATUS_LABELS: &[(u16, &str)] = &[
+    (200, "200"),
+    (201, "201"),
+    (204, "204"),
+    (206, "206"),
+    (300, "300"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (405, "405"),
+    (406, "406"),
+    (409, "409"),
+    (413, "413"),
+    (415, "415"),
+    (416, "416"),
+    (422, "422"),
+    (429, "429"),
+    (500, "500"),
+    (501, "501"),
+    (503, "503"),
+    (504, "504"),
+];
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 type Fail = (ApiError, String);
+
+/// A request without a tenant over its role's rate (`TENANCY_ANON_RATE_LIMIT`):
+/// the 429 response, as for a tenant.
+fn anon_rate_limited(st: &AppState, role: &str) -> Option<Response> {
+    let rps = st.config.anon_rate_limit;
+    let wait = st.limits.check_anon(role, rps).err()?;
+    metrics::counter!("tenancy_proxy_rate_limited_total", "tenant" => "none").increment(1);
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let e = ApiError::new(
+        429,
+        "TENANCY429",
+        format!("Too many requests for role {role}"),
+    )
+    .details(format!(
+        "Requests without a tenant allow {rps} requests per second per role"
+    ))
+    .hint(format!("Retry after {secs} second(s)."));
+    let mut r = error_response(&e);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    Some(r)
+}
 
 async fn process(
     st: &Arc<AppState>,
@@ -268,6 +353,8 @@ async fn process(
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             return Ok((r, tenant));
         }
+    } else if let Some(r) = anon_rate_limited(st, &identity.role) {
+        return Ok((r, tenant));
     }
     let is_read = matches!(*method, Method::GET | Method::HEAD);
     let profile_header = if is_read {
@@ -295,7 +382,11 @@ async fn process(
             .cloned()
             .unwrap_or_else(|| "public".into()),
     };
-    let media = media(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())).map_err(fail)?;
+    // `/` negotiates its own media types (crate::openapi).
+    let media = match media(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) {
+        Err(_) if uri.path() == "/" => Media::Json,
+        m => m.map_err(fail)?,
+    };
     let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -304,15 +395,14 @@ async fn process(
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let pref = prefer(headers);
+    let pref = prefer(st, headers).await.map_err(fail)?;
     let headers_json = {
-        let mut m = serde_json::Map::new();
-        for (k, v) in headers {
-            if let Ok(v) = v.to_str() {
-                m.insert(k.as_str().to_string(), Json::String(v.to_string()));
-            }
-        }
-        Json::Object(m).to_string()
+        // borrowed keys and values: one allocation for the JSON text
+        let m: std::collections::BTreeMap<&str, &str> = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .collect();
+        serde_json::to_string(&m).unwrap_or_else(|_| "{}".to_string())
     };
     let tx_override = st.config.db_tx_end.ends_with("allow-override");
     let mut rollback = st.config.db_tx_end.starts_with("rollback");
@@ -336,10 +426,10 @@ async fn process(
         applied,
     };
     let resp = if path.is_empty() {
-        openapi(&ctx)
+        crate::openapi::respond(&ctx.st, &ctx.identity, &ctx.schema, &ctx.method, headers).await
     } else if let Some(f) = path.strip_prefix("rpc/") {
         let mut ctx = ctx;
-        rpc(&mut ctx, f, pairs, &body).await
+        rpc(&mut ctx, f, pairs, headers, &body).await
     } else if path.contains('/') {
         Err(ApiError::new(
             404,
@@ -371,6 +461,7 @@ impl Ctx {
             aggregates: self.st.config.db_aggregates_enabled,
             max_rows: self.st.config.db_max_rows,
             csv: self.media == Media::Csv,
+            count_cap: None,
         }
     }
 
@@ -380,7 +471,30 @@ impl Ctx {
         read_only: bool,
         singular: bool,
     ) -> Result<Outcome, ApiError> {
+        self.exec_counted(statement, read_only, singular, None, None)
+            .await
+    }
+
+    /// [`Ctx::exec`] with the planner's count (`plan`, an EXPLAIN) and
+    /// `max-affected`; `Prefer: timezone` goes with every statement.
+    async fn exec_counted(
+        &self,
+        statement: sql::Statement,
+        read_only: bool,
+        singular: bool,
+        plan: Option<sql::Statement>,
+        max_affected: Option<i64>,
+    ) -> Result<Outcome, ApiError> {
+        let settings = self
+            .pref
+            .timezone
+            .iter()
+            .map(|tz| ("timezone".to_string(), tz.clone()))
+            .collect();
         let e = Exec {
+            settings,
+            plan,
+            max_affected,
             identity: self.identity.clone(),
             method: self.method.to_string(),
             path: self.path.clone(),
@@ -428,16 +542,24 @@ impl Ctx {
         };
         let mut r = (status, body).into_response();
         let h = r.headers_mut();
-        if let Some(c) = ctype {
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(c));
+        match ctype {
+            Some(c) => {
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(c));
+            }
+            // no body (return=minimal/headers-only, 204): no Content-Type, as PostgREST
+            None => {
+                h.remove(header::CONTENT_TYPE);
+            }
         }
         for (k, v) in extra {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 h.insert(k, v);
             }
         }
-        if !self.applied.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&self.applied.join(", ")) {
+        let mut applied = self.applied.clone();
+        applied.extend(self.pref.applied_common());
+        if let Some(v) = prefer::applied_header(&applied) {
+            if let Ok(v) = HeaderValue::from_str(&v) {
                 h.insert(HeaderName::from_static("preference-applied"), v);
             }
         }
@@ -461,55 +583,6 @@ impl Ctx {
     }
 }
 
-fn openapi(ctx: &Ctx) -> Result<Response, ApiError> {
-    let schema = ctx.st.schema();
-    let mut paths = serde_json::Map::new();
-    let mut defs = serde_json::Map::new();
-    let mut names: Vec<_> = schema
-        .tables
-        .values()
-        .filter(|t| t.schema == ctx.schema)
-        .collect();
-    names.sort_by(|a, b| a.name.cmp(&b.name));
-    for t in names {
-        paths.insert(
-            format!("/{}", t.name),
-            json!({ "get": { "tags": [t.name], "responses": { "200": { "description": "OK" } } } }),
-        );
-        let props: serde_json::Map<String, Json> = t
-            .columns
-            .iter()
-            .map(|c| (c.name.clone(), json!({ "format": c.data_type })))
-            .collect();
-        defs.insert(
-            t.name.clone(),
-            json!({ "type": "object", "properties": props }),
-        );
-    }
-    for f in schema.functions.iter().filter(|f| f.schema == ctx.schema) {
-        paths.insert(
-            format!("/rpc/{}", f.name),
-            json!({ "post": { "tags": ["(rpc) ".to_string() + &f.name] } }),
-        );
-    }
-    let doc = json!({
-        "swagger": "2.0",
-        "info": { "title": "tenancy-proxy", "version": env!("CARGO_PKG_VERSION") },
-        "basePath": "/",
-        "schemes": ["http"],
-        "consumes": ["application/json"],
-        "produces": ["application/json", "application/vnd.pgrst.object+json", "text/csv"],
-        "paths": paths,
-        "definitions": defs,
-    });
-    let mut r = (StatusCode::OK, doc.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openapi+json; charset=utf-8"),
-    );
-    Ok(r)
-}
-
 fn parse_body(body: &Bytes) -> Result<Json, ApiError> {
     if body.is_empty() {
         return Err(ApiError::body("Empty or invalid json"));
@@ -518,28 +591,177 @@ fn parse_body(body: &Bytes) -> Result<Json, ApiError> {
         .map_err(|e| ApiError::body("Empty or invalid json").details(e.to_string()))
 }
 
-fn returning(ctx: &mut Ctx) -> Returning {
-    match ctx.pref.ret.as_deref() {
-        Some("representation") => {
+/// A request body's kind, by its `Content-Type` (PostgREST's payloads):
+/// JSON (also without a `Content-Type`), CSV or an HTML form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Csv,
+    Form,
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let Some(v) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let text = String::from_utf8_lossy(v.as_bytes());
+    let mime = text.split(';').next().unwrap_or("").trim();
+    match mime.to_ascii_lowercase().as_str() {
+        "application/json" | "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
+            Ok(BodyKind::Json)
+        }
+        "text/csv" => Ok(BodyKind::Csv),
+        "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
+        _ => Err(ApiError::body(format!(
+            "Content-Type not acceptable: {}",
+            if mime.is_empty() { "*/*" } else { mime }
+        ))),
+    }
+}
+
+/// A `text/csv` body: one JSON object of text values (`NULL`: null) per record.
+fn csv_rows(body: &Bytes) -> Result<Vec<Json>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::body("parse error (the body is not UTF-8)"))?;
+    let doc = csv::parse_body(text).map_err(|e| ApiError::body(e.0))?;
+    Ok(doc
+        .rows
+        .into_iter()
+        .map(|r| {
+            Json::Object(
+                doc.columns
+                    .iter()
+                    .cloned()
+                    .zip(r.into_iter().map(|v| v.map_or(Json::Null, Json::String)))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
+/// An `application/x-www-form-urlencoded` body as name/text pairs.
+fn form_pairs(body: &Bytes) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// The body of a POST/PUT to a table: a JSON value, the CSV records (an
+/// array) or the form (an object of texts; a repeated name keeps its last value).
+fn table_body(headers: &HeaderMap, body: &Bytes) -> Result<Json, ApiError> {
+    match body_kind(headers)? {
+        BodyKind::Json => parse_body(body),
+        BodyKind::Csv => Ok(Json::Array(csv_rows(body)?)),
+        BodyKind::Form => Ok(Json::Object(
+            form_pairs(body)
+                .into_iter()
+                .map(|(k, v)| (k, Json::String(v)))
+                .collect(),
+        )),
+    }
+}
+
+/// The body of a PATCH: like [`table_body`], a CSV body being one record
+/// (none: an empty object; several: `many`).
+fn object_body(headers: &HeaderMap, body: &Bytes, many: &str) -> Result<Json, ApiError> {
+    if body_kind(headers)? == BodyKind::Csv {
+        let mut rows = csv_rows(body)?;
+        if rows.len() > 1 {
+            return Err(ApiError::body(many));
+        }
+        return Ok(rows.pop().unwrap_or_else(|| json!({})));
+    }
+    table_body(headers, body)
+}
+
+fn returning(ctx: &mut Ctx, insert: bool) -> Returning {
+    match ctx.pref.ret {
+        Some(Return::Representation) => {
             ctx.applied.push("return=representation".into());
             Returning::Representation
         }
-        Some(r) => {
-            ctx.applied.push(format!("return={r}"));
+        Some(Return::HeadersOnly) => {
+            ctx.applied.push("return=headers-only".into());
+            // only an insert has a `Location`
+            if insert {
+                Returning::HeadersOnly
+            } else {
+                Returning::Minimal
+            }
+        }
+        Some(Return::Minimal) => {
+            ctx.applied.push("return=minimal".into());
             Returning::Minimal
         }
         None => Returning::Minimal,
     }
 }
 
-/// `Prefer: count=…` on a write: the total is the number of rows written.
+/// `Prefer: count=…` on a write: the total is the number of rows written
+/// (not with `count=planned`, as PostgREST).
 fn write_count(ctx: &mut Ctx) -> bool {
-    match &ctx.pref.count {
+    match ctx.pref.count {
         Some(c) => {
-            ctx.applied.push(format!("count={c}"));
-            true
+            ctx.applied.push(format!("count={}", c.as_str()));
+            c.counts_rows()
         }
         None => false,
+    }
+}
+
+/// `Prefer: handling=strict, max-affected=n`: the most rows a PATCH, DELETE
+/// or function may touch.
+fn max_affected(ctx: &mut Ctx) -> Option<i64> {
+    let n = ctx.pref.max_affected_strict()?;
+    ctx.applied.push(format!("max-affected={n}"));
+    Some(n)
+}
+
+/// `Prefer: count=…` on a read: whether the statement counts exactly, the
+/// EXPLAIN for the planner's estimate, and the cap of `count=estimated`.
+fn read_count(ctx: &mut Ctx, opts: &mut Options) -> (Option<Count>, bool) {
+    let count = ctx.pref.count;
+    if let Some(c) = count {
+        ctx.applied.push(format!("count={}", c.as_str()));
+    }
+    if count == Some(Count::Estimated) {
+        opts.count_cap = ctx.st.config.db_max_rows.map(|m| m.saturating_add(1));
+    }
+    (count, count.is_some_and(Count::counts_rows))
+}
+
+fn plan_of(count: Option<Count>, stmt: &sql::Statement) -> Option<sql::Statement> {
+    match count {
+        Some(Count::Planned | Count::Estimated) => sql::count_plan(stmt),
+        _ => None,
+    }
+}
+
+/// The total for `Content-Range`: exact, the planner's, or estimated.
+fn count_total(count: Option<Count>, out: &Outcome, max_rows: Option<u64>) -> Option<i64> {
+    match count? {
+        Count::Exact => out.total,
+        Count::Planned => out.planned,
+        Count::Estimated => prefer::estimated_total(out.total, out.planned, max_rows),
+    }
+}
+
+/// The status of a counted page (PostgREST's `rangeStatus`); past the end:
+/// the 416 response (PGRST103).
+#[allow(clippy::result_large_err)] // the error is the finished response, built once
+fn page_status(from: u64, page: i64, total: Option<i64>) -> Result<StatusCode, Response> {
+    match prefer::range_status(from, page, total) {
+        416 => {
+            let total = total.unwrap_or(0);
+            let mut r = error_response(&ApiError::range(
+                "Requested range not satisfiable",
+                format!("An offset of {from} was requested, but there are only {total} rows."),
+            ));
+            if let Ok(v) = HeaderValue::from_str(&format!("*/{total}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            Err(r)
+        }
+        206 => Ok(StatusCode::PARTIAL_CONTENT),
+        _ => Ok(StatusCode::OK),
     }
 }
 
@@ -556,7 +778,7 @@ async fn table(
         .cloned()
         .ok_or_else(|| ApiError::no_table(&ctx.schema, name))?;
     let mut query = parse_query(&pairs)?;
-    let opts = ctx.options();
+    let mut opts = ctx.options();
     let singular = ctx.media == Media::Object;
     match ctx.method {
         Method::GET | Method::HEAD => {
@@ -568,46 +790,28 @@ async fn table(
                     }
                 }
             }
-            let count = ctx.pref.count.is_some();
-            if let Some(c) = &ctx.pref.count {
-                ctx.applied.push(format!("count={c}"));
-            }
-            let stmt = sql::read(&schema, &table, &query, &opts, count)?;
-            let out = ctx.exec(stmt, true, singular).await?;
+            let (count, exact) = read_count(&mut ctx, &mut opts);
+            let stmt = sql::read(&schema, &table, &query, &opts, exact)?;
+            let plan = plan_of(count, &stmt);
+            let out = ctx.exec_counted(stmt, true, singular, plan, None).await?;
             let from = query.root.offset.unwrap_or(0);
-            if let Some(total) = out.total {
-                if out.page == 0 && from > 0 && from as i64 >= total {
-                    let mut r = error_response(&ApiError::range(
-                        "Requested range not satisfiable",
-                        format!(
-                            "An offset of {from} was requested, but there are only {total} rows."
-                        ),
-                    ));
-                    if let Ok(v) = HeaderValue::from_str(&format!("*/{total}")) {
-                        r.headers_mut().insert(header::CONTENT_RANGE, v);
-                    }
-                    return Ok(r);
-                }
-            }
-            let range = content_range(from, out.page, out.total);
-            let partial = out
-                .total
-                .is_some_and(|t| out.page > 0 && (from > 0 || (out.page) < t));
+            let total = count_total(count, &out, opts.max_rows);
+            let status = match page_status(from, out.page, total) {
+                Ok(s) => s,
+                Err(r) => return Ok(r),
+            };
+            let range = content_range(from, out.page, total);
             let body = out
                 .body
                 .clone()
                 .map(|b| if singular { first_element(&b) } else { b });
-            let status = if partial {
-                StatusCode::PARTIAL_CONTENT
-            } else {
-                StatusCode::OK
-            };
             Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
         }
         Method::POST | Method::PUT => {
-            let ret = returning(&mut ctx);
+            let insert = ctx.method == Method::POST;
+            let ret = returning(&mut ctx, insert);
             let count = write_count(&mut ctx);
-            let json = parse_body(body)?;
+            let json = table_body(headers, body)?;
             let rows: Vec<Json> = match json {
                 Json::Array(a) => a,
                 o @ Json::Object(_) => vec![o],
@@ -631,7 +835,7 @@ async fn table(
                 Some(c) => c.clone(),
                 None => {
                     let first = rows.first().map(keys).unwrap_or_default();
-                    if !ctx.pref.missing_default {
+                    if ctx.pref.missing != Some(Missing::Default) {
                         for r in &rows {
                             let mut k = keys(r);
                             let mut f = first.clone();
@@ -655,8 +859,14 @@ async fn table(
                     }
                 }
             };
-            let present = ctx.pref.missing_default.then(|| {
-                ctx.applied.push("missing=default".into());
+            if ctx.method == Method::POST {
+                match ctx.pref.missing {
+                    Some(Missing::Default) => ctx.applied.push("missing=default".into()),
+                    Some(Missing::Null) => ctx.applied.push("missing=null".into()),
+                    None => {}
+                }
+            }
+            let present = (ctx.pref.missing == Some(Missing::Default)).then(|| {
                 rows.iter()
                     .map(|r| columns.iter().map(|c| r.get(c).is_some()).collect())
                     .collect()
@@ -692,7 +902,7 @@ async fn table(
                 .await?;
             let status = match (ctx.method == Method::PUT, ret) {
                 (true, Returning::Representation) => StatusCode::OK,
-                (true, Returning::Minimal) => StatusCode::NO_CONTENT,
+                (true, Returning::Minimal | Returning::HeadersOnly) => StatusCode::NO_CONTENT,
                 (false, _) => StatusCode::CREATED,
             };
             let body = match ret {
@@ -701,17 +911,29 @@ async fn table(
                         .clone()
                         .map(|b| if singular { first_element(&b) } else { b })
                 }
-                Returning::Minimal => None,
+                Returning::Minimal | Returning::HeadersOnly => None,
             };
             // PostgREST: `*/*`, or `*/n` with the count of inserted rows.
             let range = content_range(0, 0, count.then_some(out.page));
-            Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
+            let mut extra = vec![(header::CONTENT_RANGE, range)];
+            if ret == Returning::HeadersOnly {
+                if let Some(loc) = location_of(&table.name, out.body.as_deref()) {
+                    extra.push((header::LOCATION, loc));
+                }
+            }
+            Ok(ctx.respond(status, &out, body, extra))
         }
         Method::PATCH | Method::DELETE => {
-            let ret = returning(&mut ctx);
+            let ret = returning(&mut ctx, false);
             let count = write_count(&mut ctx);
+            let max = max_affected(&mut ctx);
             let stmt = if ctx.method == Method::PATCH {
-                let json = parse_body(body)?;
+                match ctx.pref.missing {
+                    Some(Missing::Default) => ctx.applied.push("missing=default".into()),
+                    Some(Missing::Null) => ctx.applied.push("missing=null".into()),
+                    None => {}
+                }
+                let json = object_body(headers, body, "The request body must be a JSON object")?;
                 let Json::Object(obj) = &json else {
                     return Err(ApiError::body("The request body must be a JSON object"));
                 };
@@ -723,7 +945,9 @@ async fn table(
                     let out = Outcome::default();
                     let (st, b) = match ret {
                         Returning::Representation => (StatusCode::OK, Some("[]".to_string())),
-                        Returning::Minimal => (StatusCode::NO_CONTENT, None),
+                        Returning::Minimal | Returning::HeadersOnly => {
+                            (StatusCode::NO_CONTENT, None)
+                        }
                     };
                     return Ok(ctx.respond(st, &out, b, vec![]));
                 }
@@ -740,9 +964,21 @@ async fn table(
                 sql::delete(&schema, &table, &query, &opts, ret)?
             };
             let out = ctx
-                .exec(stmt, false, singular && ret == Returning::Representation)
+                .exec_counted(
+                    stmt,
+                    false,
+                    singular && ret == Returning::Representation,
+                    None,
+                    max,
+                )
                 .await?;
-            let range = content_range(0, out.page, count.then_some(out.page));
+            // PostgREST: PATCH says which rows (`0-2/3`), DELETE only how many (`*/3`)
+            let shown = if ctx.method == Method::PATCH {
+                out.page
+            } else {
+                0
+            };
+            let range = content_range(0, shown, count.then_some(out.page));
             let (status, body) = match ret {
                 Returning::Representation => (
                     StatusCode::OK,
@@ -750,7 +986,7 @@ async fn table(
                         .clone()
                         .map(|b| if singular { first_element(&b) } else { b }),
                 ),
-                Returning::Minimal => (StatusCode::NO_CONTENT, None),
+                Returning::Minimal | Returning::HeadersOnly => (StatusCode::NO_CONTENT, None),
             };
             Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
         }
@@ -760,6 +996,22 @@ async fn table(
             format!("Unsupported HTTP method: {}", ctx.method),
         )),
     }
+}
+
+/// The `Location` of a `return=headers-only` insert from the statement's
+/// `[[column, JSON text or null], …]` (none unless one row with a key).
+fn location_of(table: &str, body: Option<&str>) -> Option<String> {
+    let Json::Array(items) = serde_json::from_str::<Json>(body?).ok()? else {
+        return None;
+    };
+    let keys: Vec<(String, Option<String>)> = items
+        .iter()
+        .filter_map(|kv| {
+            let k = kv.get(0)?.as_str()?;
+            Some((k.to_string(), kv.get(1)?.as_str().map(str::to_string)))
+        })
+        .collect();
+    (!keys.is_empty()).then(|| prefer::location(table, &keys))
 }
 
 /// PUT: filters are exactly `eq` on every primary key column, the body one
@@ -822,6 +1074,7 @@ async fn rpc(
     ctx: &mut Ctx,
     name: &str,
     pairs: Vec<(String, String)>,
+    headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let schema = ctx.st.schema();
@@ -831,14 +1084,24 @@ async fn rpc(
         .filter(|f| f.schema == ctx.schema && f.name == name)
         .flat_map(|f| f.args.iter().map(|a| a.name.clone()))
         .collect();
-    let opts = ctx.options();
+    let mut opts = ctx.options();
     let (args, rest, read_only_method) = match ctx.method {
         Method::GET | Method::HEAD => {
             let (a, r): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| known.contains(k));
             (Args::Text(a), r, true)
         }
+        // a form's fields are the arguments, as text
+        Method::POST if body_kind(headers)? == BodyKind::Form => {
+            (Args::Text(form_pairs(body)), pairs, false)
+        }
         Method::POST => {
-            let json = if body.is_empty() {
+            let json = if body_kind(headers)? == BodyKind::Csv {
+                object_body(
+                    headers,
+                    body,
+                    "The CSV body of an RPC call must have one record",
+                )?
+            } else if body.is_empty() {
                 Json::Object(Default::default())
             } else {
                 parse_body(body)?
@@ -872,17 +1135,30 @@ async fn rpc(
     };
     let func = sql::find_function(&schema, &ctx.schema, name, &arg_names)?;
     let query = parse_query(&rest)?;
-    let count = ctx.pref.count.is_some() && !func.returns_void;
-    if count {
-        if let Some(c) = &ctx.pref.count {
-            ctx.applied.push(format!("count={c}"));
-        }
+    let (count, exact) = read_count(ctx, &mut opts);
+    let max = max_affected(ctx);
+    if max.is_some() && !func.returns_set {
+        return Err(prefer::max_affected_function_error());
     }
-    let stmt = sql::call(&schema, func, &args, &query, &opts, count)?;
+    let stmt = sql::call(
+        &schema,
+        func,
+        &args,
+        &query,
+        &opts,
+        exact && !func.returns_void,
+    )?;
+    let plan = if func.returns_void {
+        None
+    } else {
+        plan_of(count, &stmt)
+    };
     let read_only = read_only_method || func.volatility != Volatility::Volatile;
     let set_like = func.returns_set;
     let singular = ctx.media == Media::Object && set_like;
-    let out = ctx.exec(stmt, read_only, singular).await?;
+    let out = ctx
+        .exec_counted(stmt, read_only, singular, plan, max)
+        .await?;
     if func.returns_void {
         return Ok(ctx.respond(StatusCode::NO_CONTENT, &out, None, vec![]));
     }
@@ -893,11 +1169,12 @@ async fn rpc(
             b
         }
     });
-    let range = content_range(query.root.offset.unwrap_or(0), out.page, out.total);
-    Ok(ctx.respond(
-        StatusCode::OK,
-        &out,
-        body,
-        vec![(header::CONTENT_RANGE, range)],
-    ))
+    let from = query.root.offset.unwrap_or(0);
+    let total = count_total(count, &out, opts.max_rows);
+    let status = match page_status(from, out.page, total) {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
+    let range = content_range(from, out.page, total);
+    Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod handler;
 pub mod limits;
+pub mod openapi;
 pub mod schema_cache;
 
 use axum::routing::get;
@@ -174,6 +175,15 @@ fn spawn_reloaders(state: Arc<AppState>) {
             }
         });
     }
+    // Histograms keep raw samples until drained: drain them periodically so
+    // memory stays flat when nobody scrapes /metrics.
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            st.metrics.run_upkeep();
+        }
+    });
     let st = state;
     tokio::spawn(async move {
         let every = std::time::Duration::from_secs(st.config.limits_refresh_secs.max(1));

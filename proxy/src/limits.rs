@@ -16,6 +16,8 @@ pub struct Limits {
     tenants: RwLock<HashMap<String, u32>>,
     /// One keyed limiter per distinct rate (so each tenant has its own bucket).
     limiters: RwLock<HashMap<u32, Arc<Keyed>>>,
+    /// The same for requests without a tenant, keyed by role.
+    anon: RwLock<HashMap<u32, Arc<Keyed>>>,
 }
 
 impl Limits {
@@ -25,6 +27,7 @@ impl Limits {
             plan_rps,
             tenants: RwLock::new(HashMap::new()),
             limiters: RwLock::new(HashMap::new()),
+            anon: RwLock::new(HashMap::new()),
         }
     }
 
@@ -52,30 +55,35 @@ impl Limits {
 
     /// `Ok` or the time to wait before retrying.
     pub fn check(&self, tenant: &str) -> Result<(), Duration> {
-        let rps = self.rate_for(tenant);
-        let Some(n) = NonZeroU32::new(rps) else {
-            return Ok(());
-        };
-        let existing = self
-            .limiters
-            .read()
-            .expect("limits lock")
-            .get(&rps)
-            .cloned();
-        let limiter = match existing {
-            Some(l) => l,
-            None => self
-                .limiters
-                .write()
-                .expect("limits lock")
-                .entry(rps)
-                .or_insert_with(|| Arc::new(RateLimiter::keyed(Quota::per_second(n))))
-                .clone(),
-        };
-        limiter
-            .check_key(&tenant.to_string())
-            .map_err(|nu| nu.wait_time_from(governor::clock::Clock::now(&DefaultClock::default())))
+        take(&self.limiters, tenant, self.rate_for(tenant))
     }
+
+    /// A request without a tenant (anonymous, or a token without
+    /// `tenant_id`): one bucket per role of `rps` requests per second (0 =
+    /// unlimited), apart from the tenants' buckets.
+    pub fn check_anon(&self, role: &str, rps: u32) -> Result<(), Duration> {
+        take(&self.anon, role, rps)
+    }
+}
+
+/// Take one request from `key`'s bucket in the limiter for `rps`.
+fn take(limiters: &RwLock<HashMap<u32, Arc<Keyed>>>, key: &str, rps: u32) -> Result<(), Duration> {
+    let Some(n) = NonZeroU32::new(rps) else {
+        return Ok(());
+    };
+    let existing = limiters.read().expect("limits lock").get(&rps).cloned();
+    let limiter = match existing {
+        Some(l) => l,
+        None => limiters
+            .write()
+            .expect("limits lock")
+            .entry(rps)
+            .or_insert_with(|| Arc::new(RateLimiter::keyed(Quota::per_second(n))))
+            .clone(),
+    };
+    limiter
+        .check_key(&key.to_string())
+        .map_err(|nu| nu.wait_time_from(governor::clock::Clock::now(limiter.clock())))
 }
 
 #[cfg(test)]
@@ -97,5 +105,20 @@ mod tests {
             assert!(l.check("acme").is_ok());
         }
         assert!(l.check("acme").is_err());
+    }
+
+    #[test]
+    fn buckets_without_a_tenant_per_role() {
+        let l = Limits::new(2, HashMap::new());
+        assert!(l.check_anon("web_anon", 2).is_ok());
+        assert!(l.check_anon("web_anon", 2).is_ok());
+        assert!(l.check_anon("web_anon", 2).is_err());
+        // another role, and a tenant of the same name, have their own buckets
+        assert!(l.check_anon("viewer", 2).is_ok());
+        assert!(l.check("web_anon").is_ok());
+        // 0 = unlimited
+        for _ in 0..100 {
+            assert!(l.check_anon("free", 0).is_ok());
+        }
     }
 }

@@ -3,9 +3,23 @@
 use std::net::SocketAddr;
 use tenancy_proxy::Config;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let config = Config::load();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        rt.worker_threads(config.threads);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tenancy-proxy: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(serve(config));
+}
+
+async fn serve(config: Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
     if config.log_format == "json" {

@@ -1,8 +1,9 @@
 //! Loading the schema cache from pg_catalog.
 
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use tenancy_core::postgrest::schema::{
-    Column, ForeignKey, Function, FunctionArg, Schema, Table, Volatility,
+    Column, ForeignKey, Function, FunctionArg, KeyDepKind, Schema, Table, ViewKeyDep, Volatility,
 };
 
 const TABLES: &str = r#"
@@ -20,17 +21,65 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 "#;
 
+/// Every foreign key (views may expose tables of any schema), with whether
+/// its columns are unique (one-to-one).
 const FKS: &str = r#"
 SELECT con.conname::text, ns.nspname::text, cl.relname::text,
   (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(n, ord)
      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n)::text,
   fns.nspname::text, fcl.relname::text,
   (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(n, ord)
-     JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n)::text
+     JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n)::text,
+  EXISTS (SELECT 1 FROM pg_index i
+          WHERE i.indrelid = con.conrelid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+            AND ARRAY(SELECT x FROM unnest(i.indkey::int2[]) x ORDER BY x)
+                = ARRAY(SELECT x FROM unnest(con.conkey) x ORDER BY x))
 FROM pg_constraint con
 JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_namespace ns ON ns.oid = cl.relnamespace
 JOIN pg_class fcl ON fcl.oid = con.confrelid JOIN pg_namespace fns ON fns.oid = fcl.relnamespace
-WHERE con.contype = 'f' AND (ns.nspname = ANY($1) OR fns.nspname = ANY($1))
+WHERE con.contype = 'f' AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
+"#;
+
+/// The definitions (`_RETURN` rules) of views: of the exposed schemas
+/// (`$1`), or the views they read from (`$2`, by oid).
+const VIEWS: &str = r#"
+SELECT c.oid, r.ev_action::text
+FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE r.rulename = '_RETURN' AND c.relkind IN ('v', 'm')
+  AND (n.nspname = ANY($1) OR c.oid = ANY($2::oid[]))
+"#;
+
+/// From (view, view column, base table, base column) quadruples to the
+/// primary and foreign keys whose every column a view shows: `p` a primary
+/// key, `f` a foreign key's referencing columns, `r` its referenced ones.
+const KEY_DEPS: &str = r#"
+WITH m AS (
+  SELECT * FROM unnest($1::oid[], $2::int4[], $3::oid[], $4::int4[]) AS m(view_id, view_col, tbl, tbl_col)
+),
+shown AS (
+  SELECT m.view_id, m.tbl, m.tbl_col, array_agg(va.attname::text ORDER BY va.attnum) AS view_cols
+  FROM m JOIN pg_attribute va ON va.attrelid = m.view_id AND va.attnum = m.view_col AND NOT va.attisdropped
+  GROUP BY m.view_id, m.tbl, m.tbl_col
+),
+keys AS (
+  SELECT con.oid AS con_id, con.conname, CASE con.contype WHEN 'p' THEN 'p' ELSE 'f' END AS kind,
+         con.conrelid AS tbl, k.attnum, k.ord, cardinality(con.conkey) AS ncol
+  FROM pg_constraint con CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+  WHERE con.contype IN ('p', 'f') AND con.conrelid IN (SELECT tbl FROM m)
+  UNION ALL
+  SELECT con.oid, con.conname, 'r', con.confrelid, k.attnum, k.ord, cardinality(con.confkey)
+  FROM pg_constraint con CROSS JOIN LATERAL unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+  WHERE con.contype = 'f' AND con.confrelid IN (SELECT tbl FROM m)
+)
+SELECT tn.nspname::text, t.relname::text, vn.nspname::text, v.relname::text, keys.conname::text, keys.kind,
+  json_agg(json_build_object('column', ta.attname, 'view_columns', shown.view_cols) ORDER BY keys.ord)::text
+FROM shown
+JOIN keys ON keys.tbl = shown.tbl AND keys.attnum = shown.tbl_col
+JOIN pg_class t ON t.oid = shown.tbl JOIN pg_namespace tn ON tn.oid = t.relnamespace
+JOIN pg_attribute ta ON ta.attrelid = shown.tbl AND ta.attnum = shown.tbl_col
+JOIN pg_class v ON v.oid = shown.view_id JOIN pg_namespace vn ON vn.oid = v.relnamespace
+GROUP BY tn.nspname, t.relname, vn.nspname, v.relname, keys.con_id, keys.conname, keys.kind, keys.ncol
+HAVING count(*) = keys.ncol
 "#;
 
 const FUNCTIONS: &str = r#"
@@ -92,8 +141,9 @@ pub async fn load(
         }
         s.tables.insert((t.schema.clone(), t.name.clone()), t);
     }
-    for row in client.query(FKS, &[&schemas]).await? {
-        s.foreign_keys.push(ForeignKey {
+    let mut all_fks = Vec::new();
+    for row in client.query(FKS, &[]).await? {
+        all_fks.push(ForeignKey {
             name: row.get(0),
             schema: row.get(1),
             table: row.get(2),
@@ -103,8 +153,16 @@ pub async fn load(
             ref_columns: strings(
                 &serde_json::from_str(row.get::<_, &str>(6)).unwrap_or(Json::Null),
             ),
+            one_to_one: Some(row.get(7)),
         });
     }
+    s.foreign_keys = all_fks
+        .iter()
+        .filter(|f| schemas.contains(&f.schema) || schemas.contains(&f.ref_schema))
+        .cloned()
+        .collect();
+    let deps = view_key_deps(client, schemas).await?;
+    s.add_view_relationships(&deps, &all_fks);
     for row in client.query(FUNCTIONS, &[&schemas]).await? {
         let names: Vec<String> = row.get(5);
         let modes: Vec<String> = row.get(6);
@@ -179,4 +237,325 @@ pub async fn load(
         });
     }
     Ok(s)
+}
+
+/// One output column of a view: its number and, when it is a plain column
+/// of a relation, that relation's oid and column number (`resorigtbl`,
+/// `resorigcol`; 0 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TargetEntry {
+    resno: i32,
+    table: u32,
+    column: i32,
+}
+
+/// An item of PostgreSQL's node-tree text (`pg_node_tree`): a token, a
+/// `( … )` list or a `{ … }` node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    Token(String),
+    List(Vec<Item>),
+    Node(Vec<Item>),
+}
+
+/// Parse node-tree text the way PostgreSQL's `pg_strtok` reads it: blanks
+/// separate tokens, `(){}` are tokens of their own, a backslash makes the
+/// next character ordinary. `None` if the brackets do not balance.
+fn parse_node_tree(text: &str) -> Option<Item> {
+    let mut stack: Vec<(char, Vec<Item>)> = vec![('^', Vec::new())];
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\n' | '\t' | '\r' => {}
+            '(' | '{' => stack.push((c, Vec::new())),
+            ')' | '}' => {
+                let (open, items) = stack.pop()?;
+                let item = match (open, c) {
+                    ('(', ')') => Item::List(items),
+                    ('{', '}') => Item::Node(items),
+                    _ => return None,
+                };
+                stack.last_mut()?.1.push(item);
+            }
+            _ => {
+                let mut tok = String::new();
+                let mut c = c;
+                loop {
+                    if c == '\\' {
+                        if let Some(n) = chars.next() {
+                            tok.push(n);
+                        }
+                    } else {
+                        tok.push(c);
+                    }
+                    match chars.peek() {
+                        Some(' ' | '\n' | '\t' | '\r' | '(' | ')' | '{' | '}') | None => break,
+                        Some(_) => c = chars.next().unwrap_or(' '),
+                    }
+                }
+                stack.last_mut()?.1.push(Item::Token(tok));
+            }
+        }
+    }
+    let (_, mut items) = stack.pop()?;
+    if !stack.is_empty() || items.len() != 1 {
+        return None;
+    }
+    items.pop()
+}
+
+/// The target list of a view's `_RETURN` rule (`pg_rewrite.ev_action`):
+/// where each output column comes from.
+fn view_targets(ev_action: &str) -> Vec<TargetEntry> {
+    let Some(Item::List(queries)) = parse_node_tree(ev_action) else {
+        return Vec::new();
+    };
+    let Some(Item::Node(query)) = queries.first() else {
+        return Vec::new();
+    };
+    if !matches!(query.first(), Some(Item::Token(t)) if t == "QUERY") {
+        return Vec::new();
+    }
+    // Only the query's own fields are at this level (nested nodes are
+    // items of their own), so `:targetList` cannot be a column name here.
+    let Some(Item::List(entries)) = query
+        .iter()
+        .position(|i| matches!(i, Item::Token(t) if t == ":targetList"))
+        .and_then(|p| query.get(p + 1))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let Item::Node(fields) = e else { continue };
+        if !matches!(fields.first(), Some(Item::Token(t)) if t == "TARGETENTRY") {
+            continue;
+        }
+        // Every TARGETENTRY field is one item: read them as `:key value`
+        // pairs, so a column named `:resno` stays a value.
+        let mut entry = TargetEntry {
+            resno: 0,
+            table: 0,
+            column: 0,
+        };
+        let mut junk = false;
+        for pair in fields[1..].chunks(2) {
+            let (Some(Item::Token(k)), Some(Item::Token(v))) = (pair.first(), pair.get(1)) else {
+                continue;
+            };
+            match k.as_str() {
+                ":resno" => entry.resno = v.parse().unwrap_or(0),
+                ":resorigtbl" => entry.table = v.parse().unwrap_or(0),
+                ":resorigcol" => entry.column = v.parse().unwrap_or(0),
+                ":resjunk" => junk = v == "true",
+                _ => {}
+            }
+        }
+        if !junk && entry.resno > 0 {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// Follow each column of each view of `exposed` through views of views to
+/// the base relation column it shows: (view, view column, table, column).
+fn resolve_view_columns(
+    targets: &HashMap<u32, Vec<TargetEntry>>,
+    exposed: &[u32],
+) -> Vec<(u32, i32, u32, i32)> {
+    let mut out = Vec::new();
+    for v in exposed {
+        for e in targets.get(v).into_iter().flatten() {
+            let (mut table, mut column) = (e.table, e.column);
+            let mut hops = 0;
+            while table != 0 && hops < 64 {
+                let Some(inner) = targets.get(&table) else {
+                    break;
+                };
+                match inner.iter().find(|t| t.resno == column) {
+                    Some(t) => (table, column) = (t.table, t.column),
+                    None => table = 0,
+                }
+                hops += 1;
+            }
+            if table != 0 && column > 0 && !targets.contains_key(&table) {
+                out.push((*v, e.resno, table, column));
+            }
+        }
+    }
+    out
+}
+
+/// The primary and foreign keys the views of `schemas` show, as PostgREST
+/// finds them: from each view's target list (`resorigtbl`/`resorigcol`),
+/// recursively through views of views.
+async fn view_key_deps(
+    client: &tokio_postgres::Client,
+    schemas: &[String],
+) -> Result<Vec<ViewKeyDep>, tokio_postgres::Error> {
+    let mut targets: HashMap<u32, Vec<TargetEntry>> = HashMap::new();
+    let mut exposed: Vec<u32> = Vec::new();
+    // Oids asked for by number so far (tables among them are not loaded).
+    let mut asked: Vec<u32> = Vec::new();
+    let mut batch: Vec<u32> = Vec::new();
+    for round in 0..16 {
+        let names: &[String] = if round == 0 { schemas } else { &[] };
+        for row in client.query(VIEWS, &[&names, &batch]).await? {
+            let oid: u32 = row.get(0);
+            if round == 0 {
+                exposed.push(oid);
+            }
+            targets.insert(oid, view_targets(row.get::<_, &str>(1)));
+        }
+        // The relations views read from that are not loaded yet: views of
+        // other schemas (or tables, which the query skips).
+        batch = targets
+            .values()
+            .flatten()
+            .map(|t| t.table)
+            .filter(|t| *t != 0 && !targets.contains_key(t) && !asked.contains(t))
+            .collect();
+        batch.sort_unstable();
+        batch.dedup();
+        if batch.is_empty() {
+            break;
+        }
+        asked.extend(&batch);
+    }
+    let quads = resolve_view_columns(&targets, &exposed);
+    if quads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let views: Vec<u32> = quads.iter().map(|q| q.0).collect();
+    let view_cols: Vec<i32> = quads.iter().map(|q| q.1).collect();
+    let tables: Vec<u32> = quads.iter().map(|q| q.2).collect();
+    let table_cols: Vec<i32> = quads.iter().map(|q| q.3).collect();
+    let rows = client
+        .query(KEY_DEPS, &[&views, &view_cols, &tables, &table_cols])
+        .await?;
+    let mut deps = Vec::new();
+    for row in rows {
+        let cols: Json = serde_json::from_str(row.get::<_, &str>(6)).unwrap_or(Json::Null);
+        deps.push(ViewKeyDep {
+            table_schema: row.get(0),
+            table: row.get(1),
+            view_schema: row.get(2),
+            view: row.get(3),
+            constraint: row.get(4),
+            kind: match row.get::<_, &str>(5) {
+                "p" => KeyDepKind::PrimaryKey,
+                "f" => KeyDepKind::ForeignKey,
+                _ => KeyDepKind::ReferencedKey,
+            },
+            columns: cols
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    (
+                        c["column"].as_str().unwrap_or_default().to_string(),
+                        strings(&c["view_columns"]),
+                    )
+                })
+                .collect(),
+        });
+    }
+    Ok(deps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What PostgreSQL 15 stores for
+    /// `CREATE VIEW v AS SELECT id, 1 AS "a b", name AS ":resno", (SELECT 2) AS s FROM t`.
+    const EV_ACTION: &str = r#"({QUERY :commandType 1 :querySource 0 :canSetTag true :utilityStmt <> :resultRelation 0 :hasAggs false :hasSubLinks true :cteList <> :rtable ({RANGETBLENTRY :alias <> :eref {ALIAS :aliasname t :colnames ("id" ":targetList")} :rtekind 0 :relid 16390 :relkind r :securityQuals <>}) :jointree {FROMEXPR :fromlist ({RANGETBLREF :rtindex 1}) :quals <>} :targetList ({TARGETENTRY :expr {VAR :varno 1 :varattno 1 :vartype 20 :location 7} :resno 1 :resname id :ressortgroupref 0 :resorigtbl 16390 :resorigcol 1 :resjunk false} {TARGETENTRY :expr {CONST :consttype 23 :constlen 4 :constbyval true :constisnull false :location 11 :constvalue 4 [ 1 0 0 0 0 0 0 0 ]} :resno 2 :resname a\ b :ressortgroupref 0 :resorigtbl 0 :resorigcol 0 :resjunk false} {TARGETENTRY :expr {VAR :varno 1 :varattno 2 :vartype 25 :location 20} :resno 3 :resname :resno :ressortgroupref 0 :resorigtbl 16390 :resorigcol 2 :resjunk false} {TARGETENTRY :expr {SUBLINK :subLinkType 4 :subselect {QUERY :commandType 1 :targetList ({TARGETENTRY :expr {CONST :consttype 23} :resno 1 :resname \?column\? :ressortgroupref 0 :resorigtbl 0 :resorigcol 0 :resjunk false}) :stmt_len 0} :location 40} :resno 4 :resname s :ressortgroupref 0 :resorigtbl 0 :resorigcol 0 :resjunk false}) :override 0 :onConflict <> :stmt_location 0 :stmt_len 80})"#;
+
+    #[test]
+    fn reads_target_lists() {
+        let t = view_targets(EV_ACTION);
+        assert_eq!(
+            t,
+            vec![
+                TargetEntry {
+                    resno: 1,
+                    table: 16390,
+                    column: 1
+                },
+                TargetEntry {
+                    resno: 2,
+                    table: 0,
+                    column: 0
+                },
+                TargetEntry {
+                    resno: 3,
+                    table: 16390,
+                    column: 2
+                },
+                TargetEntry {
+                    resno: 4,
+                    table: 0,
+                    column: 0
+                },
+            ]
+        );
+        assert!(view_targets("").is_empty());
+        assert!(view_targets("({QUERY :targetList (").is_empty());
+        assert!(view_targets("({QUERY :targetList <>})").is_empty());
+        assert_eq!(
+            parse_node_tree(r"(a\ b \(c)"),
+            Some(Item::List(vec![
+                Item::Token("a b".into()),
+                Item::Token("(c".into())
+            ]))
+        );
+    }
+
+    #[test]
+    fn follows_views_of_views() {
+        let mut targets = HashMap::new();
+        // view 2 over table 1 (columns 1, 2); view 3 over view 2 (its column 2, then 1)
+        targets.insert(
+            2,
+            vec![
+                TargetEntry {
+                    resno: 1,
+                    table: 1,
+                    column: 1,
+                },
+                TargetEntry {
+                    resno: 2,
+                    table: 1,
+                    column: 2,
+                },
+            ],
+        );
+        targets.insert(
+            3,
+            vec![
+                TargetEntry {
+                    resno: 1,
+                    table: 2,
+                    column: 2,
+                },
+                TargetEntry {
+                    resno: 2,
+                    table: 2,
+                    column: 1,
+                },
+                TargetEntry {
+                    resno: 3,
+                    table: 0,
+                    column: 0,
+                },
+            ],
+        );
+        let mut r = resolve_view_columns(&targets, &[3, 2]);
+        r.sort();
+        assert_eq!(
+            r,
+            vec![(2, 1, 1, 1), (2, 2, 1, 2), (3, 1, 1, 2), (3, 2, 1, 1)]
+        );
+    }
 }

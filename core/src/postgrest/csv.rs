@@ -2,6 +2,8 @@
 //! select order and each row's PostgreSQL record text; [`render`] turns
 //! those into CSV, so every value keeps its PostgreSQL text form (`{a,b}` for
 //! arrays, jsonb's own output) and columns keep the `select=` order.
+//!
+//! `Content-Type: text/csv` request bodies: [`parse_body`].
 
 /// Split a record's text output (`(a,"b c",)`) into its fields; an empty
 /// unquoted field is NULL.
@@ -98,6 +100,132 @@ pub fn render(header: &[String], rows: &[String]) -> String {
     out
 }
 
+/// A `Content-Type: text/csv` request body, as PostgREST (cassava's
+/// `decodeByName`) reads it: the first record names the columns; `NULL`
+/// (quoted or not) is NULL, every other field (the empty one too) is text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvBody {
+    /// The header's names, each once (a repeated name keeps its last value).
+    pub columns: Vec<String>,
+    /// One value per column for each record.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// Why a CSV body does not parse (PGRST102's message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvError(pub String);
+
+/// Records of RFC 4180 CSV: `,` between fields, `\n`, `\r\n` or `\r`
+/// between records, `"…"` quoting with `""` for a quote. Blank lines are
+/// skipped, as cassava does.
+fn records(text: &str) -> Result<Vec<Vec<String>>, CsvError> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut line = 1usize;
+    while chars.peek().is_some() {
+        let mut record = Vec::new();
+        loop {
+            let mut field = String::new();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                let start = line;
+                loop {
+                    match chars.next() {
+                        None => {
+                            return Err(CsvError(format!(
+                                "parse error (unterminated quoted field starting on line {start})"
+                            )))
+                        }
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            field.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => {
+                            if c == '\n' {
+                                line += 1;
+                            }
+                            field.push(c);
+                        }
+                    }
+                }
+                if !matches!(chars.peek(), None | Some(',') | Some('\n') | Some('\r')) {
+                    return Err(CsvError(format!(
+                        "parse error (unexpected character after a quoted field on line {line})"
+                    )));
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    match c {
+                        ',' | '\n' | '\r' => break,
+                        '"' => {
+                            return Err(CsvError(format!(
+                                "parse error (a quote inside an unquoted field on line {line})"
+                            )))
+                        }
+                        c => {
+                            field.push(c);
+                            chars.next();
+                        }
+                    }
+                }
+            }
+            record.push(field);
+            match chars.next() {
+                Some(',') => continue,
+                Some('\r') => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    line += 1;
+                    break;
+                }
+                Some('\n') => {
+                    line += 1;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if !(record.len() == 1 && record[0].is_empty()) {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+/// Parse a `text/csv` request body (PostgREST's `csvToJson`).
+pub fn parse_body(text: &str) -> Result<CsvBody, CsvError> {
+    let mut recs = records(text)?.into_iter();
+    let header = recs
+        .next()
+        .ok_or_else(|| CsvError("parse error (not enough input)".into()))?;
+    let mut columns: Vec<String> = Vec::new();
+    // for each header field, its column index
+    let slots: Vec<usize> = header
+        .iter()
+        .map(|h| match columns.iter().position(|c| c == h) {
+            Some(i) => i,
+            None => {
+                columns.push(h.clone());
+                columns.len() - 1
+            }
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for r in recs {
+        if r.len() != header.len() {
+            return Err(CsvError("All lines must have same number of fields".into()));
+        }
+        let mut row: Vec<Option<String>> = vec![None; columns.len()];
+        for (slot, v) in slots.iter().zip(r) {
+            row[*slot] = if v == "NULL" { None } else { Some(v) };
+        }
+        rows.push(row);
+    }
+    Ok(CsvBody { columns, rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +267,62 @@ mod tests {
         );
         assert_eq!(render(&[], &[]), "");
         assert_eq!(field(Some("x\"y")), "\"x\"\"y\"");
+    }
+
+    #[test]
+    fn request_bodies() {
+        let b =
+            parse_body("name,qty,note\nalpha,1,NULL\n\"b,c\",\"\",\"say \"\"hi\"\"\nthere\"\r\n")
+                .unwrap();
+        assert_eq!(b.columns, vec!["name", "qty", "note"]);
+        assert_eq!(
+            b.rows,
+            vec![
+                vec![Some("alpha".into()), Some("1".into()), None],
+                vec![
+                    Some("b,c".into()),
+                    Some(String::new()),
+                    Some("say \"hi\"\nthere".into())
+                ],
+            ]
+        );
+        // quoted NULL is NULL too; the empty field is the empty string
+        let b = parse_body("a,b\n\"NULL\",\nNULLish,x").unwrap();
+        assert_eq!(
+            b.rows,
+            vec![
+                vec![None, Some(String::new())],
+                vec![Some("NULLish".into()), Some("x".into())]
+            ]
+        );
+        // header only; blank lines; CR line ends
+        assert_eq!(parse_body("a,b\n").unwrap().rows.len(), 0);
+        assert_eq!(
+            parse_body("a\n\nx\n\n").unwrap().rows,
+            vec![vec![Some("x".into())]]
+        );
+        assert_eq!(parse_body("a\rx\ry").unwrap().rows.len(), 2);
+        // a repeated name keeps the last value
+        let b = parse_body("a,a,b\n1,2,3").unwrap();
+        assert_eq!(b.columns, vec!["a", "b"]);
+        assert_eq!(b.rows, vec![vec![Some("2".into()), Some("3".into())]]);
+    }
+
+    #[test]
+    fn malformed_request_bodies() {
+        let msg = |s: &str| parse_body(s).unwrap_err().0;
+        assert_eq!(msg(""), "parse error (not enough input)");
+        assert_eq!(msg("\n\n"), "parse error (not enough input)");
+        assert_eq!(
+            msg("a,b\nfoo,bar\nbaz"),
+            "All lines must have same number of fields"
+        );
+        assert_eq!(
+            msg("a,b\n1,2,3"),
+            "All lines must have same number of fields"
+        );
+        assert!(msg("a,b\n\"open,2").starts_with("parse error (unterminated"));
+        assert!(msg("a,b\nx\"y,2").starts_with("parse error (a quote"));
+        assert!(msg("a,b\n\"x\"y,2").starts_with("parse error (unexpected"));
     }
 }

@@ -13,6 +13,7 @@ pub mod ast;
 pub mod csv;
 pub mod error;
 pub mod parse;
+pub mod prefer;
 pub mod schema;
 pub mod sql;
 

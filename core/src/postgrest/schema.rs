@@ -40,6 +40,36 @@ pub struct ForeignKey {
     pub ref_schema: String,
     pub ref_table: String,
     pub ref_columns: Vec<String>,
+    /// Whether the referencing columns are unique (a one-to-one
+    /// relationship); `None`: decided from the referencing table's unique keys.
+    pub one_to_one: Option<bool>,
+}
+
+/// Which key of a base table a view's columns expose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDepKind {
+    /// The table's primary key.
+    PrimaryKey,
+    /// The referencing columns of one of the table's foreign keys.
+    ForeignKey,
+    /// The referenced columns of a foreign key pointing at the table.
+    ReferencedKey,
+}
+
+/// A key of a table whose every column a view shows (PostgREST's view key
+/// dependency), found from the view definition's target list, through views
+/// of views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewKeyDep {
+    pub table_schema: String,
+    pub table: String,
+    pub view_schema: String,
+    pub view: String,
+    /// The constraint's name.
+    pub constraint: String,
+    pub kind: KeyDepKind,
+    /// Each key column of the table with every view column that shows it.
+    pub columns: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +150,164 @@ impl Schema {
         self.tables.get(&(schema.to_string(), name.to_string()))
     }
 
+    fn is_view(&self, schema: &str, name: &str) -> bool {
+        self.table(schema, name).is_some_and(|t| t.is_view)
+    }
+
+    /// Whether a foreign key's columns are unique (one-to-one).
+    fn fk_unique(&self, fk: &ForeignKey) -> bool {
+        fk.one_to_one.unwrap_or_else(|| {
+            self.table(&fk.schema, &fk.table)
+                .map(|t| t.unique_keys.iter().any(|k| same_set(k, &fk.columns)))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Give views the keys and relationships of the tables their columns
+    /// come from, as PostgREST does ("embedding views"): a view showing a
+    /// table's whole primary key gets it as its own; a view showing a
+    /// foreign key's referencing (referenced) columns gets the relationship
+    /// from (to) the view, and two such views one between them. A key a
+    /// view shows twice gives one relationship per column choice (which
+    /// makes embedding it ambiguous). `base` is every foreign key the views
+    /// may draw on (also between tables of unexposed schemas); only
+    /// relationships whose both ends are in [`Schema::tables`] are added.
+    pub fn add_view_relationships(&mut self, deps: &[ViewKeyDep], base: &[ForeignKey]) {
+        const MAX_CHOICES: usize = 64;
+        // Every way of picking one view column for each key column, in the
+        // order of `key`; none when the view lacks a key column.
+        fn choices(dep: &ViewKeyDep, key: &[String]) -> Vec<Vec<String>> {
+            let mut out: Vec<Vec<String>> = vec![Vec::new()];
+            for k in key {
+                let Some((_, cols)) = dep.columns.iter().find(|(c, _)| c == k) else {
+                    return Vec::new();
+                };
+                let mut next = Vec::new();
+                for prefix in &out {
+                    for c in cols {
+                        let mut p = prefix.clone();
+                        p.push(c.clone());
+                        next.push(p);
+                    }
+                }
+                next.truncate(MAX_CHOICES);
+                out = next;
+            }
+            if key.is_empty() {
+                Vec::new()
+            } else {
+                out
+            }
+        }
+        // Primary keys of views.
+        let view_keys: Vec<((String, String), Vec<String>)> = self
+            .tables
+            .values()
+            .filter(|t| t.is_view)
+            .filter_map(|v| {
+                let mut pk = Vec::new();
+                for d in deps.iter().filter(|d| {
+                    d.kind == KeyDepKind::PrimaryKey
+                        && d.view_schema == v.schema
+                        && d.view == v.name
+                }) {
+                    let key: Vec<String> = d.columns.iter().map(|(c, _)| c.clone()).collect();
+                    if let Some(first) = choices(d, &key).into_iter().next() {
+                        pk.extend(first);
+                    }
+                }
+                (!pk.is_empty()).then(|| ((v.schema.clone(), v.name.clone()), pk))
+            })
+            .collect();
+        for (k, pk) in view_keys {
+            if let Some(v) = self.tables.get_mut(&k) {
+                if v.primary_key.is_empty() {
+                    v.primary_key = pk.clone();
+                }
+                if !v.unique_keys.iter().any(|u| same_set(u, &pk)) {
+                    v.unique_keys.push(pk);
+                }
+            }
+        }
+        // Relationships through views.
+        let mut derived = Vec::new();
+        for fk in base {
+            let one_to_one = Some(self.fk_unique(fk));
+            let mut from_views: Vec<(&ViewKeyDep, Vec<String>)> = Vec::new();
+            let mut to_views: Vec<(&ViewKeyDep, Vec<String>)> = Vec::new();
+            for d in deps.iter().filter(|d| d.constraint == fk.name) {
+                match d.kind {
+                    KeyDepKind::ForeignKey
+                        if d.table_schema == fk.schema && d.table == fk.table =>
+                    {
+                        from_views.extend(choices(d, &fk.columns).into_iter().map(|c| (d, c)))
+                    }
+                    KeyDepKind::ReferencedKey
+                        if d.table_schema == fk.ref_schema && d.table == fk.ref_table =>
+                    {
+                        to_views.extend(choices(d, &fk.ref_columns).into_iter().map(|c| (d, c)))
+                    }
+                    _ => {}
+                }
+            }
+            let edge = |schema: &str,
+                        table: &str,
+                        columns: &[String],
+                        rs: &str,
+                        rt: &str,
+                        rc: &[String]| ForeignKey {
+                name: fk.name.clone(),
+                schema: schema.to_string(),
+                table: table.to_string(),
+                columns: columns.to_vec(),
+                ref_schema: rs.to_string(),
+                ref_table: rt.to_string(),
+                ref_columns: rc.to_vec(),
+                one_to_one,
+            };
+            for (v, cols) in &from_views {
+                derived.push(edge(
+                    &v.view_schema,
+                    &v.view,
+                    cols,
+                    &fk.ref_schema,
+                    &fk.ref_table,
+                    &fk.ref_columns,
+                ));
+            }
+            for (v, cols) in &to_views {
+                derived.push(edge(
+                    &fk.schema,
+                    &fk.table,
+                    &fk.columns,
+                    &v.view_schema,
+                    &v.view,
+                    cols,
+                ));
+            }
+            for (a, acols) in &from_views {
+                for (b, bcols) in &to_views {
+                    derived.push(edge(
+                        &a.view_schema,
+                        &a.view,
+                        acols,
+                        &b.view_schema,
+                        &b.view,
+                        bcols,
+                    ));
+                }
+            }
+        }
+        for d in derived {
+            if self.table(&d.schema, &d.table).is_some()
+                && self.table(&d.ref_schema, &d.ref_table).is_some()
+                && !self.foreign_keys.contains(&d)
+            {
+                self.foreign_keys.push(d);
+            }
+        }
+    }
+
     /// Every relationship from `schema.table` to something `name` designates:
     /// a table or view name, a foreign key name, or (many-to-one) a foreign
     /// key column. `hint` narrows by constraint name, column or junction.
@@ -134,13 +322,13 @@ impl Schema {
         for fk in &self.foreign_keys {
             // many-to-one (or one-to-one when the fk columns are unique)
             if fk.schema == schema && fk.table == table {
-                let by_name =
-                    fk.ref_table == name || fk.name == name || fk.columns.iter().any(|c| c == name);
+                // A constraint or column name designates a table, never a
+                // view (only the view's own name does), as in PostgREST.
+                let by_name = fk.ref_table == name
+                    || (!self.is_view(&fk.ref_schema, &fk.ref_table)
+                        && (fk.name == name || fk.columns.iter().any(|c| c == name)));
                 if by_name {
-                    let unique = self
-                        .table(schema, table)
-                        .map(|t| t.unique_keys.iter().any(|k| same_set(k, &fk.columns)))
-                        .unwrap_or(false);
+                    let unique = self.fk_unique(fk);
                     out.push(Relationship {
                         target_schema: fk.ref_schema.clone(),
                         target: fk.ref_table.clone(),
@@ -163,12 +351,9 @@ impl Schema {
             // one-to-many (or one-to-one)
             if fk.ref_schema == schema
                 && fk.ref_table == table
-                && (fk.table == name || fk.name == name)
+                && (fk.table == name || (fk.name == name && !self.is_view(&fk.schema, &fk.table)))
             {
-                let unique = self
-                    .table(&fk.schema, &fk.table)
-                    .map(|t| t.unique_keys.iter().any(|k| same_set(k, &fk.columns)))
-                    .unwrap_or(false);
+                let unique = self.fk_unique(fk);
                 out.push(Relationship {
                     target_schema: fk.schema.clone(),
                     target: fk.table.clone(),
@@ -236,18 +421,23 @@ impl Schema {
         }
         if let Some(h) = hint {
             out.retain(|r| {
+                // The constraint, or a column of either side (PostgREST's
+                // `clients!client_id` and `clients!id`).
                 r.constraint == h
-                    || match r.cardinality {
-                        Cardinality::ManyToOne => r.pairs.iter().any(|(p, _)| p == h),
-                        _ => r.pairs.iter().any(|(_, t)| t == h),
-                    }
+                    || r.pairs.iter().any(|(p, t)| p == h || t == h)
                     || r.junction.as_ref().is_some_and(|j| {
                         j.table == h || j.constraints.0 == h || j.constraints.1 == h
                     })
             });
             // A self-referencing key: a column hint means the parent (many-to-one),
             // the constraint name the children (one-to-many), as in PostgREST.
-            if out.len() == 2 && out[0].constraint == out[1].constraint {
+            if out.len() == 2
+                && out[0].constraint == out[1].constraint
+                && out[0].cardinality.to_one() != out[1].cardinality.to_one()
+                && out
+                    .iter()
+                    .all(|r| r.target_schema == schema && r.target == table)
+            {
                 let want_children = out[0].constraint == h;
                 out.retain(|r| r.cardinality.to_one() != want_children);
             }
@@ -340,6 +530,7 @@ pub(crate) mod tests {
             ref_schema: "esg".into(),
             ref_table: rt.into(),
             ref_columns: rcols.iter().map(|s| s.to_string()).collect(),
+            one_to_one: None,
         }
     }
 
@@ -551,5 +742,339 @@ pub(crate) mod tests {
             .relationship("esg", "units", "organisations", None)
             .unwrap_err();
         assert_eq!((e.status, e.code.as_str()), (400, "PGRST200"));
+    }
+
+    fn add_view(s: &mut Schema, name: &str, cols: &[&str]) {
+        s.tables.insert(
+            ("esg".into(), name.into()),
+            Table {
+                schema: "esg".into(),
+                name: name.into(),
+                columns: cols.iter().map(|c| col(c, "text")).collect(),
+                is_view: true,
+                ..Table::default()
+            },
+        );
+    }
+
+    fn dep(
+        table: &str,
+        view: &str,
+        constraint: &str,
+        kind: KeyDepKind,
+        cols: &[(&str, &[&str])],
+    ) -> ViewKeyDep {
+        ViewKeyDep {
+            table_schema: "esg".into(),
+            table: table.into(),
+            view_schema: "esg".into(),
+            view: view.into(),
+            constraint: constraint.into(),
+            kind,
+            columns: cols
+                .iter()
+                .map(|(c, vs)| (c.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    /// The demo plus `dp_view` (data points without their entity) and
+    /// `metrics_v` (metrics with `id` renamed `metric_key`).
+    fn with_views() -> Schema {
+        use KeyDepKind::*;
+        let mut s = demo();
+        add_view(
+            &mut s,
+            "dp_view",
+            &["id", "tenant_id", "metric_id", "value"],
+        );
+        add_view(
+            &mut s,
+            "metrics_v",
+            &["tenant_id", "metric_key", "code", "unit"],
+        );
+        let deps = vec![
+            dep(
+                "data_points",
+                "dp_view",
+                "data_points_pkey",
+                PrimaryKey,
+                &[("id", &["id"])],
+            ),
+            dep(
+                "data_points",
+                "dp_view",
+                "data_points_metric_fkey",
+                ForeignKey,
+                &[("tenant_id", &["tenant_id"]), ("metric_id", &["metric_id"])],
+            ),
+            dep(
+                "metrics",
+                "metrics_v",
+                "metrics_pkey",
+                PrimaryKey,
+                &[("tenant_id", &["tenant_id"]), ("id", &["metric_key"])],
+            ),
+            dep(
+                "metrics",
+                "metrics_v",
+                "data_points_metric_fkey",
+                ReferencedKey,
+                &[("tenant_id", &["tenant_id"]), ("id", &["metric_key"])],
+            ),
+            dep(
+                "metrics",
+                "metrics_v",
+                "metrics_unit_fkey",
+                ForeignKey,
+                &[("unit", &["unit"])],
+            ),
+        ];
+        let base = s.foreign_keys.clone();
+        s.add_view_relationships(&deps, &base);
+        s
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn views_get_their_tables_relationships() {
+        let s = with_views();
+        // view → table
+        let r = s.relationship("esg", "dp_view", "metrics", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::ManyToOne);
+        assert_eq!(r.constraint, "data_points_metric_fkey");
+        assert_eq!(
+            r.pairs,
+            pairs(&[("tenant_id", "tenant_id"), ("metric_id", "id")])
+        );
+        // table → view, with the view's column names
+        let r = s
+            .relationship("esg", "data_points", "metrics_v", None)
+            .unwrap();
+        assert_eq!(r.cardinality, Cardinality::ManyToOne);
+        assert_eq!(
+            r.pairs,
+            pairs(&[("tenant_id", "tenant_id"), ("metric_id", "metric_key")])
+        );
+        let r = s
+            .relationship("esg", "metrics_v", "data_points", None)
+            .unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToMany);
+        assert_eq!(
+            r.pairs,
+            pairs(&[("tenant_id", "tenant_id"), ("metric_key", "metric_id")])
+        );
+        let r = s.relationship("esg", "metrics", "dp_view", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToMany);
+        // view → view, both ways
+        let r = s.relationship("esg", "dp_view", "metrics_v", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::ManyToOne);
+        assert_eq!(
+            r.pairs,
+            pairs(&[("tenant_id", "tenant_id"), ("metric_id", "metric_key")])
+        );
+        let r = s.relationship("esg", "metrics_v", "dp_view", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToMany);
+        // a view's own foreign key to a table, and back
+        let r = s.relationship("esg", "metrics_v", "units", None).unwrap();
+        assert_eq!(r.pairs, pairs(&[("unit", "code")]));
+        let r = s.relationship("esg", "units", "metrics_v", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToMany);
+        // hints work as for tables
+        let r = s
+            .relationship(
+                "esg",
+                "dp_view",
+                "metrics_v",
+                Some("data_points_metric_fkey"),
+            )
+            .unwrap();
+        assert_eq!(r.target, "metrics_v");
+        // the view's primary key comes from its table's
+        assert_eq!(
+            s.table("esg", "metrics_v").unwrap().primary_key,
+            vec!["tenant_id".to_string(), "metric_key".to_string()]
+        );
+        assert_eq!(
+            s.table("esg", "dp_view").unwrap().primary_key,
+            vec!["id".to_string()]
+        );
+        // a constraint name designates the table, never a view
+        let r = s
+            .relationship("esg", "data_points", "data_points_metric_fkey", None)
+            .unwrap();
+        assert_eq!(r.target, "metrics");
+        let r = s
+            .relationship("esg", "metrics", "data_points_metric_fkey", None)
+            .unwrap();
+        assert_eq!(r.target, "data_points");
+        // dp_view lacks entity_id: no relationship to the entities
+        let e = s
+            .relationship("esg", "dp_view", "reporting_entities", None)
+            .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST200"));
+        // the tables' own relationships are unchanged
+        let r = s
+            .relationship("esg", "data_points", "metrics", None)
+            .unwrap();
+        assert_eq!(
+            r.pairs,
+            pairs(&[("tenant_id", "tenant_id"), ("metric_id", "id")])
+        );
+    }
+
+    #[test]
+    fn a_key_a_view_shows_twice_is_ambiguous() {
+        let mut s = demo();
+        add_view(&mut s, "metrics_twice", &["tenant_id", "id", "id_again"]);
+        let deps = vec![dep(
+            "metrics",
+            "metrics_twice",
+            "data_points_metric_fkey",
+            KeyDepKind::ReferencedKey,
+            &[("tenant_id", &["tenant_id"]), ("id", &["id", "id_again"])],
+        )];
+        let base = s.foreign_keys.clone();
+        s.add_view_relationships(&deps, &base);
+        let e = s
+            .relationship("esg", "data_points", "metrics_twice", None)
+            .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (300, "PGRST201"));
+        assert!(e
+            .details
+            .as_deref()
+            .unwrap_or("")
+            .contains("esg.metrics_twice"));
+        // the constraint does not tell them apart; a column does
+        let e = s
+            .relationship(
+                "esg",
+                "data_points",
+                "metrics_twice",
+                Some("data_points_metric_fkey"),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "PGRST201");
+        let r = s
+            .relationship("esg", "data_points", "metrics_twice", Some("id_again"))
+            .unwrap();
+        assert_eq!(
+            r.pairs,
+            pairs(&[("tenant_id", "tenant_id"), ("metric_id", "id_again")])
+        );
+    }
+
+    #[test]
+    fn one_to_one_and_junctions_through_views() {
+        use KeyDepKind::*;
+        let mut s = demo();
+        // profiles: one per entity (its key is the foreign key)
+        s.tables.insert(
+            ("esg".into(), "profiles".into()),
+            Table {
+                schema: "esg".into(),
+                name: "profiles".into(),
+                columns: vec![col("entity_id", "uuid"), col("bio", "text")],
+                primary_key: vec!["entity_id".into()],
+                unique_keys: vec![vec!["entity_id".into()]],
+                is_view: false,
+            },
+        );
+        s.foreign_keys.push(fk(
+            "profiles_entity_fkey",
+            "profiles",
+            &["entity_id"],
+            "reporting_entities",
+            &["id"],
+        ));
+        add_view(&mut s, "profiles_v", &["ent", "bio"]);
+        add_view(&mut s, "unit_tags_v", &["unit_code", "tag_id"]);
+        let deps = vec![
+            dep(
+                "profiles",
+                "profiles_v",
+                "profiles_entity_fkey",
+                ForeignKey,
+                &[("entity_id", &["ent"])],
+            ),
+            dep(
+                "unit_tags",
+                "unit_tags_v",
+                "unit_tags_pkey",
+                PrimaryKey,
+                &[("unit_code", &["unit_code"]), ("tag_id", &["tag_id"])],
+            ),
+            dep(
+                "unit_tags",
+                "unit_tags_v",
+                "unit_tags_unit_fkey",
+                ForeignKey,
+                &[("unit_code", &["unit_code"])],
+            ),
+            dep(
+                "unit_tags",
+                "unit_tags_v",
+                "unit_tags_tag_fkey",
+                ForeignKey,
+                &[("tag_id", &["tag_id"])],
+            ),
+        ];
+        let base = s.foreign_keys.clone();
+        s.add_view_relationships(&deps, &base);
+        // the base key's one-to-one carries over, though the view has no key
+        let r = s
+            .relationship("esg", "profiles_v", "reporting_entities", None)
+            .unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToOne);
+        let r = s
+            .relationship("esg", "reporting_entities", "profiles_v", None)
+            .unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToOne);
+        assert_eq!(r.pairs, pairs(&[("id", "ent")]));
+        // a view can be a junction: two junctions now, told apart by name
+        let e = s.relationship("esg", "units", "tags", None).unwrap_err();
+        assert_eq!(e.code, "PGRST201");
+        let r = s
+            .relationship("esg", "units", "tags", Some("unit_tags_v"))
+            .unwrap();
+        assert_eq!(r.junction.unwrap().table, "unit_tags_v");
+        let r = s
+            .relationship("esg", "units", "tags", Some("unit_tags"))
+            .unwrap();
+        assert_eq!(r.junction.unwrap().table, "unit_tags");
+    }
+
+    #[test]
+    fn view_relationships_need_both_ends_exposed() {
+        let mut s = demo();
+        add_view(&mut s, "metrics_v", &["tenant_id", "id"]);
+        // a foreign key between hidden tables, shown by an exposed view
+        let hidden = ForeignKey {
+            name: "secret_fkey".into(),
+            schema: "private".into(),
+            table: "secrets".into(),
+            columns: vec!["metric_id".into()],
+            ref_schema: "private".into(),
+            ref_table: "hidden".into(),
+            ref_columns: vec!["id".into()],
+            one_to_one: Some(false),
+        };
+        let deps = vec![ViewKeyDep {
+            table_schema: "private".into(),
+            table: "secrets".into(),
+            view_schema: "esg".into(),
+            view: "metrics_v".into(),
+            constraint: "secret_fkey".into(),
+            kind: KeyDepKind::ForeignKey,
+            columns: vec![("metric_id".into(), vec!["id".into()])],
+        }];
+        let before = s.foreign_keys.len();
+        s.add_view_relationships(&deps, &[hidden]);
+        assert_eq!(s.foreign_keys.len(), before);
     }
 }

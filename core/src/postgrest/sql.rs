@@ -23,6 +23,10 @@ use crate::ident::{quote_ident, quote_qualified};
 pub struct Statement {
     pub sql: String,
     pub params: Vec<Option<String>>,
+    /// The rows a read counts, as `SELECT 1 FROM …` using `params`' numbers
+    /// (for the planner's estimate of `Prefer: count=planned|estimated`;
+    /// see [`count_plan`]).
+    pub count_query: Option<String>,
 }
 
 /// Settings that shape statements.
@@ -35,15 +39,22 @@ pub struct Options {
     /// `Accept: text/csv`: the body is `{"h": [column names in select
     /// order], "r": [each row's record text]}` (see [`super::csv`]).
     pub csv: bool,
+    /// `Prefer: count=estimated`: count at most this many rows
+    /// (`db-max-rows + 1`, as PostgREST).
+    pub count_cap: Option<u64>,
 }
 
 /// Which rows a write returns to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Returning {
-    /// Nothing (return=minimal / headers-only): only the count.
+    /// Nothing (return=minimal): only the count.
     Minimal,
     /// The written rows, shaped by `select=` (return=representation).
     Representation,
+    /// return=headers-only: nothing, but when exactly one row was written
+    /// the body is its primary key as `[[column, JSON text or null], …]` in
+    /// column order (for `Location`); NULL otherwise or without a key.
+    HeadersOnly,
 }
 
 /// `Prefer: resolution=…` of an upsert.
@@ -224,6 +235,7 @@ impl<'a> Ctx<'a> {
         Statement {
             sql,
             params: self.params,
+            count_query: None,
         }
     }
 
@@ -643,18 +655,34 @@ impl<'a> Ctx<'a> {
             inner.tail(Some(&jc))
         );
         let label = quote_ident(embed.label());
-        if embed.spread {
-            if !rel.cardinality.to_one() {
-                return Err(ApiError::new(
-                    400,
-                    "PGRST119",
-                    format!("A spread operation on '{}' is not possible", embed.name),
-                )
-                .details(format!(
-                    "'{}' and '{}' do not form a many-to-one or one-to-one relationship",
-                    table.name, embed.name
-                )));
+        if embed.spread && !rel.cardinality.to_one() {
+            // PostgREST v13: spreading a to-many relationship gives each
+            // selected column as an array of its values (v12 refused it
+            // with PGRST119; this is a superset).
+            if has_aggregate(&embed.select) {
+                return Err(
+                    ApiError::new(400, "PGRST127", "Feature not implemented").details(
+                        "Aggregates are not implemented for one-to-many or many-to-many spreads.",
+                    ),
+                );
             }
+            if !inner.select.is_empty() {
+                let names = self.output_names(target, &embed.select)?;
+                let cols: Vec<String> = names
+                    .iter()
+                    .map(|n| {
+                        let q = quote_ident(n);
+                        format!("COALESCE(pg_catalog.json_agg(\"_s\".{q}), '[]'::json) AS {q}")
+                    })
+                    .collect();
+                let sa = self.alias();
+                out.joins.push(format!(
+                    "LEFT JOIN LATERAL (SELECT {} FROM ({inner_sql}) AS \"_s\") AS {sa} ON TRUE",
+                    cols.join(", ")
+                ));
+                out.select.push(format!("{sa}.*"));
+            }
+        } else if embed.spread {
             if !inner.select.is_empty() {
                 let sa = self.alias();
                 out.joins.push(format!(
@@ -686,6 +714,68 @@ impl<'a> Ctx<'a> {
         }
         // Filters on embeds that are not in the select are an error, as in PostgREST.
         Ok(())
+    }
+}
+
+fn has_aggregate(items: &[SelectItem]) -> bool {
+    items.iter().any(|i| {
+        matches!(
+            i,
+            SelectItem::Column {
+                aggregate: Some(_),
+                ..
+            }
+        )
+    })
+}
+
+impl Ctx<'_> {
+    /// The names of the columns a level's select list produces, in order
+    /// and without repeats (`*` is the table's columns; a spread, its
+    /// target's names).
+    fn output_names(&self, table: &Table, items: &[SelectItem]) -> Result<Vec<String>, ApiError> {
+        let mut names: Vec<String> = Vec::new();
+        fn add(n: String, names: &mut Vec<String>) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        for item in items {
+            match item {
+                SelectItem::Star => {
+                    for c in &table.columns {
+                        add(c.name.clone(), &mut names);
+                    }
+                }
+                SelectItem::Column {
+                    field,
+                    alias,
+                    aggregate,
+                    ..
+                } => add(
+                    match (alias, aggregate) {
+                        (Some(l), _) => l.clone(),
+                        (None, Some(a)) => a.sql().to_string(),
+                        (None, None) => field.output_name(),
+                    },
+                    &mut names,
+                ),
+                SelectItem::Embed(e) if e.select.is_empty() => {}
+                SelectItem::Embed(e) if e.spread => {
+                    let rel = self.schema.relationship(
+                        &table.schema,
+                        &table.name,
+                        &e.name,
+                        e.hint.as_deref(),
+                    )?;
+                    for n in self.output_names(self.target(&rel)?, &e.select)? {
+                        add(n, &mut names);
+                    }
+                }
+                SelectItem::Embed(e) => add(e.label().to_string(), &mut names),
+            }
+        }
+        Ok(names)
     }
 }
 
@@ -754,8 +844,11 @@ pub fn read(
     let lv = cx.level(table, &alias, &query.select, &[], true)?;
     let from = format!("{} AS {alias}", quote_qualified(&table.schema, &table.name));
     let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
+    let count_query = count_query_of(&from, &lv);
     let count_sql = if count {
-        if lv.group_by.is_empty() {
+        if let Some(cap) = opts.count_cap {
+            format!("(SELECT pg_catalog.count(*) FROM ({count_query} LIMIT {cap}) AS _c)")
+        } else if lv.group_by.is_empty() {
             format!(
                 "(SELECT pg_catalog.count(*) FROM {from}{})",
                 lv.where_only()
@@ -776,7 +869,85 @@ pub fn read(
         rows_body(opts),
         &count_sql,
     );
-    Ok(cx.finish(sql))
+    let mut st = cx.finish(sql);
+    st.count_query = Some(count_query);
+    Ok(st)
+}
+
+/// The rows a count counts: `SELECT 1 FROM … WHERE …` (one row per group
+/// when aggregating), PostgREST's count query.
+fn count_query_of(from: &str, lv: &LevelSql) -> String {
+    if lv.group_by.is_empty() {
+        format!("SELECT 1 FROM {from}{}", lv.where_only())
+    } else {
+        format!(
+            "SELECT 1 FROM {from}{} GROUP BY {}",
+            lv.where_only(),
+            lv.group_by.join(", ")
+        )
+    }
+}
+
+/// `EXPLAIN (FORMAT JSON)` of a statement's count query, with only the
+/// parameters it uses (renumbered), for the planner's row estimate.
+pub fn count_plan(st: &Statement) -> Option<Statement> {
+    let q = st.count_query.as_ref()?;
+    let (sql, params) = compact_params(q, &st.params);
+    Some(Statement {
+        sql: format!("EXPLAIN (FORMAT JSON) {sql}"),
+        params,
+        count_query: None,
+    })
+}
+
+/// Renumber the `$n` a piece of generated SQL uses (outside quoted
+/// identifiers and literals) to `$1…` and keep only those parameters.
+pub fn compact_params(sql: &str, params: &[Option<String>]) -> (String, Vec<Option<String>>) {
+    let mut out = String::with_capacity(sql.len());
+    let mut used: Vec<usize> = Vec::new();
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    if chars.peek() == Some(&q) {
+                        out.push(q);
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+            }
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) => {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    n.push(*d);
+                    chars.next();
+                }
+                let old: usize = n.parse().unwrap_or(0);
+                let new = match used.iter().position(|u| *u == old) {
+                    Some(i) => i + 1,
+                    None => {
+                        used.push(old);
+                        used.len()
+                    }
+                };
+                out.push_str(&format!("${new}"));
+            }
+            None => out.push(c),
+        }
+    }
+    let kept = used
+        .iter()
+        .map(|u| params.get(u.wrapping_sub(1)).cloned().flatten())
+        .collect();
+    (out, kept)
 }
 
 fn check_columns(table: &Table, cols: &[String]) -> Result<(), ApiError> {
@@ -815,6 +986,36 @@ fn write_tail(
                 lv.tail(None)
             );
             wrap(&cte, &inner, rows_body(cx.opts), "NULL::bigint")
+        }
+        Returning::HeadersOnly => {
+            // PostgREST's `locationF`: the key columns' JSON text forms.
+            let keys: Vec<String> = table
+                .columns
+                .iter()
+                .filter(|c| table.primary_key.contains(&c.name))
+                .map(|c| cx.param(c.name.clone()))
+                .collect();
+            if keys.is_empty() {
+                wrap(
+                    &cte,
+                    "SELECT 1 FROM pgrst_source",
+                    "NULL::text",
+                    "NULL::bigint",
+                )
+            } else {
+                let inner = format!(
+                    "SELECT (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(\"j\".key, \"j\".value)) \
+                     FROM pg_catalog.json_each_text(pg_catalog.row_to_json(\"s\")) AS \"j\" WHERE \"j\".key IN ({})) AS \"pgrst_location\" \
+                     FROM pgrst_source AS \"s\"",
+                    keys.join(", ")
+                );
+                wrap(
+                    &cte,
+                    &inner,
+                    "CASE WHEN pg_catalog.count(*) = 1 THEN pg_catalog.max(_postgrest_t.\"pgrst_location\"::text) END",
+                    "NULL::bigint",
+                )
+            }
         }
     })
 }
@@ -1086,6 +1287,7 @@ pub fn call(
     } else {
         "NULL::bigint"
     };
+    let mut count_query: Option<String> = None;
     let sql = if func.returns_void {
         wrap(
             &format!("SELECT {call_expr}{from_args_prefix}"),
@@ -1101,6 +1303,7 @@ pub fn call(
                 format!("{from_args}, LATERAL {call_expr} AS \"pgrst_scalar\"")
             };
             let cte = format!("SELECT \"pgrst_scalar\" FROM {from}");
+            count_query = Some(format!("SELECT 1 FROM {from}"));
             wrap(
                 &cte,
                 "SELECT * FROM pgrst_source",
@@ -1132,8 +1335,11 @@ pub fn call(
             format!("{from_args}, LATERAL {call_expr} AS {alias}")
         };
         let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
+        let cq = count_query_of(&from, &lv);
         let count_sql = if !count {
             "NULL::bigint".to_string()
+        } else if let Some(cap) = opts.count_cap {
+            format!("(SELECT pg_catalog.count(*) FROM ({cq} LIMIT {cap}) AS _c)")
         } else if lv.group_by.is_empty() {
             format!(
                 "(SELECT pg_catalog.count(*) FROM {from}{})",
@@ -1146,6 +1352,7 @@ pub fn call(
                 lv.group_by.join(", ")
             )
         };
+        count_query = Some(cq);
         wrap(
             &cte,
             "SELECT * FROM pgrst_source",
@@ -1153,7 +1360,9 @@ pub fn call(
             &count_sql,
         )
     };
-    Ok(cx.finish(sql))
+    let mut st = cx.finish(sql);
+    st.count_query = count_query;
+    Ok(st)
 }
 
 #[cfg(test)]
@@ -1353,14 +1562,37 @@ mod tests {
                 .code,
             "PGRST123"
         );
+        // to-many spreads: arrays per column (PostgREST v13), no aggregates
+        let st = read_sql(
+            "organisations",
+            &[("select", "id,...reporting_entities(name,k:kind,*)")],
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains(
+                "COALESCE(pg_catalog.json_agg(\"_s\".\"name\"), '[]'::json) AS \"name\", \
+                 COALESCE(pg_catalog.json_agg(\"_s\".\"k\"), '[]'::json) AS \"k\", \
+                 COALESCE(pg_catalog.json_agg(\"_s\".\"id\"), '[]'::json) AS \"id\""
+            ),
+            "{}",
+            st.sql
+        );
         assert_eq!(
-            read_sql(
-                "organisations",
-                &[("select", "...reporting_entities(name)")]
-            )
-            .unwrap_err()
-            .code,
-            "PGRST119"
+            st.sql.matches("json_agg(\"_s\".\"name\")").count(),
+            1,
+            "{}",
+            st.sql
+        );
+        let s = demo();
+        let t = s.table("esg", "organisations").unwrap().clone();
+        let q1 = q(&[("select", "id,...reporting_entities(name.count())")]);
+        let opts = Options {
+            aggregates: true,
+            ..Options::default()
+        };
+        assert_eq!(
+            read(&s, &t, &q1, &opts, false).unwrap_err().code,
+            "PGRST127"
         );
         assert_eq!(
             read_sql(
@@ -1384,6 +1616,7 @@ mod tests {
             aggregates: true,
             max_rows: Some(100),
             csv: false,
+            count_cap: None,
         };
         let st = read(
             &s,
@@ -1512,6 +1745,125 @@ mod tests {
         )
         .unwrap();
         assert!(st.sql.starts_with("WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"t0\" WHERE \"t0\".\"code\" = $1 RETURNING \"t0\".*)"), "{}", st.sql);
+    }
+
+    #[test]
+    fn headers_only_and_count_plans() {
+        let s = demo();
+        let t = s.table("esg", "metrics").unwrap().clone();
+        let spec = InsertSpec {
+            columns: vec!["code".into()],
+            body: "[{\"code\":\"a\"}]".into(),
+            present: None,
+            resolution: None,
+        };
+        let st = insert(
+            &s,
+            &t,
+            &q(&[]),
+            &Options::default(),
+            &spec,
+            Returning::HeadersOnly,
+        )
+        .unwrap();
+        // the key columns are parameters, in column order
+        assert_eq!(
+            st.params,
+            vec![
+                Some(spec.body.clone()),
+                Some("tenant_id".into()),
+                Some("id".into())
+            ]
+        );
+        assert!(
+            st.sql
+                .contains("json_each_text(pg_catalog.row_to_json(\"s\"))"),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("WHERE \"j\".key IN ($2, $3)"), "{}", st.sql);
+        assert!(
+            st.sql.contains("CASE WHEN pg_catalog.count(*) = 1"),
+            "{}",
+            st.sql
+        );
+        // no primary key: nothing to locate
+        let mut nopk = t.clone();
+        nopk.primary_key.clear();
+        let st = insert(
+            &s,
+            &nopk,
+            &q(&[]),
+            &Options::default(),
+            &spec,
+            Returning::HeadersOnly,
+        )
+        .unwrap();
+        assert!(st.sql.contains("NULL::text AS body"), "{}", st.sql);
+        assert!(!st.sql.contains("pgrst_location"), "{}", st.sql);
+
+        // a read's count query uses only its own parameters, renumbered
+        let query = q(&[
+            ("select", "code,units(name)"),
+            ("units.name", "eq.tonnes"),
+            ("code", "eq.scope1"),
+        ]);
+        let st = read(&s, &t, &query, &Options::default(), false).unwrap();
+        assert!(st.sql.contains("NULL::bigint AS total_count"), "{}", st.sql);
+        let plan = count_plan(&st).unwrap();
+        assert!(
+            plan.sql
+                .starts_with("EXPLAIN (FORMAT JSON) SELECT 1 FROM \"esg\".\"metrics\""),
+            "{}",
+            plan.sql
+        );
+        assert!(plan.sql.contains("= $1"), "{}", plan.sql);
+        assert!(!plan.sql.contains("$2"), "{}", plan.sql);
+        assert_eq!(plan.params, vec![Some("scope1".to_string())]);
+        assert_eq!(plan.count_query, None);
+        // count=estimated: the exact count stops at the cap
+        let capped = Options {
+            count_cap: Some(11),
+            ..Options::default()
+        };
+        let st = read(&s, &t, &query, &capped, true).unwrap();
+        assert!(st.sql.contains("LIMIT 11) AS _c)"), "{}", st.sql);
+        // writes have no count query
+        let st = delete(&s, &t, &q(&[]), &Options::default(), Returning::Minimal).unwrap();
+        assert_eq!(count_plan(&st), None);
+        // functions returning rows have one
+        let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
+        let args = Args::Text(vec![("code".into(), "scope1".into())]);
+        let st = call(&s, f, &args, &q(&[]), &Options::default(), false).unwrap();
+        if !f.result_columns.is_empty() || f.returns_set {
+            let plan = count_plan(&st).unwrap();
+            assert!(
+                plan.sql.starts_with("EXPLAIN (FORMAT JSON) SELECT 1 FROM"),
+                "{}",
+                plan.sql
+            );
+        }
+    }
+
+    #[test]
+    fn compacting_parameters() {
+        let params: Vec<Option<String>> =
+            vec![Some("a".into()), Some("b".into()), None, Some("d".into())];
+        let (sql, p) = compact_params(
+            "SELECT 1 FROM \"t$1\" WHERE x = $4 AND y = '$2''$3' AND z = $3 AND w = $4",
+            &params,
+        );
+        assert_eq!(
+            sql,
+            "SELECT 1 FROM \"t$1\" WHERE x = $1 AND y = '$2''$3' AND z = $2 AND w = $1"
+        );
+        assert_eq!(p, vec![Some("d".to_string()), None]);
+        let (sql, p) = compact_params(
+            "SELECT $10, $1",
+            &(1..=10).map(|i| Some(i.to_string())).collect::<Vec<_>>(),
+        );
+        assert_eq!(sql, "SELECT $1, $2");
+        assert_eq!(p, vec![Some("10".to_string()), Some("1".to_string())]);
     }
 
     #[test]

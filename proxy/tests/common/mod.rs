@@ -134,6 +134,7 @@ impl TestDb {
         c.db_pool = 4;
         c.db_aggregates_enabled = true;
         c.default_rate_limit = 0;
+        c.anon_rate_limit = 0;
         c.admin_db_uri = Some(db_url(&self.name, "postgres"));
         c
     }
@@ -173,6 +174,9 @@ impl Proxy {
     }
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.delete(format!("{}{}", self.base, path))
+    }
+    pub fn head(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.head(format!("{}{}", self.base, path))
     }
     pub async fn stop(self) {
         self.running.stop().await;
