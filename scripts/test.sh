@@ -6,6 +6,7 @@
 #   4. e2e            cargo test -p tenancy-e2e: real logins, attacks, oracle property test
 #   5. proxy          cargo test -p tenancy-proxy: the PostgREST-dialect proxy over real HTTP
 #   6. clients        @supabase/postgrest-js (npm) against the running proxy
+#   7. clients-py     postgrest-py (PyPI `postgrest`, used by supabase-py) against the running proxy
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 "$ROOT/scripts/deps.sh"
@@ -71,6 +72,17 @@ if [ -n "$line" ]; then
 else
     record clients 0 1
 fi
+
+log "tier 7: real client: postgrest-py (tests/clients/postgrest-py)"
+py_out="$(mktemp)"
+TENANCY_TEST_URL="$SERVER_URL" bash "$ROOT/tests/clients/postgrest-py/run.sh" 2>&1 | tee "$py_out" | grep -E '^(FAILED|ERROR|XPASS) |^=+ .* in [0-9.]+s|passed, [0-9]+ failed$' || true
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$py_out" | tail -1)
+if [ -n "$line" ]; then
+    record clients-py "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+else
+    record clients-py 0 1
+fi
+rm -f "$py_out"
 
 echo
 if [ "$failed" -gt 0 ]; then
