@@ -94,6 +94,8 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r        record;
+    v_total  int;
+    v_done   int := 0;
     v_n      bigint;
     v_counts jsonb := '{}';
     v_rows   jsonb := snapshot -> 'tables';
@@ -103,12 +105,17 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'old and new tenant ids must be arrays of equal length without NULL';
     END IF;
     PERFORM tenancy._refuse_untrusted_code(tables);
+    v_total := pg_catalog.cardinality(tables);
     FOR r IN SELECT * FROM tenancy._copy_steps(tables, pg_catalog.cardinality(old_ids) = 1, snapshot -> 'columns') s
               ORDER BY s.step LOOP
         EXECUTE r.statement USING old_ids, new_ids, v_rows;
         IF r.kind = 'insert' THEN
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_counts := v_counts || pg_catalog.jsonb_build_object(r.tbl, v_n);
+            v_done := v_done + 1;
+            -- progress for psql users and the proxy's job status
+            RAISE NOTICE USING MESSAGE = pg_catalog.format('tenancy progress: table %s/%s: copied %s rows into %s',
+                v_done, v_total, v_n, r.tbl);
         END IF;
     END LOOP;
     RETURN v_counts;
@@ -473,6 +480,8 @@ BEGIN
                 HINT = NULLIF(v_hint, '');
         END;
         i := i + 1;
+        RAISE NOTICE USING MESSAGE = pg_catalog.format('tenancy progress: tenant %s/%s: provisioned %s',
+            i, pg_catalog.jsonb_array_length(tenants), e ->> 'slug');
     END LOOP;
     PERFORM tenancy._audit('provision_many', NULL, v_tpl.name,
         pg_catalog.jsonb_build_object('template_id', v_tpl.id, 'tenants', pg_catalog.to_jsonb(v_ids)));
