@@ -89,7 +89,9 @@ SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset, p.pro
   ARRAY(SELECT format_type(u.t, NULL) FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY u(t, o) ORDER BY u.o),
   p.pronargs::int, p.pronargdefaults::int,
   coalesce((SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, NULL)) ORDER BY a.attnum)
-            FROM pg_attribute a WHERE a.attrelid = rt.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '[]')::text
+            FROM pg_attribute a WHERE a.attrelid = rt.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '[]')::text,
+  (SELECT json_build_array(cn.nspname, c.relname) FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+    WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type rt ON rt.oid = p.prorettype
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'
 "#;
@@ -222,6 +224,10 @@ pub async fn load(
         {
             result_columns = outs;
         }
+        // the table or view whose row type it returns (for embedding)
+        let return_table = row
+            .get::<_, Option<&str>>(11)
+            .and_then(|t| serde_json::from_str::<(String, String)>(t).ok());
         s.functions.push(Function {
             schema: row.get(0),
             name: row.get(1),
@@ -229,6 +235,7 @@ pub async fn load(
             returns_set: row.get(3),
             returns_void: row.get(4),
             result_columns,
+            return_table,
             volatility: match row.get::<_, String>(2).as_str() {
                 "i" => Volatility::Immutable,
                 "s" => Volatility::Stable,

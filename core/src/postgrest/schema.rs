@@ -96,6 +96,10 @@ pub struct Function {
     /// Output columns when it returns rows (a table type or `RETURNS TABLE`);
     /// empty for a scalar.
     pub result_columns: Vec<Column>,
+    /// The table or view (schema, name) whose row type it returns
+    /// (`RETURNS [SETOF] tbl`): its rows embed through that relation's
+    /// relationships, as in PostgREST.
+    pub return_table: Option<(String, String)>,
     pub volatility: Volatility,
 }
 
@@ -682,6 +686,7 @@ pub(crate) mod tests {
             returns_set: false,
             returns_void: false,
             result_columns: vec![],
+            return_table: None,
             volatility: Volatility::Stable,
         }];
         s

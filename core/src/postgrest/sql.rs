@@ -42,6 +42,9 @@ pub struct Options {
     /// `Prefer: count=estimated`: count at most this many rows
     /// (`db-max-rows + 1`, as PostgREST).
     pub count_cap: Option<u64>,
+    /// `Accept: application/vnd.pgrst.array+json;nulls=stripped` (or the
+    /// object form): the JSON body goes through `json_strip_nulls`.
+    pub strip_nulls: bool,
 }
 
 /// Which rows a write returns to the client.
@@ -94,6 +97,10 @@ struct Ctx<'a> {
     aliases: usize,
     /// Ignore the root level's filters/order/paging (the read-back of a write).
     skip_root: bool,
+    /// The select items and embed path of each level whose conditions are
+    /// being rendered (innermost last): a null filter on an embed's label
+    /// (`rel=is.null`) looks its embed up there.
+    scopes: Vec<(Vec<SelectItem>, Vec<String>)>,
 }
 
 /// The SQL pieces of one level of the embed tree.
@@ -217,6 +224,7 @@ impl<'a> Ctx<'a> {
             params: Vec::new(),
             aliases: 0,
             skip_root: false,
+            scopes: Vec::new(),
         }
     }
 
@@ -306,6 +314,9 @@ impl<'a> Ctx<'a> {
     }
 
     fn filter(&mut self, table: &Table, alias: &str, f: &Filter) -> Result<String, ApiError> {
+        if let Some(e) = self.null_embed_filter(table, alias, f)? {
+            return Ok(e);
+        }
         let lhs = self.field_expr(table, alias, &f.field)?;
         let simple = |op: Operator| -> Option<&'static str> {
             Some(match op {
@@ -540,28 +551,11 @@ impl<'a> Ctx<'a> {
                 SelectItem::Embed(embed) => self.embed(table, alias, embed, path, &mut out)?,
             }
         }
-        out.conditions
-            .extend(self.conditions(table, alias, &level.conditions)?);
-        for term in &level.order {
-            let e = match &term.relation {
-                None => self.field_expr(table, alias, &term.field)?,
-                Some(rel_label) => {
-                    self.related_order_expr(table, alias, items, rel_label, &term.field)?
-                }
-            };
-            let mut s = e;
-            match term.direction {
-                Some(Direction::Asc) => s.push_str(" ASC"),
-                Some(Direction::Desc) => s.push_str(" DESC"),
-                None => {}
-            }
-            match term.nulls {
-                Some(Nulls::First) => s.push_str(" NULLS FIRST"),
-                Some(Nulls::Last) => s.push_str(" NULLS LAST"),
-                None => {}
-            }
-            out.order.push(s);
-        }
+        self.scopes.push((items.to_vec(), path.to_vec()));
+        let conds = self.conditions(table, alias, &level.conditions);
+        self.scopes.pop();
+        out.conditions.extend(conds?);
+        out.order = self.order_terms(table, alias, items, &level.order)?;
         let limit = match (level.limit, root.then_some(self.opts.max_rows).flatten()) {
             (Some(l), Some(m)) => Some(l.min(m)),
             (l, m) => l.or(m),
@@ -573,6 +567,37 @@ impl<'a> Ctx<'a> {
         if let Some(o) = level.offset {
             let p = self.param(o.to_string());
             out.paging.push_str(&format!(" OFFSET {p}"));
+        }
+        Ok(out)
+    }
+
+    /// `ORDER BY` items of one level (`rel(col)` orders by a to-one embed in `items`).
+    fn order_terms(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        items: &[SelectItem],
+        order: &[OrderTerm],
+    ) -> Result<Vec<String>, ApiError> {
+        let mut out = Vec::with_capacity(order.len());
+        for term in order {
+            let mut s = match &term.relation {
+                None => self.field_expr(table, alias, &term.field)?,
+                Some(rel_label) => {
+                    self.related_order_expr(table, alias, items, rel_label, &term.field)?
+                }
+            };
+            match term.direction {
+                Some(Direction::Asc) => s.push_str(" ASC"),
+                Some(Direction::Desc) => s.push_str(" DESC"),
+                None => {}
+            }
+            match term.nulls {
+                Some(Nulls::First) => s.push_str(" NULLS FIRST"),
+                Some(Nulls::Last) => s.push_str(" NULLS LAST"),
+                None => {}
+            }
+            out.push(s);
         }
         Ok(out)
     }
@@ -702,18 +727,79 @@ impl<'a> Ctx<'a> {
             }
         }
         if embed.join == Some(JoinKind::Inner) {
-            let ea = self.alias();
-            let level = self.query.level(&sub_path).cloned().unwrap_or_default();
-            let mut conds = vec![self.join_condition(&rel, alias, &ea)];
-            conds.extend(self.conditions(target, &ea, &level.conditions)?);
-            out.conditions.push(format!(
-                "EXISTS (SELECT 1 FROM {} AS {ea} WHERE {})",
-                quote_qualified(&target.schema, &target.name),
-                conds.join(" AND ")
-            ));
+            let exists = self.embed_exists(table, alias, embed, &sub_path)?;
+            out.conditions.push(exists);
         }
         // Filters on embeds that are not in the select are an error, as in PostgREST.
         Ok(())
+    }
+
+    /// `EXISTS (…)`: whether the `alias` row has a row of `embed` (at
+    /// `sub_path`) that passes the embed's own filters (`!inner`, and the
+    /// null filter on an embed).
+    fn embed_exists(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        embed: &Embed,
+        sub_path: &[String],
+    ) -> Result<String, ApiError> {
+        let rel = self.schema.relationship(
+            &table.schema,
+            &table.name,
+            &embed.name,
+            embed.hint.as_deref(),
+        )?;
+        let target = self.target(&rel)?;
+        let ea = self.alias();
+        let level = self.query.level(sub_path).cloned().unwrap_or_default();
+        let mut conds = vec![self.join_condition(&rel, alias, &ea)];
+        self.scopes.push((embed.select.clone(), sub_path.to_vec()));
+        let own = self.conditions(target, &ea, &level.conditions);
+        self.scopes.pop();
+        conds.extend(own?);
+        Ok(format!(
+            "EXISTS (SELECT 1 FROM {} AS {ea} WHERE {})",
+            quote_qualified(&target.schema, &target.name),
+            conds.join(" AND ")
+        ))
+    }
+
+    /// PostgREST's null filter on an embedded resource: `rel=is.null` keeps
+    /// the rows without a `rel` row (under `rel`'s filters), `rel=not.is.null`
+    /// those with one. `None` unless `f` is `is.null` on a name that is not
+    /// a column but an embed of the level being rendered.
+    fn null_embed_filter(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        f: &Filter,
+    ) -> Result<Option<String>, ApiError> {
+        let is_null = match (&f.op, &f.value) {
+            (Operator::Is, Value::Is(IsValue::Null)) => !f.negate,
+            (Operator::Is, Value::Is(IsValue::NotNull)) => f.negate,
+            _ => return Ok(None),
+        };
+        if !f.field.path.is_empty() || table.column(&f.field.name).is_some() {
+            return Ok(None);
+        }
+        let Some((items, path)) = self.scopes.last() else {
+            return Ok(None);
+        };
+        let Some(embed) = items.iter().find_map(|i| match i {
+            SelectItem::Embed(e) if e.label() == f.field.name => Some(e.clone()),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let mut sub_path = path.clone();
+        sub_path.push(embed.label().to_string());
+        let exists = self.embed_exists(table, alias, &embed, &sub_path)?;
+        Ok(Some(if is_null {
+            format!("NOT {exists}")
+        } else {
+            exists
+        }))
     }
 }
 
@@ -817,6 +903,10 @@ fn wrap(cte: &str, inner: &str, body: &str, count: &str) -> String {
 
 const JSON_BODY: &str = "coalesce(pg_catalog.json_agg(_postgrest_t), '[]')::text";
 
+/// [`JSON_BODY`] without the keys whose value is null (at every depth).
+const JSON_STRIPPED_BODY: &str =
+    "coalesce(pg_catalog.json_strip_nulls(pg_catalog.json_agg(_postgrest_t)), '[]')::text";
+
 /// The rows as CSV material: column names from the first row's JSON (in
 /// select order) and every row's record text (PostgreSQL's text forms).
 const CSV_BODY: &str = "pg_catalog.json_build_object('h', (SELECT pg_catalog.json_agg(k) FROM pg_catalog.json_object_keys(pg_catalog.json_agg(_postgrest_t)->0) AS k), \
@@ -825,6 +915,8 @@ const CSV_BODY: &str = "pg_catalog.json_build_object('h', (SELECT pg_catalog.jso
 fn rows_body(opts: &Options) -> &'static str {
     if opts.csv {
         CSV_BODY
+    } else if opts.strip_nulls {
+        JSON_STRIPPED_BODY
     } else {
         JSON_BODY
     }
@@ -1113,6 +1205,77 @@ pub fn insert(
     Ok(cx.finish(sql))
 }
 
+/// PGRST109: `limit`/`offset` on a PATCH or DELETE without `order`.
+pub fn limit_without_order() -> ApiError {
+    ApiError::new(
+        400,
+        "PGRST109",
+        "A 'limit' was applied without an explicit 'order'",
+    )
+    .hint("Apply an 'order' using unique column(s)")
+}
+
+/// The ` WHERE …` of a PATCH or DELETE on `alias` (empty without filters).
+///
+/// With `limit`/`offset` (PostgREST's limited update/delete), the rows
+/// are those the filters select, ordered by the required `order` and
+/// paged, picked by their primary key (`ctid` without one):
+/// `(key) IN (SELECT key … ORDER BY … LIMIT … OFFSET …)`. The filters also
+/// stay on the written row itself, so a row a concurrent write moved out
+/// of them is left alone.
+fn mutation_where(
+    cx: &mut Ctx,
+    table: &Table,
+    alias: &str,
+    query: &Query,
+) -> Result<String, ApiError> {
+    let root = &query.root;
+    let mut conds = cx.conditions(table, alias, &root.conditions)?;
+    if root.limit.is_some() || root.offset.is_some() {
+        if root.order.is_empty() {
+            return Err(limit_without_order());
+        }
+        let key: Vec<String> = if table.primary_key.is_empty() {
+            vec!["ctid".to_string()]
+        } else {
+            table.primary_key.clone()
+        };
+        let ka = cx.alias();
+        let inner = cx.conditions(table, &ka, &root.conditions)?;
+        let order = cx.order_terms(table, &ka, &query.select, &root.order)?;
+        let mut picked = format!(
+            "SELECT {} FROM {} AS {ka}",
+            key.iter()
+                .map(|k| format!("{ka}.{}", quote_ident(k)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote_qualified(&table.schema, &table.name)
+        );
+        if !inner.is_empty() {
+            picked.push_str(&format!(" WHERE {}", inner.join(" AND ")));
+        }
+        picked.push_str(&format!(" ORDER BY {}", order.join(", ")));
+        if let Some(l) = root.limit {
+            let p = cx.param(l.to_string());
+            picked.push_str(&format!(" LIMIT {p}"));
+        }
+        if let Some(o) = root.offset {
+            let p = cx.param(o.to_string());
+            picked.push_str(&format!(" OFFSET {p}"));
+        }
+        let outer: Vec<String> = key
+            .iter()
+            .map(|k| format!("{alias}.{}", quote_ident(k)))
+            .collect();
+        conds.push(format!("({}) IN ({picked})", outer.join(", ")));
+    }
+    Ok(if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    })
+}
+
 /// `PATCH /table?filters` with a JSON object body.
 pub fn update(
     schema: &Schema,
@@ -1127,19 +1290,16 @@ pub fn update(
     let mut cx = Ctx::new(schema, query, opts);
     let tq = quote_qualified(&table.schema, &table.name);
     let alias = cx.alias();
-    let conds = cx.conditions(table, &alias, &query.root.conditions)?;
     let b = cx.param(body.to_string());
+    let filter = mutation_where(&mut cx, table, &alias, query)?;
     let sets: Vec<String> = columns
         .iter()
         .map(|c| format!("{q} = \"_b\".{q}", q = quote_ident(c)))
         .collect();
     let mut cte = format!(
-        "UPDATE {tq} AS {alias} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{tq}, {b}::json)) AS \"_b\"",
+        "UPDATE {tq} AS {alias} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{tq}, {b}::json)) AS \"_b\"{filter}",
         sets.join(", ")
     );
-    if !conds.is_empty() {
-        cte.push_str(&format!(" WHERE {}", conds.join(" AND ")));
-    }
     cte.push_str(&format!(" RETURNING {alias}.*"));
     let sql = write_tail(&mut cx, table, query, returning, cte)?;
     Ok(cx.finish(sql))
@@ -1155,14 +1315,11 @@ pub fn delete(
 ) -> Result<Statement, ApiError> {
     let mut cx = Ctx::new(schema, query, opts);
     let alias = cx.alias();
-    let conds = cx.conditions(table, &alias, &query.root.conditions)?;
+    let filter = mutation_where(&mut cx, table, &alias, query)?;
     let mut cte = format!(
-        "DELETE FROM {} AS {alias}",
+        "DELETE FROM {} AS {alias}{filter}",
         quote_qualified(&table.schema, &table.name)
     );
-    if !conds.is_empty() {
-        cte.push_str(&format!(" WHERE {}", conds.join(" AND ")));
-    }
     cte.push_str(&format!(" RETURNING {alias}.*"));
     let sql = write_tail(&mut cx, table, query, returning, cte)?;
     Ok(cx.finish(sql))
@@ -1321,9 +1478,15 @@ pub fn call(
         }
     } else {
         check_embedded_levels(query)?;
+        // A function returning a table's rows embeds through that table's
+        // relationships; other row types have none.
+        let (rs, rn) = match &func.return_table {
+            Some((s, n)) if schema.table(s, n).is_some() => (s.clone(), n.clone()),
+            _ => (func.schema.clone(), func.name.clone()),
+        };
         let pseudo = Table {
-            schema: func.schema.clone(),
-            name: func.name.clone(),
+            schema: rs,
+            name: rn,
             columns: func.result_columns.clone(),
             ..Table::default()
         };
@@ -1617,6 +1780,7 @@ mod tests {
             max_rows: Some(100),
             csv: false,
             count_cap: None,
+            strip_nulls: false,
         };
         let st = read(
             &s,
@@ -1745,6 +1909,252 @@ mod tests {
         )
         .unwrap();
         assert!(st.sql.starts_with("WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"t0\" WHERE \"t0\".\"code\" = $1 RETURNING \"t0\".*)"), "{}", st.sql);
+    }
+
+    #[test]
+    fn limited_update_and_delete() {
+        let s = demo();
+        let t = s.table("esg", "metrics").unwrap().clone();
+        let upd = |pairs: &[(&str, &str)]| {
+            update(
+                &s,
+                &t,
+                &q(pairs),
+                &Options::default(),
+                &["name".into()],
+                "{\"name\":\"x\"}",
+                Returning::Minimal,
+            )
+        };
+        let st = upd(&[
+            ("code", "like.py*"),
+            ("order", "id.desc"),
+            ("limit", "2"),
+            ("offset", "1"),
+        ])
+        .unwrap();
+        assert!(
+            st.sql.contains(
+                "WHERE \"t0\".\"code\" LIKE $2 AND (\"t0\".\"tenant_id\", \"t0\".\"id\") IN \
+                 (SELECT \"t1\".\"tenant_id\", \"t1\".\"id\" FROM \"esg\".\"metrics\" AS \"t1\" \
+                 WHERE \"t1\".\"code\" LIKE $3 ORDER BY \"t1\".\"id\" DESC LIMIT $4 OFFSET $5) RETURNING"
+            ),
+            "{}",
+            st.sql
+        );
+        assert_eq!(
+            st.params[1..],
+            [
+                Some("py%".to_string()),
+                Some("py%".to_string()),
+                Some("2".to_string()),
+                Some("1".to_string())
+            ]
+        );
+        // without order: PGRST109, for limit and for offset alone
+        for pairs in [
+            &[("limit", "1")][..],
+            &[("offset", "1")][..],
+            &[("code", "eq.a"), ("limit", "1"), ("units.order", "code")][..],
+        ] {
+            let e = upd(pairs).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, "PGRST109"), "{pairs:?}");
+            assert_eq!(
+                e.message,
+                "A 'limit' was applied without an explicit 'order'"
+            );
+            assert_eq!(
+                e.hint.as_deref(),
+                Some("Apply an 'order' using unique column(s)")
+            );
+        }
+        // no paging: every matching row, as before
+        let st = upd(&[("code", "eq.a"), ("order", "id")]).unwrap();
+        assert!(!st.sql.contains(" IN ("), "{}", st.sql);
+        // DELETE, and a table without a primary key goes by ctid
+        let mut nopk = t.clone();
+        nopk.primary_key.clear();
+        let st = delete(
+            &s,
+            &nopk,
+            &q(&[("order", "code"), ("limit", "1")]),
+            &Options::default(),
+            Returning::Representation,
+        )
+        .unwrap();
+        assert!(
+            st.sql.starts_with(
+                "WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"t0\" WHERE (\"t0\".\"ctid\") IN \
+                 (SELECT \"t1\".\"ctid\" FROM \"esg\".\"metrics\" AS \"t1\" ORDER BY \"t1\".\"code\" LIMIT $1) RETURNING \"t0\".*)"
+            ),
+            "{}",
+            st.sql
+        );
+        assert_eq!(st.params, vec![Some("1".to_string())]);
+        assert_eq!(
+            delete(
+                &s,
+                &t,
+                &q(&[("limit", "1")]),
+                &Options::default(),
+                Returning::Minimal
+            )
+            .unwrap_err()
+            .code,
+            "PGRST109"
+        );
+    }
+
+    #[test]
+    fn null_filter_on_embeds() {
+        let base = [
+            ("select", "name,reporting_entities(name)"),
+            ("reporting_entities.kind", "eq.warehouse"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut v = base.to_vec();
+            v.push(extra);
+            read_sql("organisations", &v)
+        };
+        let exists = "EXISTS (SELECT 1 FROM \"esg\".\"reporting_entities\" AS \"t2\" WHERE \"t2\".\"tenant_id\" = \"t0\".\"tenant_id\" AND \"t2\".\"organisation_id\" = \"t0\".\"id\" AND \"t2\".\"kind\" = $2)";
+        let st = with(("reporting_entities", "is.null")).unwrap();
+        assert!(
+            st.sql.contains(&format!("WHERE NOT {exists}")),
+            "{}",
+            st.sql
+        );
+        // the count (and the planner's count query) filters the same way
+        assert!(
+            st.count_query
+                .as_deref()
+                .unwrap()
+                .contains(&format!("NOT {exists}")),
+            "{:?}",
+            st.count_query
+        );
+        assert_eq!(st.params[1], Some("warehouse".to_string()));
+        for v in ["not.is.null", "is.not_null"] {
+            let st = with(("reporting_entities", v)).unwrap();
+            assert!(
+                st.sql.contains(&format!("WHERE {exists}")),
+                "{v}: {}",
+                st.sql
+            );
+        }
+        // inside or=, on an alias, and nested one level down
+        let st = read_sql(
+            "organisations",
+            &[
+                (
+                    "select",
+                    "name,re:reporting_entities(name,data_points(value))",
+                ),
+                ("or", "(re.is.null,name.eq.x)"),
+                ("re.data_points", "not.is.null"),
+            ],
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("(NOT EXISTS (SELECT 1 FROM \"esg\".\"reporting_entities\""),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql
+                .contains("EXISTS (SELECT 1 FROM \"esg\".\"data_points\""),
+            "{}",
+            st.sql
+        );
+        // not an embed of the request, or another operator: a column, which does not exist
+        assert_eq!(
+            read_sql("organisations", &[("reporting_entities", "is.null")])
+                .unwrap_err()
+                .code,
+            "42703"
+        );
+        assert_eq!(
+            with(("reporting_entities", "eq.1")).unwrap_err().code,
+            "42703"
+        );
+        // a real column of that name stays a column filter
+        let st = read_sql(
+            "organisations",
+            &[("select", "name"), ("parent_org_id", "is.null")],
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("\"t0\".\"parent_org_id\" IS NULL"),
+            "{}",
+            st.sql
+        );
+    }
+
+    #[test]
+    fn stripped_nulls_body() {
+        let s = demo();
+        let t = s.table("esg", "metrics").unwrap().clone();
+        let strip = Options {
+            strip_nulls: true,
+            ..Options::default()
+        };
+        let st = read(&s, &t, &q(&[]), &strip, false).unwrap();
+        assert!(
+            st.sql.contains(
+                "coalesce(pg_catalog.json_strip_nulls(pg_catalog.json_agg(_postgrest_t)), '[]')::text AS body"
+            ),
+            "{}",
+            st.sql
+        );
+        let st = read(&s, &t, &q(&[]), &Options::default(), false).unwrap();
+        assert!(!st.sql.contains("json_strip_nulls"), "{}", st.sql);
+        let st = delete(&s, &t, &q(&[]), &strip, Returning::Representation).unwrap();
+        assert!(st.sql.contains("json_strip_nulls"), "{}", st.sql);
+    }
+
+    #[test]
+    fn functions_returning_table_rows_embed() {
+        let mut s = demo();
+        let cols = s
+            .table("esg", "reporting_entities")
+            .unwrap()
+            .columns
+            .clone();
+        let mut f = Function {
+            schema: "esg".into(),
+            name: "entities_of".into(),
+            args: vec![],
+            returns_set: true,
+            returns_void: false,
+            result_columns: cols,
+            return_table: Some(("esg".into(), "reporting_entities".into())),
+            volatility: super::super::schema::Volatility::Stable,
+        };
+        s.functions.push(f.clone());
+        let query = q(&[
+            ("select", "name,organisations(name)"),
+            ("organisations.country", "eq.DE"),
+        ]);
+        let args = Args::Text(vec![]);
+        let st = call(&s, &f, &args, &query, &Options::default(), false).unwrap();
+        assert!(
+            st.sql.contains("FROM \"esg\".\"organisations\" AS \"t1\" WHERE \"t1\".\"tenant_id\" = \"t0\".\"tenant_id\""),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql.contains("\"esg\".\"entities_of\"() AS \"t0\""),
+            "{}",
+            st.sql
+        );
+        // a row type that is no table's (RETURNS TABLE): nothing to embed
+        f.return_table = None;
+        assert_eq!(
+            call(&s, &f, &args, &query, &Options::default(), false)
+                .unwrap_err()
+                .code,
+            "PGRST200"
+        );
     }
 
     #[test]

@@ -172,15 +172,6 @@ def test_embed_without_inner_keeps_parents(globex):
     ]
 
 
-NULL_EMBED = pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: a null filter on an embedded resource (reporting_entities=is.null / not.is.null) is "
-    "rejected with 42703 'column organisations.reporting_entities does not exist'; PostgREST (>= 11) "
-    "filters the parent rows (anti-join / same as !inner)",
-)
-
-
-@NULL_EMBED
 def test_null_filter_on_embed_not_is_null(globex):
     rows = (
         globex.from_("organisations")
@@ -193,7 +184,6 @@ def test_null_filter_on_embed_not_is_null(globex):
     assert rows == [{"name": "Globex Energy", "reporting_entities": [{"name": "Globex Energy site 2"}]}]
 
 
-@NULL_EMBED
 def test_null_filter_on_embed_is_null_anti_join(globex):
     rows = (
         globex.from_("organisations")
@@ -706,15 +696,6 @@ def test_plain_default_client():
 # ---------------------------------------------------------------- strip_nulls
 
 
-STRIP_NULLS = pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: Accept: application/vnd.pgrst.array+json;nulls=stripped is refused with 406 PGRST107, "
-    "and ;nulls=stripped on application/vnd.pgrst.object+json is ignored (nulls kept); PostgREST >= 11.2 strips "
-    "null-valued keys for both",
-)
-
-
-@STRIP_NULLS
 def test_strip_nulls_array(globex):
     rows = (
         globex.from_("organisations")
@@ -730,7 +711,6 @@ def test_strip_nulls_array(globex):
     assert isinstance(rows[1]["parent_org_id"], int)
 
 
-@STRIP_NULLS
 def test_strip_nulls_single(globex):
     row = (
         globex.from_("organisations")

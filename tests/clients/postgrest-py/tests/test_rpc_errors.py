@@ -43,12 +43,6 @@ def test_rpc_setof_with_filters(globex):
     assert rows == [{"name": "Globex Energy site 4"}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: embedding on the result of a function returning SETOF a table is refused with "
-    "PGRST200 (no relationship between 'entities_of' and 'organisations'); PostgREST embeds through the "
-    "returned table type's foreign keys",
-)
 def test_rpc_setof_with_embed(globex):
     rows = (
         globex.rpc("entities_of", {"k": "plant"}).select("name,organisations(name)").execute().data

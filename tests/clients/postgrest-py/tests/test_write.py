@@ -375,14 +375,6 @@ def test_delete_restricted_by_foreign_key(initech):
 # ---------------------------------------------------------------- limited update / delete
 
 
-LIMITED = pytest.mark.xfail(
-    strict=True,
-    reason="proxy bug: limit/offset are ignored on PATCH and DELETE, so every row matching the filters is "
-    "updated/deleted; PostgREST (>= 10) limits the affected rows (Limited Update/Delete)",
-)
-
-
-@LIMITED
 def test_limited_update_with_order_and_limit(initech):
     """limit + order on PATCH limits the affected rows (PostgREST >= 10)."""
     initech.from_("metrics").insert(
@@ -406,7 +398,6 @@ def test_limited_update_with_order_and_limit(initech):
     ]
 
 
-@LIMITED
 def test_limited_delete_with_order_and_limit(initech):
     initech.from_("metrics").insert(
         [{"code": f"py_ldel{i}", "name": "x", "unit": "t"} for i in range(3)]
