@@ -97,7 +97,7 @@ start() {
     PGRST_DB_SCHEMAS=esg \
     PGRST_DB_ANON_ROLE=web_anon \
     PGRST_JWT_SECRET="$secret" \
-    PGRST_SERVER_PORT="$PORT" \
+    PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$PORT" \
     PGRST_DB_AGGREGATES_ENABLED=true \
     TENANCY_ADMIN_DB_URI="$admin_uri" \
         setsid "$BIN" </dev/null >>"$LOG_FILE" 2>&1 &

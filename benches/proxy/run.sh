@@ -11,6 +11,7 @@ POOL="${BENCH_POOL:-10}"           # PGRST_DB_POOL, and the baseline's pool
 CONC="${BENCH_CONNECTIONS:-32}"
 SECS="${BENCH_SECONDS:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
+THREADS="${BENCH_THREADS:-0}"      # TENANCY_PROXY_THREADS, and the baseline's runtime (0 = per core)
 TENANT="${BENCH_TENANT:-acme}"
 OUT="$ROOT/target/bench/proxy"
 SECRET_FILE="$ROOT/.run/jwt_secret"
@@ -60,8 +61,8 @@ if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/_tenancy/health" 
 fi
 log "starting tenancy-proxy on 127.0.0.1:$PORT (PGRST_DB_POOL=$POOL)"
 PGRST_DB_URI="$DB_URI" PGRST_DB_SCHEMAS=esg PGRST_DB_ANON_ROLE=web_anon \
-PGRST_JWT_SECRET="$SECRET" PGRST_SERVER_PORT="$PORT" PGRST_DB_AGGREGATES_ENABLED=true \
-PGRST_DB_POOL="$POOL" TENANCY_ADMIN_DB_URI="$(db_url "$DB")" \
+PGRST_JWT_SECRET="$SECRET" PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$PORT" PGRST_DB_AGGREGATES_ENABLED=true \
+PGRST_DB_POOL="$POOL" TENANCY_PROXY_THREADS="$THREADS" TENANCY_ADMIN_DB_URI="$(db_url "$DB")" \
 TENANCY_PLAN_RATE_LIMITS="starter=1000000,pro=1000000,enterprise=1000000" \
 TENANCY_DEFAULT_RATE_LIMIT=1000000 TENANCY_ANON_RATE_LIMIT=1000000 \
     "$BIN" </dev/null >"$OUT/proxy.log" 2>&1 &
@@ -102,7 +103,7 @@ for q in "${QUERIES[@]}"; do
         p_p99="$(awk '$1=="99%"{print $2}' "$OUT/wrk.$q.$r.txt" | to_ms)"
         non2xx="$(awk '/Non-2xx/{print $NF}' "$OUT/wrk.$q.$r.txt")"; non2xx="${non2xx:-0}"
         # baseline: same SQL, same pool size and concurrency
-        "$BASE" --db-uri "$DB_URI" --pool "$POOL" --concurrency "$CONC" --duration "$SECS" \
+        "$BASE" --db-uri "$DB_URI" --pool "$POOL" --threads "$THREADS" --concurrency "$CONC" --duration "$SECS" \
             --table data_points --query "${QSTR[$q]}" --tenant "$TENANT" --token "$TOKEN" >"$OUT/base.$q.$r.txt"
         b_rps="$(sed -n 's/.*req_s=\([0-9.]*\).*/\1/p' "$OUT/base.$q.$r.txt")"
         b_p99="$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' "$OUT/base.$q.$r.txt")"
@@ -112,7 +113,7 @@ for q in "${QUERIES[@]}"; do
 done
 
 echo
-echo "tenancy-proxy vs tokio-postgres baseline: $CONC connections, pool $POOL, ${SECS}s x $ROUNDS rounds (alternating), tenant $TENANT, $(nproc) CPUs shared by wrk, proxy, baseline and PostgreSQL"
+echo "tenancy-proxy vs tokio-postgres baseline: $CONC connections, pool $POOL, runtime threads $THREADS (0 = per core), ${SECS}s x $ROUNDS rounds (alternating), tenant $TENANT, $(nproc) CPUs shared by wrk, proxy, baseline and PostgreSQL"
 echo
 python3 - "$RAW" "${QNAME[pk]}" "${QNAME[embed]}" <<'PY'
 import csv, statistics as st, sys

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod fkgraph;
 pub mod ident;
+pub mod jobs;
 pub mod policy;
 pub mod postgrest;
 pub mod slug;

@@ -97,8 +97,13 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if args.threads > 0 {
+    // the same runtime choice as the proxy (see Config::threads)
+    let mut rt = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if args.threads > 1 {
         rt.worker_threads(args.threads);
     }
     rt.enable_all().build()?.block_on(bench(args))
@@ -143,12 +148,7 @@ async fn bench(args: Args) -> Result<(), BoxError> {
     }
     let work = Arc::new(Work {
         statement: stmt,
-        identity: Identity {
-            role: args.role.clone(),
-            claims,
-            tenant: Some(args.tenant.clone()),
-            authenticated: true,
-        },
+        identity: Identity::new(&args.role, claims, Some(args.tenant.clone()), true),
         path: format!("/{}", args.table),
         headers: serde_json::Value::Object(headers).to_string(),
         schema: args.schema.clone(),

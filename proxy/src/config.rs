@@ -15,6 +15,7 @@ pub struct Config {
     #[arg(
         long,
         env = "PGRST_DB_URI",
+        hide_env_values = true,
         default_value = "postgresql://authenticator@127.0.0.1:5432/postgres"
     )]
     pub db_uri: String,
@@ -24,15 +25,28 @@ pub struct Config {
     #[arg(long, env = "PGRST_DB_ANON_ROLE")]
     pub db_anon_role: Option<String>,
     /// HS256 secret, at least 32 characters.
-    #[arg(long, env = "PGRST_JWT_SECRET")]
+    #[arg(long, env = "PGRST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// The audience a token must name in `aud` (when it has one).
+    #[arg(long, env = "PGRST_JWT_AUD")]
+    pub jwt_aud: Option<String>,
+    /// Where the role is in the claims: `.role`, `.app_metadata.role`,
+    /// `."https://example.com/claims".role`, `.roles[0]`.
+    #[arg(long, env = "PGRST_JWT_ROLE_CLAIM_KEY", default_value = ".role")]
+    pub jwt_role_claim_key: String,
+    /// Seconds a verified token is kept (re-checked against exp/nbf on
+    /// every use); 0 verifies every request.
+    #[arg(long, env = "PGRST_JWT_CACHE_MAX_LIFETIME", default_value_t = 3600)]
+    pub jwt_cache_max_lifetime: u64,
     /// A function called after the request settings, before the statement.
     #[arg(long, env = "PGRST_DB_PRE_REQUEST")]
     pub db_pre_request: Option<String>,
     /// commit | commit-allow-override | rollback | rollback-allow-override
     #[arg(long, env = "PGRST_DB_TX_END", default_value = "commit")]
     pub db_tx_end: String,
-    #[arg(long, env = "PGRST_SERVER_HOST", default_value = "127.0.0.1")]
+    /// Address to listen on: an IP, a host name, or PostgREST's `!4`/`*4`
+    /// (any IPv4, the default, as in PostgREST), `!6`/`*6` (any IPv6), `*`.
+    #[arg(long, env = "PGRST_SERVER_HOST", default_value = "!4")]
     pub server_host: String,
     #[arg(long, env = "PGRST_SERVER_PORT", default_value_t = 3000)]
     pub server_port: u16,
@@ -47,7 +61,7 @@ pub struct Config {
     pub db_extra_search_path: String,
     /// A connection that may read every tenant's plan (e.g. a tenancy_superadmin login);
     /// without it every tenant gets the default limit.
-    #[arg(long, env = "TENANCY_ADMIN_DB_URI")]
+    #[arg(long, env = "TENANCY_ADMIN_DB_URI", hide_env_values = true)]
     pub admin_db_uri: Option<String>,
     /// Requests per second per tenant, by plan: `starter=20,pro=100,enterprise=500`.
     #[arg(
@@ -66,11 +80,23 @@ pub struct Config {
     /// How often tenant plans are re-read.
     #[arg(long, env = "TENANCY_LIMITS_REFRESH_SECS", default_value_t = 30)]
     pub limits_refresh_secs: u64,
+    /// Asynchronous calls (`Prefer: respond-async`) running at once; each
+    /// holds its own database connection, outside the pool (0 = none allowed).
+    #[arg(long, env = "TENANCY_MAX_JOBS", default_value_t = 4)]
+    pub max_jobs: usize,
+    /// How long a finished job's status and result stay readable.
+    #[arg(long, env = "TENANCY_JOBS_TTL_SECS", default_value_t = 3600)]
+    pub jobs_ttl_secs: u64,
+    /// The largest request body accepted (bulk inserts, CSV); larger ones
+    /// get 413 with a JSON error.
+    #[arg(long, env = "TENANCY_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
     /// Log format: text or json.
     #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
-    /// Worker threads of the async runtime (0 = one per CPU core). On a
-    /// small machine shared with PostgreSQL, 1 avoids cross-thread wake-ups.
+    /// Worker threads of the async runtime (0 = one per CPU core; 1 = a
+    /// single-threaded runtime, which on a small machine shared with
+    /// PostgreSQL avoids cross-thread wake-ups).
     #[arg(long, env = "TENANCY_PROXY_THREADS", default_value_t = 0)]
     pub threads: usize,
 }
@@ -103,26 +129,40 @@ impl Config {
     }
 
     /// Parse flags and environment; values from a config file fill in what is unset.
-    pub fn load() -> Config {
+    /// A PostgREST config file may hold keys this proxy does not know
+    /// (`openapi-mode`, `log-level`, ...): those are skipped with a warning
+    /// on stderr instead of refusing to start.
+    pub fn load() -> Result<Config, String> {
         let first = Config::parse();
-        if let Some(path) = &first.config_file {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                let mut args: Vec<String> = std::env::args().collect();
-                for (k, v) in parse_config_file(&text) {
-                    let env = format!("PGRST_{}", k.to_uppercase().replace('-', "_"));
-                    let flag = format!("--{k}");
-                    if std::env::var_os(&env).is_none()
-                        && !args
-                            .iter()
-                            .any(|a| a == &flag || a.starts_with(&format!("{flag}=")))
-                    {
-                        args.push(format!("{flag}={v}"));
-                    }
-                }
-                return Config::parse_from(args);
+        let Some(path) = &first.config_file else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {path}: {e}"))?;
+        // long flag → its environment variable (PGRST_* or TENANCY_*)
+        let known: HashMap<String, Option<std::ffi::OsString>> =
+            <Config as clap::CommandFactory>::command()
+                .get_arguments()
+                .filter_map(|a| {
+                    Some((a.get_long()?.to_string(), a.get_env().map(|e| e.to_owned())))
+                })
+                .collect();
+        let mut args: Vec<String> = std::env::args().collect();
+        for (k, v) in parse_config_file(&text) {
+            let Some(env) = known.get(&k) else {
+                eprintln!("tenancy-proxy: {path}: ignoring unsupported setting {k}");
+                continue;
+            };
+            let flag = format!("--{k}");
+            let given = args
+                .iter()
+                .any(|a| a == &flag || a.starts_with(&format!("{flag}=")));
+            let in_env = env.as_ref().is_some_and(|e| std::env::var_os(e).is_some());
+            if !in_env && !given {
+                args.push(format!("{flag}={v}"));
             }
         }
-        first
+        Config::try_parse_from(args).map_err(|e| e.to_string())
     }
 }
 

@@ -153,7 +153,6 @@ impl Drop for Conn {
 /// inside the transaction, after `search_path` is set, so a cache miss
 /// resolves names exactly as the request sees them.
 pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
-    let auth = e.identity.authenticated;
     let obj = state.pool.get().await.map_err(|err| {
         ApiError::new(
             503,
@@ -166,40 +165,46 @@ pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
         obj: Some(obj),
         clean: false,
     };
-    let out = run_on(&state, &e, conn.client()).await;
-    match out {
-        Ok((out, ended)) => {
-            if ended {
-                conn.clean = true;
+    let (out, clean) = run_client(&state, &e, conn.client()).await;
+    conn.clean = clean;
+    out
+}
+
+/// [`run`] on a given connection (the pool's, or an asynchronous job's own):
+/// the outcome, and whether the transaction was seen to end (the connection
+/// is clean).
+pub async fn run_client(
+    state: &AppState,
+    e: &Exec,
+    client: &deadpool_postgres::ClientWrapper,
+) -> (Result<Outcome, ApiError>, bool) {
+    let auth = e.identity.authenticated;
+    match run_on(state, e, client).await {
+        Ok((out, true)) => (Ok(out), true),
+        Ok((out, false)) => {
+            // singular / max-affected: commit or roll back now that the count is known
+            let over = e.max_affected.is_some_and(|m| out.page > m);
+            let end = if e.singular && out.page != 1 || e.rollback || over {
+                "ROLLBACK"
             } else {
-                // singular / max-affected: commit or roll back now that the count is known
-                let over = e.max_affected.is_some_and(|m| out.page > m);
-                let end = if e.singular && out.page != 1 || e.rollback || over {
-                    "ROLLBACK"
-                } else {
-                    "COMMIT"
-                };
-                conn.client()
-                    .batch_execute(end)
-                    .await
-                    .map_err(|err| db_error(&err, auth))?;
-                conn.clean = true;
-                if e.singular && out.page != 1 {
-                    return Err(singular_error(out.page));
-                }
-                if over {
-                    return Err(max_affected_error(out.page));
-                }
+                "COMMIT"
+            };
+            if let Err(err) = client.batch_execute(end).await {
+                return (Err(db_error(&err, auth)), false);
             }
-            Ok(out)
+            if e.singular && out.page != 1 {
+                return (Err(singular_error(out.page)), true);
+            }
+            if over {
+                return (Err(max_affected_error(out.page)), true);
+            }
+            (Ok(out), true)
         }
         Err((err, in_tx)) => {
             // outside a transaction the connection is clean; inside, only once
             // the rollback went through
-            if !in_tx || conn.client().batch_execute("ROLLBACK").await.is_ok() {
-                conn.clean = true;
-            }
-            Err(err)
+            let clean = !in_tx || client.batch_execute("ROLLBACK").await.is_ok();
+            (Err(err), clean)
         }
     }
 }
@@ -209,7 +214,7 @@ pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
 async fn run_on(
     state: &AppState,
     e: &Exec,
-    client: &deadpool_postgres::Object,
+    client: &deadpool_postgres::ClientWrapper,
 ) -> Result<(Outcome, bool), (ApiError, bool)> {
     let auth = e.identity.authenticated;
     let fail = |in_tx: bool| move |err: tokio_postgres::Error| (db_error(&err, auth), in_tx);
@@ -225,7 +230,6 @@ async fn run_on(
         .map(quote_ident)
         .collect::<Vec<_>>()
         .join(", ");
-    let claims = e.identity.claims.to_string();
     let tenant = e.identity.tenant.as_deref().unwrap_or_default();
     let setup = client.prepare_cached(SETUP).await.map_err(fail(false))?;
     let set_extra = match e.settings.is_empty() {
@@ -249,7 +253,7 @@ async fn run_on(
         .map(|f| format!("SELECT {}()", qualified_function(f)));
     let settings: [&(dyn ToSql + Sync); 7] = [
         &e.identity.role,
-        &claims,
+        &&*e.identity.claims_text,
         &e.method,
         &e.path,
         &e.headers_json,

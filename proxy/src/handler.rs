@@ -1,6 +1,6 @@
 //! HTTP handlers: health, readiness, metrics and the PostgREST API.
 
-use crate::auth::{self, Identity};
+use crate::auth::Identity;
 use crate::db::{self, Exec, Outcome};
 use crate::AppState;
 use axum::body::Bytes;
@@ -92,27 +92,34 @@ enum Media {
     Csv,
 }
 
-fn media(accept: Option<&str>) -> Result<Media, ApiError> {
+/// The response's media type from `Accept`, and whether it asks for
+/// `nulls=stripped` (PostgREST's `vnd.pgrst.array+json;nulls=stripped`,
+/// `vnd.pgrst.object+json;nulls=stripped`; `vnd.pgrst.array+json` alone is JSON).
+fn media(accept: Option<&str>) -> Result<(Media, bool), ApiError> {
     let Some(a) = accept else {
-        return Ok(Media::Json);
+        return Ok((Media::Json, false));
     };
     if a.trim().is_empty() {
-        return Ok(Media::Json);
+        return Ok((Media::Json, false));
     }
     for part in a.split(',') {
-        let m = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let mut pieces = part.split(';');
+        let m = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let stripped = pieces.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("nulls") && v.trim().trim_matches('"') == "stripped"
+            })
+        });
         match m.as_str() {
             "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
-                return Ok(Media::Object)
+                return Ok((Media::Object, stripped))
             }
-            "text/csv" => return Ok(Media::Csv),
+            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
+                return Ok((Media::Json, stripped))
+            }
+            "text/csv" => return Ok((Media::Csv, false)),
             "application/json" | "*/*" | "application/*" | "application/geo+json" => {
-                return Ok(Media::Json)
+                return Ok((Media::Json, false))
             }
             _ => {}
         }
@@ -129,7 +136,12 @@ type Prefer = Preferences;
 
 /// Parse the `Prefer` headers; with `handling=strict`, an invalid
 /// preference is PGRST122. A `timezone=` is valid when the database knows it.
-async fn prefer(st: &AppState, headers: &HeaderMap) -> Result<Prefer, ApiError> {
+/// `respond-async` is known (and returned) only where `async_ok` (crate::jobs).
+async fn prefer(
+    st: &AppState,
+    headers: &HeaderMap,
+    async_ok: bool,
+) -> Result<(Prefer, bool), ApiError> {
     let values: Vec<&str> = headers
         .get_all("prefer")
         .iter()
@@ -140,11 +152,12 @@ async fn prefer(st: &AppState, headers: &HeaderMap) -> Result<Prefer, ApiError> 
     } else {
         None
     };
-    let p = Preferences::parse(values.iter().copied(), |tz| {
+    let mut p = Preferences::parse(values.iter().copied(), |tz| {
         zones.as_ref().is_some_and(|z| z.contains(tz))
     });
+    let respond_async = tenancy_core::jobs::respond_async(&mut p, async_ok);
     p.check_strict()?;
-    Ok(p)
+    Ok((p, respond_async))
 }
 
 /// `pg_timezone_names`, read once per database URI (PostgREST reads it
@@ -194,9 +207,11 @@ fn to_csv(body: &str) -> String {
     csv::render(&texts("h"), &texts("r"))
 }
 
+/// The first element of a JSON array, byte for byte as PostgreSQL wrote it
+/// (key order, number precision): the array is split, not re-encoded.
 fn first_element(body: &str) -> String {
-    match serde_json::from_str::<Json>(body) {
-        Ok(Json::Array(mut a)) if !a.is_empty() => a.swap_remove(0).to_string(),
+    match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(body) {
+        Ok(a) if !a.is_empty() => a[0].get().to_string(),
         _ => "null".to_string(),
     }
 }
@@ -207,8 +222,20 @@ pub async fn api(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status().as_u16();
+            let err =
+                ApiError::new(status, &format!("TENANCY{status}"), e.body_text()).hint(format!(
+                    "Request bodies are limited to {} bytes (TENANCY_MAX_BODY_BYTES).",
+                    st.config.max_body_bytes
+                ));
+            return error_response(&err);
+        }
+    };
     // `/health`, `/ready` and `/metrics` are operational endpoints unless the
     // default schema has a table of that name (the demo has `esg.metrics`);
     // they are always at `/_tenancy/…`.
@@ -322,19 +349,18 @@ async fn process(
             )
         })?),
     };
-    let identity = auth::identify(
-        auth_header,
-        st.jwt_key.as_ref(),
-        st.config.db_anon_role.as_deref(),
-    )
-    .map_err(|e| (e, "none".to_string()))?;
+    let identity = st
+        .jwt
+        .identify(auth_header)
+        .map_err(|e| (e, "none".to_string()))?;
+    // by slug, whether the token names the tenant by uuid or by slug
     let tenant = identity
         .tenant
-        .clone()
-        .unwrap_or_else(|| "none".to_string());
+        .as_deref()
+        .map_or_else(|| "none".to_string(), |t| st.limits.canonical(t));
     let fail = |e: ApiError| (e, tenant.clone());
     if let Some(t) = &identity.tenant {
-        if let Err(wait) = st.limits.check(t) {
+        if let Err(wait) = st.limits.check(&tenant) {
             metrics::counter!("tenancy_proxy_rate_limited_total", "tenant" => tenant.clone())
                 .increment(1);
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -383,10 +409,11 @@ async fn process(
             .unwrap_or_else(|| "public".into()),
     };
     // `/` negotiates its own media types (crate::openapi).
-    let media = match media(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) {
-        Err(_) if uri.path() == "/" => Media::Json,
-        m => m.map_err(fail)?,
-    };
+    let (media, strip_nulls) =
+        match media(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) {
+            Err(_) if uri.path() == "/" => (Media::Json, false),
+            m => m.map_err(fail)?,
+        };
     let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -395,7 +422,8 @@ async fn process(
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let pref = prefer(st, headers).await.map_err(fail)?;
+    let async_ok = path.starts_with("rpc/") && matches!(*method, Method::GET | Method::POST);
+    let (pref, respond_async) = prefer(st, headers, async_ok).await.map_err(fail)?;
     let headers_json = {
         // borrowed keys and values: one allocation for the JSON text
         let m: std::collections::BTreeMap<&str, &str> = headers
@@ -422,14 +450,30 @@ async fn process(
         schema,
         rollback,
         media,
+        strip_nulls,
         pref,
         applied,
+        job: None,
     };
-    let resp = if path.is_empty() {
+    let resp = if ctx.method == Method::OPTIONS {
+        options(&ctx, &path)
+    } else if path.is_empty() {
         crate::openapi::respond(&ctx.st, &ctx.identity, &ctx.schema, &ctx.method, headers).await
-    } else if let Some(f) = path.strip_prefix("rpc/") {
+    } else if let Some(f) = path.strip_prefix("rpc/").filter(|f| !f.contains('/')) {
         let mut ctx = ctx;
-        rpc(&mut ctx, f, pairs, headers, &body).await
+        if respond_async {
+            // the same call, run as a job (crate::jobs)
+            let (id, name) = (ctx.identity.clone(), format!("{}.{f}", ctx.schema));
+            let (f, hs) = (f.to_string(), headers.clone());
+            crate::jobs::submit(st, &id, name, move |job| async move {
+                ctx.job = Some(job);
+                let r = rpc(&mut ctx, &f, pairs, &hs, &body).await;
+                r.unwrap_or_else(|e| error_response(&e))
+            })
+            .await
+        } else {
+            rpc(&mut ctx, f, pairs, headers, &body).await
+        }
     } else if path.contains('/') {
         Err(ApiError::new(
             404,
@@ -442,6 +486,56 @@ async fn process(
     resp.map(|r| (r, tenant.clone())).map_err(fail)
 }
 
+/// `OPTIONS` without a CORS preflight: the methods the resource answers
+/// (PostgREST's `Allow` header).
+fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
+    use tenancy_core::postgrest::schema::Volatility;
+    let schema = ctx.st.schema();
+    let allow = if path.is_empty() {
+        "OPTIONS,GET,HEAD".to_string()
+    } else if let Some(f) = path.strip_prefix("rpc/") {
+        let fns: Vec<_> = schema
+            .functions
+            .iter()
+            .filter(|x| x.schema == ctx.schema && x.name == f)
+            .collect();
+        if fns.is_empty() {
+            return Err(ApiError::new(
+                404,
+                "PGRST202",
+                format!(
+                    "Could not find the function {}.{f} in the schema cache",
+                    ctx.schema
+                ),
+            ));
+        }
+        if fns.iter().all(|x| x.volatility == Volatility::Volatile) {
+            "OPTIONS,POST".to_string()
+        } else {
+            "OPTIONS,GET,HEAD,POST".to_string()
+        }
+    } else {
+        let t = schema
+            .table(&ctx.schema, path)
+            .ok_or_else(|| ApiError::no_table(&ctx.schema, path))?;
+        let mut m = vec!["OPTIONS,GET,HEAD", "POST"];
+        if !t.primary_key.is_empty() {
+            m.push("PUT");
+        }
+        m.extend(["PATCH", "DELETE"]);
+        m.join(",")
+    };
+    let mut r = StatusCode::OK.into_response();
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Ok(r)
+}
+
 struct Ctx {
     st: Arc<AppState>,
     identity: Identity,
@@ -451,8 +545,12 @@ struct Ctx {
     schema: String,
     rollback: bool,
     media: Media,
+    /// `nulls=stripped` on the JSON media type.
+    strip_nulls: bool,
     pref: Prefer,
     applied: Vec<String>,
+    /// `Prefer: respond-async`: the statement runs as this job.
+    job: Option<Arc<crate::jobs::JobRun>>,
 }
 
 impl Ctx {
@@ -462,6 +560,7 @@ impl Ctx {
             max_rows: self.st.config.db_max_rows,
             csv: self.media == Media::Csv,
             count_cap: None,
+            strip_nulls: self.strip_nulls && self.media != Media::Csv,
         }
     }
 
@@ -505,6 +604,9 @@ impl Ctx {
             statement,
             singular,
         };
+        if let Some(job) = &self.job {
+            return crate::jobs::exec(job, e).await;
+        }
         // A task of its own: a client that goes away cannot cancel the
         // transaction half-way and leave the pooled connection mid-statement.
         let st = self.st.clone();
@@ -530,9 +632,17 @@ impl Ctx {
         let (ctype, body) = match (self.media, body) {
             (_, None) => (None, String::new()),
             (Media::Csv, Some(b)) => (Some("text/csv; charset=utf-8"), to_csv(&b)),
+            (Media::Object, Some(b)) if self.strip_nulls => (
+                Some("application/vnd.pgrst.object+json;nulls=stripped; charset=utf-8"),
+                b,
+            ),
             (Media::Object, Some(b)) => {
                 (Some("application/vnd.pgrst.object+json; charset=utf-8"), b)
             }
+            (Media::Json, Some(b)) if self.strip_nulls => (
+                Some("application/vnd.pgrst.array+json;nulls=stripped; charset=utf-8"),
+                b,
+            ),
             (Media::Json, Some(b)) => (Some("application/json; charset=utf-8"), b),
         };
         let body = if self.method == Method::HEAD {

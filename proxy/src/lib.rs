@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod handler;
+pub mod jobs;
 pub mod limits;
 pub mod openapi;
 pub mod schema_cache;
@@ -32,9 +33,11 @@ pub struct AppState {
     pub pool: Pool,
     pub schema: RwLock<Arc<Schema>>,
     pub loaded: AtomicBool,
-    pub jwt_key: Option<jsonwebtoken::DecodingKey>,
+    pub jwt: auth::Jwt,
     pub limits: limits::Limits,
     pub metrics: PrometheusHandle,
+    /// Asynchronous calls (`Prefer: respond-async`).
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 impl AppState {
@@ -123,20 +126,25 @@ pub fn state(config: Config) -> Result<Arc<AppState>, String> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| e.to_string())?;
-    let jwt_key = match &config.jwt_secret {
-        Some(s) => Some(auth::key(s)?),
-        None => None,
-    };
+    let jwt = auth::Jwt::new(
+        config.jwt_secret.as_deref(),
+        config.jwt_aud.as_deref(),
+        &config.jwt_role_claim_key,
+        config.db_anon_role.as_deref(),
+        config.jwt_cache_max_lifetime,
+    )?;
     let limits = limits::Limits::new(config.default_rate_limit, config.plan_limits());
+    let jobs = Arc::new(jobs::Jobs::new(config.max_jobs, config.jobs_ttl_secs));
     Ok(Arc::new(AppState {
         schemas: config.schemas(),
         config,
         pool,
         schema: RwLock::new(Arc::new(Schema::default())),
         loaded: AtomicBool::new(false),
-        jwt_key,
+        jwt,
         limits,
         metrics: metrics_handle(),
+        jobs,
     }))
 }
 
@@ -145,9 +153,84 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/_tenancy/health", get(handler::health))
         .route("/_tenancy/ready", get(handler::ready))
         .route("/_tenancy/metrics", get(handler::metrics))
+        .route(
+            "/_tenancy/jobs/{id}",
+            get(jobs::status).delete(jobs::cancel),
+        )
         .fallback(handler::api)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .layer(cors())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            plain_options,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// CORS as PostgREST answers it: any origin, the request's headers allowed,
+/// PostgREST's exposed headers, preflights cached for a day. Browsers can
+/// call the API directly (e.g. supabase-js in a web page).
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::HEAD,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(
+            [
+                "content-encoding",
+                "content-location",
+                "content-range",
+                "content-type",
+                "date",
+                "location",
+                "server",
+                "transfer-encoding",
+                "range-unit",
+                "preference-applied",
+            ]
+            .map(HeaderName::from_static),
+        )
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
+/// An `OPTIONS` that is not a CORS preflight (no `Access-Control-Request-Method`)
+/// asks which methods a resource allows: answered by the API (`Allow`), not by
+/// the CORS layer, which would treat every `OPTIONS` as a preflight.
+async fn plain_options(
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, Method};
+    if req.method() == Method::OPTIONS
+        && !req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        let (parts, _) = req.into_parts();
+        return handler::api(
+            axum::extract::State(st),
+            parts.method,
+            parts.uri,
+            parts.headers,
+            Ok(bytes::Bytes::new()),
+        )
+        .await;
+    }
+    next.run(req).await
 }
 
 /// Listen for `NOTIFY pgrst, 'reload schema'` and SIGUSR1; reload the cache.
@@ -236,6 +319,11 @@ pub struct Running {
 
 impl Running {
     pub async fn stop(mut self) {
+        // running jobs are cancelled (their transactions roll back)
+        self.state
+            .jobs
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }

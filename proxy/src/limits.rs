@@ -12,8 +12,8 @@ type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
 pub struct Limits {
     default_rps: u32,
     plan_rps: HashMap<String, u32>,
-    /// tenant key (uuid or slug) → requests per second.
-    tenants: RwLock<HashMap<String, u32>>,
+    /// tenant key (uuid or slug) → (slug, requests per second).
+    tenants: RwLock<HashMap<String, (Arc<str>, u32)>>,
     /// One keyed limiter per distinct rate (so each tenant has its own bucket).
     limiters: RwLock<HashMap<u32, Arc<Keyed>>>,
     /// The same for requests without a tenant, keyed by role.
@@ -38,8 +38,9 @@ impl Limits {
             let rps = over
                 .or_else(|| plan.as_ref().and_then(|p| self.plan_rps.get(p).copied()))
                 .unwrap_or(self.default_rps);
-            map.insert(id, rps);
-            map.insert(slug, rps);
+            let s: Arc<str> = slug.as_str().into();
+            map.insert(id, (s.clone(), rps));
+            map.insert(slug, (s, rps));
         }
         *self.tenants.write().expect("limits lock") = map;
     }
@@ -49,11 +50,21 @@ impl Limits {
             .read()
             .expect("limits lock")
             .get(tenant)
-            .copied()
-            .unwrap_or(self.default_rps)
+            .map_or(self.default_rps, |t| t.1)
     }
 
-    /// `Ok` or the time to wait before retrying.
+    /// The tenant's slug when the claim (uuid or slug) names a known tenant:
+    /// one bucket and one metrics label per tenant however its tokens name it.
+    pub fn canonical(&self, tenant: &str) -> String {
+        self.tenants
+            .read()
+            .expect("limits lock")
+            .get(tenant)
+            .map_or_else(|| tenant.to_string(), |t| t.0.to_string())
+    }
+
+    /// `Ok` or the time to wait before retrying; `tenant` as [`Limits::canonical`]
+    /// gives it (an unknown key has a bucket of its own at the default rate).
     pub fn check(&self, tenant: &str) -> Result<(), Duration> {
         take(&self.limiters, tenant, self.rate_for(tenant))
     }
@@ -97,6 +108,9 @@ mod tests {
         assert_eq!(l.rate_for("acme"), 5);
         assert_eq!(l.rate_for("u1"), 5);
         assert_eq!(l.rate_for("other"), 2);
+        assert_eq!(l.canonical("u1"), "acme");
+        assert_eq!(l.canonical("acme"), "acme");
+        assert_eq!(l.canonical("other"), "other");
         assert!(l.check("other").is_ok());
         assert!(l.check("other").is_ok());
         assert!(l.check("other").is_err());

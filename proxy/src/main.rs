@@ -4,9 +4,20 @@ use std::net::SocketAddr;
 use tenancy_proxy::Config;
 
 fn main() {
-    let config = Config::load();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.threads > 0 {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tenancy-proxy: {e}");
+            std::process::exit(2);
+        }
+    };
+    // one thread: everything on the main thread, no cross-thread wake-ups
+    let mut rt = if config.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.threads > 1 {
         rt.worker_threads(config.threads);
     }
     let rt = match rt.enable_all().build() {
@@ -30,10 +41,13 @@ async fn serve(config: Config) {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let addr: SocketAddr = match format!("{}:{}", config.server_host, config.server_port).parse() {
+    let addr = match server_addr(&config.server_host, config.server_port).await {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("invalid server address: {e}");
+            eprintln!(
+                "tenancy-proxy: invalid server-host {:?}: {e}",
+                config.server_host
+            );
             std::process::exit(2);
         }
     };
@@ -48,6 +62,25 @@ async fn serve(config: Config) {
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;
+}
+
+/// PostgREST's `server-host`: `*`, `*4`, `!4` (any IPv4), `*6`, `!6` (any
+/// IPv6), an address, or a host name.
+async fn server_addr(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let any = match host {
+        "*" | "*4" | "!4" => Some("0.0.0.0"),
+        "*6" | "!6" => Some("::"),
+        _ => None,
+    };
+    let host = any.unwrap_or(host);
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "no address".to_string())
 }
 
 async fn shutdown_signal() {

@@ -12,6 +12,7 @@ async fn writes_rpc_auth_isolation() {
         writes(&p).await;
         rpc(&p).await;
         jwt_cases(&p).await;
+        jwt_options(&db).await;
         isolation(&p).await;
         pooled_isolation(&db).await;
         rate_limits(&db).await;
@@ -455,6 +456,61 @@ async fn jwt_cases(p: &Proxy) {
     assert_eq!((s, v["code"].as_str()), (403, Some("42501")), "{v}");
     let (s, v) = json_of(p.get("/metrics").send().await.unwrap()).await;
     assert_eq!((s, v["code"].as_str()), (401, Some("42501")), "{v}");
+}
+
+/// `jwt-aud`, `jwt-role-claim-key`, and the verified-token cache honouring `exp`.
+async fn jwt_options(db: &TestDb) {
+    let mut c = db.config();
+    c.jwt_aud = Some("api".into());
+    c.jwt_role_claim_key = ".app_metadata.\"pg role\"".into();
+    c.jwt_cache_max_lifetime = 3600;
+    let p = db.proxy(c).await;
+    let get = |tok: String| {
+        let r = p
+            .get("/metrics?select=code&limit=1")
+            .bearer_auth(tok)
+            .send();
+        async move { json_of(r.await.unwrap()).await }
+    };
+    let member = |aud: Value| {
+        jwt(
+            json!({"aud": aud, "app_metadata": {"pg role": "tenancy_member"}, "tenant_id": "acme", "exp": now() + 600}),
+        )
+    };
+    // the role comes from the configured path; aud may be a string or a list
+    for aud in [json!("api"), json!(["web", "api"]), Value::Null] {
+        let (s, v) = get(member(aud.clone())).await;
+        assert_eq!(s, 200, "{aud}: {v}");
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    }
+    for aud in [json!("web"), json!(["web"]), json!(7)] {
+        let (s, v) = get(member(aud.clone())).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (401, Some("PGRST303")),
+            "{aud}: {v}"
+        );
+        assert_eq!(v["message"], "JWT not in audience");
+    }
+    // `role` at the top level is not where this deployment keeps it: the
+    // anon role, which may not read tenant tables (403: a token was sent)
+    let (s, v) = get(jwt(json!({"role": "tenancy_member", "tenant_id": "acme"}))).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("42501")), "{v}");
+    // a cached token is re-checked against the clock: valid now (inside the
+    // 30 s leeway), expired three seconds later
+    let tok = jwt(
+        json!({"app_metadata": {"pg role": "tenancy_member"}, "tenant_id": "acme", "exp": now() - 28}),
+    );
+    assert_eq!(get(tok.clone()).await.0, 200);
+    assert_eq!(get(tok.clone()).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (s, v) = get(tok).await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (401, Some("JWT expired")),
+        "{v}"
+    );
+    p.stop().await;
 }
 
 async fn tenant_of(p: &Proxy, token: &str) -> Vec<String> {

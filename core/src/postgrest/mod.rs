@@ -10,6 +10,7 @@
 //! SQL text.
 
 pub mod ast;
+pub mod claims;
 pub mod csv;
 pub mod error;
 pub mod parse;

@@ -1,0 +1,249 @@
+//! PostgREST deployment compatibility: CORS for browsers, OPTIONS, body
+//! limits, singular bodies kept byte for byte, the Authorization scheme.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_compat() {
+    let db = TestDb::create("compat").await;
+    db.admin()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE esg.precise (id int PRIMARY KEY, v numeric, z text, a int);
+             INSERT INTO esg.precise VALUES (1, 12345678901234567890.123456789, 'x', 2);
+             GRANT SELECT ON esg.precise TO {anon};
+             CREATE VIEW esg.precise_v AS SELECT v, z FROM esg.precise;
+             GRANT SELECT ON esg.precise_v TO {anon};",
+            anon = db.anon_role
+        ))
+        .await
+        .unwrap();
+    let mut c = db.config();
+    c.max_body_bytes = 1024;
+    let p = db.proxy(c).await;
+    let outcome = guarded(async {
+        cors(&p).await;
+        options(&p).await;
+        body_limit(&p).await;
+        singular_bytes(&p).await;
+        bearer_scheme(&p).await;
+        rpc_paths(&p).await;
+        one_bucket_per_tenant(&db).await;
+    })
+    .await;
+    p.stop().await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn header(r: &reqwest::Response, h: &str) -> Option<String> {
+    r.headers().get(h).map(|v| v.to_str().unwrap().to_string())
+}
+
+async fn cors(p: &Proxy) {
+    // a browser's preflight for a PATCH with a JSON body and a token
+    let r = p
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/metrics", p.base))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PATCH")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type, prefer",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let methods = header(&r, "access-control-allow-methods").unwrap();
+    assert!(
+        methods.contains("PATCH") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let allowed = header(&r, "access-control-allow-headers")
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("prefer"),
+        "{allowed}"
+    );
+    assert_eq!(
+        header(&r, "access-control-max-age").as_deref(),
+        Some("86400")
+    );
+    // the actual request exposes Content-Range to the page's script
+    let r = p
+        .get("/units?limit=1")
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    let exposed = header(&r, "access-control-expose-headers")
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("content-range"), "{exposed}");
+}
+
+async fn options(p: &Proxy) {
+    let opt = |path: &str| {
+        p.http
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", p.base))
+            .send()
+    };
+    let r = opt("/precise").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "allow").as_deref(),
+        Some("OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE")
+    );
+    // a view without its base table's primary key: no PUT
+    let r = opt("/precise_v").await.unwrap();
+    assert_eq!(
+        header(&r, "allow").as_deref(),
+        Some("OPTIONS,GET,HEAD,POST,PATCH,DELETE")
+    );
+    let r = opt("/rpc/noop").await.unwrap();
+    assert_eq!(header(&r, "allow").as_deref(), Some("OPTIONS,POST"));
+    let r = opt("/rpc/add").await.unwrap();
+    assert_eq!(
+        header(&r, "allow").as_deref(),
+        Some("OPTIONS,GET,HEAD,POST")
+    );
+    let r = opt("/").await.unwrap();
+    assert_eq!(header(&r, "allow").as_deref(), Some("OPTIONS,GET,HEAD"));
+    let (s, v) = json_of(opt("/nope").await.unwrap()).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("PGRST205")), "{v}");
+    let (s, v) = json_of(opt("/rpc/nope").await.unwrap()).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")), "{v}");
+}
+
+async fn body_limit(p: &Proxy) {
+    let big = format!("[{}]", vec!["{\"code\":\"x\"}"; 200].join(","));
+    assert!(big.len() > 1024);
+    let r = p
+        .post("/metrics")
+        .bearer_auth(member("acme"))
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(header(&r, "content-type").unwrap().contains("json"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "TENANCY413", "{v}");
+    assert!(v["hint"].as_str().unwrap().contains("1024"), "{v}");
+    // the connection and the proxy are fine afterwards
+    let r = p.get("/units?limit=1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+async fn singular_bytes(p: &Proxy) {
+    // vnd.pgrst.object+json returns the row as PostgreSQL wrote it: column
+    // order kept, numerics not squeezed through a double
+    let r = p
+        .get("/precise?id=eq.1&select=z,v,id")
+        .header("Accept", "application/vnd.pgrst.object+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert_eq!(
+        body,
+        r#"{"z":"x","v":12345678901234567890.123456789,"id":1}"#
+    );
+}
+
+async fn bearer_scheme(p: &Proxy) {
+    // the scheme is case-insensitive; a token is still verified
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = p
+            .get("/metrics?select=code&limit=1")
+            .header("Authorization", format!("{scheme} {}", member("acme")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let (s, v) = json_of(
+        p.get("/metrics")
+            .header("Authorization", format!("BEARER {}x", member("acme")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("PGRST301")), "{v}");
+    let (s, v) = json_of(
+        p.get("/metrics")
+            .header("Authorization", "Bearer")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("PGRST301")), "{v}");
+}
+
+async fn rpc_paths(p: &Proxy) {
+    let (s, v) = json_of(p.get("/rpc/add/extra?a=1").send().await.unwrap()).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("PGRST125")), "{v}");
+    let (s, v) = json_of(p.get("/rpc/add?a=1").send().await.unwrap()).await;
+    assert_eq!((s, v), (200, serde_json::json!(3)));
+}
+
+/// A tenant named by uuid in one token and by slug in another has one
+/// rate-limit bucket and one metrics label.
+async fn one_bucket_per_tenant(db: &TestDb) {
+    let id: String = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT id::text FROM tenancy.tenants WHERE slug = 'initech'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut c = db.config();
+    c.plan_rate_limits = "starter=3,pro=3,enterprise=3".into();
+    c.default_rate_limit = 3;
+    let p = db.proxy(c).await;
+    let mut codes = Vec::new();
+    for t in ["initech", id.as_str(), "initech", id.as_str(), "initech"] {
+        let r = p
+            .get("/metrics?select=code&limit=1")
+            .bearer_auth(member(t))
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 2, "{codes:?}");
+    let m = p
+        .get("/_tenancy/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("tenant=\"initech\""), "{m}");
+    assert!(!m.contains(&id), "metrics labelled by uuid: {m}");
+    p.stop().await;
+}
