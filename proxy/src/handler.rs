@@ -883,9 +883,9 @@ async fn table(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let schema = ctx.st.schema();
+    // borrowed from the cache snapshot (`schema` is this request's Arc)
     let table = schema
         .table(&ctx.schema, name)
-        .cloned()
         .ok_or_else(|| ApiError::no_table(&ctx.schema, name))?;
     let mut query = parse_query(&pairs)?;
     let mut opts = ctx.options();
@@ -901,7 +901,7 @@ async fn table(
                 }
             }
             let (count, exact) = read_count(&mut ctx, &mut opts);
-            let stmt = sql::read(&schema, &table, &query, &opts, exact)?;
+            let stmt = sql::read(&schema, table, &query, &opts, exact)?;
             let plan = plan_of(count, &stmt);
             let out = ctx.exec_counted(stmt, true, singular, plan, None).await?;
             let from = query.root.offset.unwrap_or(0);
@@ -1006,7 +1006,7 @@ async fn table(
                 present,
                 resolution,
             };
-            let stmt = sql::insert(&schema, &table, &query, &opts, &spec, ret)?;
+            let stmt = sql::insert(&schema, table, &query, &opts, &spec, ret)?;
             let out = ctx
                 .exec(stmt, false, singular && ret == Returning::Representation)
                 .await?;
@@ -1063,7 +1063,7 @@ async fn table(
                 }
                 sql::update(
                     &schema,
-                    &table,
+                    table,
                     &query,
                     &opts,
                     &columns,
@@ -1071,7 +1071,7 @@ async fn table(
                     ret,
                 )?
             } else {
-                sql::delete(&schema, &table, &query, &opts, ret)?
+                sql::delete(&schema, table, &query, &opts, ret)?
             };
             let out = ctx
                 .exec_counted(
