@@ -30,6 +30,7 @@ async fn deployment_compat() {
         singular_bytes(&p).await;
         bearer_scheme(&p).await;
         rpc_paths(&p).await;
+        empty_embeds(&p).await;
         one_bucket_per_tenant(&db).await;
     })
     .await;
@@ -246,4 +247,32 @@ async fn one_bucket_per_tenant(db: &TestDb) {
     assert!(m.contains("tenant=\"initech\""), "{m}");
     assert!(!m.contains(&id), "metrics labelled by uuid: {m}");
     p.stop().await;
+}
+
+/// `rel()` selects nothing but still filters (`!inner`) — PostgREST's way to
+/// filter on a relation without returning it.
+async fn empty_embeds(p: &Proxy) {
+    let acme = member("acme");
+    let get = |q: &str| {
+        let r = p.get(q).bearer_auth(&acme).send();
+        async move { json_of(r.await.unwrap()).await }
+    };
+    let (s, full) = get("/organisations?select=name,reporting_entities!inner(kind)&reporting_entities.kind=eq.plant&order=name").await;
+    assert_eq!(s, 200, "{full}");
+    let want: Vec<Value> = full
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| serde_json::json!({"name": o["name"]}))
+        .collect();
+    assert!(!want.is_empty());
+    let (s, v) = get("/organisations?select=name,reporting_entities!inner()&reporting_entities.kind=eq.plant&order=name").await;
+    assert_eq!((s, v), (200, Value::Array(want)));
+    // without !inner the filter only shapes the (empty) embed: every organisation
+    let (s, v) =
+        get("/organisations?select=name,reporting_entities()&reporting_entities.kind=eq.plant")
+            .await;
+    let (_, all) = get("/organisations?select=name").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().map(Vec::len), all.as_array().map(Vec::len));
 }

@@ -672,7 +672,18 @@ impl<'a> Ctx<'a> {
         sub_path.push(embed.label().to_string());
         let ta = self.alias();
         let jc = self.join_condition(&rel, alias, &ta);
+        // an embed that selects nothing (`rel()`, e.g. only for `!inner` or a
+        // null filter) drops its SQL: its filters' parameters must go too
+        let mark = self.params.len();
         let inner = self.level(target, &ta, &embed.select, &sub_path, false)?;
+        let used = if embed.spread {
+            !inner.select.is_empty()
+        } else {
+            !embed.select.is_empty()
+        };
+        if !used {
+            self.params.truncate(mark);
+        }
         let from = format!("{} AS {ta}", quote_qualified(&target.schema, &target.name));
         let inner_sql = format!(
             "SELECT {} FROM {from}{}",
@@ -1547,6 +1558,46 @@ mod tests {
         let s = demo();
         let t = s.table("esg", table).unwrap().clone();
         read(&s, &t, &q(pairs), &Options::default(), true)
+    }
+
+    /// The highest `$n` in the SQL equals the number of parameters sent.
+    fn placeholders_match(st: &Statement) {
+        let max = (1..=st.params.len() + 5)
+            .filter(|n| st.sql.contains(&format!("${n}")))
+            .max()
+            .unwrap_or(0);
+        assert_eq!(max, st.params.len(), "{} {:?}", st.sql, st.params);
+    }
+
+    #[test]
+    fn empty_embeds_drop_their_parameters() {
+        for select in [
+            "name,reporting_entities()",
+            "name,reporting_entities!inner()",
+            "name,...reporting_entities()",
+            "name,re:reporting_entities!inner(),reporting_entities(name)",
+        ] {
+            let st = read_sql(
+                "organisations",
+                &[
+                    ("select", select),
+                    ("reporting_entities.kind", "eq.plant"),
+                    ("name", "like.G*"),
+                ],
+            )
+            .unwrap();
+            placeholders_match(&st);
+        }
+        let st = read_sql(
+            "organisations",
+            &[
+                ("select", "name,reporting_entities!inner()"),
+                ("reporting_entities.kind", "eq.plant"),
+            ],
+        )
+        .unwrap();
+        assert!(st.sql.contains("EXISTS"), "{}", st.sql);
+        assert_eq!(st.params, vec![Some("plant".into())]);
     }
 
     #[test]
