@@ -80,6 +80,7 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
         method: "GET".to_string(),
         path: w.path.clone(),
         headers_json: w.headers.clone(),
+        cookies_json: "{}".to_string(),
         schema: w.schema.clone(),
         read_only: true,
         rollback: false,

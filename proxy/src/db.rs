@@ -48,6 +48,8 @@ pub struct Exec {
     pub method: String,
     pub path: String,
     pub headers_json: String,
+    /// `request.cookies`: the `Cookie` header as a JSON object.
+    pub cookies_json: String,
     pub schema: String,
     pub read_only: bool,
     pub rollback: bool,
@@ -118,7 +120,7 @@ fn qualified_function(name: &str) -> String {
 const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true), \
      pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('search_path', $6, true), \
-     pg_catalog.set_config('tenancy.tenant_id', $7, true)";
+     pg_catalog.set_config('tenancy.tenant_id', $7, true), pg_catalog.set_config('request.cookies', $8, true)";
 
 /// A pooled connection that is closed instead of returned to the pool
 /// unless the request's transaction was seen to end (commit or rollback):
@@ -251,7 +253,7 @@ async fn run_on(
         .db_pre_request
         .as_deref()
         .map(|f| format!("SELECT {}()", qualified_function(f)));
-    let settings: [&(dyn ToSql + Sync); 7] = [
+    let settings: [&(dyn ToSql + Sync); 8] = [
         &e.identity.role,
         &&*e.identity.claims_text,
         &e.method,
@@ -259,6 +261,7 @@ async fn run_on(
         &e.headers_json,
         &search_path,
         &tenant,
+        &e.cookies_json,
     ];
     let extra: Vec<[&(dyn ToSql + Sync); 2]> = e
         .settings

@@ -432,6 +432,12 @@ async fn process(
             .collect();
         serde_json::to_string(&m).unwrap_or_else(|_| "{}".to_string())
     };
+    let cookies_json = tenancy_core::postgrest::parse::cookies_json(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let tx_override = st.config.db_tx_end.ends_with("allow-override");
     let mut rollback = st.config.db_tx_end.starts_with("rollback");
     let mut applied = Vec::new();
@@ -447,6 +453,7 @@ async fn process(
         method: method.clone(),
         path: uri.path().to_string(),
         headers_json,
+        cookies_json,
         schema,
         rollback,
         media,
@@ -542,6 +549,7 @@ struct Ctx {
     method: Method,
     path: String,
     headers_json: String,
+    cookies_json: String,
     schema: String,
     rollback: bool,
     media: Media,
@@ -598,6 +606,7 @@ impl Ctx {
             method: self.method.to_string(),
             path: self.path.clone(),
             headers_json: self.headers_json.clone(),
+            cookies_json: self.cookies_json.clone(),
             schema: self.schema.clone(),
             read_only,
             rollback: self.rollback,

@@ -15,7 +15,10 @@ async fn deployment_compat() {
              INSERT INTO esg.precise VALUES (1, 12345678901234567890.123456789, 'x', 2);
              GRANT SELECT ON esg.precise TO {anon};
              CREATE VIEW esg.precise_v AS SELECT v, z FROM esg.precise;
-             GRANT SELECT ON esg.precise_v TO {anon};",
+             GRANT SELECT ON esg.precise_v TO {anon};
+             CREATE FUNCTION esg.cookies() RETURNS json LANGUAGE sql STABLE
+                 AS $$ SELECT current_setting('request.cookies', true)::json $$;
+             GRANT EXECUTE ON FUNCTION esg.cookies() TO {anon};",
             anon = db.anon_role
         ))
         .await
@@ -31,6 +34,7 @@ async fn deployment_compat() {
         bearer_scheme(&p).await;
         rpc_paths(&p).await;
         empty_embeds(&p).await;
+        cookies(&p).await;
         one_bucket_per_tenant(&db).await;
     })
     .await;
@@ -275,4 +279,25 @@ async fn empty_embeds(p: &Proxy) {
     let (_, all) = get("/organisations?select=name").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v.as_array().map(Vec::len), all.as_array().map(Vec::len));
+}
+
+/// `request.cookies`, as PostgREST sets it, for functions that read a session cookie.
+async fn cookies(p: &Proxy) {
+    let (s, v) = json_of(
+        p.get("/rpc/cookies")
+            .header("Cookie", "session=abc; theme=\"dark\"")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (200, serde_json::json!({"session": "abc", "theme": "dark"}))
+    );
+    // and nothing carries over to the next request on the pooled connection
+    for _ in 0..4 {
+        let (s, v) = json_of(p.get("/rpc/cookies").send().await.unwrap()).await;
+        assert_eq!((s, v), (200, serde_json::json!({})));
+    }
 }

@@ -784,9 +784,41 @@ pub fn content_range(from: u64, page: i64, total: Option<i64>) -> String {
     }
 }
 
+/// `request.cookies` as PostgREST sets it: a JSON object of the `Cookie`
+/// headers' name=value pairs (RFC 6265 §4.2.1; the last of a repeated name
+/// wins; pairs without `=` are skipped).
+pub fn cookies_json<'a>(cookie_headers: impl Iterator<Item = &'a str>) -> String {
+    let mut m = serde_json::Map::new();
+    for h in cookie_headers {
+        for pair in h.split(';') {
+            if let Some((k, v)) = pair.split_once('=') {
+                let k = k.trim();
+                if !k.is_empty() {
+                    let v = v.trim();
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v);
+                    m.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+                }
+            }
+        }
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies() {
+        assert_eq!(cookies_json(std::iter::empty()), "{}");
+        assert_eq!(
+            cookies_json(["a=1; b = \"two\" ;junk; =x", "a=3"].into_iter()),
+            r#"{"a":"3","b":"two"}"#
+        );
+    }
 
     fn col(name: &str) -> SelectItem {
         SelectItem::Column {
