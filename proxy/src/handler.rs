@@ -1253,7 +1253,21 @@ async fn rpc(
         Args::Json { names, .. } => names.clone(),
     };
     let func = sql::find_function(&schema, &ctx.schema, name, &arg_names)?;
-    let query = parse_query(&rest)?;
+    let mut query = parse_query(&rest)?;
+    // a Range header pages a GET/HEAD call as it pages a table read
+    if matches!(ctx.method, Method::GET | Method::HEAD)
+        && query.root.limit.is_none()
+        && query.root.offset.is_none()
+    {
+        if let Some((off, lim)) = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_range_header)
+        {
+            query.root.offset = Some(off);
+            query.root.limit = lim;
+        }
+    }
     let (count, exact) = read_count(ctx, &mut opts);
     let max = max_affected(ctx);
     if max.is_some() && !func.returns_set {

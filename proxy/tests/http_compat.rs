@@ -35,6 +35,7 @@ async fn deployment_compat() {
         rpc_paths(&p).await;
         empty_embeds(&p).await;
         cookies(&p).await;
+        rpc_range(&p).await;
         one_bucket_per_tenant(&db).await;
     })
     .await;
@@ -300,4 +301,37 @@ async fn cookies(p: &Proxy) {
         let (s, v) = json_of(p.get("/rpc/cookies").send().await.unwrap()).await;
         assert_eq!((s, v), (200, serde_json::json!({})));
     }
+}
+
+/// A `Range` header pages a set-returning function read with GET, as a table.
+async fn rpc_range(p: &Proxy) {
+    let acme = member("acme");
+    let (_, all) = json_of(p.get("/rpc/codes").bearer_auth(&acme).send().await.unwrap()).await;
+    let all = all.as_array().unwrap().clone();
+    assert!(all.len() >= 3, "{all:?}");
+    let r = p
+        .get("/rpc/codes")
+        .bearer_auth(&acme)
+        .header("Range", "1-2")
+        .header("Prefer", "count=exact")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206, "{:?}", r.headers());
+    assert_eq!(
+        header(&r, "content-range"),
+        Some(format!("1-2/{}", all.len()))
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, Value::Array(all[1..3].to_vec()));
+    // limit/offset in the query string page a set of scalars as well
+    let (s, v) = json_of(
+        p.get("/rpc/codes?offset=1&limit=2")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v), (200, Value::Array(all[1..3].to_vec())));
 }

@@ -1472,11 +1472,32 @@ pub fn call(
             };
             let cte = format!("SELECT \"pgrst_scalar\" FROM {from}");
             count_query = Some(format!("SELECT 1 FROM {from}"));
+            // limit/offset (and db-max-rows) page a set of scalars too
+            let root = &query.root;
+            let limit = match (root.limit, cx.opts.max_rows) {
+                (Some(l), Some(m)) => Some(l.min(m)),
+                (l, m) => l.or(m),
+            };
+            let mut page = "SELECT * FROM pgrst_source".to_string();
+            if let Some(l) = limit {
+                let p = cx.param(l.to_string());
+                page.push_str(&format!(" LIMIT {p}"));
+            }
+            if let Some(o) = root.offset {
+                let p = cx.param(o.to_string());
+                page.push_str(&format!(" OFFSET {p}"));
+            }
+            // the total counts the whole set, not the page
+            let total = if count {
+                "(SELECT pg_catalog.count(*) FROM pgrst_source)"
+            } else {
+                all_rows
+            };
             wrap(
                 &cte,
-                "SELECT * FROM pgrst_source",
+                &page,
                 "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
-                all_rows,
+                total,
             )
         } else {
             let cte = format!("SELECT {call_expr} AS \"pgrst_scalar\"{from_args_prefix}");
