@@ -21,6 +21,10 @@ use tenancy_proxy::auth::Identity;
 use tenancy_proxy::db::{self, Exec};
 use tenancy_proxy::{AppState, Config};
 
+/// The proxy's allocator (proxy/src/main.rs), so the two differ only by HTTP.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 struct Args {
     /// The proxy's login (PGRST_DB_URI).
