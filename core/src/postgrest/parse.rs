@@ -784,6 +784,49 @@ pub fn content_range(from: u64, page: i64, total: Option<i64>) -> String {
     }
 }
 
+/// `request.headers` as PostgREST sets it: a JSON object of the request's
+/// header names (lower case, as HTTP/2 and the `http` crate give them) and
+/// values; of a repeated name the last value wins.
+pub fn headers_json<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
+    for (k, v) in headers {
+        match pairs.iter_mut().find(|(pk, _)| *pk == k) {
+            Some(p) => p.1 = v,
+            None => pairs.push((k, v)),
+        }
+    }
+    let mut out = String::with_capacity(
+        2 + pairs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>(),
+    );
+    out.push('{');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, k);
+        out.push(':');
+        push_json_str(&mut out, v);
+    }
+    out.push('}');
+    out
+}
+
+/// `s` as a JSON string literal: copied as is unless it needs escaping.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
+}
+
 /// `request.cookies` as PostgREST sets it: a JSON object of the `Cookie`
 /// headers' name=value pairs (RFC 6265 §4.2.1; the last of a repeated name
 /// wins; pairs without `=` are skipped).
@@ -810,6 +853,30 @@ pub fn cookies_json<'a>(cookie_headers: impl Iterator<Item = &'a str>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers() {
+        assert_eq!(headers_json([]), "{}");
+        assert_eq!(
+            headers_json([("a", "1"), ("b", "x\"y\\z\t"), ("a", "2")]),
+            r#"{"a":"2","b":"x\"y\\z\t"}"#
+        );
+    }
+
+    proptest::proptest! {
+        /// Any header list gives valid JSON holding each name's last value.
+        #[test]
+        fn headers_json_is_json(pairs in proptest::collection::vec(("[a-c]{1,2}", "\\PC{0,8}|[\\x00-\\x7f]{0,8}"), 0..12)) {
+            let text = headers_json(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let parsed: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).expect("valid JSON");
+            let mut want = serde_json::Map::new();
+            for (k, v) in &pairs {
+                want.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+            proptest::prop_assert_eq!(parsed, want);
+        }
+    }
 
     #[test]
     fn cookies() {

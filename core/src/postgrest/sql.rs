@@ -45,6 +45,9 @@ pub struct Options {
     /// `Accept: application/vnd.pgrst.array+json;nulls=stripped` (or the
     /// object form): the JSON body goes through `json_strip_nulls`.
     pub strip_nulls: bool,
+    /// `Prefer: count=planned|estimated`: keep the count query on the
+    /// statement for [`count_plan`] (otherwise it is not built).
+    pub plan_count: bool,
 }
 
 /// Which rows a write returns to the client.
@@ -89,6 +92,14 @@ pub enum Args {
     Json { names: Vec<String>, body: String },
 }
 
+/// The level of a path the query says nothing about.
+static EMPTY_LEVEL: Level = Level {
+    conditions: Vec::new(),
+    order: Vec::new(),
+    limit: None,
+    offset: None,
+};
+
 struct Ctx<'a> {
     schema: &'a Schema,
     query: &'a Query,
@@ -100,7 +111,7 @@ struct Ctx<'a> {
     /// The select items and embed path of each level whose conditions are
     /// being rendered (innermost last): a null filter on an embed's label
     /// (`rel=is.null`) looks its embed up there.
-    scopes: Vec<(Vec<SelectItem>, Vec<String>)>,
+    scopes: Vec<(&'a [SelectItem], Vec<String>)>,
 }
 
 /// The SQL pieces of one level of the embed tree.
@@ -479,15 +490,15 @@ impl<'a> Ctx<'a> {
         &mut self,
         table: &Table,
         alias: &str,
-        items: &[SelectItem],
+        items: &'a [SelectItem],
         path: &[String],
         root: bool,
     ) -> Result<LevelSql, ApiError> {
         let mut out = LevelSql::default();
-        let level = if path.is_empty() && self.skip_root {
-            Level::default()
-        } else {
-            self.query.level(path).cloned().unwrap_or_default()
+        let query: &'a Query = self.query;
+        let level = match query.level(path) {
+            Some(l) if !(path.is_empty() && self.skip_root) => l,
+            _ => &EMPTY_LEVEL,
         };
         let has_aggregate = items.iter().any(|i| {
             matches!(
@@ -551,7 +562,7 @@ impl<'a> Ctx<'a> {
                 SelectItem::Embed(embed) => self.embed(table, alias, embed, path, &mut out)?,
             }
         }
-        self.scopes.push((items.to_vec(), path.to_vec()));
+        self.scopes.push((items, path.to_vec()));
         let conds = self.conditions(table, alias, &level.conditions);
         self.scopes.pop();
         out.conditions.extend(conds?);
@@ -657,7 +668,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         table: &Table,
         alias: &str,
-        embed: &Embed,
+        embed: &'a Embed,
         path: &[String],
         out: &mut LevelSql,
     ) -> Result<(), ApiError> {
@@ -752,7 +763,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         table: &Table,
         alias: &str,
-        embed: &Embed,
+        embed: &'a Embed,
         sub_path: &[String],
     ) -> Result<String, ApiError> {
         let rel = self.schema.relationship(
@@ -763,9 +774,10 @@ impl<'a> Ctx<'a> {
         )?;
         let target = self.target(&rel)?;
         let ea = self.alias();
-        let level = self.query.level(sub_path).cloned().unwrap_or_default();
+        let query: &'a Query = self.query;
+        let level = query.level(sub_path).unwrap_or(&EMPTY_LEVEL);
         let mut conds = vec![self.join_condition(&rel, alias, &ea)];
-        self.scopes.push((embed.select.clone(), sub_path.to_vec()));
+        self.scopes.push((&embed.select, sub_path.to_vec()));
         let own = self.conditions(target, &ea, &level.conditions);
         self.scopes.pop();
         conds.extend(own?);
@@ -797,15 +809,16 @@ impl<'a> Ctx<'a> {
         let Some((items, path)) = self.scopes.last() else {
             return Ok(None);
         };
+        let items: &'a [SelectItem] = items;
         let Some(embed) = items.iter().find_map(|i| match i {
-            SelectItem::Embed(e) if e.label() == f.field.name => Some(e.clone()),
+            SelectItem::Embed(e) if e.label() == f.field.name => Some(e),
             _ => None,
         }) else {
             return Ok(None);
         };
         let mut sub_path = path.clone();
         sub_path.push(embed.label().to_string());
-        let exists = self.embed_exists(table, alias, &embed, &sub_path)?;
+        let exists = self.embed_exists(table, alias, embed, &sub_path)?;
         Ok(Some(if is_null {
             format!("NOT {exists}")
         } else {
@@ -947,10 +960,11 @@ pub fn read(
     let lv = cx.level(table, &alias, &query.select, &[], true)?;
     let from = format!("{} AS {alias}", quote_qualified(&table.schema, &table.name));
     let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
-    let count_query = count_query_of(&from, &lv);
+    let count_query =
+        (opts.plan_count || count && opts.count_cap.is_some()).then(|| count_query_of(&from, &lv));
     let count_sql = if count {
-        if let Some(cap) = opts.count_cap {
-            format!("(SELECT pg_catalog.count(*) FROM ({count_query} LIMIT {cap}) AS _c)")
+        if let (Some(cap), Some(cq)) = (opts.count_cap, &count_query) {
+            format!("(SELECT pg_catalog.count(*) FROM ({cq} LIMIT {cap}) AS _c)")
         } else if lv.group_by.is_empty() {
             format!(
                 "(SELECT pg_catalog.count(*) FROM {from}{})",
@@ -973,7 +987,7 @@ pub fn read(
         &count_sql,
     );
     let mut st = cx.finish(sql);
-    st.count_query = Some(count_query);
+    st.count_query = count_query.filter(|_| opts.plan_count);
     Ok(st)
 }
 
@@ -1063,10 +1077,10 @@ fn check_columns(table: &Table, cols: &[String]) -> Result<(), ApiError> {
 }
 
 /// The read-back after a write: the written rows (`pgrst_source`) shaped by `select=`.
-fn write_tail(
-    cx: &mut Ctx,
+fn write_tail<'a>(
+    cx: &mut Ctx<'a>,
     table: &Table,
-    query: &Query,
+    query: &'a Query,
     returning: Returning,
     cte: String,
 ) -> Result<String, ApiError> {
@@ -1471,7 +1485,7 @@ pub fn call(
                 format!("{from_args}, LATERAL {call_expr} AS \"pgrst_scalar\"")
             };
             let cte = format!("SELECT \"pgrst_scalar\" FROM {from}");
-            count_query = Some(format!("SELECT 1 FROM {from}"));
+            count_query = cx.opts.plan_count.then(|| format!("SELECT 1 FROM {from}"));
             // limit/offset (and db-max-rows) page a set of scalars too
             let root = &query.root;
             let limit = match (root.limit, cx.opts.max_rows) {
@@ -1530,10 +1544,11 @@ pub fn call(
             format!("{from_args}, LATERAL {call_expr} AS {alias}")
         };
         let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
-        let cq = count_query_of(&from, &lv);
+        let cq = (opts.plan_count || count && opts.count_cap.is_some())
+            .then(|| count_query_of(&from, &lv));
         let count_sql = if !count {
             "NULL::bigint".to_string()
-        } else if let Some(cap) = opts.count_cap {
+        } else if let (Some(cap), Some(cq)) = (opts.count_cap, &cq) {
             format!("(SELECT pg_catalog.count(*) FROM ({cq} LIMIT {cap}) AS _c)")
         } else if lv.group_by.is_empty() {
             format!(
@@ -1547,7 +1562,7 @@ pub fn call(
                 lv.group_by.join(", ")
             )
         };
-        count_query = Some(cq);
+        count_query = cq.filter(|_| opts.plan_count);
         wrap(
             &cte,
             "SELECT * FROM pgrst_source",
@@ -1578,7 +1593,11 @@ mod tests {
     fn read_sql(table: &str, pairs: &[(&str, &str)]) -> Result<Statement, ApiError> {
         let s = demo();
         let t = s.table("esg", table).unwrap().clone();
-        read(&s, &t, &q(pairs), &Options::default(), true)
+        let opts = Options {
+            plan_count: true,
+            ..Options::default()
+        };
+        read(&s, &t, &q(pairs), &opts, true)
     }
 
     /// The highest `$n` in the SQL equals the number of parameters sent.
@@ -1853,6 +1872,7 @@ mod tests {
             csv: false,
             count_cap: None,
             strip_nulls: false,
+            plan_count: false,
         };
         let st = read(
             &s,
@@ -2291,6 +2311,12 @@ mod tests {
             ("code", "eq.scope1"),
         ]);
         let st = read(&s, &t, &query, &Options::default(), false).unwrap();
+        assert_eq!(count_plan(&st), None, "only built when asked for");
+        let planned = Options {
+            plan_count: true,
+            ..Options::default()
+        };
+        let st = read(&s, &t, &query, &planned, false).unwrap();
         assert!(st.sql.contains("NULL::bigint AS total_count"), "{}", st.sql);
         let plan = count_plan(&st).unwrap();
         assert!(
@@ -2316,7 +2342,7 @@ mod tests {
         // functions returning rows have one
         let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
         let args = Args::Text(vec![("code".into(), "scope1".into())]);
-        let st = call(&s, f, &args, &q(&[]), &Options::default(), false).unwrap();
+        let st = call(&s, f, &args, &q(&[]), &planned, false).unwrap();
         if !f.result_columns.is_empty() || f.returns_set {
             let plan = count_plan(&st).unwrap();
             assert!(
