@@ -216,23 +216,26 @@ fn first_element(body: &str) -> String {
     }
 }
 
-/// The whole API: tables, views and `/rpc/fn`.
-pub async fn api(
-    State(st): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let body = match body {
+/// The PostgREST API (tables, views and `/rpc/fn`): every request outside
+/// `/_tenancy/` (see crate::App).
+pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let body = match axum::body::to_bytes(body, st.config.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            let status = e.status().as_u16();
-            let err =
-                ApiError::new(status, &format!("TENANCY{status}"), e.body_text()).hint(format!(
-                    "Request bodies are limited to {} bytes (TENANCY_MAX_BODY_BYTES).",
-                    st.config.max_body_bytes
-                ));
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let status = if too_big { 413 } else { 400 };
+            let err = ApiError::new(
+                status,
+                &format!("TENANCY{status}"),
+                format!("Failed to buffer the request body: {e}"),
+            )
+            .hint(format!(
+                "Request bodies are limited to {} bytes (TENANCY_MAX_BODY_BYTES).",
+                st.config.max_body_bytes
+            ));
             return error_response(&err);
         }
     };
@@ -251,7 +254,9 @@ pub async fn api(
         }
     }
     let started = Instant::now();
-    let (resp, tenant) = match process(&st, &method, &uri, &headers, body).await {
+    // Boxed: the request's state machine is several kB, and every layer
+    // above (middleware, router, hyper) would otherwise move it by value.
+    let (resp, tenant) = match Box::pin(process(&st, &method, &uri, &headers, body)).await {
         Ok(x) => x,
         Err((e, tenant)) => (error_response(&e), tenant),
     };
@@ -424,14 +429,11 @@ async fn process(
         .unwrap_or_default();
     let async_ok = path.starts_with("rpc/") && matches!(*method, Method::GET | Method::POST);
     let (pref, respond_async) = prefer(st, headers, async_ok).await.map_err(fail)?;
-    let headers_json = {
-        // borrowed keys and values: one allocation for the JSON text
-        let m: std::collections::BTreeMap<&str, &str> = headers
+    let headers_json = tenancy_core::postgrest::parse::headers_json(
+        headers
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-            .collect();
-        serde_json::to_string(&m).unwrap_or_else(|_| "{}".to_string())
-    };
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+    );
     let cookies_json = tenancy_core::postgrest::parse::cookies_json(
         headers
             .get_all(header::COOKIE)
@@ -569,6 +571,7 @@ impl Ctx {
             csv: self.media == Media::Csv,
             count_cap: None,
             strip_nulls: self.strip_nulls && self.media != Media::Csv,
+            plan_count: false,
         }
     }
 
@@ -619,7 +622,7 @@ impl Ctx {
         // A task of its own: a client that goes away cannot cancel the
         // transaction half-way and leave the pooled connection mid-statement.
         let st = self.st.clone();
-        tokio::spawn(db::run(st, e))
+        tokio::spawn(Box::pin(db::run(st, e)))
             .await
             .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"))?
     }
@@ -844,6 +847,7 @@ fn read_count(ctx: &mut Ctx, opts: &mut Options) -> (Option<Count>, bool) {
     if count == Some(Count::Estimated) {
         opts.count_cap = ctx.st.config.db_max_rows.map(|m| m.saturating_add(1));
     }
+    opts.plan_count = matches!(count, Some(Count::Planned | Count::Estimated));
     (count, count.is_some_and(Count::counts_rows))
 }
 

@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -148,26 +149,109 @@ pub fn state(config: Config) -> Result<Arc<AppState>, String> {
     }))
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/_tenancy/health", get(handler::health))
-        .route("/_tenancy/ready", get(handler::ready))
-        .route("/_tenancy/metrics", get(handler::metrics))
-        .route(
-            "/_tenancy/jobs/{id}",
-            get(jobs::status).delete(jobs::cancel),
-        )
-        .fallback(handler::api)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
-        ))
-        .layer(cors())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            plain_options,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+/// The HTTP service: `/_tenancy/…` (health, readiness, metrics, jobs)
+/// through an axum router; everything else straight to the PostgREST API
+/// ([`handler::api`]) — no per-request router or middleware stack on the
+/// hot path. CORS as PostgREST's wai-cors does it: only requests with an
+/// `Origin` get CORS headers (every response carries `Vary: Origin`); an
+/// `OPTIONS` without `Access-Control-Request-Method` is not a preflight and
+/// goes to the API, which answers with `Allow`.
+#[derive(Clone)]
+pub struct App {
+    state: Arc<AppState>,
+    ops: Router,
+    cors: Arc<tower_http::cors::CorsLayer>,
+}
+
+type AppFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<axum::response::Response, Infallible>> + Send>,
+>;
+
+impl App {
+    pub fn new(state: Arc<AppState>) -> App {
+        let api = |axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+                   req: axum::extract::Request| handler::api(st, req);
+        let ops = Router::new()
+            .route("/_tenancy/health", get(handler::health))
+            .route("/_tenancy/ready", get(handler::ready))
+            .route("/_tenancy/metrics", get(handler::metrics))
+            .route(
+                "/_tenancy/jobs/{id}",
+                get(jobs::status).delete(jobs::cancel),
+            )
+            .fallback(api)
+            .with_state(state.clone());
+        App {
+            state,
+            ops,
+            cors: Arc::new(cors()),
+        }
+    }
+
+    /// Without CORS.
+    fn route(&self, req: axum::extract::Request) -> AppFuture {
+        if req.uri().path().starts_with("/_tenancy/") {
+            Box::pin(tower::ServiceExt::oneshot(self.ops.clone(), req))
+        } else {
+            let st = self.state.clone();
+            Box::pin(async move { Ok(handler::api(st, req).await) })
+        }
+    }
+}
+
+impl tower::Service<axum::extract::Request> for App {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = AppFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> AppFuture {
+        use axum::http::{header, HeaderValue, Method};
+        let h = req.headers();
+        let cors = h.contains_key(header::ORIGIN)
+            && (req.method() != Method::OPTIONS
+                || h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
+        if cors {
+            let app = self.clone();
+            let svc =
+                tower::Layer::layer(&*self.cors, tower::service_fn(move |req| app.route(req)));
+            return Box::pin(tower::ServiceExt::oneshot(svc, req));
+        }
+        let fut = self.route(req);
+        Box::pin(async move {
+            let mut r = fut.await?;
+            r.headers_mut()
+                .append(header::VARY, HeaderValue::from_static("Origin"));
+            Ok(r)
+        })
+    }
+}
+
+/// The service `axum::serve` runs: [`App`] under tower-http's request
+/// trace layer (spans and events at DEBUG, failures at ERROR).
+pub fn service(
+    state: Arc<AppState>,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    let traced = tower::Layer::layer(
+        &tower_http::trace::TraceLayer::new_for_http(),
+        App::new(state),
+    );
+    tower::ServiceExt::map_response(traced, |r: axum::http::Response<_>| {
+        r.map(axum::body::Body::new)
+    })
 }
 
 /// CORS as PostgREST answers it: any origin, the request's headers allowed,
@@ -204,33 +288,6 @@ fn cors() -> tower_http::cors::CorsLayer {
             .map(HeaderName::from_static),
         )
         .max_age(std::time::Duration::from_secs(86_400))
-}
-
-/// An `OPTIONS` that is not a CORS preflight (no `Access-Control-Request-Method`)
-/// asks which methods a resource allows: answered by the API (`Allow`), not by
-/// the CORS layer, which would treat every `OPTIONS` as a preflight.
-async fn plain_options(
-    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::{header, Method};
-    if req.method() == Method::OPTIONS
-        && !req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        let (parts, _) = req.into_parts();
-        return handler::api(
-            axum::extract::State(st),
-            parts.method,
-            parts.uri,
-            parts.headers,
-            Ok(bytes::Bytes::new()),
-        )
-        .await;
-    }
-    next.run(req).await
 }
 
 /// Listen for `NOTIFY pgrst, 'reload schema'` and SIGUSR1; reload the cache.
@@ -349,9 +406,9 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (tx, rx) = oneshot::channel::<()>();
-    let app = router(state.clone());
+    let app = service(state.clone());
     let join = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+        let _ = axum::serve(listener, axum::ServiceExt::into_make_service(app))
             .with_graceful_shutdown(async {
                 let _ = rx.await;
             })

@@ -101,6 +101,28 @@ async fn cors(p: &Proxy) {
         .unwrap()
         .to_lowercase();
     assert!(exposed.contains("content-range"), "{exposed}");
+    // without an Origin (not a browser) no CORS headers, as PostgREST; the
+    // response still varies by Origin for caches
+    let r = p.get("/units?limit=1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    assert!(
+        header(&r, "vary").is_some_and(|v| v.to_lowercase().contains("origin")),
+        "{:?}",
+        r.headers()
+    );
+    // CORS covers the operational endpoints too
+    let r = p
+        .get("/_tenancy/health")
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
 }
 
 async fn options(p: &Proxy) {
