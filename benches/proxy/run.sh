@@ -13,6 +13,10 @@ SECS="${BENCH_SECONDS:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 THREADS="${BENCH_THREADS:-0}"      # TENANCY_PROXY_THREADS, and the baseline's runtime (0 = per core)
 TENANT="${BENCH_TENANT:-acme}"
+# wrk's threads: one drives 32 connections at these rates, and every core
+# wrk does not take is left to the proxy and PostgreSQL (the baseline has
+# no load generator to feed)
+WRK_THREADS="${BENCH_WRK_THREADS:-1}"
 OUT="$ROOT/target/bench/proxy"
 SECRET_FILE="$ROOT/.run/jwt_secret"
 mkdir -p "$OUT"
@@ -89,13 +93,13 @@ for q in "${QUERIES[@]}"; do
     [ "$code" = 200 ] || die "$q: HTTP $code $(cat "$OUT/$q.body")"
     log "$q: GET /data_points?${QSTR[$q]} -> $(wc -c <"$OUT/$q.body") bytes"
     # warm both up (statement caches, pool connections)
-    wrk -t2 -c"$CONC" -d2s -s "$OUT/auth.lua" "$url" >/dev/null
+    wrk -t"$WRK_THREADS" -c"$CONC" -d2s -s "$OUT/auth.lua" "$url" >/dev/null
     for r in $(seq 1 "$ROUNDS"); do
         # proxy, sampling its RSS every 0.5 s during the run
         rss_file="$OUT/rss.$q.$r"; : >"$rss_file"
         ( while kill -0 "$PROXY_PID" 2>/dev/null; do awk '/VmRSS/{print $2}' "/proc/$PROXY_PID/status" >>"$rss_file"; sleep 0.5; done ) &
         sampler=$!
-        wrk -t2 -c"$CONC" -d"${SECS}s" --latency -s "$OUT/auth.lua" "$url" >"$OUT/wrk.$q.$r.txt"
+        wrk -t"$WRK_THREADS" -c"$CONC" -d"${SECS}s" --latency -s "$OUT/auth.lua" "$url" >"$OUT/wrk.$q.$r.txt"
         kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
         rss="$(sort -n "$rss_file" | tail -1)"
         hwm="$(awk '/VmHWM/{print $2}' "/proc/$PROXY_PID/status")"
@@ -113,7 +117,7 @@ for q in "${QUERIES[@]}"; do
 done
 
 echo
-echo "tenancy-proxy vs tokio-postgres baseline: $CONC connections, pool $POOL, runtime threads $THREADS (0 = per core), ${SECS}s x $ROUNDS rounds (alternating), tenant $TENANT, $(nproc) CPUs shared by wrk, proxy, baseline and PostgreSQL"
+echo "tenancy-proxy vs tokio-postgres baseline: $CONC connections, pool $POOL, runtime threads $THREADS (0 = per core), wrk threads $WRK_THREADS, ${SECS}s x $ROUNDS rounds (alternating), tenant $TENANT, $(nproc) CPUs shared by wrk, proxy, baseline and PostgreSQL"
 echo
 python3 - "$RAW" "${QNAME[pk]}" "${QNAME[embed]}" <<'PY'
 import csv, statistics as st, sys
