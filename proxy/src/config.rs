@@ -91,6 +91,11 @@ pub struct Config {
     /// get 413 with a JSON error.
     #[arg(long, env = "TENANCY_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Bytes of built read statements kept for reuse by requests with the
+    /// same resource, query string and headers that shape the statement
+    /// (0 = build every statement).
+    #[arg(long, env = "TENANCY_STATEMENT_CACHE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub statement_cache_bytes: u64,
     /// Log format: text or json.
     #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

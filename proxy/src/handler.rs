@@ -2,6 +2,7 @@
 
 use crate::auth::Identity;
 use crate::db::{self, Exec, Outcome};
+use crate::statements::{Read, ReadKey};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -419,9 +420,7 @@ async fn process(
             Err(_) if uri.path() == "/" => (Media::Json, false),
             m => m.map_err(fail)?,
         };
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let raw_query = uri.query().unwrap_or("");
     let path = uri.path().trim_start_matches('/');
     let path: String = form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
         .next()
@@ -470,6 +469,7 @@ async fn process(
         crate::openapi::respond(&ctx.st, &ctx.identity, &ctx.schema, &ctx.method, headers).await
     } else if let Some(f) = path.strip_prefix("rpc/").filter(|f| !f.contains('/')) {
         let mut ctx = ctx;
+        let pairs = query_pairs(raw_query);
         if respond_async {
             // the same call, run as a job (crate::jobs)
             let (id, name) = (ctx.identity.clone(), format!("{}.{f}", ctx.schema));
@@ -490,7 +490,7 @@ async fn process(
             format!("Invalid path specified in request URL: /{path}"),
         ))
     } else {
-        table(ctx, &path, pairs, headers, &body).await
+        table(ctx, &path, raw_query, headers, &body).await
     };
     resp.map(|r| (r, tenant.clone())).map_err(fail)
 }
@@ -888,10 +888,17 @@ fn page_status(from: u64, page: i64, total: Option<i64>) -> Result<StatusCode, R
     }
 }
 
+/// The query string's decoded `name=value` pairs, in order.
+fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
+}
+
 async fn table(
     mut ctx: Ctx,
     name: &str,
-    pairs: Vec<(String, String)>,
+    raw_query: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
@@ -900,36 +907,51 @@ async fn table(
     let table = schema
         .table(&ctx.schema, name)
         .ok_or_else(|| ApiError::no_table(&ctx.schema, name))?;
-    let mut query = parse_query(&pairs)?;
     let mut opts = ctx.options();
     let singular = ctx.media == Media::Object;
-    match ctx.method {
-        Method::GET | Method::HEAD => {
+    if matches!(ctx.method, Method::GET | Method::HEAD) {
+        let (count, exact) = read_count(&mut ctx, &mut opts);
+        let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        // everything the statement is built from (crate::statements)
+        let key = ReadKey {
+            generation: schema.generation,
+            schema: ctx.schema.clone(),
+            table: name.to_string(),
+            query: raw_query.to_string(),
+            range: range.map(str::to_string),
+            options: opts.clone(),
+            exact,
+        };
+        let read = ctx.st.statements.read(key, || {
+            let mut query = parse_query(&query_pairs(raw_query))?;
             if query.root.limit.is_none() && query.root.offset.is_none() {
-                if let Some(r) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-                    if let Some((off, lim)) = parse_range_header(r) {
-                        query.root.offset = Some(off);
-                        query.root.limit = lim;
-                    }
+                if let Some((off, lim)) = range.and_then(parse_range_header) {
+                    query.root.offset = Some(off);
+                    query.root.limit = lim;
                 }
             }
-            let (count, exact) = read_count(&mut ctx, &mut opts);
-            let stmt = sql::read(&schema, table, &query, &opts, exact)?;
-            let plan = plan_of(count, &stmt);
-            let out = ctx.exec_counted(stmt, true, singular, plan, None).await?;
+            let statement = sql::read(&schema, table, &query, &opts, exact)?;
             let from = query.root.offset.unwrap_or(0);
-            let total = count_total(count, &out, opts.max_rows);
-            let status = match page_status(from, out.page, total) {
-                Ok(s) => s,
-                Err(r) => return Ok(r),
-            };
-            let range = content_range(from, out.page, total);
-            let body = out
-                .body
-                .clone()
-                .map(|b| if singular { first_element(&b) } else { b });
-            Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
-        }
+            Ok::<_, ApiError>(Read { statement, from })
+        })?;
+        let stmt = read.statement.clone();
+        let plan = plan_of(count, &stmt);
+        let out = ctx.exec_counted(stmt, true, singular, plan, None).await?;
+        let from = read.from;
+        let total = count_total(count, &out, opts.max_rows);
+        let status = match page_status(from, out.page, total) {
+            Ok(s) => s,
+            Err(r) => return Ok(r),
+        };
+        let range = content_range(from, out.page, total);
+        let body = out
+            .body
+            .clone()
+            .map(|b| if singular { first_element(&b) } else { b });
+        return Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]));
+    }
+    let mut query = parse_query(&query_pairs(raw_query))?;
+    match ctx.method {
         Method::POST | Method::PUT => {
             let insert = ctx.method == Method::POST;
             let ret = returning(&mut ctx, insert);

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod limits;
 pub mod openapi;
 pub mod schema_cache;
+pub mod statements;
 
 use axum::routing::get;
 use axum::Router;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Asynchronous calls (`Prefer: respond-async`).
     pub jobs: Arc<jobs::Jobs>,
+    /// Built read statements ([`statements`]).
+    pub statements: statements::Statements,
 }
 
 impl AppState {
@@ -49,9 +52,11 @@ impl AppState {
     /// Re-read the schema cache.
     pub async fn reload_schema(&self) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
-        let s = schema_cache::load(&client, &self.schemas)
+        let mut s = schema_cache::load(&client, &self.schemas)
             .await
             .map_err(|e| e.to_string())?;
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        s.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         *self.schema.write().expect("schema lock") = Arc::new(s);
         self.loaded.store(true, Ordering::SeqCst);
         tracing::info!(schemas = ?self.schemas, "schema cache loaded");
@@ -136,6 +141,8 @@ pub fn state(config: Config) -> Result<Arc<AppState>, String> {
     )?;
     let limits = limits::Limits::new(config.default_rate_limit, config.plan_limits());
     let jobs = Arc::new(jobs::Jobs::new(config.max_jobs, config.jobs_ttl_secs));
+    let metrics = metrics_handle();
+    let statements = statements::Statements::new(config.statement_cache_bytes);
     Ok(Arc::new(AppState {
         schemas: config.schemas(),
         config,
@@ -144,8 +151,9 @@ pub fn state(config: Config) -> Result<Arc<AppState>, String> {
         loaded: AtomicBool::new(false),
         jwt,
         limits,
-        metrics: metrics_handle(),
+        metrics,
         jobs,
+        statements,
     }))
 }
 

@@ -17,6 +17,7 @@ async fn reads_filters_embeds_errors() {
         ranges_and_media(&p).await;
         errors(&p).await;
         schema_reload(&db, &p).await;
+        statement_cache(&db, &p).await;
         fuzz(&p).await;
     };
     let outcome = guarded(result).await;
@@ -449,6 +450,127 @@ async fn schema_reload(db: &TestDb, p: &Proxy) {
         }
     }
     assert!(ok, "schema cache did not reload on NOTIFY");
+}
+
+/// A counter's value from `/_tenancy/metrics` (0 when not yet exported).
+async fn counter(p: &Proxy, name: &str) -> u64 {
+    let text = p
+        .get("/_tenancy/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Built read statements are reused (crate::statements) only where they are
+/// the same statement: not across a schema reload, not across `Range`
+/// headers; and a reused statement still runs as the caller's tenant.
+async fn statement_cache(db: &TestDb, p: &Proxy) {
+    const HITS: &str = "tenancy_proxy_statement_cache_hits_total";
+    const MISSES: &str = "tenancy_proxy_statement_cache_misses_total";
+    let acme = member("acme");
+    let get = |path: &'static str, tok: &str| p.get(path).bearer_auth(tok.to_string());
+    let (h0, m0) = (counter(p, HITS).await, counter(p, MISSES).await);
+    for _ in 0..3 {
+        let (s, v) = json_of(get("/late?select=id&id=eq.1", &acme).send().await.unwrap()).await;
+        assert_eq!((s, v), (200, serde_json::json!([{"id": 1}])));
+    }
+    assert_eq!(counter(p, MISSES).await - m0, 1, "built once");
+    assert_eq!(counter(p, HITS).await - h0, 2, "reused twice");
+
+    // the same URL, two tenants: each sees only its own rows
+    let url = "/data_points?select=id,tenant_id&order=id&limit=50";
+    let mut seen = Vec::new();
+    for t in ["acme", "globex"] {
+        let (s, v) = json_of(get(url, &member(t)).send().await.unwrap()).await;
+        assert_eq!(s, 200, "{v}");
+        let rows = v.as_array().unwrap().clone();
+        assert!(!rows.is_empty(), "{t}: no rows");
+        let tenants: std::collections::HashSet<String> = rows
+            .iter()
+            .map(|r| r["tenant_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(tenants.len(), 1, "{t}: rows of several tenants {tenants:?}");
+        let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        seen.push((tenants.into_iter().next().unwrap(), ids));
+    }
+    assert_ne!(seen[0].0, seen[1].0);
+    assert!(seen[0].1.iter().all(|id| !seen[1].1.contains(id)));
+
+    // the same query string, different Range headers: different pages
+    let page = |range: &'static str| {
+        get("/data_points?select=id&order=id", &acme)
+            .header("Range", range)
+            .send()
+    };
+    let a = page("0-1").await.unwrap();
+    assert_eq!(a.headers()["content-range"], "0-1/*");
+    let (_, a) = json_of(a).await;
+    let b = page("2-3").await.unwrap();
+    assert_eq!(b.headers()["content-range"], "2-3/*");
+    let (_, b) = json_of(b).await;
+    assert_eq!(a.as_array().unwrap().len(), 2);
+    assert_eq!(b.as_array().unwrap().len(), 2);
+    assert!(a[1]["id"].as_i64() < b[0]["id"].as_i64(), "{a} {b}");
+
+    // a reload: the embed's foreign key moves to another column; the
+    // statement built for the old one (still valid SQL, other rows) is not
+    // reused
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE esg.cache_u (id int PRIMARY KEY, name text);
+             CREATE TABLE esg.cache_t (id int PRIMARY KEY, a int REFERENCES esg.cache_u, b int);
+             INSERT INTO esg.cache_u VALUES (1, 'one'), (2, 'two');
+             INSERT INTO esg.cache_t VALUES (1, 1, 2);
+             GRANT SELECT ON esg.cache_u, esg.cache_t TO tenancy_member;
+             NOTIFY pgrst, 'reload schema'",
+        )
+        .await
+        .unwrap();
+    let embed = "/cache_t?select=id,cache_u(name)";
+    let name_of = |v: &Value| v[0]["cache_u"]["name"].as_str().map(str::to_string);
+    let mut first = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (s, v) = json_of(get(embed, &acme).send().await.unwrap()).await;
+        if s == 200 {
+            first = name_of(&v);
+            break;
+        }
+    }
+    assert_eq!(first.as_deref(), Some("one"), "through cache_t.a");
+    // cached now
+    let (_, v) = json_of(get(embed, &acme).send().await.unwrap()).await;
+    assert_eq!(name_of(&v).as_deref(), Some("one"));
+    admin
+        .batch_execute(
+            "ALTER TABLE esg.cache_t DROP CONSTRAINT cache_t_a_fkey,
+                 ADD FOREIGN KEY (b) REFERENCES esg.cache_u;
+             NOTIFY pgrst, 'reload schema'",
+        )
+        .await
+        .unwrap();
+    let mut now = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (s, v) = json_of(get(embed, &acme).send().await.unwrap()).await;
+        assert_eq!(s, 200, "{v}");
+        now = name_of(&v);
+        if now.as_deref() == Some("two") {
+            break;
+        }
+    }
+    assert_eq!(
+        now.as_deref(),
+        Some("two"),
+        "the statement built before the reload is still used"
+    );
 }
 
 /// Random and hostile query strings and headers: never a 5xx, never a hang,

@@ -106,6 +106,9 @@ pub struct Function {
 /// The schema cache.
 #[derive(Debug, Clone, Default)]
 pub struct Schema {
+    /// Which load of the catalog this is (a counter the loader sets):
+    /// statements built from one load are never reused with another.
+    pub generation: u64,
     pub tables: HashMap<(String, String), Table>,
     pub foreign_keys: Vec<ForeignKey>,
     pub functions: Vec<Function>,

@@ -29,8 +29,9 @@ pub struct Statement {
     pub count_query: Option<String>,
 }
 
-/// Settings that shape statements.
-#[derive(Debug, Clone, Default)]
+/// Settings that shape statements (hashable: with the query they are the
+/// key of a cached statement).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Options {
     /// `db-aggregates-enabled`.
     pub aggregates: bool,
