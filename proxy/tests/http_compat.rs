@@ -263,14 +263,7 @@ async fn one_bucket_per_tenant(db: &TestDb) {
     }
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 2, "{codes:?}");
-    let m = p
-        .get("/_tenancy/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = p.metrics_text().await;
     assert!(m.contains("tenant=\"initech\""), "{m}");
     assert!(!m.contains(&id), "metrics labelled by uuid: {m}");
     p.stop().await;

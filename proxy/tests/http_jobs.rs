@@ -535,14 +535,7 @@ async fn jobs_stay_off_the_pool_are_bounded_and_stop_with_the_proxy() {
         assert_eq!(wait_done(p, &a, &acme).await["status"], "cancelled");
         let c = start(p, "/rpc/nap", &acme, json!({"secs": 60})).await;
         // metrics count jobs by status
-        let m = p
-            .get("/_tenancy/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = p.metrics_text().await;
         assert!(m.contains("tenancy_proxy_jobs_started_total"), "{m}");
         assert!(
             m.lines()

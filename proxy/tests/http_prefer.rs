@@ -1071,14 +1071,7 @@ async fn anon_rate_limits(db: &TestDb) {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let text = p
-        .get("/_tenancy/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = p.metrics_text().await;
     assert!(
         text.contains("tenancy_proxy_rate_limited_total{tenant=\"none\"}"),
         "{text}"

@@ -454,14 +454,7 @@ async fn schema_reload(db: &TestDb, p: &Proxy) {
 
 /// A counter's value from `/_tenancy/metrics` (0 when not yet exported).
 async fn counter(p: &Proxy, name: &str) -> u64 {
-    let text = p
-        .get("/_tenancy/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = p.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0)

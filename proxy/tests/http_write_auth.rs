@@ -631,14 +631,7 @@ async fn rate_limits(db: &TestDb) {
 }
 
 async fn metrics(p: &Proxy) {
-    let text = p
-        .get("/_tenancy/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = p.metrics_text().await;
     assert!(
         text.contains("tenancy_proxy_requests_total{tenant=\"globex\""),
         "{text}"

@@ -181,6 +181,16 @@ impl Proxy {
     pub async fn stop(self) {
         self.running.stop().await;
     }
+    /// The Prometheus text of `/_tenancy/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.get("/_tenancy/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 pub fn now() -> i64 {
