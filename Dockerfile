@@ -48,6 +48,9 @@ FROM postgres:15-bookworm
 COPY --from=build /out/usr/share/postgresql/15/extension/ /usr/share/postgresql/15/extension/
 COPY --from=build /out/usr/lib/postgresql/15/lib/ /usr/lib/postgresql/15/lib/
 COPY --from=proxy /usr/local/bin/tenancy-proxy /usr/local/bin/tenancy-proxy
+# trusted roots for PGRST_DB_URI=...sslrootcert=system
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 # Inside a container the proxy must listen on every interface (its default is 127.0.0.1).
 ENV PGRST_SERVER_HOST=0.0.0.0 PGRST_SERVER_PORT=3000
 EXPOSE 5432 3000

@@ -26,12 +26,49 @@ full_page_writes = off
 log_min_messages = warning
 CONF
     fi
+    ensure_tls
     if as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+        [ "$TLS_CHANGED" = 1 ] && as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" reload >/dev/null
         return
     fi
     log "starting PostgreSQL 15 on $PGHOST:$PGPORT ($PGDATA_DIR)"
     as_cluster_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
         -o "-p $PGPORT -k /tmp" start >/dev/null || { tail -20 "$PGDATA_DIR/server.log" >&2; die "PostgreSQL did not start"; }
+}
+
+# TLS: a local CA and a server certificate it signs, for localhost and
+# 127.0.0.1, so clients (and the proxy's sslmode tests) can connect with
+# sslmode=require, verify-ca or verify-full; plain connections keep working.
+# The CA certificate is copied to .run/pg-ca.crt for sslrootcert=.
+# Idempotent; turning `ssl` on needs only a reload.
+TLS_CHANGED=0
+ensure_tls() {
+    local ca="$PGDATA_DIR/pg_tenancy_ca.crt"
+    if ! as_root test -s "$ca"; then
+        command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+        local tmp; tmp="$(mktemp -d)"
+        (
+            cd "$tmp"
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pg_tenancy local CA" \
+                -keyout ca.key -out ca.crt
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+            printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+                "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >ext.cnf
+            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+                -extfile ext.cnf -out server.crt
+        ) >/dev/null 2>&1 || die "openssl could not make the cluster's certificates"
+        as_root install -m 600 -o "$CLUSTER_USER" "$tmp/server.key" "$PGDATA_DIR/server.key"
+        as_root install -m 644 -o "$CLUSTER_USER" "$tmp/server.crt" "$PGDATA_DIR/server.crt"
+        as_root install -m 644 -o "$CLUSTER_USER" "$tmp/ca.crt" "$ca"
+        rm -rf "$tmp"
+        TLS_CHANGED=1
+    fi
+    if ! as_root grep -q "^ssl = on" "$PGDATA_DIR/postgresql.conf"; then
+        printf "ssl = on\n" | as_root tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null
+        TLS_CHANGED=1
+    fi
+    mkdir -p "$ROOT/.run"
+    as_root cat "$ca" >"$ROOT/.run/pg-ca.crt"
 }
 
 stop() {

@@ -6,6 +6,7 @@
 //! glue that reads catalog facts, calls into this crate and runs the result.
 
 pub mod audit;
+pub mod conninfo;
 pub mod fkgraph;
 pub mod ident;
 pub mod jobs;

@@ -29,7 +29,7 @@ use tenancy_core::jobs::{rfc3339, Job, Owner, Registry, Status};
 use tenancy_core::postgrest::error::sqlstate_status;
 use tenancy_core::postgrest::ApiError;
 use tokio::sync::oneshot;
-use tokio_postgres::{AsyncMessage, CancelToken, NoTls};
+use tokio_postgres::{AsyncMessage, CancelToken};
 
 /// Finished jobs kept at most (the oldest go first), whatever the TTL.
 const MAX_FINISHED: usize = 1000;
@@ -55,6 +55,8 @@ pub struct Data {
 /// Every job of this proxy.
 pub struct Jobs {
     reg: Mutex<Registry<Data>>,
+    /// For cancel requests, which use the connection's TLS settings.
+    tls: crate::pg::Tls,
 }
 
 fn now_ms() -> u64 {
@@ -96,13 +98,14 @@ fn not_found(id: &str) -> ApiError {
 }
 
 impl Jobs {
-    pub fn new(max_running: usize, ttl_secs: u64) -> Jobs {
+    pub fn new(max_running: usize, ttl_secs: u64, tls: crate::pg::Tls) -> Jobs {
         Jobs {
             reg: Mutex::new(Registry::new(
                 max_running,
                 ttl_secs.saturating_mul(1000),
                 MAX_FINISHED,
             )),
+            tls,
         }
     }
 
@@ -217,7 +220,7 @@ impl Jobs {
                     }
                 };
                 if let Some(t) = token {
-                    if let Err(e) = t.cancel_query(NoTls).await {
+                    if let Err(e) = t.cancel_query(jobs.tls.clone()).await {
                         tracing::warn!(job = %id, error = %e, "could not send a cancel request");
                     }
                 }
@@ -370,7 +373,10 @@ fn accepted(id: &str) -> Response {
 pub async fn exec(job: &Arc<JobRun>, e: Exec) -> Result<Outcome, ApiError> {
     let st = &job.state;
     let auth = e.identity.authenticated;
-    let (client, mut conn) = tokio_postgres::connect(&st.config.db_uri, NoTls)
+    let (client, mut conn) = st
+        .db
+        .config
+        .connect(st.db.tls.clone())
         .await
         .map_err(|err| db::db_error(&err, auth))?;
     let token = client.cancel_token();

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod jobs;
 pub mod limits;
 pub mod openapi;
+pub mod pg;
 pub mod schema_cache;
 pub mod statements;
 
@@ -31,6 +32,8 @@ pub use config::Config;
 /// Shared state of one proxy.
 pub struct AppState {
     pub config: Config,
+    /// `db-uri` parsed, with its TLS connector ([`pg`]).
+    pub db: pg::Target,
     pub schemas: Vec<String>,
     pub pool: Pool,
     pub schema: RwLock<Arc<Schema>>,
@@ -51,7 +54,7 @@ impl AppState {
 
     /// Re-read the schema cache.
     pub async fn reload_schema(&self) -> Result<(), String> {
-        let client = self.pool.get().await.map_err(|e| e.to_string())?;
+        let client = self.pool.get().await.map_err(|e| pg::error_chain(&e))?;
         let mut s = schema_cache::load(&client, &self.schemas)
             .await
             .map_err(|e| e.to_string())?;
@@ -69,14 +72,14 @@ impl AppState {
             return;
         };
         let res = async {
-            let (client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
+            let client = pg::connect(uri).await?;
             client
                 .query(
                     "SELECT id::text, slug, plan, nullif(settings->>'rate_limit_rps', '')::int FROM tenancy.tenants",
                     &[],
                 )
                 .await
+                .map_err(|e| e.to_string())
         }
         .await;
         match res {
@@ -118,10 +121,13 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// Build the state: pool, JWT key, limits. The schema cache loads in `start`.
 pub fn state(config: Config) -> Result<Arc<AppState>, String> {
-    let pg: tokio_postgres::Config = config.db_uri.parse().map_err(|e| format!("db-uri: {e}"))?;
+    let db = pg::target(&config.db_uri).map_err(|e| format!("db-uri: {e}"))?;
+    if let Some(admin) = &config.admin_db_uri {
+        pg::target(admin).map_err(|e| format!("admin-db-uri: {e}"))?;
+    }
     let mgr = Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
+        db.config.clone(),
+        db.tls.clone(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -140,11 +146,16 @@ pub fn state(config: Config) -> Result<Arc<AppState>, String> {
         config.jwt_cache_max_lifetime,
     )?;
     let limits = limits::Limits::new(config.default_rate_limit, config.plan_limits());
-    let jobs = Arc::new(jobs::Jobs::new(config.max_jobs, config.jobs_ttl_secs));
+    let jobs = Arc::new(jobs::Jobs::new(
+        config.max_jobs,
+        config.jobs_ttl_secs,
+        db.tls.clone(),
+    ));
     let metrics = metrics_handle();
     let statements = statements::Statements::new(config.statement_cache_bytes);
     Ok(Arc::new(AppState {
         schemas: config.schemas(),
+        db,
         config,
         pool,
         schema: RwLock::new(Arc::new(Schema::default())),
@@ -299,20 +310,22 @@ fn cors() -> tower_http::cors::CorsLayer {
 }
 
 /// Listen for `NOTIFY pgrst, 'reload schema'` and SIGUSR1; reload the cache.
-fn spawn_reloaders(state: Arc<AppState>) {
+/// The tasks' handles: [`Running::stop`] ends them.
+fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
     let st = state.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         loop {
             if let Err(e) = listen_once(&st).await {
                 tracing::warn!(error = %e, "schema listener lost; retrying");
             }
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
-    });
+    }));
     #[cfg(unix)]
     {
         let st = state.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut s) = signal(SignalKind::user_defined1()) else {
                 return;
@@ -321,30 +334,34 @@ fn spawn_reloaders(state: Arc<AppState>) {
                 let _ = st.reload_schema().await;
                 st.reload_limits().await;
             }
-        });
+        }));
     }
     // Histograms keep raw samples until drained: drain them periodically so
     // memory stays flat when nobody scrapes /metrics.
     let st = state.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             st.metrics.run_upkeep();
         }
-    });
+    }));
     let st = state;
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         let every = std::time::Duration::from_secs(st.config.limits_refresh_secs.max(1));
         loop {
             st.reload_limits().await;
             tokio::time::sleep(every).await;
         }
-    });
+    }));
+    tasks
 }
 
 async fn listen_once(state: &Arc<AppState>) -> Result<(), String> {
     use futures_util::StreamExt;
-    let (client, mut conn) = tokio_postgres::connect(&state.config.db_uri, tokio_postgres::NoTls)
+    let (client, mut conn) = state
+        .db
+        .config
+        .connect(state.db.tls.clone())
         .await
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -380,6 +397,8 @@ pub struct Running {
     pub state: Arc<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     join: tokio::task::JoinHandle<()>,
+    /// Schema and plan reloaders, metrics upkeep.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -400,6 +419,12 @@ impl Running {
         {
             self.join.abort();
         }
+        // nothing keeps a connection open after stop: the listener's and
+        // the pool's (idle ones close now, busy ones when returned)
+        for t in &self.background {
+            t.abort();
+        }
+        self.state.pool.close();
     }
 }
 
@@ -408,7 +433,7 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
     let state = state(config)?;
     state.reload_schema().await?;
     state.reload_limits().await;
-    spawn_reloaders(state.clone());
+    let background = spawn_reloaders(state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -427,5 +452,6 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
         state,
         shutdown: Some(tx),
         join,
+        background,
     })
 }

@@ -350,3 +350,109 @@ async fn rpc_range(p: &Proxy) {
     .await;
     assert_eq!((s, v), (200, Value::Array(all[1..3].to_vec())));
 }
+
+/// `PGRST_DB_URI` with libpq's TLS settings (proxy/src/pg.rs) against the
+/// local cluster, which `scripts/cluster.sh` runs with a self-signed
+/// certificate for localhost / 127.0.0.1 (copied to `.run/pg-ca.crt`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres() {
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../.run/pg-ca.crt");
+    assert!(
+        std::path::Path::new(ca).exists(),
+        "{ca} is missing: start the cluster with scripts/cluster.sh (it enables TLS)"
+    );
+    let db = TestDb::create("tls").await;
+    let result = async {
+        let admin = db.admin().await;
+        let base = db.config().db_uri;
+        // whether every backend of a proxy (by application_name) is on TLS,
+        // and how many there are
+        let ssl_of = |app: String| {
+            let admin = &admin;
+            async move {
+                let row = admin
+                    .query_one(
+                        "SELECT coalesce(bool_and(s.ssl), false), count(*) FROM pg_stat_ssl s \
+                         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                        &[&app],
+                    )
+                    .await
+                    .unwrap();
+                (row.get::<_, bool>(0), row.get::<_, i64>(1))
+            }
+        };
+        let cases = [
+            ("sslmode=require".to_string(), true),
+            (format!("sslmode=verify-full&sslrootcert={ca}"), true),
+            (format!("sslmode=verify-ca&sslrootcert={ca}"), true),
+            // a root certificate turns require into verify-ca
+            (format!("sslmode=require&sslrootcert={ca}"), true),
+            ("sslmode=disable".to_string(), false),
+            // libpq's default, prefer: TLS when the server offers it
+            (String::new(), true),
+        ];
+        for (i, (query, tls)) in cases.into_iter().enumerate() {
+            let app = format!("tls_case_{i}_{}", std::process::id());
+            let mut c = db.config();
+            c.db_uri = format!("{base}?application_name={app}&{query}");
+            let p = db.proxy(c).await;
+            let r = p
+                .get("/data_points?select=id&limit=1")
+                .bearer_auth(member("acme"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{query}");
+            // the pool's connection and the NOTIFY listener (which connects
+            // in the background)
+            let (mut on, mut n) = ssl_of(app.clone()).await;
+            for _ in 0..100 {
+                if n >= 2 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                (on, n) = ssl_of(app.clone()).await;
+            }
+            assert!(n >= 2, "{query}: {n} backends");
+            assert_eq!(on, tls, "{query}: TLS on every backend");
+            p.stop().await;
+            // a stopped proxy keeps no connection open
+            let mut left = n;
+            for _ in 0..50 {
+                left = ssl_of(app.clone()).await.1;
+                if left == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(left, 0, "{query}: connections left after stop");
+        }
+        // refused: an untrusted certificate (the system store does not hold
+        // the cluster's self-signed one), a missing root file, a bad mode
+        for (query, expect) in [
+            ("sslmode=verify-full&sslrootcert=system", "certificate"),
+            (
+                "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+                "/nonexistent/ca.pem",
+            ),
+            ("sslmode=sometimes", "invalid sslmode"),
+        ] {
+            let mut c = db.config();
+            c.db_uri = format!("{base}?{query}");
+            let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let e = match tenancy_proxy::start(c, addr).await {
+                Ok(r) => {
+                    r.stop().await;
+                    panic!("{query}: started");
+                }
+                Err(e) => e,
+            };
+            assert!(e.contains(expect), "{query}: {e}");
+        }
+    };
+    let outcome = guarded(result).await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
