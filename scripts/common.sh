@@ -7,6 +7,10 @@ PG_BIN=/usr/lib/postgresql/15/bin
 PG_CONFIG=/usr/bin/pg_config
 export PGPORT="${PGPORT:-28815}"
 export PGHOST="${PGHOST:-127.0.0.1}"
+# The local cluster offers TLS (scripts/cluster.sh); psql, pgbench and
+# pg_prove talk to it over loopback in plain text, as before, so timings stay
+# comparable. Set PGSSLMODE to use TLS.
+export PGSSLMODE="${PGSSLMODE:-disable}"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
