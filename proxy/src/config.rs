@@ -50,6 +50,12 @@ pub struct Config {
     pub server_host: String,
     #[arg(long, env = "PGRST_SERVER_PORT", default_value_t = 3000)]
     pub server_port: u16,
+    /// Origins allowed to make CORS requests, comma-separated
+    /// (`http://a.example, https://b.example`); unset or empty: any origin.
+    /// A request from another origin is served without CORS headers (the
+    /// browser then refuses the response), as PostgREST does.
+    #[arg(long, env = "PGRST_SERVER_CORS_ALLOWED_ORIGINS")]
+    pub server_cors_allowed_origins: Option<String>,
     #[arg(long, env = "PGRST_DB_MAX_ROWS")]
     pub db_max_rows: Option<u64>,
     #[arg(long, env = "PGRST_DB_AGGREGATES_ENABLED", default_value = "false", action = ArgAction::Set)]
@@ -107,6 +113,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// `server-cors-allowed-origins` as a list (empty: any origin).
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.server_cors_allowed_origins
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     pub fn schemas(&self) -> Vec<String> {
         self.db_schemas
             .split(',')

@@ -538,10 +538,14 @@ fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
     if let Ok(v) = HeaderValue::from_str(&allow) {
         r.headers_mut().insert(header::ALLOW, v);
     }
-    r.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    // PostgREST's `*` here; not when `server-cors-allowed-origins` limits
+    // the origins (a refused origin's preflight lands here)
+    if ctx.st.config.cors_origins().is_empty() {
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
     Ok(r)
 }
 

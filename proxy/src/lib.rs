@@ -122,6 +122,13 @@ fn metrics_handle() -> PrometheusHandle {
 /// Build the state: pool, JWT key, limits. The schema cache loads in `start`.
 pub fn state(config: Config) -> Result<Arc<AppState>, String> {
     let db = pg::target(&config.db_uri).map_err(|e| format!("db-uri: {e}"))?;
+    if let Some(o) = config
+        .cors_origins()
+        .into_iter()
+        .find(|o| axum::http::HeaderValue::from_str(o).is_err())
+    {
+        return Err(format!("server-cors-allowed-origins: invalid origin {o:?}"));
+    }
     if let Some(admin) = &config.admin_db_uri {
         pg::target(admin).map_err(|e| format!("admin-db-uri: {e}"))?;
     }
@@ -180,6 +187,8 @@ pub struct App {
     state: Arc<AppState>,
     ops: Router,
     cors: Arc<tower_http::cors::CorsLayer>,
+    /// `server-cors-allowed-origins` (empty: any origin).
+    origins: Arc<[axum::http::HeaderValue]>,
 }
 
 type AppFuture = std::pin::Pin<
@@ -200,10 +209,17 @@ impl App {
             )
             .fallback(api)
             .with_state(state.clone());
+        let origins: Arc<[axum::http::HeaderValue]> = state
+            .config
+            .cors_origins()
+            .iter()
+            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+            .collect();
         App {
             state,
             ops,
-            cors: Arc::new(cors()),
+            cors: Arc::new(cors(&origins)),
+            origins,
         }
     }
 
@@ -233,7 +249,13 @@ impl tower::Service<axum::extract::Request> for App {
     fn call(&mut self, req: axum::extract::Request) -> AppFuture {
         use axum::http::{header, HeaderValue, Method};
         let h = req.headers();
-        let cors = h.contains_key(header::ORIGIN)
+        // an origin that is not allowed gets no CORS headers at all (wai-cors
+        // with corsIgnoreFailures, as PostgREST configures it)
+        let allowed = match h.get(header::ORIGIN) {
+            None => false,
+            Some(o) => self.origins.is_empty() || self.origins.contains(o),
+        };
+        let cors = allowed
             && (req.method() != Method::OPTIONS
                 || h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
         if cors {
@@ -273,14 +295,22 @@ pub fn service(
     })
 }
 
-/// CORS as PostgREST answers it: any origin, the request's headers allowed,
-/// PostgREST's exposed headers, preflights cached for a day. Browsers can
-/// call the API directly (e.g. supabase-js in a web page).
-fn cors() -> tower_http::cors::CorsLayer {
+/// CORS as PostgREST answers it: any origin (or those of
+/// `server-cors-allowed-origins`, then with credentials allowed), the
+/// request's headers allowed, PostgREST's exposed headers, preflights cached
+/// for a day. Browsers can call the API directly (e.g. supabase-js in a web
+/// page).
+fn cors(origins: &[axum::http::HeaderValue]) -> tower_http::cors::CorsLayer {
     use axum::http::{HeaderName, Method};
-    use tower_http::cors::{AllowHeaders, Any, CorsLayer};
-    CorsLayer::new()
-        .allow_origin(Any)
+    use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
+    let layer = if origins.is_empty() {
+        CorsLayer::new().allow_origin(Any)
+    } else {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_credentials(true)
+    };
+    layer
         .allow_methods([
             Method::GET,
             Method::POST,

@@ -456,3 +456,112 @@ async fn tls_to_postgres() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// `server-cors-allowed-origins` (PGRST_SERVER_CORS_ALLOWED_ORIGINS): only
+/// the listed origins get CORS headers, with credentials allowed; any other
+/// origin is served without them (the browser then blocks the response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allowed_origins() {
+    let db = TestDb::create("corsorigins").await;
+    let mut c = db.config();
+    c.server_cors_allowed_origins = Some(" https://a.example , https://b.example".into());
+    let p = db.proxy(c).await;
+    let result = async {
+        let acme = member("acme");
+        for origin in ["https://a.example", "https://b.example"] {
+            let r = p
+                .get("/data_points?select=id&limit=1")
+                .bearer_auth(&acme)
+                .header("Origin", origin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(
+                header(&r, "access-control-allow-origin").as_deref(),
+                Some(origin)
+            );
+            assert_eq!(
+                header(&r, "access-control-allow-credentials").as_deref(),
+                Some("true")
+            );
+            let pre = p
+                .http
+                .request(reqwest::Method::OPTIONS, format!("{}/data_points", p.base))
+                .header("Origin", origin)
+                .header("Access-Control-Request-Method", "POST")
+                .header(
+                    "Access-Control-Request-Headers",
+                    "authorization, content-type",
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(pre.status(), 200);
+            assert_eq!(
+                header(&pre, "access-control-allow-origin").as_deref(),
+                Some(origin)
+            );
+            assert!(header(&pre, "access-control-allow-methods")
+                .unwrap()
+                .contains("POST"));
+        }
+        // another origin (also one that differs only by scheme or port)
+        for origin in [
+            "https://evil.example",
+            "http://a.example",
+            "https://a.example:8443",
+        ] {
+            let r = p
+                .get("/data_points?select=id&limit=1")
+                .bearer_auth(&acme)
+                .header("Origin", origin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "served, without CORS headers");
+            for h in [
+                "access-control-allow-origin",
+                "access-control-allow-credentials",
+                "access-control-expose-headers",
+            ] {
+                assert_eq!(header(&r, h), None, "{origin}: {h}");
+            }
+            let pre = p
+                .http
+                .request(reqwest::Method::OPTIONS, format!("{}/data_points", p.base))
+                .header("Origin", origin)
+                .header("Access-Control-Request-Method", "DELETE")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                header(&pre, "access-control-allow-origin"),
+                None,
+                "{origin}"
+            );
+            assert_eq!(
+                header(&pre, "access-control-allow-methods"),
+                None,
+                "{origin}"
+            );
+        }
+        // a value that cannot be an origin stops the proxy at start
+        let mut bad = db.config();
+        bad.server_cors_allowed_origins = Some("https://ok.example, bad\norigin".into());
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        match tenancy_proxy::start(bad, addr).await {
+            Ok(r) => {
+                r.stop().await;
+                panic!("started with an invalid origin");
+            }
+            Err(e) => assert!(e.contains("invalid origin"), "{e}"),
+        }
+    };
+    let outcome = guarded(result).await;
+    p.stop().await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
