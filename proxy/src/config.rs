@@ -110,6 +110,12 @@ pub struct Config {
     /// PostgreSQL avoids cross-thread wake-ups).
     #[arg(long, env = "TENANCY_PROXY_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// PostgREST's `app.settings.*`: set (transaction-local) on every
+    /// request's transaction, for SQL to read with `current_setting`. From
+    /// the config file (`app.settings.jwt_exp = "3600"`) and the environment
+    /// (`PGRST_APP_SETTINGS_JWT_EXP=3600`, which wins).
+    #[arg(skip)]
+    pub app_settings: Vec<(String, String)>,
 }
 
 impl Config {
@@ -157,7 +163,7 @@ impl Config {
     pub fn load() -> Result<Config, String> {
         let first = Config::parse();
         let Some(path) = &first.config_file else {
-            return Ok(first);
+            return Ok(first.with_app_settings(Vec::new(), std::env::vars()));
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {path}: {e}"))?;
@@ -170,7 +176,12 @@ impl Config {
                 })
                 .collect();
         let mut args: Vec<String> = std::env::args().collect();
+        let mut app = Vec::new();
         for (k, v) in parse_config_file(&text) {
+            if k.starts_with(APP_SETTINGS) {
+                app.push((k, v));
+                continue;
+            }
             let Some(env) = known.get(&k) else {
                 eprintln!("tenancy-proxy: {path}: ignoring unsupported setting {k}");
                 continue;
@@ -184,9 +195,34 @@ impl Config {
                 args.push(format!("{flag}={v}"));
             }
         }
-        Config::try_parse_from(args).map_err(|e| e.to_string())
+        Config::try_parse_from(args)
+            .map_err(|e| e.to_string())
+            .map(|c| c.with_app_settings(app, std::env::vars()))
+    }
+
+    /// `app.settings.*` from the config file's pairs and the environment's
+    /// `PGRST_APP_SETTINGS_<NAME>` (lower-cased, as PostgREST does); the
+    /// environment wins; sorted by name.
+    pub fn with_app_settings(
+        mut self,
+        file: Vec<(String, String)>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Config {
+        let mut all: std::collections::BTreeMap<String, String> = file.into_iter().collect();
+        for (k, v) in env {
+            if let Some(name) = k
+                .strip_prefix("PGRST_APP_SETTINGS_")
+                .filter(|n| !n.is_empty())
+            {
+                all.insert(format!("{APP_SETTINGS}{}", name.to_lowercase()), v);
+            }
+        }
+        self.app_settings = all.into_iter().collect();
+        self
     }
 }
+
+const APP_SETTINGS: &str = "app.settings.";
 
 /// `key = "value"` / `key = 123` lines; `#` comments.
 pub fn parse_config_file(text: &str) -> Vec<(String, String)> {
@@ -219,6 +255,34 @@ mod tests {
             vec![
                 ("db-uri".into(), "postgres://x".into()),
                 ("db-max-rows".into(), "10".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn app_settings_from_file_and_env() {
+        let c = Config::for_uri("postgres://x", "a").with_app_settings(
+            vec![
+                ("app.settings.jwt_exp".into(), "60".into()),
+                ("app.settings.name".into(), "file".into()),
+            ],
+            [
+                ("PGRST_APP_SETTINGS_NAME".to_string(), "env".to_string()),
+                (
+                    "PGRST_APP_SETTINGS_API_URL".to_string(),
+                    "https://x".to_string(),
+                ),
+                ("PGRST_APP_SETTINGS_".to_string(), "ignored".to_string()),
+                ("PGRST_DB_URI".to_string(), "ignored".to_string()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            c.app_settings,
+            vec![
+                ("app.settings.api_url".to_string(), "https://x".to_string()),
+                ("app.settings.jwt_exp".to_string(), "60".to_string()),
+                ("app.settings.name".to_string(), "env".to_string()),
             ]
         );
     }

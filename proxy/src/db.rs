@@ -234,7 +234,8 @@ async fn run_on(
         .join(", ");
     let tenant = e.identity.tenant.as_deref().unwrap_or_default();
     let setup = client.prepare_cached(SETUP).await.map_err(fail(false))?;
-    let set_extra = match e.settings.is_empty() {
+    let app_settings = &state.config.app_settings;
+    let set_extra = match e.settings.is_empty() && app_settings.is_empty() {
         true => None,
         false => Some(
             client
@@ -263,9 +264,10 @@ async fn run_on(
         &tenant,
         &e.cookies_json,
     ];
-    let extra: Vec<[&(dyn ToSql + Sync); 2]> = e
-        .settings
+    // `app.settings.*` first, then the request's own (`Prefer: timezone`)
+    let extra: Vec<[&(dyn ToSql + Sync); 2]> = app_settings
         .iter()
+        .chain(e.settings.iter())
         .map(|(k, v)| [k as &(dyn ToSql + Sync), v as &(dyn ToSql + Sync)])
         .collect();
     // round trip 1: BEGIN; settings; pre-request

@@ -565,3 +565,57 @@ async fn cors_allowed_origins() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// PostgREST's `app.settings.*`: every request's transaction has them, for
+/// SQL to read with `current_setting`; a proxy without them sets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_settings() {
+    let db = TestDb::create("appsettings").await;
+    db.admin()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION esg.app_setting(name text) RETURNS text LANGUAGE sql STABLE
+               AS $$ SELECT current_setting('app.settings.' || name, true) $$;
+             GRANT EXECUTE ON FUNCTION esg.app_setting(text) TO tenancy_member;",
+        )
+        .await
+        .unwrap();
+    let mut c = db.config();
+    c.app_settings = vec![
+        ("app.settings.greeting".into(), "it's \"hello\"; --".into()),
+        ("app.settings.jwt_exp".into(), "3600".into()),
+    ];
+    let p = db.proxy(c).await;
+    let plain = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let read = |p: &Proxy, name: &str| {
+            p.get(&format!("/rpc/app_setting?name={name}"))
+                .bearer_auth(acme.clone())
+                .send()
+        };
+        let (s, v) = json_of(read(&p, "greeting").await.unwrap()).await;
+        assert_eq!((s, v), (200, Value::String("it's \"hello\"; --".into())));
+        let (s, v) = json_of(read(&p, "jwt_exp").await.unwrap()).await;
+        assert_eq!((s, v), (200, Value::String("3600".into())));
+        // also through POST (a write transaction) and with Prefer: timezone
+        let r = p
+            .post("/rpc/app_setting")
+            .bearer_auth(&acme)
+            .header("Prefer", "timezone=UTC")
+            .json(&serde_json::json!({"name": "jwt_exp"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json_of(r).await, (200, Value::String("3600".into())));
+        let (s, v) = json_of(read(&plain, "greeting").await.unwrap()).await;
+        assert_eq!((s, v), (200, Value::Null));
+    };
+    let outcome = guarded(result).await;
+    p.stop().await;
+    plain.stop().await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
