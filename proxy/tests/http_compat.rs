@@ -439,22 +439,11 @@ async fn tls_to_postgres() {
         ] {
             let mut c = db.config();
             c.db_uri = format!("{base}?{query}");
-            let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-            let e = match tenancy_proxy::start(c, addr).await {
-                Ok(r) => {
-                    r.stop().await;
-                    panic!("{query}: started");
-                }
-                Err(e) => e,
-            };
+            let e = start_error(c).await;
             assert!(e.contains(expect), "{query}: {e}");
         }
     };
-    let outcome = guarded(result).await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e);
-    }
+    finish(guarded(result).await, &db, vec![]).await;
 }
 
 /// `server-cors-allowed-origins` (PGRST_SERVER_CORS_ALLOWED_ORIGINS): only
@@ -549,21 +538,10 @@ async fn cors_allowed_origins() {
         // a value that cannot be an origin stops the proxy at start
         let mut bad = db.config();
         bad.server_cors_allowed_origins = Some("https://ok.example, bad\norigin".into());
-        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-        match tenancy_proxy::start(bad, addr).await {
-            Ok(r) => {
-                r.stop().await;
-                panic!("started with an invalid origin");
-            }
-            Err(e) => assert!(e.contains("invalid origin"), "{e}"),
-        }
+        let e = start_error(bad).await;
+        assert!(e.contains("invalid origin"), "{e}");
     };
-    let outcome = guarded(result).await;
-    p.stop().await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e);
-    }
+    finish(guarded(result).await, &db, vec![p]).await;
 }
 
 /// PostgREST's `app.settings.*`: every request's transaction has them, for
@@ -611,11 +589,5 @@ async fn app_settings() {
         let (s, v) = json_of(read(&plain, "greeting").await.unwrap()).await;
         assert_eq!((s, v), (200, Value::Null));
     };
-    let outcome = guarded(result).await;
-    p.stop().await;
-    plain.stop().await;
-    db.drop().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e);
-    }
+    finish(guarded(result).await, &db, vec![p, plain]).await;
 }

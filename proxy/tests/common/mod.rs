@@ -220,6 +220,30 @@ pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
     (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
 }
 
+/// After a [`guarded`] run: stop the proxies, drop the database, then
+/// re-raise the run's panic, if any.
+pub async fn finish(outcome: std::thread::Result<()>, db: &TestDb, proxies: Vec<Proxy>) {
+    for p in proxies {
+        p.stop().await;
+    }
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// The error `tenancy_proxy::start` refuses `config` with (panics if it starts).
+pub async fn start_error(config: Config) -> String {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    match tenancy_proxy::start(config, addr).await {
+        Ok(r) => {
+            r.stop().await;
+            panic!("the proxy started");
+        }
+        Err(e) => e,
+    }
+}
+
 /// Run `f`, catching a panic so the caller can clean up before re-raising.
 pub async fn guarded<F: std::future::Future<Output = ()>>(f: F) -> std::thread::Result<()> {
     use futures_util::FutureExt;
