@@ -24,9 +24,13 @@ pub struct Config {
     pub db_schemas: String,
     #[arg(long, env = "PGRST_DB_ANON_ROLE")]
     pub db_anon_role: Option<String>,
-    /// HS256 secret, at least 32 characters.
+    /// An HS256 secret (at least 32 characters), a JSON Web Key, or a JWK
+    /// set (`{"keys": [...]}`); `@path` reads it from a file.
     #[arg(long, env = "PGRST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// The secret is base64 (URL-safe characters accepted).
+    #[arg(long, env = "PGRST_JWT_SECRET_IS_BASE64", default_value = "false", action = ArgAction::Set)]
+    pub jwt_secret_is_base64: bool,
     /// The audience a token must name in `aud` (when it has one).
     #[arg(long, env = "PGRST_JWT_AUD")]
     pub jwt_aud: Option<String>,
@@ -177,7 +181,9 @@ impl Config {
                 .collect();
         let mut args: Vec<String> = std::env::args().collect();
         let mut app = Vec::new();
-        for (k, v) in parse_config_file(&text) {
+        for (k, v) in parse_config_file(&text, |n| std::env::var(n).ok())
+            .map_err(|e| format!("config file {path}: {e}"))?
+        {
             if k.starts_with(APP_SETTINGS) {
                 app.push((k, v));
                 continue;
@@ -224,23 +230,127 @@ impl Config {
 
 const APP_SETTINGS: &str = "app.settings.";
 
-/// `key = "value"` / `key = 123` lines; `#` comments.
-pub fn parse_config_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            if l.starts_with('#') || l.is_empty() {
-                return None;
+/// PostgREST's config file (configurator-pg syntax, one `key = value` per
+/// line): `#` comments, also after a value; double-quoted strings with the
+/// escapes `\"` `\\` `\n` `\t` `\r` `\uXXXX`, in which `$(NAME)` is the
+/// environment variable NAME and `$$` a `$`; `on`/`off` for `true`/`false`;
+/// numbers and other bare words as written.
+/// `env` looks a variable up (tests pass their own).
+pub fn parse_config_file(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = |e: String| format!("line {}: {e}", n + 1);
+        let l = line.trim();
+        if l.starts_with('#') || l.is_empty() {
+            continue;
+        }
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| at("expected `key = value`".into()))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(at("a setting without a name".into()));
+        }
+        let value = if let Some(body) = v.strip_prefix('"') {
+            let (raw, rest) = quoted(body).ok_or_else(|| at("unterminated string".into()))?;
+            let rest = rest.trim_start();
+            if !(rest.is_empty() || rest.starts_with('#')) {
+                return Err(at(format!("unexpected {rest:?} after the string")));
             }
-            let (k, v) = l.split_once('=')?;
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            Some((k.trim().to_string(), v.to_string()))
-        })
-        .collect()
+            interpolate(&unescape(raw).map_err(at)?, &env).map_err(at)?
+        } else {
+            let bare = v.split('#').next().unwrap_or("").trim();
+            match bare {
+                "on" | "true" => "true".to_string(),
+                "off" | "false" => "false".to_string(),
+                "" => return Err(at(format!("{k}: no value"))),
+                // PostgREST wants strings quoted; a bare word is taken as is
+                b => b.to_string(),
+            }
+        };
+        out.push((k.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// The string body up to its closing quote (escapes kept), and what follows.
+fn quoted(body: &str) -> Option<(&str, &str)> {
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some((&body[..i], &body[i + 1..])),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn unescape(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('"') => out.push('"'),
+            Some('\\') => out.push('\\'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let ch = u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 4)
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| format!("bad escape \\u{hex}"))?;
+                out.push(ch);
+            }
+            other => {
+                return Err(format!(
+                    "bad escape \\{} (use \\\\ for a backslash)",
+                    other.map(String::from).unwrap_or_default()
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `$(NAME)` → the environment variable, `$$` → `$`; an unset variable or
+/// a lone `$` is an error, as in PostgREST.
+fn interpolate(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('(') {
+            let end = r
+                .find(')')
+                .filter(|&e| e > 0)
+                .ok_or("`$(` without a name and `)` (write `$$` for a `$`)")?;
+            let name = &r[..end];
+            out.push_str(
+                &env(name).ok_or_else(|| format!("$({name}): no such environment variable"))?,
+            );
+            rest = &r[end + 1..];
+        } else {
+            return Err("a lone `$` (write `$$` for a `$`, `$(NAME)` for a variable)".into());
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -249,14 +359,41 @@ mod tests {
 
     #[test]
     fn config_file_lines() {
-        let kv = parse_config_file("# c\ndb-uri = \"postgres://x\"\ndb-max-rows = 10\n");
+        let env = |n: &str| (n == "SECRET").then(|| "s3cr$t".to_string());
+        let kv = parse_config_file(
+            concat!(
+                "# c\ndb-uri = \"postgres://x\"\ndb-max-rows = 10 # rows\n",
+                "jwt-secret = \"{ \\\"alg\\\":\\\"RS256\\\" } # comment\"\n",
+                "db-aggregates-enabled = on\n",
+                "app.settings.key = \"$(SECRET)-$$-\\u00e9\\t\\\\\" # trailing\n",
+            ),
+            env,
+        )
+        .unwrap();
         assert_eq!(
             kv,
             vec![
                 ("db-uri".into(), "postgres://x".into()),
-                ("db-max-rows".into(), "10".into())
+                ("db-max-rows".into(), "10".into()),
+                ("jwt-secret".into(), r#"{ "alg":"RS256" } # comment"#.into()),
+                ("db-aggregates-enabled".into(), "true".into()),
+                ("app.settings.key".into(), "s3cr$t-$-\u{e9}\t\\".into()),
             ]
         );
+        for bad in [
+            "a = \"open",
+            "a = \"x\" y",
+            "a = ",
+            "a = \"$(NOPE)\"",
+            "a = \"$x\"",
+            "a = \"$()\"",
+            "a = \"\\q\"",
+            "no equals sign",
+            " = 1",
+        ] {
+            let e = parse_config_file(bad, env).unwrap_err();
+            assert!(e.starts_with("line 1: "), "{bad}: {e}");
+        }
     }
 
     #[test]

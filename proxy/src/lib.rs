@@ -120,7 +120,14 @@ fn metrics_handle() -> PrometheusHandle {
 }
 
 /// Build the state: pool, JWT key, limits. The schema cache loads in `start`.
-pub fn state(config: Config) -> Result<Arc<AppState>, String> {
+pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
+    // `db-uri = "@path"`: the connection string is in that file (PostgREST)
+    if let Some(path) = config.db_uri.strip_prefix('@') {
+        config.db_uri = std::fs::read_to_string(path)
+            .map_err(|e| format!("db-uri: cannot read {path}: {e}"))?
+            .trim()
+            .to_string();
+    }
     let db = pg::target(&config.db_uri).map_err(|e| format!("db-uri: {e}"))?;
     if let Some(o) = config
         .cors_origins()
@@ -147,11 +154,15 @@ pub fn state(config: Config) -> Result<Arc<AppState>, String> {
         .map_err(|e| e.to_string())?;
     let jwt = auth::Jwt::new(
         config.jwt_secret.as_deref(),
+        config.jwt_secret_is_base64,
         config.jwt_aud.as_deref(),
         &config.jwt_role_claim_key,
         config.db_anon_role.as_deref(),
         config.jwt_cache_max_lifetime,
     )?;
+    for k in jwt.skipped_keys() {
+        tracing::warn!("jwt-secret: {k}: not used");
+    }
     let limits = limits::Limits::new(config.default_rate_limit, config.plan_limits());
     let jobs = Arc::new(jobs::Jobs::new(
         config.max_jobs,

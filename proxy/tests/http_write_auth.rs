@@ -13,6 +13,7 @@ async fn writes_rpc_auth_isolation() {
         rpc(&p).await;
         jwt_cases(&p).await;
         jwt_options(&db).await;
+        jwt_keys(&db).await;
         isolation(&p).await;
         pooled_isolation(&db).await;
         rate_limits(&db).await;
@@ -511,6 +512,205 @@ async fn jwt_options(db: &TestDb) {
         "{v}"
     );
     p.stop().await;
+}
+
+/// `jwt-secret` as a JWK set from `@file` (RS256, ES256, EdDSA picked by
+/// `alg` and `kid`), attacks on it, a base64 secret and `db-uri = @file`.
+async fn jwt_keys(db: &TestDb) {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+    let pem = |f: &str| std::fs::read(format!("{fixtures}/{f}")).unwrap();
+    let sign = |alg: jsonwebtoken::Algorithm,
+                kid: Option<&str>,
+                key: jsonwebtoken::EncodingKey,
+                claims: Value| {
+        let mut h = jsonwebtoken::Header::new(alg);
+        h.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(&h, &claims, &key).unwrap()
+    };
+    use jsonwebtoken::{Algorithm as A, EncodingKey as K};
+    let rsa = || K::from_rsa_pem(&pem("rsa.pem")).unwrap();
+    let ec = || K::from_ec_pem(&pem("ec.pem")).unwrap();
+    let ed = || K::from_ed_pem(&pem("ed.pem")).unwrap();
+    let claims =
+        |tenant: &str| json!({"role": "tenancy_member", "tenant_id": tenant, "exp": now() + 600});
+
+    let mut c = db.config();
+    c.jwt_secret = Some(format!("@{fixtures}/jwks.json"));
+    c.jwt_cache_max_lifetime = 0;
+    let p = db.proxy(c).await;
+    let acme = tenant_of(&p, &sign(A::RS256, Some("rsa-1"), rsa(), claims("acme"))).await;
+    let globex = tenant_of(&p, &sign(A::ES256, Some("ec-1"), ec(), claims("globex"))).await;
+    let initech = tenant_of(&p, &sign(A::EdDSA, None, ed(), claims("initech"))).await;
+    assert_eq!((acme.len(), globex.len(), initech.len()), (1, 1, 1));
+    assert!(acme != globex && globex != initech && acme != initech);
+
+    let jwks = String::from_utf8(pem("jwks.json")).unwrap();
+    let set: Value = serde_json::from_str(&jwks).unwrap();
+    let n = set["keys"][0]["n"].as_str().unwrap().to_string();
+    let b64 = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims("acme"))
+    );
+    let attacks: Vec<(&str, String, &str)> = vec![
+        // algorithm confusion: HS256 keyed with the public key's material
+        (
+            "HS256 with the RSA modulus",
+            sign(
+                A::HS256,
+                Some("rsa-1"),
+                K::from_secret(n.as_bytes()),
+                claims("acme"),
+            ),
+            "JWSError JWSInvalidAlgorithm",
+        ),
+        (
+            "HS256 with the JWKS text",
+            sign(
+                A::HS256,
+                None,
+                K::from_secret(jwks.as_bytes()),
+                claims("acme"),
+            ),
+            "JWSError JWSInvalidAlgorithm",
+        ),
+        (
+            "HS256 with the test secret",
+            jwt(claims("acme")),
+            "JWSError JWSInvalidAlgorithm",
+        ),
+        ("alg none", unsigned.clone(), "JWSError JWSInvalidToken"),
+        (
+            "alg none, signature kept",
+            format!(
+                "{unsigned}{}",
+                sign(A::RS256, None, rsa(), claims("acme"))
+                    .rsplit('.')
+                    .next()
+                    .unwrap()
+            ),
+            "JWSError JWSInvalidToken",
+        ),
+        (
+            "unknown kid",
+            sign(A::RS256, Some("rsa-2"), rsa(), claims("acme")),
+            "No suitable key or wrong key type",
+        ),
+        (
+            "kid of another key type",
+            sign(A::RS256, Some("ec-1"), rsa(), claims("acme")),
+            "No suitable key or wrong key type",
+        ),
+        (
+            "a key outside the set",
+            sign(
+                A::ES256,
+                Some("ec-1"),
+                K::from_ec_pem(&pem("ec-other.pem")).unwrap(),
+                claims("acme"),
+            ),
+            "JWSError JWSInvalidSignature",
+        ),
+        (
+            "PS256 with the RS256-only key",
+            sign(A::PS256, None, rsa(), claims("acme")),
+            "JWSError JWSInvalidAlgorithm",
+        ),
+        (
+            "expired",
+            sign(
+                A::EdDSA,
+                None,
+                ed(),
+                json!({"role": "tenancy_member", "exp": now() - 600}),
+            ),
+            "JWT expired",
+        ),
+    ];
+    for (what, tok, message) in attacks {
+        let r = p
+            .get("/metrics?select=tenant_id")
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().contains_key("www-authenticate"), "{what}");
+        let (s, v) = json_of(r).await;
+        assert_eq!(s, 401, "{what}: {v}");
+        assert_eq!(v["message"], message, "{what}: {v}");
+    }
+    // a tampered payload under a valid RS256 signature
+    let good = sign(A::RS256, None, rsa(), claims("acme"));
+    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    parts[1] = b64(&claims("globex"));
+    let (s, v) = json_of(
+        p.get("/metrics")
+            .bearer_auth(parts.join("."))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (401, Some("JWSError JWSInvalidSignature")),
+        "{v}"
+    );
+    p.stop().await;
+
+    // a base64 secret (URL-safe alphabet) and the connection string in a file
+    let dir = std::env::temp_dir().join(format!("tenancy-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let uri_file = dir.join("db-uri");
+    let mut c = db.config();
+    std::fs::write(&uri_file, format!("{}\n", c.db_uri)).unwrap();
+    c.db_uri = format!("@{}", uri_file.display());
+    let raw: Vec<u8> = (0u8..40)
+        .map(|i| i.wrapping_mul(61).wrapping_add(200))
+        .collect();
+    c.jwt_secret = Some({
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE.encode(&raw)
+    });
+    c.jwt_secret_is_base64 = true;
+    let p = db.proxy(c).await;
+    let tok = sign(A::HS256, None, K::from_secret(&raw), claims("acme"));
+    assert_eq!(tenant_of(&p, &tok).await, acme);
+    // the base64 text itself is not the key
+    let (s, _) = json_of(
+        p.get("/metrics")
+            .bearer_auth(jwt(claims("acme")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    p.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // secrets that cannot verify anything stop the start
+    for (secret, b64, want) in [
+        ("too-short", false, "at least 32 characters"),
+        (
+            r#"{"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}"#,
+            false,
+            "no JWK that can verify",
+        ),
+        (r#"{"keys": [}"#, false, "does not parse"),
+        ("@/no/such/secret", false, "cannot read /no/such/secret"),
+        ("***", true, "not valid base64"),
+    ] {
+        let mut c = db.config();
+        c.jwt_secret = Some(secret.to_string());
+        c.jwt_secret_is_base64 = b64;
+        let e = start_error(c).await;
+        assert!(e.contains(want), "{secret}: {e}");
+    }
 }
 
 async fn tenant_of(p: &Proxy, token: &str) -> Vec<String> {
