@@ -93,6 +93,7 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
         settings: Vec::new(),
         plan: None,
         max_affected: None,
+        explain: None,
     };
     let out = db::run(state.clone(), exec)
         .await

@@ -60,6 +60,10 @@ pub struct Config {
     /// browser then refuses the response), as PostgREST does.
     #[arg(long, env = "PGRST_SERVER_CORS_ALLOWED_ORIGINS")]
     pub server_cors_allowed_origins: Option<String>,
+    /// Answer `Accept: application/vnd.pgrst.plan` with the statement's
+    /// EXPLAIN (off by default: plans reveal table sizes and indexes).
+    #[arg(long, env = "PGRST_DB_PLAN_ENABLED", default_value = "false", action = ArgAction::Set)]
+    pub db_plan_enabled: bool,
     #[arg(long, env = "PGRST_DB_MAX_ROWS")]
     pub db_max_rows: Option<u64>,
     #[arg(long, env = "PGRST_DB_AGGREGATES_ENABLED", default_value = "false", action = ArgAction::Set)]

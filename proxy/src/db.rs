@@ -65,6 +65,9 @@ pub struct Exec {
     /// `Prefer: handling=strict, max-affected=n`: fail with PGRST124 (and
     /// roll back) when the statement touches more rows.
     pub max_affected: Option<i64>,
+    /// `EXPLAIN (…)`: run the statement under it and answer with the plan
+    /// (the JSON document, or the text lines) as the body.
+    pub explain: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -295,12 +298,39 @@ async fn run_on(
     r_setup.map_err(fail(true))?;
     r_extra.map_err(fail(true))?;
     r_pre.map_err(fail(true))?;
+    let params: Vec<Untyped> = e.statement.params.iter().cloned().map(Untyped).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    if let Some(prefix) = &e.explain {
+        // not cached on the connection: plans are asked for rarely
+        let sql = format!("{prefix} {}", e.statement.sql);
+        let end = if e.rollback { "ROLLBACK" } else { "COMMIT" };
+        // prepared first: a pipelined COMMIT must not overtake the statement
+        let stmt = client.prepare(&sql).await.map_err(fail(true))?;
+        let (rows, r_end) = tokio::join!(client.query(&stmt, &refs), client.batch_execute(end));
+        let rows = rows.map_err(|err| (db_error(&err, auth), r_end.is_err()))?;
+        r_end.map_err(fail(false))?;
+        let body = match rows.first().map(|r| r.columns()[0].type_().clone()) {
+            Some(t) if t == tokio_postgres::types::Type::JSON => rows
+                .first()
+                .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
+                .map(|v| v.to_string()),
+            _ => Some(
+                rows.iter()
+                    .filter_map(|r| r.try_get::<_, String>(0).ok())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        };
+        let out = Outcome {
+            body,
+            ..Outcome::default()
+        };
+        return Ok((out, true));
+    }
     let stmt = client
         .prepare_cached(&e.statement.sql)
         .await
         .map_err(fail(true))?;
-    let params: Vec<Untyped> = e.statement.params.iter().cloned().map(Untyped).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let plan = match &e.plan {
         Some(p) => Some(client.prepare_cached(&p.sql).await.map_err(fail(true))?),
         None => None,

@@ -132,6 +132,89 @@ fn media(accept: Option<&str>) -> Result<(Media, bool), ApiError> {
     ))
 }
 
+/// `Accept: application/vnd.pgrst.plan[+text|+json]; for="<media>";
+/// options=analyze|verbose|settings|buffers|wal` (PostgREST's execution
+/// plan, as postgrest-js `.explain()` sends it), when it is the first media
+/// range of `Accept`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PlanAccept {
+    json: bool,
+    /// The media type the explained query would answer with.
+    for_media: String,
+    /// EXPLAIN options, in PostgreSQL's order; unknown names are ignored.
+    options: Vec<&'static str>,
+}
+
+fn plan_accept(accept: Option<&str>) -> Option<PlanAccept> {
+    let first = accept?.split(',').next()?;
+    let mut pieces = first.split(';');
+    let json = match pieces.next()?.trim().to_ascii_lowercase().as_str() {
+        "application/vnd.pgrst.plan" | "application/vnd.pgrst.plan+text" => false,
+        "application/vnd.pgrst.plan+json" => true,
+        _ => return None,
+    };
+    let mut p = PlanAccept {
+        json,
+        for_media: "application/json".to_string(),
+        options: Vec::new(),
+    };
+    for piece in pieces {
+        let Some((k, v)) = piece.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            "for" if !v.is_empty() => p.for_media = v.to_string(),
+            "options" => {
+                let asked: Vec<String> = v
+                    .split('|')
+                    .map(|o| o.trim().to_ascii_lowercase())
+                    .collect();
+                p.options = ["analyze", "verbose", "settings", "buffers", "wal"]
+                    .into_iter()
+                    .filter(|o| asked.iter().any(|a| a == o))
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    Some(p)
+}
+
+impl PlanAccept {
+    /// `EXPLAIN (…)` put before the statement.
+    fn prefix(&self) -> String {
+        let mut opts = vec![if self.json {
+            "FORMAT JSON"
+        } else {
+            "FORMAT TEXT"
+        }
+        .to_string()];
+        opts.extend(self.options.iter().map(|o| o.to_ascii_uppercase()));
+        format!("EXPLAIN ({})", opts.join(", "))
+    }
+
+    fn content_type(&self) -> String {
+        let mut c = format!(
+            "application/vnd.pgrst.plan+{}; for=\"{}\"",
+            if self.json { "json" } else { "text" },
+            self.for_media
+        );
+        if !self.options.is_empty() {
+            c.push_str(&format!("; options={}", self.options.join("|")));
+        }
+        c.push_str("; charset=utf-8");
+        c
+    }
+}
+
+/// A request answered with its execution plan: what the statement's
+/// EXPLAIN returned, taken by [`process`] in place of the handler's answer.
+struct Explain {
+    accept: PlanAccept,
+    plan: std::sync::Mutex<Option<String>>,
+}
+
 /// The request's `Prefer` headers (see [`prefer`]).
 type Prefer = Preferences;
 
@@ -414,19 +497,45 @@ async fn process(
             .cloned()
             .unwrap_or_else(|| "public".into()),
     };
-    // `/` negotiates its own media types (crate::openapi).
-    let (media, strip_nulls) =
-        match media(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) {
-            Err(_) if uri.path() == "/" => (Media::Json, false),
-            m => m.map_err(fail)?,
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    // `application/vnd.pgrst.plan`: the statement's EXPLAIN instead of its
+    // result (`db-plan-enabled`), for the media type in `for=`
+    let plan =
+        match plan_accept(accept) {
+            Some(_) if !st.config.db_plan_enabled => return Err(fail(
+                ApiError::new(
+                    406,
+                    "PGRST107",
+                    format!(
+                        "None of these media types are available: {}",
+                        accept.unwrap_or("")
+                    ),
+                )
+                .hint("Execution plans are off: set db-plan-enabled (PGRST_DB_PLAN_ENABLED=true)."),
+            )),
+            p => p,
         };
+    let accept = plan.as_ref().map_or(accept, |p| Some(p.for_media.as_str()));
+    // `/` negotiates its own media types (crate::openapi).
+    let (media, strip_nulls) = match media(accept) {
+        Err(_) if uri.path() == "/" => (Media::Json, false),
+        m => m.map_err(fail)?,
+    };
+    let explain = plan.map(|accept| {
+        Arc::new(Explain {
+            accept,
+            plan: std::sync::Mutex::new(None),
+        })
+    });
     let raw_query = uri.query().unwrap_or("");
     let path = uri.path().trim_start_matches('/');
     let path: String = form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let async_ok = path.starts_with("rpc/") && matches!(*method, Method::GET | Method::POST);
+    let async_ok = path.starts_with("rpc/")
+        && matches!(*method, Method::GET | Method::POST)
+        && explain.is_none();
     let (pref, respond_async) = prefer(st, headers, async_ok).await.map_err(fail)?;
     let headers_json = tenancy_core::postgrest::parse::headers_json(
         headers
@@ -462,6 +571,7 @@ async fn process(
         pref,
         applied,
         job: None,
+        explain: explain.clone(),
     };
     let resp = if ctx.method == Method::OPTIONS {
         options(&ctx, &path)
@@ -492,6 +602,21 @@ async fn process(
     } else {
         table(ctx, &path, raw_query, headers, &body).await
     };
+    if let Some(x) = &explain {
+        let plan = x.plan.lock().ok().and_then(|mut p| p.take());
+        if let Some(plan) = plan {
+            let body = if *method == Method::HEAD {
+                String::new()
+            } else {
+                plan
+            };
+            let mut r = (StatusCode::OK, body).into_response();
+            if let Ok(v) = HeaderValue::from_str(&x.accept.content_type()) {
+                r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            return Ok((r, tenant.clone()));
+        }
+    }
     resp.map(|r| (r, tenant.clone())).map_err(fail)
 }
 
@@ -565,6 +690,8 @@ struct Ctx {
     applied: Vec<String>,
     /// `Prefer: respond-async`: the statement runs as this job.
     job: Option<Arc<crate::jobs::JobRun>>,
+    /// `Accept: application/vnd.pgrst.plan`: EXPLAIN the statement instead.
+    explain: Option<Arc<Explain>>,
 }
 
 impl Ctx {
@@ -605,9 +732,37 @@ impl Ctx {
             .iter()
             .map(|tz| ("timezone".to_string(), tz.clone()))
             .collect();
+        if let Some(x) = &self.explain {
+            let e = Exec {
+                settings,
+                plan: None,
+                max_affected: None,
+                explain: Some(x.accept.prefix()),
+                identity: self.identity.clone(),
+                method: self.method.to_string(),
+                path: self.path.clone(),
+                headers_json: self.headers_json.clone(),
+                cookies_json: self.cookies_json.clone(),
+                schema: self.schema.clone(),
+                read_only,
+                rollback: self.rollback,
+                statement,
+                singular: false,
+            };
+            let st = self.st.clone();
+            let out = tokio::spawn(Box::pin(db::run(st, e)))
+                .await
+                .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"))??;
+            if let Ok(mut p) = x.plan.lock() {
+                *p = out.body;
+            }
+            // not an error: `process` answers with the plan it finds
+            return Err(ApiError::new(200, "PGRST000", "explained"));
+        }
         let e = Exec {
             settings,
             plan,
+            explain: None,
             max_affected,
             identity: self.identity.clone(),
             method: self.method.to_string(),

@@ -591,3 +591,159 @@ async fn app_settings() {
     };
     finish(guarded(result).await, &db, vec![p, plain]).await;
 }
+
+/// `Accept: application/vnd.pgrst.plan` (`db-plan-enabled`), as
+/// postgrest-js `.explain()` sends it: reads, writes and RPC, text and JSON,
+/// `for=` and `options=`; off by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_plans() {
+    let db = TestDb::create("explain").await;
+    let mut c = db.config();
+    c.db_plan_enabled = true;
+    let p = db.proxy(c).await;
+    let off = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let get = |p: &Proxy, url: &str, accept: &str| {
+            p.get(url)
+                .bearer_auth(acme.clone())
+                .header("Accept", accept.to_string())
+                .send()
+        };
+        let ctype = |r: &reqwest::Response| {
+            r.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        // JSON format, postgrest-js's exact header (empty options, trailing `;`)
+        let r = get(
+            &p,
+            "/metrics?select=code&limit=2",
+            r#"application/vnd.pgrst.plan+json; for="application/json"; options=;"#,
+        )
+        .await
+        .unwrap();
+        let status = r.status();
+        let head = ctype(&r);
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            head,
+            r#"application/vnd.pgrst.plan+json; for="application/json"; charset=utf-8"#
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v[0]["Plan"]["Node Type"].is_string(), "{v}");
+        assert!(v[0]["Plan"].get("Actual Rows").is_none(), "{v}");
+        // text is the default; options in PostgreSQL's order
+        let r = get(&p, "/metrics?select=code", "application/vnd.pgrst.plan")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("cost=") && text.lines().count() > 1, "{text}");
+        let r = get(
+            &p,
+            "/metrics?select=code",
+            r#"application/vnd.pgrst.plan+json; for="text/csv"; options=verbose|analyze|nonsense"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            ctype(&r),
+            r#"application/vnd.pgrst.plan+json; for="text/csv"; options=analyze|verbose; charset=utf-8"#
+        );
+        let v: Value = r.json().await.unwrap();
+        assert!(v[0]["Plan"]["Actual Rows"].is_number(), "{v}");
+        assert!(v[0]["Execution Time"].is_number(), "{v}");
+        // a singular media type explains instead of refusing many rows
+        let r = get(
+            &p,
+            "/metrics",
+            r#"application/vnd.pgrst.plan+json; for="application/vnd.pgrst.object+json""#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        // errors in the request are errors, not plans
+        let (s, v) = json_of(
+            get(&p, "/metrics?select=nope", "application/vnd.pgrst.plan")
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("42703")), "{v}");
+        let (s, v) = json_of(
+            get(&p, "/metrics?id=zz.1", "application/vnd.pgrst.plan")
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("PGRST100")), "{v}");
+        // a write without analyze is planned, not run
+        let count = || async {
+            let (_, v) = json_of(
+                p.get("/metrics?select=code&code=eq.planned")
+                    .bearer_auth(acme.clone())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            v.as_array().map(Vec::len)
+        };
+        let r = p
+            .post("/metrics")
+            .bearer_auth(&acme)
+            .header("Accept", "application/vnd.pgrst.plan+json")
+            .json(&serde_json::json!({"code": "planned", "name": "P", "unit": "t"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert!(v.to_string().contains("Insert"), "{v}");
+        assert_eq!(count().await, Some(0));
+        // RPC, GET and POST
+        let r = get(&p, "/rpc/codes?limit=1", "application/vnd.pgrst.plan+text")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            ctype(&r).starts_with("application/vnd.pgrst.plan+text;"),
+            "{}",
+            ctype(&r)
+        );
+        let r = p
+            .post("/rpc/add")
+            .bearer_auth(&acme)
+            .header("Accept", "application/vnd.pgrst.plan+json")
+            .json(&serde_json::json!({"a": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // off unless db-plan-enabled
+        let (s, v) = json_of(
+            get(&off, "/metrics", "application/vnd.pgrst.plan+json")
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (406, Some("PGRST107")), "{v}");
+        // the plan answers only the first media range
+        let (s, _) = json_of(
+            get(
+                &p,
+                "/metrics?select=code",
+                "application/json, application/vnd.pgrst.plan",
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200);
+    };
+    finish(guarded(result).await, &db, vec![p, off]).await;
+}

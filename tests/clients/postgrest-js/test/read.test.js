@@ -1,5 +1,5 @@
 // Reads: select with embedding, every filter family, order/range/limit,
-// count, single/maybeSingle, csv.
+// count, single/maybeSingle, csv, explain.
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { client, member, ok } from '../lib.js'
@@ -285,5 +285,27 @@ describe('csv', () => {
   test('csv() renders arrays in PostgreSQL text form, quoted', async () => {
     const text = ok(await globex.from('notes').select('tags').eq('title', 'globex audit').csv())
     assert.equal(text.trim(), 'tags\n"{audit,scope1}"')
+  })
+})
+
+describe('explain (db-plan-enabled)', () => {
+  test('explain() gives the text plan of the tenant query', async () => {
+    const plan = ok(await globex.from('metrics').select('code').eq('code', 'scope1').explain())
+    assert.equal(typeof plan, 'string')
+    assert.match(plan, /cost=\d/)
+  })
+
+  test('explain({ format: json, analyze }) runs the query and reports its rows', async () => {
+    const plan = ok(
+      await globex.from('metrics').select('code').eq('code', 'scope1').explain({ format: 'json', analyze: true })
+    )
+    assert.ok(Array.isArray(plan))
+    assert.equal(typeof plan[0].Plan['Node Type'], 'string')
+    assert.equal(typeof plan[0]['Execution Time'], 'number')
+  })
+
+  test('explain() of an rpc and of a csv read', async () => {
+    assert.equal(typeof ok(await globex.rpc('add', { a: 1, b: 2 }).explain()), 'string')
+    assert.match(ok(await client().from('units').select('code').csv().explain()), /Scan|Result/)
   })
 })
