@@ -900,6 +900,57 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     }
 }
 
+/// `POST /rpc/<name>` to a function whose only parameter is unnamed, when
+/// the body's media type fits its type: the function and the body as that
+/// parameter's text (bytea as `\x` hex). A JSON object body goes to a
+/// json/jsonb parameter only when no overload with named parameters takes
+/// its keys.
+fn raw_call<'s>(
+    schema: &'s tenancy_core::postgrest::schema::Schema,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Option<(&'s tenancy_core::postgrest::schema::Function, String)>, ApiError> {
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|| "application/json".to_string());
+    let Some(f) = sql::find_raw_body_function(schema, ns, name, sql::raw_body_types(&mime)) else {
+        return Ok(None);
+    };
+    let text = || {
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::body("The request body is not valid UTF-8"))
+    };
+    let arg = match f.args[0].data_type.as_str() {
+        "json" | "jsonb" => {
+            let json = if body.is_empty() {
+                Json::Object(Default::default())
+            } else {
+                parse_body(body)?
+            };
+            if let Json::Object(o) = &json {
+                let names: Vec<String> = o.keys().cloned().collect();
+                if sql::find_function(schema, ns, name, &names).is_ok() {
+                    return Ok(None);
+                }
+            }
+            text()?
+        }
+        "bytea" => format!("\\x{}", hex::encode(body)),
+        _ => text()?,
+    };
+    Ok(Some((f, arg)))
+}
+
 /// A `text/csv` body: one JSON object of text values (`NULL`: null) per record.
 fn csv_rows(body: &Bytes) -> Result<Vec<Json>, ApiError> {
     let text = std::str::from_utf8(body)
@@ -1389,10 +1440,25 @@ async fn rpc(
         .flat_map(|f| f.args.iter().map(|a| a.name.clone()))
         .collect();
     let mut opts = ctx.options();
+    let mut raw_fn = None;
+    let mut raw = match ctx.method {
+        Method::POST => raw_call(&schema, &ctx.schema, name, headers, body)?,
+        _ => None,
+    };
     let (args, rest, read_only_method) = match ctx.method {
         Method::GET | Method::HEAD => {
-            let (a, r): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| known.contains(k));
+            let (a, r): (Vec<_>, Vec<_>) = pairs
+                .into_iter()
+                .partition(|(k, _)| !k.is_empty() && known.contains(k));
             (Args::Text(a), r, true)
+        }
+        // a function whose only parameter is unnamed takes the whole body
+        // (PostgREST: json/jsonb, text/plain, text/xml, octet-stream);
+        // a JSON body goes to it only when no named overload fits
+        Method::POST if raw.is_some() => {
+            let (f, arg) = raw.take().unwrap_or_else(|| unreachable!());
+            raw_fn = Some(f);
+            (Args::Raw(arg), pairs, false)
         }
         // a form's fields are the arguments, as text
         Method::POST if body_kind(headers)? == BodyKind::Form => {
@@ -1433,11 +1499,17 @@ async fn rpc(
             ))
         }
     };
-    let arg_names: Vec<String> = match &args {
-        Args::Text(a) => a.iter().map(|(k, _)| k.clone()).collect(),
-        Args::Json { names, .. } => names.clone(),
+    let func = match raw_fn {
+        Some(f) => f,
+        None => {
+            let arg_names: Vec<String> = match &args {
+                Args::Text(a) => a.iter().map(|(k, _)| k.clone()).collect(),
+                Args::Json { names, .. } => names.clone(),
+                Args::Raw(_) => Vec::new(),
+            };
+            sql::find_function(&schema, &ctx.schema, name, &arg_names)?
+        }
     };
-    let func = sql::find_function(&schema, &ctx.schema, name, &arg_names)?;
     let mut query = parse_query(&rest)?;
     // a Range header pages a GET/HEAD call as it pages a table read
     if matches!(ctx.method, Method::GET | Method::HEAD)

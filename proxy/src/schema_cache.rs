@@ -96,6 +96,13 @@ FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type rt ON 
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'
 "#;
 
+/// One unnamed parameter of a type a raw request body can be
+/// (`tenancy_core::postgrest::sql::raw_body_type`).
+fn raw_body_function(args: &[FunctionArg]) -> bool {
+    matches!(args, [a] if a.name.is_empty()
+        && tenancy_core::postgrest::sql::RAW_BODY_TYPES.contains(&a.data_type.as_str()))
+}
+
 fn col(j: &Json) -> Column {
     Column {
         name: j["name"].as_str().unwrap_or_default().to_string(),
@@ -206,8 +213,10 @@ pub async fn load(
                 a.has_default = true;
             }
         }
-        // Functions with unnamed input parameters cannot be called by name.
-        if args.iter().any(|a| a.name.is_empty()) {
+        // Functions with unnamed input parameters cannot be called by name;
+        // one unnamed json/jsonb/text/xml/bytea parameter takes the raw body
+        // of a POST (PostgREST's single unnamed parameter).
+        if args.iter().any(|a| a.name.is_empty()) && !raw_body_function(&args) {
             continue;
         }
         let composite: Json = serde_json::from_str(row.get::<_, &str>(10)).unwrap_or(Json::Null);

@@ -747,3 +747,140 @@ async fn explain_plans() {
     };
     finish(guarded(result).await, &db, vec![p, off]).await;
 }
+
+/// PostgREST's single unnamed parameter: the raw body of `POST /rpc/fn` as
+/// json/jsonb, text (`text/plain`), xml (`text/xml`) or bytea
+/// (`application/octet-stream`); named overloads still win for JSON objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_body_functions() {
+    let db = TestDb::create("rawbody").await;
+    db.admin()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION esg.raw_json(jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS 'SELECT $1';
+             CREATE FUNCTION esg.raw_text(text) RETURNS json LANGUAGE sql IMMUTABLE
+               AS 'SELECT json_build_object(''len'', length($1), ''text'', $1)';
+             CREATE FUNCTION esg.raw_bytes(bytea) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT encode($1, ''hex'')';
+             CREATE FUNCTION esg.raw_xml(xml) RETURNS text LANGUAGE sql IMMUTABLE
+               AS 'SELECT (xpath(''/a/text()'', $1))[1]::text';
+             CREATE FUNCTION esg.over(jsonb) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''raw '' || $1::text';
+             CREATE FUNCTION esg.over(x int) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''named '' || x';
+             CREATE FUNCTION esg.two_unnamed(text, text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT $1 || $2';
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;",
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let post = |f: &str, ctype: &str, body: Vec<u8>| {
+            p.post(&format!("/rpc/{f}"))
+                .bearer_auth(acme.clone())
+                .header("Content-Type", ctype.to_string())
+                .body(body)
+                .send()
+        };
+        let doc = serde_json::json!({"a": 1, "b": [2, "x"], "c": {"d": null}});
+        let (s, v) = json_of(
+            post("raw_json", "application/json", doc.to_string().into_bytes())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, doc));
+        // any JSON value, not only an object
+        let (s, v) = json_of(
+            post("raw_json", "application/json", b"[1,2,3]".to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!([1, 2, 3])));
+        let (s, v) = json_of(
+            post("raw_json", "application/json", b"{oops".to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("PGRST102")), "{v}");
+        // text keeps quotes, semicolons and non-ASCII as sent
+        let t = "héllo'; DROP TABLE esg.metrics; --";
+        let (s, v) = json_of(
+            post(
+                "raw_text",
+                "text/plain; charset=utf-8",
+                t.as_bytes().to_vec(),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["text"], t);
+        assert_eq!(v["len"], t.chars().count());
+        let (s, v) = json_of(
+            post("raw_text", "text/plain", vec![0xff, 0xfe])
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 400, "{v}");
+        // bytes, NUL and backslash included
+        let bytes = vec![0u8, 255, 10, b'\\', b'x', 0x7f];
+        let (s, v) = json_of(
+            post("raw_bytes", "application/octet-stream", bytes)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, Value::String("00ff0a5c787f".into())));
+        let (s, v) = json_of(
+            post("raw_xml", "text/xml", b"<a>hi</a>".to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, Value::String("hi".into())));
+        // a JSON object whose keys fit the named overload goes there
+        let (s, v) = json_of(
+            post("over", "application/json", br#"{"x": 2}"#.to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, Value::String("named 2".into())));
+        let (s, v) = json_of(
+            post("over", "application/json", br#"{"y": 2}"#.to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, Value::String(r#"raw {"y": 2}"#.into())));
+        // the wrong media type for the parameter, GET, and two unnamed
+        // parameters: not callable this way
+        let (s, v) = json_of(
+            post("raw_bytes", "text/plain", b"x".to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(s == 400 || s == 404 || s == 415, "{s} {v}");
+        let (s, v) = json_of(
+            p.get("/rpc/raw_text?=x")
+                .bearer_auth(&acme)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")), "{v}");
+        let (s, v) = json_of(
+            post("two_unnamed", "text/plain", b"x".to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(s == 400 || s == 404 || s == 415, "{s} {v}");
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}

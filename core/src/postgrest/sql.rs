@@ -91,6 +91,39 @@ pub enum Args {
     Text(Vec<(String, String)>),
     /// From the JSON object body of `POST /rpc/fn` (the names it has, the body).
     Json { names: Vec<String>, body: String },
+    /// The whole body of `POST /rpc/fn`, for a function whose only
+    /// parameter is unnamed (json, jsonb, text, xml, or bytea as `\x` hex).
+    Raw(String),
+}
+
+/// Types of a single unnamed parameter that takes the raw request body.
+pub const RAW_BODY_TYPES: &[&str] = &["json", "jsonb", "text", "xml", "bytea"];
+
+/// The unnamed-parameter type a request body of `mime` goes to, as
+/// PostgREST maps them (JSON: json or jsonb).
+pub fn raw_body_types(mime: &str) -> &'static [&'static str] {
+    match mime {
+        "application/json" => &["json", "jsonb"],
+        "text/plain" => &["text"],
+        "text/xml" | "application/xml" => &["xml"],
+        "application/octet-stream" => &["bytea"],
+        _ => &[],
+    }
+}
+
+/// The function `ns.name` whose only parameter is unnamed and of one of
+/// `types` (see [`Args::Raw`]).
+pub fn find_raw_body_function<'s>(
+    schema: &'s Schema,
+    ns: &str,
+    name: &str,
+    types: &[&str],
+) -> Option<&'s Function> {
+    schema.functions.iter().find(|f| {
+        f.schema == ns
+            && f.name == name
+            && matches!(f.args.as_slice(), [a] if a.name.is_empty() && types.contains(&a.data_type.as_str()))
+    })
 }
 
 /// The level of a path the query says nothing about.
@@ -1363,6 +1396,8 @@ pub fn find_function<'s>(
         .functions
         .iter()
         .filter(|f| f.schema == ns && f.name == name)
+        // an unnamed parameter is reached only as the raw body (Args::Raw)
+        .filter(|f| f.args.iter().all(|p| !p.name.is_empty()))
         .filter(|f| {
             arg_names
                 .iter()
@@ -1456,6 +1491,15 @@ pub fn call(
                 .iter()
                 .map(|n| format!("{q} := \"_args\".{q}", q = quote_ident(n)))
                 .collect()
+        }
+        Args::Raw(body) => {
+            let ty = func
+                .args
+                .first()
+                .map(|a| a.data_type.clone())
+                .unwrap_or_else(|| "text".into());
+            let p = cx.param(body.clone());
+            vec![format!("{p}::{ty}")]
         }
     };
     let call_expr = format!("{fq}({})", arg_exprs.join(", "));
@@ -2248,6 +2292,66 @@ mod tests {
                 .code,
             "PGRST200"
         );
+    }
+
+    #[test]
+    fn single_unnamed_parameter_takes_the_raw_body() {
+        use super::super::schema::FunctionArg;
+        let mut s = demo();
+        let f = |name: &str, args: Vec<(&str, &str)>| Function {
+            schema: "esg".into(),
+            name: name.into(),
+            args: args
+                .into_iter()
+                .map(|(n, t)| FunctionArg {
+                    name: n.into(),
+                    data_type: t.into(),
+                    has_default: false,
+                })
+                .collect(),
+            returns_set: false,
+            returns_void: false,
+            result_columns: vec![],
+            return_table: None,
+            volatility: super::super::schema::Volatility::Immutable,
+        };
+        s.functions.push(f("doc", vec![("", "jsonb")]));
+        s.functions.push(f("doc", vec![("x", "int")]));
+        s.functions.push(f("note", vec![("", "text")]));
+        assert_eq!(raw_body_types("text/plain"), &["text"]);
+        assert!(raw_body_types("text/csv").is_empty());
+        let raw =
+            find_raw_body_function(&s, "esg", "doc", raw_body_types("application/json")).unwrap();
+        assert_eq!(raw.args[0].data_type, "jsonb");
+        assert!(
+            find_raw_body_function(&s, "esg", "note", raw_body_types("application/json")).is_none()
+        );
+        assert!(find_raw_body_function(&s, "esg", "doc", raw_body_types("text/plain")).is_none());
+        // by name, the unnamed overload is never a candidate
+        assert_eq!(
+            find_function(&s, "esg", "doc", &["x".into()]).unwrap().args[0].name,
+            "x"
+        );
+        assert_eq!(
+            find_function(&s, "esg", "note", &["".into()])
+                .unwrap_err()
+                .code,
+            "PGRST202"
+        );
+        // the body is a parameter, cast to the parameter's type
+        let body = "'); DROP TABLE x; --";
+        let st = call(
+            &s,
+            raw,
+            &Args::Raw(body.into()),
+            &q(&[]),
+            &Options::default(),
+            false,
+        )
+        .unwrap();
+        assert!(st.sql.contains("\"esg\".\"doc\"($1::jsonb)"), "{}", st.sql);
+        assert!(!st.sql.contains("DROP"), "{}", st.sql);
+        assert_eq!(st.params[0].as_deref(), Some(body));
     }
 
     #[test]
