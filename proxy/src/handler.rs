@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tenancy_core::postgrest::ast::{Condition, Operator, Query, Value};
 use tenancy_core::postgrest::csv;
-use tenancy_core::postgrest::parse::{content_range, parse_query, parse_range_header};
+use tenancy_core::postgrest::parse::{apply_range, content_range, parse_query};
 use tenancy_core::postgrest::prefer::{self, Count, Missing, Preferences, Return};
 use tenancy_core::postgrest::schema::Volatility;
 use tenancy_core::postgrest::sql::{self, Args, InsertSpec, Options, Resolution, Returning};
@@ -1134,12 +1134,8 @@ async fn table(
         };
         let read = ctx.st.statements.read(key, || {
             let mut query = parse_query(&query_pairs(raw_query))?;
-            if query.root.limit.is_none() && query.root.offset.is_none() {
-                if let Some((off, lim)) = range.and_then(parse_range_header) {
-                    query.root.offset = Some(off);
-                    query.root.limit = lim;
-                }
-            }
+            (query.root.offset, query.root.limit) =
+                apply_range(range, query.root.offset, query.root.limit)?;
             let statement = sql::read(&schema, table, &query, &opts, exact)?;
             let from = query.root.offset.unwrap_or(0);
             Ok::<_, ApiError>(Read { statement, from })
@@ -1512,18 +1508,10 @@ async fn rpc(
     };
     let mut query = parse_query(&rest)?;
     // a Range header pages a GET/HEAD call as it pages a table read
-    if matches!(ctx.method, Method::GET | Method::HEAD)
-        && query.root.limit.is_none()
-        && query.root.offset.is_none()
-    {
-        if let Some((off, lim)) = headers
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_range_header)
-        {
-            query.root.offset = Some(off);
-            query.root.limit = lim;
-        }
+    if matches!(ctx.method, Method::GET | Method::HEAD) {
+        let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        (query.root.offset, query.root.limit) =
+            apply_range(range, query.root.offset, query.root.limit)?;
     }
     let (count, exact) = read_count(ctx, &mut opts);
     let max = max_affected(ctx);

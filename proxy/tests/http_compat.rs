@@ -349,6 +349,48 @@ async fn rpc_range(p: &Proxy) {
     )
     .await;
     assert_eq!((s, v), (200, Value::Array(all[1..3].to_vec())));
+    // a Range header and offset/limit intersect, as in PostgREST; no
+    // overlap, or a lower bound above the upper one, is 416 PGRST103
+    let ranged = |url: &str, range: &str| {
+        p.get(url)
+            .bearer_auth(&acme)
+            .header("Range", range.to_string())
+            .send()
+    };
+    let (s, v) = json_of(ranged("/rpc/codes?offset=1", "0-1").await.unwrap()).await;
+    assert_eq!((s, v), (200, Value::Array(all[1..2].to_vec())));
+    let (s, v) = json_of(
+        ranged("/metrics?select=code&order=code&limit=3", "1-")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, every) = json_of(
+        p.get("/metrics?select=code&order=code")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v, Value::Array(every.as_array().unwrap()[1..3].to_vec()));
+    for (url, range) in [
+        ("/metrics?offset=50", "0-1"),
+        ("/metrics", "3-1"),
+        ("/rpc/codes", "5-2"),
+    ] {
+        let r = ranged(url, range).await.unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (416, Some("PGRST103")),
+            "{url} {range}: {v}"
+        );
+    }
+    // a header that does not parse is ignored
+    let (s, _) = json_of(ranged("/metrics?limit=1", "bytes=abc").await.unwrap()).await;
+    assert_eq!(s, 200);
 }
 
 /// `PGRST_DB_URI` with libpq's TLS settings (proxy/src/pg.rs) against the

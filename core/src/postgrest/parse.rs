@@ -757,20 +757,57 @@ pub fn parse_order(text: &str) -> Result<Vec<OrderTerm>, ApiError> {
     }
 }
 
-/// Parse a `Range: 0-9` header (`Range-Unit: items`) into (offset, limit).
-pub fn parse_range_header(text: &str) -> Option<(u64, Option<u64>)> {
-    let t = text.trim();
+/// PostgREST's top level range: the `Range` header (`0-9`, `items=5-`)
+/// intersected with the query's `offset`/`limit`, as (offset, limit). A header
+/// that does not parse is ignored; `limit=0` stands as it is. Errors (416
+/// `PGRST103`): a header whose lower bound is above its upper one, and a
+/// header that does not overlap `offset`/`limit`.
+pub fn apply_range(
+    header: Option<&str>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let Some(h) = header else {
+        return Ok((offset, limit));
+    };
+    let t = h.trim();
     let t = t.strip_prefix("items=").unwrap_or(t);
-    let (a, b) = t.split_once('-')?;
-    let from: u64 = a.trim().parse().ok()?;
-    if b.trim().is_empty() {
-        return Some((from, None));
+    let Some((a, b)) = t.split_once('-') else {
+        return Ok((offset, limit));
+    };
+    let (Ok(h_lo), hi) = (a.trim().parse::<u64>(), b.trim()) else {
+        return Ok((offset, limit));
+    };
+    let h_hi = match hi {
+        "" => None,
+        hi => match hi.parse::<u64>() {
+            Ok(v) => Some(v),
+            Err(_) => return Ok((offset, limit)),
+        },
+    };
+    if h_hi.is_some_and(|hi| hi < h_lo) {
+        return Err(ApiError::range(
+            "Requested range not satisfiable",
+            "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
+        ));
     }
-    let to: u64 = b.trim().parse().ok()?;
-    if to < from {
-        return None;
+    if limit == Some(0) {
+        return Ok((offset, limit));
     }
-    Some((from, Some(to - from + 1)))
+    let q_lo = offset.unwrap_or(0);
+    let q_hi = limit.map(|l| q_lo.saturating_add(l - 1));
+    let lo = h_lo.max(q_lo);
+    let hi = match (h_hi, q_hi) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if hi.is_some_and(|hi| hi < lo) {
+        return Err(ApiError::range(
+            "Requested range not satisfiable",
+            "The Range header and the limit/offset of the query do not overlap.",
+        ));
+    }
+    Ok((Some(lo), hi.map(|hi| hi - lo + 1)))
 }
 
 /// The `Content-Range` of a response: `from-to/total` for `page` rows
@@ -1138,10 +1175,44 @@ mod tests {
 
     #[test]
     fn range_header() {
-        assert_eq!(parse_range_header("0-9"), Some((0, Some(10))));
-        assert_eq!(parse_range_header("items=5-"), Some((5, None)));
-        assert_eq!(parse_range_header("9-0"), None);
-        assert_eq!(parse_range_header("x"), None);
+        // the header and offset/limit intersect
+        assert_eq!(
+            apply_range(None, Some(3), Some(2)).unwrap(),
+            (Some(3), Some(2))
+        );
+        assert_eq!(
+            apply_range(Some("0-9"), None, None).unwrap(),
+            (Some(0), Some(10))
+        );
+        assert_eq!(
+            apply_range(Some("items=5-"), None, None).unwrap(),
+            (Some(5), None)
+        );
+        assert_eq!(
+            apply_range(Some("0-9"), Some(5), None).unwrap(),
+            (Some(5), Some(5))
+        );
+        assert_eq!(
+            apply_range(Some("0-9"), None, Some(3)).unwrap(),
+            (Some(0), Some(3))
+        );
+        assert_eq!(
+            apply_range(Some("2-"), Some(1), Some(5)).unwrap(),
+            (Some(2), Some(4))
+        );
+        assert_eq!(
+            apply_range(Some("0-9"), None, Some(0)).unwrap(),
+            (None, Some(0))
+        );
+        assert_eq!(
+            apply_range(Some("junk"), Some(1), None).unwrap(),
+            (Some(1), None)
+        );
+        assert_eq!(apply_range(Some("1-x"), None, None).unwrap(), (None, None));
+        let e = apply_range(Some("9-0"), None, None).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (416, "PGRST103"));
+        assert!(apply_range(Some("0-9"), Some(20), None).is_err());
+        assert!(apply_range(Some("0-9"), Some(20), Some(5)).is_err());
         assert_eq!(content_range(0, 2, Some(2)), "0-1/2");
         assert_eq!(content_range(0, 0, Some(2)), "*/2");
         assert_eq!(content_range(5, 1, None), "5-5/*");
