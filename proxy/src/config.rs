@@ -110,6 +110,11 @@ pub struct Config {
     /// (0 = build every statement).
     #[arg(long, env = "TENANCY_STATEMENT_CACHE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub statement_cache_bytes: u64,
+    /// Statements kept prepared on each pooled connection (client and
+    /// backend memory); past it the connection's are closed and prepared
+    /// again as needed. 0 = no bound.
+    #[arg(long, env = "TENANCY_PREPARED_STATEMENTS", default_value_t = 512)]
+    pub prepared_statements_per_connection: usize,
     /// Log format: text or json.
     #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -172,6 +172,16 @@ pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
     };
     let (out, clean) = run_client(&state, &e, conn.client()).await;
     conn.clean = clean;
+    // Each distinct statement text stays prepared on its connection (in
+    // the backend's memory too) until the connection closes; clients choose
+    // the texts (select lists, filters, embeds), so the set is bounded here:
+    // past the limit the connection starts over with none.
+    let cap = state.config.prepared_statements_per_connection;
+    let cache = &conn.client().statement_cache;
+    if clean && cap > 0 && cache.size() > cap {
+        cache.clear();
+        metrics::counter!("tenancy_proxy_prepared_statement_resets_total").increment(1);
+    }
     out
 }
 

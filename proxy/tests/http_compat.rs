@@ -926,3 +926,77 @@ async fn raw_body_functions() {
     };
     finish(guarded(result).await, &db, vec![p]).await;
 }
+
+/// Clients choose statement texts (select lists, filters), and each one
+/// stays prepared on its pooled connection: `prepared-statements-per-connection`
+/// bounds them, seen from the backend itself (`pg_prepared_statements`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_are_bounded() {
+    let db = TestDb::create("prepared").await;
+    db.admin()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION esg.prepared_here() RETURNS bigint LANGUAGE sql STABLE
+               AS 'SELECT count(*) FROM pg_prepared_statements';
+             GRANT EXECUTE ON FUNCTION esg.prepared_here() TO tenancy_member;",
+        )
+        .await
+        .unwrap();
+    let proxy = |cap: usize| {
+        let mut c = db.config();
+        c.db_pool = 1;
+        c.prepared_statements_per_connection = cap;
+        c.statement_cache_bytes = 0;
+        db.proxy(c)
+    };
+    let bounded = proxy(8).await;
+    let unbounded = proxy(0).await;
+    let result = async {
+        let acme = member("acme");
+        // 30 distinct statement texts: one alias each
+        async fn prepared_after_30(p: &Proxy, token: &str) -> i64 {
+            for i in 0..30 {
+                let r = p
+                    .get(&format!("/metrics?select=a{i}:code&limit=1"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+            let (s, v) = json_of(
+                p.get("/rpc/prepared_here")
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            v.as_i64().unwrap()
+        }
+        let n = prepared_after_30(&bounded, &acme).await;
+        assert!(
+            n <= 8 + 3,
+            "{n} statements prepared on a connection bounded to 8"
+        );
+        let n = prepared_after_30(&unbounded, &acme).await;
+        assert!(n >= 30, "{n}: without a bound every text stays prepared");
+        // the bounded proxy still answers correctly after its resets
+        let (s, v) = json_of(
+            bounded
+                .get("/metrics?select=code&code=eq.scope1")
+                .bearer_auth(&acme)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!([{"code": "scope1"}])));
+        assert!(bounded
+            .metrics_text()
+            .await
+            .contains("tenancy_proxy_prepared_statement_resets_total"));
+    };
+    finish(guarded(result).await, &db, vec![bounded, unbounded]).await;
+}
