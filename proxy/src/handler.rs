@@ -732,38 +732,15 @@ impl Ctx {
             .iter()
             .map(|tz| ("timezone".to_string(), tz.clone()))
             .collect();
-        if let Some(x) = &self.explain {
-            let e = Exec {
-                settings,
-                plan: None,
-                max_affected: None,
-                explain: Some(x.accept.prefix()),
-                identity: self.identity.clone(),
-                method: self.method.to_string(),
-                path: self.path.clone(),
-                headers_json: self.headers_json.clone(),
-                cookies_json: self.cookies_json.clone(),
-                schema: self.schema.clone(),
-                read_only,
-                rollback: self.rollback,
-                statement,
-                singular: false,
-            };
-            let st = self.st.clone();
-            let out = tokio::spawn(Box::pin(db::run(st, e)))
-                .await
-                .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"))??;
-            if let Ok(mut p) = x.plan.lock() {
-                *p = out.body;
-            }
-            // not an error: `process` answers with the plan it finds
-            return Err(ApiError::new(200, "PGRST000", "explained"));
-        }
+        // an execution plan: the statement under EXPLAIN, no count, no
+        // row-count checks (`process` answers with the plan)
+        let explain = self.explain.as_ref().map(|x| x.accept.prefix());
+        let explaining = explain.is_some();
         let e = Exec {
             settings,
-            plan,
-            explain: None,
-            max_affected,
+            plan: if explaining { None } else { plan },
+            explain,
+            max_affected: if explaining { None } else { max_affected },
             identity: self.identity.clone(),
             method: self.method.to_string(),
             path: self.path.clone(),
@@ -773,17 +750,27 @@ impl Ctx {
             read_only,
             rollback: self.rollback,
             statement,
-            singular,
+            singular: singular && !explaining,
         };
-        if let Some(job) = &self.job {
+        if let Some(job) = self.job.as_ref().filter(|_| !explaining) {
             return crate::jobs::exec(job, e).await;
         }
         // A task of its own: a client that goes away cannot cancel the
         // transaction half-way and leave the pooled connection mid-statement.
         let st = self.st.clone();
-        tokio::spawn(Box::pin(db::run(st, e)))
+        let out = tokio::spawn(Box::pin(db::run(st, e)))
             .await
-            .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"))?
+            .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"))??;
+        match &self.explain {
+            Some(x) => {
+                if let Ok(mut p) = x.plan.lock() {
+                    *p = out.body;
+                }
+                // not an error: `process` answers with the plan it finds
+                Err(ApiError::new(200, "PGRST000", "explained"))
+            }
+            None => Ok(out),
+        }
     }
 
     /// Build the response from an outcome: media type, GUC headers/status.
