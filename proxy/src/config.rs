@@ -241,7 +241,7 @@ const APP_SETTINGS: &str = "app.settings.";
 
 /// PostgREST's config file (configurator-pg syntax, one `key = value` per
 /// line): `#` comments, also after a value; double-quoted strings with the
-/// escapes `\"` `\\` `\n` `\t` `\r` `\uXXXX`, in which `$(NAME)` is the
+/// escapes `\"` `\\` `\n` `\t` `\r` and `\u` with four hex digits, in which `$(NAME)` is the
 /// environment variable NAME and `$$` a `$`; `on`/`off` for `true`/`false`;
 /// numbers and other bare words as written.
 /// `env` looks a variable up (tests pass their own).
