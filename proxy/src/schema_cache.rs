@@ -3,7 +3,8 @@
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use tenancy_core::postgrest::schema::{
-    Column, ForeignKey, Function, FunctionArg, KeyDepKind, Schema, Table, ViewKeyDep, Volatility,
+    Column, ComputedField, ComputedRelationship, ForeignKey, Function, FunctionArg, KeyDepKind,
+    Schema, Table, ViewKeyDep, Volatility,
 };
 
 const TABLES: &str = r#"
@@ -94,6 +95,27 @@ SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset, p.pro
     WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type rt ON rt.oid = p.prorettype
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'
+"#;
+
+/// Functions of exactly one parameter whose type is the row type of a
+/// relation in the cache: computed fields (a scalar result) and computed
+/// relationships (rows of a relation: to-one without `SETOF` or with
+/// `ROWS 1`), as PostgREST finds them.
+const COMPUTED: &str = r#"
+SELECT n.nspname::text, p.proname::text, an.nspname::text, ac.relname::text,
+  format_type(p.prorettype, NULL),
+  (SELECT json_build_array(cn.nspname, c.relname) FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+    WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text,
+  NOT p.proretset OR p.prorows = 1,
+  p.prorettype = 'void'::regtype OR p.prorettype = 'trigger'::regtype, p.proretset
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_type at ON at.oid = p.proargtypes[0]
+JOIN pg_class ac ON ac.oid = at.typrelid AND ac.relkind IN ('r', 'v', 'm', 'f', 'p')
+JOIN pg_namespace an ON an.oid = ac.relnamespace
+JOIN pg_type rt ON rt.oid = p.prorettype
+WHERE n.nspname = ANY($1) AND p.prokind = 'f' AND p.pronargs = 1
+ORDER BY 1, 2, 3, 4
 "#;
 
 /// One unnamed parameter of a type a raw request body can be
@@ -251,6 +273,41 @@ pub async fn load(
                 _ => Volatility::Volatile,
             },
         });
+    }
+    for row in client.query(COMPUTED, &[&schemas]).await? {
+        let (table_schema, table): (String, String) = (row.get(2), row.get(3));
+        if s.table(&table_schema, &table).is_none() || row.get::<_, bool>(7) {
+            continue;
+        }
+        let (schema, name): (String, String) = (row.get(0), row.get(1));
+        match row
+            .get::<_, Option<&str>>(5)
+            .and_then(|t| serde_json::from_str::<(String, String)>(t).ok())
+        {
+            // rows of a relation the cache knows: a computed relationship
+            Some((target_schema, target)) => {
+                if s.table(&target_schema, &target).is_some() {
+                    s.computed_relationships.push(ComputedRelationship {
+                        schema,
+                        name,
+                        table_schema,
+                        table,
+                        target_schema,
+                        target,
+                        single_row: row.get(6),
+                    });
+                }
+            }
+            // a set of scalars is no column
+            None if row.get::<_, bool>(8) => {}
+            None => s.computed_fields.push(ComputedField {
+                schema,
+                name,
+                table_schema,
+                table,
+                data_type: row.get(4),
+            }),
+        }
     }
     Ok(s)
 }

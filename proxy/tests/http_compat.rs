@@ -1000,3 +1000,238 @@ async fn prepared_statements_are_bounded() {
     };
     finish(guarded(result).await, &db, vec![bounded, unbounded]).await;
 }
+
+/// PostgREST's computed fields (`fn(tbl) RETURNS scalar`: selected,
+/// filtered and ordered like columns) and computed relationships (`fn(tbl)
+/// RETURNS SETOF target`, embedded by the function's name; `ROWS 1` or no
+/// `SETOF` makes them to-one), on reads and on the read-back of writes,
+/// under the tenant's row-level security.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn computed_fields_and_relationships() {
+    let db = TestDb::create("computed").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE FUNCTION esg.label(esg.metrics) RETURNS text LANGUAGE sql STABLE
+                 AS $$ SELECT $1.code || ': ' || $1.name $$;
+             CREATE FUNCTION esg."odd ""name"""(m esg.metrics) RETURNS int LANGUAGE sql STABLE
+                 AS $$ SELECT length(m.code) $$;
+             CREATE FUNCTION esg.words(esg.metrics) RETURNS tsvector LANGUAGE sql IMMUTABLE
+                 AS $$ SELECT to_tsvector('english', $1.name) $$;
+             CREATE FUNCTION esg.points(esg.metrics) RETURNS SETOF esg.data_points LANGUAGE sql STABLE
+                 AS $$ SELECT * FROM esg.data_points WHERE metric_id = $1.id AND tenant_id = $1.tenant_id $$;
+             CREATE FUNCTION esg.first_point(esg.metrics) RETURNS SETOF esg.data_points ROWS 1 LANGUAGE sql STABLE
+                 AS $$ SELECT * FROM esg.data_points WHERE metric_id = $1.id ORDER BY period, id LIMIT 1 $$;
+             CREATE FUNCTION esg.no_point(esg.metrics) RETURNS esg.data_points LANGUAGE sql STABLE
+                 AS $$ SELECT * FROM esg.data_points WHERE false $$;
+             -- ignores its argument: row-level security still decides what it sees
+             CREATE FUNCTION esg.every_point(esg.metrics) RETURNS SETOF esg.data_points LANGUAGE sql STABLE
+                 AS $$ SELECT * FROM esg.data_points $$;
+             -- named like the table: overrides the foreign key
+             CREATE FUNCTION esg.metrics(esg.data_points) RETURNS SETOF esg.metrics ROWS 1 LANGUAGE sql STABLE
+                 AS $$ SELECT m.* FROM esg.metrics m WHERE m.id = $1.metric_id AND m.code = 'scope1' $$;
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let get = |path: String| p.get(&path).bearer_auth(acme.clone()).send();
+        // computed fields: select (aliased, and a name that needs quoting), filter, order
+        let (s, v) = json_of(
+            get("/metrics?select=code,label,len:\"odd \\\"name\\\"\"&label=like.scope*&order=label.desc".into())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, v),
+            (
+                200,
+                serde_json::json!([
+                    {"code": "scope2", "label": "scope2: Scope 2 emissions", "len": 6},
+                    {"code": "scope1", "label": "scope1: Scope 1 emissions", "len": 6}
+                ])
+            )
+        );
+        // not part of `*`
+        let (s, v) = json_of(get("/metrics?select=*&code=eq.water".into()).await.unwrap()).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            v[0].get("label").is_none() && v[0].get("code").is_some(),
+            "{v}"
+        );
+        // full-text search on a tsvector computed field; the value stays a value
+        let (s, v) = json_of(
+            get("/metrics?select=code&words=fts.withdraw&order=code".into())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!([{"code": "water"}])));
+        let (s, v) = json_of(
+            get("/metrics?select=code&label=eq.x'%3B%20DROP%20TABLE%20esg.metrics%3B--".into())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!([])));
+        // an unknown name is still an unknown column
+        let (s, v) = json_of(get("/metrics?select=labels".into()).await.unwrap()).await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("42703")), "{v}");
+
+        // computed relationships: to-many (with the embed's own filter,
+        // order and limit), to-one by ROWS 1, to-one without SETOF
+        let (s, v) = json_of(
+            get("/metrics?select=code,points(period,value),first:first_point(period),none:no_point(id)&code=eq.scope1&points.order=period.desc,id&points.limit=2".into())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let row = &v[0];
+        assert_eq!(row["points"].as_array().unwrap().len(), 2, "{v}");
+        assert!(
+            row["points"][0]["period"].as_str() >= row["points"][1]["period"].as_str(),
+            "{v}"
+        );
+        assert!(
+            row["first"].is_object() && row["first"]["period"].is_string(),
+            "{v}"
+        );
+        // a non-SETOF function's no-row is a row of nulls, as in PostgREST
+        assert_eq!(row["none"], serde_json::json!({"id": null}), "{v}");
+        // !inner through a computed relationship, and ordering by a to-one one
+        let (s, v) = json_of(
+            get("/metrics?select=code,points!inner(id)&points.value=lt.0".into())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!([])));
+        let (s, v) = json_of(
+            get("/metrics?select=code,first_point(period)&order=first_point(period).asc,code&limit=1".into())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        // row-level security applies inside the function: a function that
+        // ignores its argument still returns only what the tenant may see
+        // (acme's hierarchy), the same as reading the table directly
+        let tenants_via = |token: String, path: &'static str| {
+            let p = &p;
+            async move {
+                let (s, v) = json_of(p.get(path).bearer_auth(token).send().await.unwrap()).await;
+                assert_eq!(s, 200);
+                let mut set = std::collections::BTreeSet::new();
+                let mut walk = vec![v];
+                while let Some(x) = walk.pop() {
+                    match x {
+                        Value::Array(a) => walk.extend(a),
+                        Value::Object(o) => {
+                            if let Some(Value::String(t)) = o.get("tenant_id") {
+                                set.insert(t.clone());
+                            }
+                            walk.extend(o.into_iter().map(|(_, v)| v));
+                        }
+                        _ => {}
+                    }
+                }
+                set
+            }
+        };
+        let via_fn = "/metrics?select=every_point(tenant_id)&code=eq.scope1";
+        let direct = "/data_points?select=tenant_id";
+        let acme_fn = tenants_via(acme.clone(), via_fn).await;
+        let acme_direct = tenants_via(acme.clone(), direct).await;
+        let globex_fn = tenants_via(member("globex"), via_fn).await;
+        assert!(!acme_fn.is_empty() && !globex_fn.is_empty());
+        assert_eq!(acme_fn, acme_direct);
+        assert!(acme_fn.is_disjoint(&globex_fn), "{acme_fn:?} {globex_fn:?}");
+        // the computed `metrics` overrides the foreign key (only scope1 here);
+        // a hint still reaches the foreign key
+        let (s, v) = json_of(
+            get("/data_points?select=metrics(code)&limit=400".into())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let rows = v.as_array().unwrap();
+        assert!(rows.iter().any(|r| r["metrics"].is_null()), "{v}");
+        assert!(rows.iter().any(|r| r["metrics"]["code"] == "scope1"), "{v}");
+        let (s, v) = json_of(
+            get(
+                "/data_points?select=metrics!data_points_tenant_id_metric_id_fkey(code)&limit=400"
+                    .into(),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["metrics"]["code"] == "scope2"),
+            "{v}"
+        );
+
+        // the read-back of a write: computed fields and relationships of the new row
+        let r = p
+            .post("/metrics?select=code,label,points(id)")
+            .bearer_auth(&acme)
+            .header("Prefer", "return=representation")
+            .json(&serde_json::json!({"code": "cf1", "name": "Computed", "unit": "t"}))
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!(
+            (s, v),
+            (
+                201,
+                serde_json::json!([{"code": "cf1", "label": "cf1: Computed", "points": []}])
+            )
+        );
+        // PATCH and DELETE filtered by a computed field
+        let r = p
+            .patch("/metrics?label=eq.cf1:%20Computed&select=label")
+            .bearer_auth(&acme)
+            .header("Prefer", "return=representation")
+            .json(&serde_json::json!({"name": "Renamed"}))
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!(
+            (s, v),
+            (200, serde_json::json!([{"label": "cf1: Renamed"}]))
+        );
+        let r = p
+            .delete("/metrics?label=eq.cf1:%20Renamed")
+            .bearer_auth(&acme)
+            .header("Prefer", "return=representation")
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        // a computed field is not a column to write
+        let r = p
+            .post("/metrics")
+            .bearer_auth(&acme)
+            .json(&serde_json::json!({"code": "cf2", "name": "x", "unit": "t", "label": "no"}))
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = json_of(r).await;
+        assert!(s == 400, "{s} {v}");
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}

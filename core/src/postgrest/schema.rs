@@ -112,6 +112,41 @@ pub struct Schema {
     pub tables: HashMap<(String, String), Table>,
     pub foreign_keys: Vec<ForeignKey>,
     pub functions: Vec<Function>,
+    /// Functions of one row of a table or view that return a scalar:
+    /// PostgREST's computed fields, selected, filtered and ordered like
+    /// columns (never part of `*`).
+    pub computed_fields: Vec<ComputedField>,
+    /// Functions of one row of a table or view that return rows of a table
+    /// or view: PostgREST's computed relationships, embedded by the
+    /// function's name.
+    pub computed_relationships: Vec<ComputedRelationship>,
+}
+
+/// `fn(tbl) RETURNS scalar` in an exposed schema: a virtual column of `tbl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputedField {
+    /// The function.
+    pub schema: String,
+    pub name: String,
+    /// The table or view whose row it takes.
+    pub table_schema: String,
+    pub table: String,
+    /// `format_type` of its result.
+    pub data_type: String,
+}
+
+/// `fn(tbl) RETURNS [SETOF] target` in an exposed schema: a relationship
+/// from `tbl` to `target` named `fn`. To-one when it returns one row (not
+/// `SETOF`, or `ROWS 1`), to-many otherwise, as in PostgREST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputedRelationship {
+    pub schema: String,
+    pub name: String,
+    pub table_schema: String,
+    pub table: String,
+    pub target_schema: String,
+    pub target: String,
+    pub single_row: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +176,9 @@ pub struct Relationship {
     /// For many-to-many: the junction table and (parent col, junction col),
     /// (target col, junction col) pairs.
     pub junction: Option<Junction>,
+    /// For a computed relationship: the function (schema, name) that takes
+    /// the parent's row and returns the target's rows (no `pairs`).
+    pub function: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +193,21 @@ pub struct Junction {
 impl Schema {
     pub fn table(&self, schema: &str, name: &str) -> Option<&Table> {
         self.tables.get(&(schema.to_string(), name.to_string()))
+    }
+
+    /// The computed field `name` of `schema.table` (a column of that name
+    /// hides it, as in PostgreSQL). One in the table's own schema wins
+    /// over one in another exposed schema.
+    pub fn computed_field(&self, schema: &str, table: &str, name: &str) -> Option<&ComputedField> {
+        let mut found = self
+            .computed_fields
+            .iter()
+            .filter(|c| c.name == name && c.table_schema == schema && c.table == table);
+        let first = found.next()?;
+        if first.schema == schema {
+            return Some(first);
+        }
+        Some(found.find(|c| c.schema == schema).unwrap_or(first))
     }
 
     fn is_view(&self, schema: &str, name: &str) -> bool {
@@ -325,6 +378,32 @@ impl Schema {
         name: &str,
         hint: Option<&str>,
     ) -> Vec<Relationship> {
+        // A computed relationship of that name overrides the detected ones
+        // (PostgREST's "overriding relationships"); a hint designates a
+        // foreign key, so it only looks at those.
+        if hint.is_none() {
+            let computed: Vec<Relationship> = self
+                .computed_relationships
+                .iter()
+                .filter(|c| c.name == name && c.table_schema == schema && c.table == table)
+                .map(|c| Relationship {
+                    target_schema: c.target_schema.clone(),
+                    target: c.target.clone(),
+                    cardinality: if c.single_row {
+                        Cardinality::ManyToOne
+                    } else {
+                        Cardinality::OneToMany
+                    },
+                    constraint: c.name.clone(),
+                    pairs: Vec::new(),
+                    junction: None,
+                    function: Some((c.schema.clone(), c.name.clone())),
+                })
+                .collect();
+            if !computed.is_empty() {
+                return computed;
+            }
+        }
         let mut out = Vec::new();
         for fk in &self.foreign_keys {
             // many-to-one (or one-to-one when the fk columns are unique)
@@ -352,6 +431,7 @@ impl Schema {
                             .zip(fk.ref_columns.iter().cloned())
                             .collect(),
                         junction: None,
+                        function: None,
                     });
                 }
             }
@@ -377,6 +457,7 @@ impl Schema {
                         .zip(fk.columns.iter().cloned())
                         .collect(),
                     junction: None,
+                    function: None,
                 });
             }
         }
@@ -420,6 +501,7 @@ impl Schema {
                                         .collect(),
                                     constraints: (a.name.clone(), b.name.clone()),
                                 }),
+                                function: None,
                             });
                         }
                     }

@@ -15,7 +15,7 @@
 
 use super::ast::*;
 use super::error::ApiError;
-use super::schema::{Function, Relationship, Schema, Table};
+use super::schema::{ComputedField, Function, Relationship, Schema, Table};
 use crate::ident::{quote_ident, quote_qualified};
 
 /// A statement and its parameters (text, or NULL).
@@ -146,6 +146,10 @@ struct Ctx<'a> {
     /// being rendered (innermost last): a null filter on an embed's label
     /// (`rel=is.null`) looks its embed up there.
     scopes: Vec<(&'a [SelectItem], Vec<String>)>,
+    /// Aliases whose rows are records rather than rows of their table's type
+    /// (`pgrst_source`, the written rows): a computed field or relationship
+    /// gets such a row cast to the table's type.
+    untyped: Vec<String>,
 }
 
 /// The SQL pieces of one level of the embed tree.
@@ -270,6 +274,7 @@ impl<'a> Ctx<'a> {
             aliases: 0,
             skip_root: false,
             scopes: Vec::new(),
+            untyped: Vec::new(),
         }
     }
 
@@ -292,16 +297,61 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The `alias` row as a value of `table`'s row type, the argument of a
+    /// computed field or relationship.
+    fn whole_row(&self, table: &Table, alias: &str) -> String {
+        if self.untyped.iter().any(|a| a == alias) {
+            format!(
+                "CAST(ROW({alias}.*) AS {})",
+                quote_qualified(&table.schema, &table.name)
+            )
+        } else {
+            format!("{alias}.*")
+        }
+    }
+
+    /// The computed field `name` of `table`, unless a column hides it or
+    /// `table` is not a table or view of the cache (a function's `RETURNS
+    /// TABLE` rows have no row type to pass).
+    fn computed_field(&self, table: &Table, name: &str) -> Option<&'a ComputedField> {
+        if table.column(name).is_some() {
+            return None;
+        }
+        let schema: &'a Schema = self.schema;
+        schema.table(&table.schema, &table.name)?;
+        schema.computed_field(&table.schema, &table.name, name)
+    }
+
+    /// A column's (or computed field's) type name, for the full-text operators.
+    fn field_type<'t>(&self, table: &'t Table, name: &str) -> Option<&'t str>
+    where
+        'a: 't,
+    {
+        match table.column(name) {
+            Some(c) => Some(&c.data_type),
+            None => self
+                .computed_field(table, name)
+                .map(|c| c.data_type.as_str()),
+        }
+    }
+
     fn field_expr(
         &mut self,
         table: &Table,
         alias: &str,
         field: &Field,
     ) -> Result<String, ApiError> {
-        if table.column(&field.name).is_none() {
+        let mut e = if table.column(&field.name).is_some() {
+            format!("{alias}.{}", quote_ident(&field.name))
+        } else if let Some(cf) = self.computed_field(table, &field.name) {
+            format!(
+                "{}({})",
+                quote_qualified(&cf.schema, &cf.name),
+                self.whole_row(table, alias)
+            )
+        } else {
             return Err(undefined_column(&table.name, &field.name));
-        }
-        let mut e = format!("{alias}.{}", quote_ident(&field.name));
+        };
         for step in &field.path {
             let arrow = match step.arrow {
                 Arrow::Json => "->",
@@ -411,9 +461,7 @@ impl<'a> Ctx<'a> {
             }
             (op, Value::Single(v)) if op.is_fts() => {
                 let column_is_tsvector = f.field.path.is_empty()
-                    && table
-                        .column(&f.field.name)
-                        .is_some_and(|c| c.data_type == "tsvector");
+                    && self.field_type(table, &f.field.name) == Some("tsvector");
                 let lang = f.language.clone().map(|l| self.param(l));
                 let vector = match (&lang, column_is_tsvector) {
                     (_, true) => lhs.clone(),
@@ -468,6 +516,35 @@ impl<'a> Ctx<'a> {
         self.schema
             .table(&rel.target_schema, &rel.target)
             .ok_or_else(|| ApiError::no_table(&rel.target_schema, &rel.target))
+    }
+
+    /// The `FROM` item giving `rel`'s target rows under `target_alias`, and
+    /// the condition tying them to their `parent_alias` row (none for a
+    /// computed relationship: the function is called with the parent's row).
+    fn source(
+        &mut self,
+        rel: &Relationship,
+        parent: &Table,
+        parent_alias: &str,
+        target_alias: &str,
+    ) -> (String, Option<String>) {
+        match &rel.function {
+            Some((fs, fname)) => (
+                format!(
+                    "{}({}) AS {target_alias}",
+                    quote_qualified(fs, fname),
+                    self.whole_row(parent, parent_alias)
+                ),
+                None,
+            ),
+            None => (
+                format!(
+                    "{} AS {target_alias}",
+                    quote_qualified(&rel.target_schema, &rel.target)
+                ),
+                Some(self.join_condition(rel, parent_alias, target_alias)),
+            ),
+        }
     }
 
     /// The condition tying `target_alias` rows to their `parent_alias` row.
@@ -691,11 +768,9 @@ impl<'a> Ctx<'a> {
         let target = self.target(&rel)?;
         let ta = self.alias();
         let e = self.field_expr(target, &ta, field)?;
-        let jc = self.join_condition(&rel, alias, &ta);
-        Ok(format!(
-            "(SELECT {e} FROM {} AS {ta} WHERE {jc} LIMIT 1)",
-            quote_qualified(&target.schema, &target.name)
-        ))
+        let (from, jc) = self.source(&rel, table, alias, &ta);
+        let cond = jc.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+        Ok(format!("(SELECT {e} FROM {from}{cond} LIMIT 1)"))
     }
 
     fn embed(
@@ -716,7 +791,7 @@ impl<'a> Ctx<'a> {
         let mut sub_path = path.to_vec();
         sub_path.push(embed.label().to_string());
         let ta = self.alias();
-        let jc = self.join_condition(&rel, alias, &ta);
+        let (from, jc) = self.source(&rel, table, alias, &ta);
         // an embed that selects nothing (`rel()`, e.g. only for `!inner` or a
         // null filter) drops its SQL: its filters' parameters must go too
         let mark = self.params.len();
@@ -729,11 +804,10 @@ impl<'a> Ctx<'a> {
         if !used {
             self.params.truncate(mark);
         }
-        let from = format!("{} AS {ta}", quote_qualified(&target.schema, &target.name));
         let inner_sql = format!(
             "SELECT {} FROM {from}{}",
             inner.select_list(),
-            inner.tail(Some(&jc))
+            inner.tail(jc.as_deref())
         );
         let label = quote_ident(embed.label());
         if embed.spread && !rel.cardinality.to_one() {
@@ -810,16 +884,18 @@ impl<'a> Ctx<'a> {
         let ea = self.alias();
         let query: &'a Query = self.query;
         let level = query.level(sub_path).unwrap_or(&EMPTY_LEVEL);
-        let mut conds = vec![self.join_condition(&rel, alias, &ea)];
+        let (from, jc) = self.source(&rel, table, alias, &ea);
+        let mut conds: Vec<String> = jc.into_iter().collect();
         self.scopes.push((&embed.select, sub_path.to_vec()));
         let own = self.conditions(target, &ea, &level.conditions);
         self.scopes.pop();
         conds.extend(own?);
-        Ok(format!(
-            "EXISTS (SELECT 1 FROM {} AS {ea} WHERE {})",
-            quote_qualified(&target.schema, &target.name),
-            conds.join(" AND ")
-        ))
+        let cond = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        Ok(format!("EXISTS (SELECT 1 FROM {from}{cond})"))
     }
 
     /// PostgREST's null filter on an embedded resource: `rel=is.null` keeps
@@ -837,7 +913,10 @@ impl<'a> Ctx<'a> {
             (Operator::Is, Value::Is(IsValue::NotNull)) => f.negate,
             _ => return Ok(None),
         };
-        if !f.field.path.is_empty() || table.column(&f.field.name).is_some() {
+        if !f.field.path.is_empty()
+            || table.column(&f.field.name).is_some()
+            || self.computed_field(table, &f.field.name).is_some()
+        {
             return Ok(None);
         }
         let Some((items, path)) = self.scopes.last() else {
@@ -1128,6 +1207,8 @@ fn write_tail<'a>(
         Returning::Representation => {
             check_embedded_levels(query)?;
             let alias = cx.alias();
+            // `pgrst_source` rows are records with the table's columns.
+            cx.untyped.push(alias.clone());
             // Only the select shape and the embeds' own levels apply to the read-back.
             cx.skip_root = true;
             let lv = cx.level(table, &alias, &query.select, &[], false)?;
@@ -2292,6 +2373,222 @@ mod tests {
                 .code,
             "PGRST200"
         );
+    }
+
+    /// The demo schema plus `api.label(metrics) -> text`, `esg.data_points
+    /// (metrics) -> SETOF data_points` and `esg.latest(metrics) -> SETOF
+    /// data_points ROWS 1`, and `esg.metrics(data_points) -> SETOF metrics
+    /// ROWS 1` overriding the foreign key.
+    fn computed_schema() -> Schema {
+        use super::super::schema::{ComputedField, ComputedRelationship};
+        let mut s = demo();
+        s.computed_fields.push(ComputedField {
+            schema: "api".into(),
+            name: "label".into(),
+            table_schema: "esg".into(),
+            table: "metrics".into(),
+            data_type: "text".into(),
+        });
+        s.computed_fields.push(ComputedField {
+            schema: "esg".into(),
+            name: "words".into(),
+            table_schema: "esg".into(),
+            table: "metrics".into(),
+            data_type: "tsvector".into(),
+        });
+        // a computed field hidden by a column of the same name
+        s.computed_fields.push(ComputedField {
+            schema: "esg".into(),
+            name: "code".into(),
+            table_schema: "esg".into(),
+            table: "metrics".into(),
+            data_type: "text".into(),
+        });
+        for (name, target, single) in [
+            ("points_of", "data_points", false),
+            ("latest", "data_points", true),
+        ] {
+            s.computed_relationships.push(ComputedRelationship {
+                schema: "esg".into(),
+                name: name.into(),
+                table_schema: "esg".into(),
+                table: "metrics".into(),
+                target_schema: "esg".into(),
+                target: target.into(),
+                single_row: single,
+            });
+        }
+        s.computed_relationships.push(ComputedRelationship {
+            schema: "esg".into(),
+            name: "metrics".into(),
+            table_schema: "esg".into(),
+            table: "data_points".into(),
+            target_schema: "esg".into(),
+            target: "metrics".into(),
+            single_row: true,
+        });
+        s
+    }
+
+    #[test]
+    fn computed_fields_and_relationships() {
+        let s = computed_schema();
+        let metrics = s.table("esg", "metrics").unwrap().clone();
+        let opts = Options::default();
+        let read_m = |pairs: &[(&str, &str)]| read(&s, &metrics, &q(pairs), &opts, false);
+        // select, filter, order: the function called with the row; the value a parameter
+        let st = read_m(&[
+            ("select", "id,label,l:label,label->>x"),
+            ("label", "eq.zqx"),
+            ("order", "label.desc"),
+        ])
+        .unwrap();
+        placeholders_match(&st);
+        assert!(
+            st.sql.contains(
+                "\"api\".\"label\"(\"t0\".*) AS \"label\", \"api\".\"label\"(\"t0\".*) AS \"l\""
+            ),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql.contains("WHERE \"api\".\"label\"(\"t0\".*) = $"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql.contains("ORDER BY \"api\".\"label\"(\"t0\".*) DESC"),
+            "{}",
+            st.sql
+        );
+        assert!(!st.sql.contains("zqx"));
+        // `*` is the columns only
+        let st = read_m(&[("select", "*")]).unwrap();
+        assert!(!st.sql.contains("label"), "{}", st.sql);
+        // a column hides a computed field of the same name
+        let st = read_m(&[("select", "code")]).unwrap();
+        assert!(st.sql.contains("\"t0\".\"code\" AS \"code\""), "{}", st.sql);
+        assert!(!st.sql.contains("\"esg\".\"code\"("), "{}", st.sql);
+        // a tsvector computed field is searched as it is
+        let st = read_m(&[("words", "fts.coal")]).unwrap();
+        assert!(
+            st.sql
+                .contains("\"esg\".\"words\"(\"t0\".*) @@ pg_catalog.to_tsquery($"),
+            "{}",
+            st.sql
+        );
+        // computed fields of other tables are not this table's
+        let dp = s.table("esg", "data_points").unwrap().clone();
+        let e = read(&s, &dp, &q(&[("select", "label")]), &opts, false).unwrap_err();
+        assert_eq!(e.code, "42703");
+
+        // a to-many computed relationship: the function is the FROM item
+        let st = read_m(&[
+            ("select", "id,points_of(id,value),last:latest(period)"),
+            ("points_of.value", "gt.5"),
+            ("points_of.order", "period"),
+        ])
+        .unwrap();
+        placeholders_match(&st);
+        assert!(
+            st.sql.contains(
+                "FROM \"esg\".\"points_of\"(\"t0\".*) AS \"t1\" WHERE \"t1\".\"value\" > $1 ORDER BY \"t1\".\"period\")"
+            ),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("pg_catalog.json_agg"), "{}", st.sql);
+        // to-one: an object
+        assert!(
+            st.sql.contains("row_to_json(\"_e\") FROM (SELECT \"t2\".\"period\" AS \"period\" FROM \"esg\".\"latest\"(\"t0\".*) AS \"t2\" LIMIT 1)"),
+            "{}",
+            st.sql
+        );
+        // !inner and the null filter, and ordering by a to-one computed relationship
+        let st = read_m(&[
+            ("select", "id,points_of!inner(id),latest(period)"),
+            ("points_of.value", "gt.5"),
+            ("latest", "not.is.null"),
+            ("order", "latest(period).desc"),
+        ])
+        .unwrap();
+        placeholders_match(&st);
+        assert!(
+            st.sql
+                .contains("EXISTS (SELECT 1 FROM \"esg\".\"points_of\"(\"t0\".*) AS \"t"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql
+                .contains("EXISTS (SELECT 1 FROM \"esg\".\"latest\"(\"t0\".*) AS \"t"),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("ORDER BY (SELECT \"t"), "{}", st.sql);
+        // ordering by a to-many computed relationship is refused
+        let e = read_m(&[("select", "id,points_of(id)"), ("order", "points_of(id)")]).unwrap_err();
+        assert_eq!(e.code, "PGRST118");
+
+        // a computed relationship named like a table overrides the foreign key
+        let st = read(&s, &dp, &q(&[("select", "id,metrics(code)")]), &opts, false).unwrap();
+        assert!(
+            st.sql
+                .contains("FROM \"esg\".\"metrics\"(\"t0\".*) AS \"t1\""),
+            "{}",
+            st.sql
+        );
+        // … unless a hint names the foreign key
+        let st = read(
+            &s,
+            &dp,
+            &q(&[("select", "id,metrics!data_points_metric_fkey(code)")]),
+            &opts,
+            false,
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("FROM \"esg\".\"metrics\" AS \"t1\" WHERE \"t1\".\"tenant_id\" = \"t0\".\"tenant_id\""),
+            "{}",
+            st.sql
+        );
+
+        // the read-back of a write: the record cast to the table's row type
+        let spec = InsertSpec {
+            columns: vec!["code".into(), "name".into()],
+            body: "[{\"code\":\"a\",\"name\":\"b\"}]".into(),
+            present: None,
+            resolution: None,
+        };
+        let st = insert(
+            &s,
+            &metrics,
+            &q(&[("select", "id,label,points_of(id)")]),
+            &opts,
+            &spec,
+            Returning::Representation,
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains(
+                "\"api\".\"label\"(CAST(ROW(\"t0\".*) AS \"esg\".\"metrics\")) AS \"label\""
+            ),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql.contains(
+                "\"esg\".\"points_of\"(CAST(ROW(\"t0\".*) AS \"esg\".\"metrics\")) AS \"t1\""
+            ),
+            "{}",
+            st.sql
+        );
+        // a computed field is no column to write
+        let bad = InsertSpec {
+            columns: vec!["label".into()],
+            ..spec
+        };
+        assert!(insert(&s, &metrics, &q(&[]), &opts, &bad, Returning::Minimal).is_err());
     }
 
     #[test]
