@@ -44,4 +44,12 @@ CREATE FUNCTION esg.new_metric(code text, name text) RETURNS esg.metrics LANGUAG
     AS 'INSERT INTO esg.metrics (code, name, unit) VALUES (code, name, ''t'') RETURNING *';
 CREATE FUNCTION esg.fail(code text) RETURNS void LANGUAGE plpgsql AS
     $$ BEGIN RAISE EXCEPTION 'failed on purpose' USING ERRCODE = code, HINT = 'a hint'; END $$;
+-- A computed field and computed relationships (functions of one metrics row).
+CREATE FUNCTION esg.label(esg.metrics) RETURNS text LANGUAGE sql STABLE
+    AS $$ SELECT $1.code || ': ' || $1.name $$;
+CREATE FUNCTION esg.points(esg.metrics) RETURNS SETOF esg.data_points LANGUAGE sql STABLE
+    AS $$ SELECT * FROM esg.data_points WHERE metric_id = $1.id AND tenant_id = $1.tenant_id $$;
+CREATE FUNCTION esg.latest_point(esg.metrics) RETURNS SETOF esg.data_points ROWS 1 LANGUAGE sql STABLE
+    AS $$ SELECT * FROM esg.data_points WHERE metric_id = $1.id AND tenant_id = $1.tenant_id
+          ORDER BY period DESC, id DESC LIMIT 1 $$;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO PUBLIC;

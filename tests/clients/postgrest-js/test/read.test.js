@@ -288,6 +288,47 @@ describe('csv', () => {
   })
 })
 
+describe('computed fields and relationships', () => {
+  test('a computed field is selected, filtered and ordered like a column', async () => {
+    const rows = ok(
+      await globex.from('metrics').select('code,label').like('label', 'scope*').order('label', { ascending: false }),
+    )
+    assert.deepEqual(rows, [
+      { code: 'scope2', label: 'scope2: Scope 2 emissions' },
+      { code: 'scope1', label: 'scope1: Scope 1 emissions' },
+    ])
+    const star = ok(await globex.from('metrics').select('*').eq('code', 'water'))
+    assert.equal(star[0].label, undefined)
+  })
+
+  test('computed relationships embed to-many and to-one (ROWS 1)', async () => {
+    const rows = ok(
+      await globex
+        .from('metrics')
+        .select('code,points(period,value),latest:latest_point(period)')
+        .eq('code', 'scope1')
+        .order('period', { referencedTable: 'points', ascending: false })
+        .limit(2, { referencedTable: 'points' }),
+    )
+    assert.equal(rows.length, 1)
+    assert.equal(rows[0].points.length, 2)
+    assert.ok(rows[0].points[0].period >= rows[0].points[1].period)
+    assert.equal(rows[0].latest.period, rows[0].points[0].period)
+  })
+
+  test('insert returns computed fields and relationships of the new row', async () => {
+    const row = ok(
+      await globex
+        .from('metrics')
+        .insert({ code: 'js-computed', name: 'From JS', unit: 't' })
+        .select('code,label,points(id)')
+        .single(),
+    )
+    assert.deepEqual(row, { code: 'js-computed', label: 'js-computed: From JS', points: [] })
+    ok(await globex.from('metrics').delete().eq('label', 'js-computed: From JS'))
+  })
+})
+
 describe('explain (db-plan-enabled)', () => {
   test('explain() gives the text plan of the tenant query', async () => {
     const plan = ok(await globex.from('metrics').select('code').eq('code', 'scope1').explain())
