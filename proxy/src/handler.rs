@@ -649,9 +649,9 @@ fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
             "OPTIONS,GET,HEAD,POST".to_string()
         }
     } else {
-        let t = schema
-            .table(&ctx.schema, path)
-            .ok_or_else(|| ApiError::no_table(&ctx.schema, path))?;
+        let t = schema.table(&ctx.schema, path).ok_or_else(|| {
+            ApiError::no_table(&ctx.schema, path, schema.table_hint(&ctx.schema, path))
+        })?;
         let mut m = vec!["OPTIONS,GET,HEAD", "POST"];
         if !t.primary_key.is_empty() {
             m.push("PUT");
@@ -887,19 +887,10 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     }
 }
 
-/// `POST /rpc/<name>` to a function whose only parameter is unnamed, when
-/// the body's media type fits its type: the function and the body as that
-/// parameter's text (bytea as `\x` hex). A JSON object body goes to a
-/// json/jsonb parameter only when no overload with named parameters takes
-/// its keys.
-fn raw_call<'s>(
-    schema: &'s tenancy_core::postgrest::schema::Schema,
-    ns: &str,
-    name: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Option<(&'s tenancy_core::postgrest::schema::Function, String)>, ApiError> {
-    let mime = headers
+/// The media type of a request body (no parameters, lowercase; none:
+/// `application/json`).
+fn body_mime(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .map(|v| {
             String::from_utf8_lossy(v.as_bytes())
@@ -909,33 +900,19 @@ fn raw_call<'s>(
                 .trim()
                 .to_ascii_lowercase()
         })
-        .unwrap_or_else(|| "application/json".to_string());
-    let Some(f) = sql::find_raw_body_function(schema, ns, name, sql::raw_body_types(&mime)) else {
-        return Ok(None);
-    };
-    let text = || {
-        String::from_utf8(body.to_vec())
-            .map_err(|_| ApiError::body("The request body is not valid UTF-8"))
-    };
-    let arg = match f.args[0].data_type.as_str() {
-        "json" | "jsonb" => {
-            let json = if body.is_empty() {
-                Json::Object(Default::default())
-            } else {
-                parse_body(body)?
-            };
-            if let Json::Object(o) = &json {
-                let names: Vec<String> = o.keys().cloned().collect();
-                if sql::find_function(schema, ns, name, &names).is_ok() {
-                    return Ok(None);
-                }
-            }
-            text()?
-        }
-        "bytea" => format!("\\x{}", hex::encode(body)),
-        _ => text()?,
-    };
-    Ok(Some((f, arg)))
+        .unwrap_or_else(|| "application/json".to_string())
+}
+
+/// The value a function whose only parameter is unnamed gets, as PostgREST
+/// passes it: the body as sent (a JSON body, text, XML; bytes as `\x`
+/// hex for bytea), or — for a query string, a form or CSV — the arguments
+/// as a JSON object.
+fn raw_argument(data_type: &str, bytes: &[u8]) -> Result<String, ApiError> {
+    if data_type == "bytea" {
+        return Ok(format!("\\x{}", hex::encode(bytes)));
+    }
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::body("The request body is not valid UTF-8"))
 }
 
 /// A `text/csv` body: one JSON object of text values (`NULL`: null) per record.
@@ -1101,9 +1078,9 @@ async fn table(
 ) -> Result<Response, ApiError> {
     let schema = ctx.st.schema();
     // borrowed from the cache snapshot (`schema` is this request's Arc)
-    let table = schema
-        .table(&ctx.schema, name)
-        .ok_or_else(|| ApiError::no_table(&ctx.schema, name))?;
+    let table = schema.table(&ctx.schema, name).ok_or_else(|| {
+        ApiError::no_table(&ctx.schema, name, schema.table_hint(&ctx.schema, name))
+    })?;
     let mut opts = ctx.options();
     let singular = ctx.media == Media::Object;
     if matches!(ctx.method, Method::GET | Method::HEAD) {
@@ -1423,29 +1400,33 @@ async fn rpc(
         .flat_map(|f| f.args.iter().map(|a| a.name.clone()))
         .collect();
     let mut opts = ctx.options();
-    let mut raw_fn = None;
-    let mut raw = match ctx.method {
-        Method::POST => raw_call(&schema, &ctx.schema, name, headers, body)?,
-        _ => None,
-    };
-    let (args, rest, read_only_method) = match ctx.method {
+    let post_mime = (ctx.method == Method::POST).then(|| body_mime(headers));
+    // The argument names (PostgREST's keys), and how the arguments travel.
+    enum Given {
+        Text(Vec<(String, String)>),
+        Json(Json),
+        Raw,
+    }
+    let (given, keys, rest): (Given, Vec<String>, Vec<(String, String)>) = match ctx.method {
         Method::GET | Method::HEAD => {
-            let (a, r): (Vec<_>, Vec<_>) = pairs
-                .into_iter()
-                .partition(|(k, _)| !k.is_empty() && known.contains(k));
-            (Args::Text(a), r, true)
+            let (a, r): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| known.contains(k));
+            let keys = a.iter().map(|(k, _)| k.clone()).collect();
+            (Given::Text(a), keys, r)
         }
-        // a function whose only parameter is unnamed takes the whole body
-        // (PostgREST: json/jsonb, text/plain, text/xml, octet-stream);
-        // a JSON body goes to it only when no named overload fits
-        Method::POST if raw.is_some() => {
-            let (f, arg) = raw.take().unwrap_or_else(|| unreachable!());
-            raw_fn = Some(f);
-            (Args::Raw(arg), pairs, false)
+        // text, XML and bytes only ever go whole to an unnamed parameter
+        Method::POST
+            if matches!(
+                post_mime.as_deref(),
+                Some("text/plain" | "text/xml" | "application/xml" | "application/octet-stream")
+            ) =>
+        {
+            (Given::Raw, Vec::new(), pairs)
         }
         // a form's fields are the arguments, as text
         Method::POST if body_kind(headers)? == BodyKind::Form => {
-            (Args::Text(form_pairs(body)), pairs, false)
+            let a = form_pairs(body);
+            let keys = a.iter().map(|(k, _)| k.clone()).collect();
+            (Given::Text(a), keys, pairs)
         }
         Method::POST => {
             let json = if body_kind(headers)? == BodyKind::Csv {
@@ -1459,20 +1440,11 @@ async fn rpc(
             } else {
                 parse_body(body)?
             };
-            let Json::Object(obj) = &json else {
-                return Err(ApiError::body(
-                    "The request body of an RPC call must be a JSON object",
-                ));
+            let keys = match &json {
+                Json::Object(o) => o.keys().cloned().collect(),
+                _ => Vec::new(),
             };
-            let names: Vec<String> = obj.keys().cloned().collect();
-            (
-                Args::Json {
-                    names,
-                    body: json.to_string(),
-                },
-                pairs,
-                false,
-            )
+            (Given::Json(json), keys, pairs)
         }
         _ => {
             return Err(ApiError::new(
@@ -1482,15 +1454,43 @@ async fn rpc(
             ))
         }
     };
-    let func = match raw_fn {
-        Some(f) => f,
-        None => {
-            let arg_names: Vec<String> = match &args {
-                Args::Text(a) => a.iter().map(|(k, _)| k.clone()).collect(),
-                Args::Json { names, .. } => names.clone(),
-                Args::Raw(_) => Vec::new(),
-            };
-            sql::find_function(&schema, &ctx.schema, name, &arg_names)?
+    let func = sql::find_function(&schema, &ctx.schema, name, &keys, post_mime.as_deref())?;
+    let args = if sql::takes_raw_body(func) {
+        // PostgREST's positional call: the body as sent, or the arguments
+        // as one JSON object
+        let ty = func.args[0].data_type.as_str();
+        let sent_as_is = matches!(post_mime.as_deref(), Some(m) if m != "text/csv"
+            && m != "application/x-www-form-urlencoded");
+        Args::Raw(match &given {
+            Given::Raw => raw_argument(ty, body)?,
+            Given::Json(_) if sent_as_is && !body.is_empty() => raw_argument(ty, body)?,
+            Given::Json(j) => raw_argument(ty, j.to_string().as_bytes())?,
+            Given::Text(a) => {
+                let obj: serde_json::Map<String, Json> = a
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                    .collect();
+                raw_argument(ty, Json::Object(obj).to_string().as_bytes())?
+            }
+        })
+    } else {
+        match given {
+            Given::Text(a) => Args::Text(a),
+            Given::Json(json @ Json::Object(_)) => Args::Json {
+                names: keys,
+                body: json.to_string(),
+            },
+            // nothing to name the arguments by (a JSON array or scalar; text,
+            // XML, bytes): only a call without arguments
+            _ if func.args.iter().all(|a| a.has_default) => Args::Json {
+                names: Vec::new(),
+                body: "{}".into(),
+            },
+            _ => {
+                return Err(ApiError::body(
+                    "The request body of an RPC call must be a JSON object",
+                ))
+            }
         }
     };
     let mut query = parse_query(&rest)?;
@@ -1518,7 +1518,8 @@ async fn rpc(
     } else {
         plan_of(count, &stmt)
     };
-    let read_only = read_only_method || func.volatility != Volatility::Volatile;
+    let read_only =
+        matches!(ctx.method, Method::GET | Method::HEAD) || func.volatility != Volatility::Volatile;
     let set_like = func.returns_set;
     let singular = ctx.media == Media::Object && set_like;
     let out = ctx

@@ -907,6 +907,8 @@ async fn raw_body_functions() {
         )
         .await;
         assert!(s == 400 || s == 404 || s == 415, "{s} {v}");
+        // PostgREST names an unnamed parameter "": `?=x` reaches it, and the
+        // query arguments go to it as one JSON object
         let (s, v) = json_of(
             p.get("/rpc/raw_text?=x")
                 .bearer_auth(&acme)
@@ -915,7 +917,39 @@ async fn raw_body_functions() {
                 .unwrap(),
         )
         .await;
+        assert_eq!((s, v["text"].as_str()), (200, Some(r#"{"":"x"}"#)), "{v}");
+        // so does a JSON body `{"": …}`, whole, even for a text parameter
+        let (s, v) = json_of(
+            post("raw_text", "application/json", br#"{"": "y"}"#.to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["text"].as_str()), (200, Some(r#"{"": "y"}"#)), "{v}");
+        // other keys do not, and the error is PostgREST's, with its hint
+        let (s, v) = json_of(
+            post("raw_text", "application/json", br#"{"z": "y"}"#.to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")), "{v}");
+        assert_eq!(
+            v["details"],
+            "Searched for the function esg.raw_text with parameter z or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."
+        );
+        let (s, v) = json_of(
+            post("raw_txt", "text/plain", b"y".to_vec())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")), "{v}");
+        assert_eq!(
+            v["hint"],
+            "Perhaps you meant to call the function esg.raw_text",
+            "{v}"
+        );
         let (s, v) = json_of(
             post("two_unnamed", "text/plain", b"x".to_vec())
                 .await

@@ -59,16 +59,20 @@ impl ApiError {
     }
 
     /// PGRST200: no relationship between two resources.
-    pub fn no_relationship(from: &str, to: &str, schema: &str) -> Self {
-        ApiError::new(
+    /// PGRST200, with PostgREST's "Perhaps you meant …" hint when one is close.
+    pub fn no_relationship(from: &str, to: &str, schema: &str, hint: Option<String>) -> Self {
+        let e = ApiError::new(
             400,
             "PGRST200",
             format!("Could not find a relationship between '{from}' and '{to}' in the schema cache"),
         )
         .details(format!(
             "Searched for a foreign key relationship between '{from}' and '{to}' in the schema '{schema}', but no matches were found."
-        ))
-        .hint("Verify that the resources are correct and that a foreign key relationship exists between them.")
+        ));
+        match hint {
+            Some(h) => e.hint(h),
+            None => e,
+        }
     }
 
     /// PGRST204: a column named in the request does not exist.
@@ -81,13 +85,18 @@ impl ApiError {
     }
 
     /// PGRST205: no such table or view.
-    pub fn no_table(schema: &str, table: &str) -> Self {
-        ApiError::new(
+    /// PGRST205, with PostgREST's "Perhaps you meant the table …" hint when
+    /// one is close (see `Schema::table_hint`).
+    pub fn no_table(schema: &str, table: &str, hint: Option<String>) -> Self {
+        let e = ApiError::new(
             404,
             "PGRST205",
             format!("Could not find the table '{schema}.{table}' in the schema cache"),
-        )
-        .hint("Check the table name and the exposed schemas; a new table needs a schema cache reload.")
+        );
+        match hint {
+            Some(h) => e.hint(h),
+            None => e,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod ast;
 pub mod claims;
 pub mod csv;
 pub mod error;
+pub mod fuzzy;
 pub mod parse;
 pub mod prefer;
 pub mod schema;

@@ -534,6 +534,72 @@ impl Schema {
         out
     }
 
+    /// PostgREST's hint for a table `name` not in `schema`: the closest
+    /// table or view name there.
+    pub fn table_hint(&self, schema: &str, name: &str) -> Option<String> {
+        let mut names: Vec<&str> = self
+            .tables
+            .keys()
+            .filter(|(s, _)| s == schema)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        names.sort_unstable();
+        super::fuzzy::best_match(&names, name)
+            .map(|t| format!("Perhaps you meant the table '{schema}.{t}'"))
+    }
+
+    /// PostgREST's hint for no relationship between `table` and `name`: a
+    /// related table close to `name` (not `name` itself), or — when `table`
+    /// has no relationships — a table with relationships close to `table`.
+    fn relationship_hint(&self, schema: &str, table: &str, name: &str) -> Option<String> {
+        let related_to = |s: &str, t: &str| -> Vec<&str> {
+            let mut out: Vec<&str> = Vec::new();
+            for fk in &self.foreign_keys {
+                if fk.schema == s && fk.table == t {
+                    out.push(&fk.ref_table);
+                }
+                if fk.ref_schema == s && fk.ref_table == t {
+                    out.push(&fk.table);
+                }
+            }
+            for a in &self.foreign_keys {
+                if a.ref_schema == s && a.ref_table == t {
+                    out.extend(
+                        self.foreign_keys
+                            .iter()
+                            .filter(|b| {
+                                b.schema == a.schema && b.table == a.table && b.name != a.name
+                            })
+                            .map(|b| b.ref_table.as_str()),
+                    );
+                }
+            }
+            out.extend(
+                self.computed_relationships
+                    .iter()
+                    .filter(|c| c.table_schema == s && c.table == t)
+                    .map(|c| c.target.as_str()),
+            );
+            out
+        };
+        let children = related_to(schema, table);
+        if !children.is_empty() {
+            return super::fuzzy::matches(&children, name)
+                .into_iter()
+                .find(|(score, _)| *score < 1.0)
+                .map(|(_, c)| format!("Perhaps you meant '{c}' instead of '{name}'."));
+        }
+        let mut parents: Vec<&str> = self
+            .tables
+            .keys()
+            .filter(|(s, t)| s == schema && !related_to(s, t).is_empty())
+            .map(|(_, t)| t.as_str())
+            .collect();
+        parents.sort_unstable();
+        super::fuzzy::best_match(&parents, table)
+            .map(|p| format!("Perhaps you meant '{p}' instead of '{table}'."))
+    }
+
     /// The one relationship an embed designates, or PGRST200 / PGRST201.
     pub fn relationship(
         &self,
@@ -556,7 +622,12 @@ impl Schema {
             }
         }
         match rels.len() {
-            0 => Err(ApiError::no_relationship(table, name, schema)),
+            0 => Err(ApiError::no_relationship(
+                table,
+                name,
+                schema,
+                self.relationship_hint(schema, table, name),
+            )),
             1 => Ok(rels.remove(0)),
             _ => {
                 let details: Vec<String> = rels
@@ -775,6 +846,31 @@ pub(crate) mod tests {
             volatility: Volatility::Stable,
         }];
         s
+    }
+
+    #[test]
+    fn hints_suggest_close_names() {
+        let s = demo();
+        assert_eq!(
+            s.table_hint("esg", "metric").as_deref(),
+            Some("Perhaps you meant the table 'esg.metrics'")
+        );
+        assert_eq!(s.table_hint("esg", "zzzzqqq"), None);
+        assert_eq!(s.table_hint("other", "metrics"), None);
+        let hint = |t: &str, n: &str| s.relationship("esg", t, n, None).unwrap_err().hint;
+        assert_eq!(
+            hint("data_points", "metricz").as_deref(),
+            Some("Perhaps you meant 'metrics' instead of 'metricz'.")
+        );
+        assert_eq!(hint("data_points", "xyzzy"), None);
+        // no relationship from an unknown table: the closest related table
+        assert_eq!(
+            hint("data_pointz", "metrics").as_deref(),
+            Some("Perhaps you meant 'data_points' instead of 'data_pointz'.")
+        );
+        // an existing related name scores 1 and is no suggestion
+        let e = s.relationship("esg", "units", "units", None).unwrap_err();
+        assert_ne!(e.hint.as_deref(), Some("Perhaps you meant 'units' instead of 'units'."));
     }
 
     #[test]

@@ -111,21 +111,6 @@ pub fn raw_body_types(mime: &str) -> &'static [&'static str] {
     }
 }
 
-/// The function `ns.name` whose only parameter is unnamed and of one of
-/// `types` (see [`Args::Raw`]).
-pub fn find_raw_body_function<'s>(
-    schema: &'s Schema,
-    ns: &str,
-    name: &str,
-    types: &[&str],
-) -> Option<&'s Function> {
-    schema.functions.iter().find(|f| {
-        f.schema == ns
-            && f.name == name
-            && matches!(f.args.as_slice(), [a] if a.name.is_empty() && types.contains(&a.data_type.as_str()))
-    })
-}
-
 /// The level of a path the query says nothing about.
 static EMPTY_LEVEL: Level = Level {
     conditions: Vec::new(),
@@ -515,7 +500,7 @@ impl<'a> Ctx<'a> {
     fn target(&self, rel: &Relationship) -> Result<&'a Table, ApiError> {
         self.schema
             .table(&rel.target_schema, &rel.target)
-            .ok_or_else(|| ApiError::no_table(&rel.target_schema, &rel.target))
+            .ok_or_else(|| ApiError::no_table(&rel.target_schema, &rel.target, None))
     }
 
     /// The `FROM` item giving `rel`'s target rows under `target_alias`, and
@@ -1465,59 +1450,183 @@ pub fn delete(
     Ok(cx.finish(sql))
 }
 
-/// Pick the overload of `name` whose parameters fit the argument names:
-/// every given name is a parameter, every parameter without a default is given.
+/// The name PostgreSQL's catalog gives a type (`typname`), which PostgREST
+/// shows in its messages: `integer` → `int4`, `character varying` →
+/// `varchar`, `esg.metrics` → `metrics`, `integer[]` → `_int4`.
+pub fn short_type_name(format_type: &str) -> String {
+    if let Some(elem) = format_type.strip_suffix("[]") {
+        return format!("_{}", short_type_name(elem));
+    }
+    let base = format_type.split('(').next().unwrap_or(format_type).trim();
+    let short = match base {
+        "integer" => "int4",
+        "bigint" => "int8",
+        "smallint" => "int2",
+        "boolean" => "bool",
+        "real" => "float4",
+        "double precision" => "float8",
+        "character varying" => "varchar",
+        "character" => "bpchar",
+        "bit varying" => "varbit",
+        "timestamp with time zone" => "timestamptz",
+        "timestamp without time zone" => "timestamp",
+        "time with time zone" => "timetz",
+        "time without time zone" => "time",
+        other => other,
+    };
+    // a schema-qualified name: the type's own name, unquoted
+    let unqualified = match short.rsplit_once('.') {
+        Some((_, n)) if !short.starts_with('"') || short.ends_with('"') => n,
+        _ => short,
+    };
+    unqualified.trim_matches('"').to_string()
+}
+
+/// Whether `f` has one unnamed parameter: PostgREST passes such a function
+/// the request body (or the query arguments as a JSON object) positionally.
+pub fn takes_raw_body(f: &Function) -> bool {
+    matches!(f.args.as_slice(), [a] if a.name.is_empty())
+}
+
+/// `ns.name(p => type, …)`, as PostgREST lists candidate functions.
+fn signature(f: &Function) -> String {
+    let params: Vec<String> = f
+        .args
+        .iter()
+        .map(|a| format!("{} => {}", a.name, short_type_name(&a.data_type)))
+        .collect();
+    format!("{}.{}({})", f.schema, f.name, params.join(", "))
+}
+
+/// Pick the function `ns.name` a call designates, as PostgREST's `findProc`:
+/// an overload whose parameters fit the argument names (every name is a
+/// parameter, every parameter without a default is named; an unnamed
+/// parameter is named `""`), else — for a `POST` (`post_mime`: its media
+/// type) — the overload whose only parameter is unnamed and of the type that
+/// media type carries (`application/json`: json/jsonb, `text/plain`: text,
+/// `text/xml`: xml, `application/octet-stream`: bytea). Several fits are 300
+/// PGRST203, none is 404 PGRST202 (with PostgREST's details and hint).
 pub fn find_function<'s>(
     schema: &'s Schema,
     ns: &str,
     name: &str,
     arg_names: &[String],
+    post_mime: Option<&str>,
 ) -> Result<&'s Function, ApiError> {
-    let fits: Vec<&Function> = schema
+    let raw_only = matches!(
+        post_mime,
+        Some("text/plain" | "text/xml" | "application/xml" | "application/octet-stream")
+    );
+    let overloads: Vec<&Function> = schema
         .functions
         .iter()
         .filter(|f| f.schema == ns && f.name == name)
-        // an unnamed parameter is reached only as the raw body (Args::Raw)
-        .filter(|f| f.args.iter().all(|p| !p.name.is_empty()))
-        .filter(|f| {
-            arg_names
-                .iter()
-                .all(|a| f.args.iter().any(|p| &p.name == a))
-        })
-        .filter(|f| {
-            f.args
+        .collect();
+    let fits_names = |f: &&&Function| {
+        if f.args.is_empty() {
+            return arg_names.is_empty() && !raw_only;
+        }
+        arg_names
+            .iter()
+            .all(|a| f.args.iter().any(|p| &p.name == a))
+            && f.args
                 .iter()
                 .all(|p| p.has_default || arg_names.contains(&p.name))
-        })
-        .collect();
-    match fits.len() {
-        0 => {
-            let mut sorted = arg_names.to_vec();
-            sorted.sort();
-            Err(ApiError::new(
-                404,
-                "PGRST202",
-                format!("Could not find the function {ns}.{name}({}) in the schema cache", sorted.join(", ")),
-            )
-            .hint("If a new function was created in the database with this name and parameters, try reloading the schema cache."))
-        }
-        1 => Ok(fits[0]),
-        _ => {
-            // Prefer the overload with the fewest unused parameters.
-            let best = fits.iter().map(|f| f.args.len()).min().unwrap_or(0);
-            let bests: Vec<&&Function> = fits.iter().filter(|f| f.args.len() == best).collect();
-            if bests.len() == 1 {
-                Ok(bests[0])
-            } else {
-                Err(ApiError::new(
-                    300,
-                    "PGRST203",
-                    format!("Could not choose the best candidate function between: {ns}.{name}"),
-                )
-                .hint("Try renaming the parameters or the function itself in the database so function overloading can be resolved"))
-            }
-        }
+    };
+    let raw_types = post_mime.map(raw_body_types).unwrap_or(&[]);
+    let fits_body =
+        |f: &&&Function| takes_raw_body(f) && raw_types.contains(&f.args[0].data_type.as_str());
+    let by_names: Vec<&Function> = overloads.iter().filter(fits_names).copied().collect();
+    let candidates = if by_names.is_empty() {
+        overloads.iter().filter(fits_body).copied().collect()
+    } else {
+        by_names
+    };
+    match candidates.as_slice() {
+        [f] => Ok(f),
+        [] => Err(no_function(schema, ns, name, arg_names, post_mime, &overloads)),
+        many => Err(ApiError::new(
+            300,
+            "PGRST203",
+            format!(
+                "Could not choose the best candidate function between: {}",
+                many.iter().map(|f| signature(f)).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .hint("Try renaming the parameters or the function itself in the database so function overloading can be resolved")),
     }
+}
+
+/// PGRST202 as PostgREST words it, with a "Perhaps you meant" hint: the
+/// overload whose parameters are closest, or the closest function name.
+fn no_function(
+    schema: &Schema,
+    ns: &str,
+    name: &str,
+    arg_names: &[String],
+    post_mime: Option<&str>,
+    overloads: &[&Function],
+) -> ApiError {
+    let mut keys = arg_names.to_vec();
+    keys.sort();
+    keys.dedup();
+    let func = format!("{ns}.{name}");
+    let listed = keys.join(", ");
+    let params_detail = if keys.is_empty() {
+        " without parameters".to_string()
+    } else {
+        format!(
+            " with parameter{} {listed}",
+            if keys.len() > 1 { "s" } else { "" }
+        )
+    };
+    let (with_params, searched) = match post_mime {
+        Some("text/plain") => (false, " with a single unnamed text parameter".to_string()),
+        Some("text/xml" | "application/xml") => {
+            (false, " with a single unnamed xml parameter".to_string())
+        }
+        Some("application/octet-stream") => {
+            (false, " with a single unnamed bytea parameter".to_string())
+        }
+        Some("application/json") => (
+            true,
+            format!("{params_detail} or with a single unnamed json/jsonb parameter"),
+        ),
+        _ => (true, params_detail),
+    };
+    let message = if with_params && keys.is_empty() {
+        format!("Could not find the function {func} without parameters in the schema cache")
+    } else if with_params {
+        format!("Could not find the function {func}({listed}) in the schema cache")
+    } else {
+        format!("Could not find the function {func} in the schema cache")
+    };
+    let in_parens = |names: Vec<&str>| format!("({})", names.join(", "));
+    let suggestion = if overloads.is_empty() {
+        let mut names: Vec<&str> = schema
+            .functions
+            .iter()
+            .filter(|f| f.schema == ns)
+            .map(|f| f.name.as_str())
+            .collect();
+        names.dedup();
+        super::fuzzy::best_match(&names, name).map(str::to_string)
+    } else {
+        let lists: Vec<String> = overloads
+            .iter()
+            .map(|f| in_parens(f.args.iter().map(|a| a.name.as_str()).collect()))
+            .collect();
+        let refs: Vec<&str> = lists.iter().map(String::as_str).collect();
+        super::fuzzy::best_match(&refs, &in_parens(keys.iter().map(String::as_str).collect()))
+            .map(|p| format!("{name}{p}"))
+    };
+    let mut e = ApiError::new(404, "PGRST202", message).details(format!(
+        "Searched for the function {func}{searched}, but no matches were found in the schema cache."
+    ));
+    if let Some(s) = suggestion {
+        e = e.hint(format!("Perhaps you meant to call the function {ns}.{s}"));
+    }
+    e
 }
 
 /// `/rpc/fn`: call `func` with `args`; a row-returning function takes
@@ -2613,28 +2722,94 @@ mod tests {
             volatility: super::super::schema::Volatility::Immutable,
         };
         s.functions.push(f("doc", vec![("", "jsonb")]));
-        s.functions.push(f("doc", vec![("x", "int")]));
+        s.functions.push(f("doc", vec![("x", "integer")]));
         s.functions.push(f("note", vec![("", "text")]));
+        s.functions.push(f("poly", vec![]));
+        s.functions.push(f("poly", vec![("", "text")]));
+        let mut with_default = f("dflt", vec![("", "text")]);
+        with_default.args[0].has_default = true;
+        s.functions.push(f("dflt", vec![]));
+        s.functions.push(with_default);
         assert_eq!(raw_body_types("text/plain"), &["text"]);
         assert!(raw_body_types("text/csv").is_empty());
-        let raw =
-            find_raw_body_function(&s, "esg", "doc", raw_body_types("application/json")).unwrap();
+        let json = Some("application/json");
+        let find = |name: &str, keys: &[&str], mime: Option<&str>| {
+            let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            find_function(&s, "esg", name, &keys, mime)
+        };
+        // a JSON object whose keys fit a named overload goes there; other
+        // keys fall back to the overload taking the raw body
+        assert_eq!(find("doc", &["x"], json).unwrap().args[0].name, "x");
+        let raw = find("doc", &["y"], json).unwrap();
         assert_eq!(raw.args[0].data_type, "jsonb");
-        assert!(
-            find_raw_body_function(&s, "esg", "note", raw_body_types("application/json")).is_none()
-        );
-        assert!(find_raw_body_function(&s, "esg", "doc", raw_body_types("text/plain")).is_none());
-        // by name, the unnamed overload is never a candidate
+        assert!(takes_raw_body(raw));
+        // a text body reaches only a text parameter
+        assert!(takes_raw_body(
+            find("note", &[], Some("text/plain")).unwrap()
+        ));
         assert_eq!(
-            find_function(&s, "esg", "doc", &["x".into()]).unwrap().args[0].name,
-            "x"
-        );
-        assert_eq!(
-            find_function(&s, "esg", "note", &["".into()])
-                .unwrap_err()
-                .code,
+            find("doc", &[], Some("text/plain")).unwrap_err().code,
             "PGRST202"
         );
+        // an unnamed parameter is named "" (PostgREST): `{"": …}` reaches it
+        // even with a JSON body and a text parameter; no body: the no-argument overload
+        assert!(takes_raw_body(find("poly", &[""], json).unwrap()));
+        assert!(find("poly", &[], None).unwrap().args.is_empty());
+        // a text body never calls a function without parameters
+        assert!(takes_raw_body(
+            find("poly", &[], Some("text/plain")).unwrap()
+        ));
+        // both fit: 300 PGRST203 naming the candidates as PostgREST does
+        let e = find("dflt", &[], None).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (300, "PGRST203"));
+        assert_eq!(
+            e.message,
+            "Could not choose the best candidate function between: esg.dflt(), esg.dflt( => text)"
+        );
+        // none: PGRST202 with PostgREST's message, details and hint
+        let e = find("nope", &[""], json).unwrap_err();
+        assert_eq!(e.code, "PGRST202");
+        assert_eq!(
+            e.message,
+            "Could not find the function esg.nope() in the schema cache"
+        );
+        assert_eq!(
+            e.details.as_deref(),
+            Some("Searched for the function esg.nope with parameter  or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.")
+        );
+        // a text parameter does not take a JSON body under another key
+        assert_eq!(find("note", &["z"], json).unwrap_err().code, "PGRST202");
+        let e = find("notes", &[], json).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Could not find the function esg.notes without parameters in the schema cache"
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("Perhaps you meant to call the function esg.note")
+        );
+        let e = find("doc", &["b", "a"], None).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Could not find the function esg.doc(a, b) in the schema cache"
+        );
+        assert_eq!(
+            e.details.as_deref(),
+            Some("Searched for the function esg.doc with parameters a, b, but no matches were found in the schema cache.")
+        );
+        let e = find("doc", &[], Some("application/octet-stream")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Could not find the function esg.doc in the schema cache"
+        );
+        assert_eq!(
+            e.details.as_deref(),
+            Some("Searched for the function esg.doc with a single unnamed bytea parameter, but no matches were found in the schema cache.")
+        );
+        assert_eq!(short_type_name("character varying(20)"), "varchar");
+        assert_eq!(short_type_name("integer[]"), "_int4");
+        assert_eq!(short_type_name("esg.metrics"), "metrics");
+        assert_eq!(short_type_name("uuid"), "uuid");
         // the body is a parameter, cast to the parameter's type
         let body = "'); DROP TABLE x; --";
         let st = call(
@@ -2742,7 +2917,7 @@ mod tests {
         let st = delete(&s, &t, &q(&[]), &Options::default(), Returning::Minimal).unwrap();
         assert_eq!(count_plan(&st), None);
         // functions returning rows have one
-        let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
+        let f = find_function(&s, "esg", "metric_total", &["code".into()], None).unwrap();
         let args = Args::Text(vec![("code".into(), "scope1".into())]);
         let st = call(&s, f, &args, &q(&[]), &planned, false).unwrap();
         if !f.result_columns.is_empty() || f.returns_set {
@@ -2796,7 +2971,7 @@ mod tests {
             "{}",
             st.sql
         );
-        let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
+        let f = find_function(&s, "esg", "metric_total", &["code".into()], None).unwrap();
         let args = Args::Text(vec![("code".into(), "scope1".into())]);
         let st = call(&s, f, &args, &q(&[]), &Options::default(), true).unwrap();
         assert!(
@@ -2815,7 +2990,7 @@ mod tests {
     #[test]
     fn functions() {
         let s = demo();
-        let f = find_function(&s, "esg", "metric_total", &["code".into()]).unwrap();
+        let f = find_function(&s, "esg", "metric_total", &["code".into()], None).unwrap();
         let st = call(
             &s,
             f,
@@ -2850,13 +3025,15 @@ mod tests {
             st.sql
         );
         assert_eq!(
-            find_function(&s, "esg", "metric_total", &[])
+            find_function(&s, "esg", "metric_total", &[], None)
                 .unwrap_err()
                 .code,
             "PGRST202"
         );
         assert_eq!(
-            find_function(&s, "esg", "nope", &[]).unwrap_err().status,
+            find_function(&s, "esg", "nope", &[], None)
+                .unwrap_err()
+                .status,
             404
         );
     }
