@@ -938,16 +938,10 @@ async fn raw_body_functions() {
             v["details"],
             "Searched for the function esg.raw_text with parameter z or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."
         );
-        let (s, v) = json_of(
-            post("raw_txt", "text/plain", b"y".to_vec())
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, v) = json_of(post("raw_txt", "text/plain", b"y".to_vec()).await.unwrap()).await;
         assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")), "{v}");
         assert_eq!(
-            v["hint"],
-            "Perhaps you meant to call the function esg.raw_text",
+            v["hint"], "Perhaps you meant to call the function esg.raw_text",
             "{v}"
         );
         let (s, v) = json_of(

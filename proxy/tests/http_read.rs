@@ -91,6 +91,32 @@ async fn basics(p: &Proxy) {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v.as_array().unwrap().len(), 5);
     assert_eq!(v[0]["count"], 48);
+    // grouped by a to-one spread's column, with an aggregate inside the spread
+    let (s, v) = json_of(
+        p.get("/data_points?select=...metrics(code,metric:id.max()),n:count()")
+            .bearer_auth(member("globex"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let mut rows: Vec<(String, i64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(r["metric"].is_i64(), "{r}");
+            (
+                r["code"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let codes: Vec<&str> = rows.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(codes, ["energy", "scope1", "scope2", "waste", "water"]);
+    assert!(rows.iter().all(|(_, n)| *n == 48), "{rows:?}");
 }
 
 async fn count_of(p: &Proxy, query: &str) -> usize {

@@ -870,7 +870,10 @@ pub(crate) mod tests {
         );
         // an existing related name scores 1 and is no suggestion
         let e = s.relationship("esg", "units", "units", None).unwrap_err();
-        assert_ne!(e.hint.as_deref(), Some("Perhaps you meant 'units' instead of 'units'."));
+        assert_ne!(
+            e.hint.as_deref(),
+            Some("Perhaps you meant 'units' instead of 'units'.")
+        );
     }
 
     #[test]

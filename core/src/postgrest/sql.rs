@@ -135,6 +135,10 @@ struct Ctx<'a> {
     /// (`pgrst_source`, the written rows): a computed field or relationship
     /// gets such a row cast to the table's type.
     untyped: Vec<String>,
+    /// Set for the level rendered next: a to-one spread inside an
+    /// aggregating level, whose aggregates the parent computes (the spread
+    /// gives their raw values; see `embed`).
+    defer_aggregates: bool,
 }
 
 /// The SQL pieces of one level of the embed tree.
@@ -260,6 +264,7 @@ impl<'a> Ctx<'a> {
             skip_root: false,
             scopes: Vec::new(),
             untyped: Vec::new(),
+            defer_aggregates: false,
         }
     }
 
@@ -596,15 +601,13 @@ impl<'a> Ctx<'a> {
             Some(l) if !(path.is_empty() && self.skip_root) => l,
             _ => &EMPTY_LEVEL,
         };
-        let has_aggregate = items.iter().any(|i| {
-            matches!(
-                i,
-                SelectItem::Column {
-                    aggregate: Some(_),
-                    ..
-                }
-            )
-        });
+        let defer = std::mem::take(&mut self.defer_aggregates);
+        // a level aggregates when it has an aggregate, or a to-one spread
+        // of it has one (the spread's columns then join its GROUP BY)
+        let has_aggregate = has_aggregate(items)
+            || items
+                .iter()
+                .any(|i| matches!(i, SelectItem::Embed(e) if e.spread && has_aggregate(&e.select)));
         if has_aggregate && !self.opts.aggregates {
             return Err(ApiError::new(
                 400,
@@ -636,6 +639,11 @@ impl<'a> Ctx<'a> {
                         (None, None) => field.output_name(),
                     };
                     match aggregate {
+                        // the parent aggregates these values
+                        Some(_) if defer => {
+                            let raw = if e.is_empty() { "1".to_string() } else { e };
+                            out.select.push(format!("{raw} AS {}", quote_ident(&name)));
+                        }
                         Some(a) => {
                             let mut ae = if e.is_empty() {
                                 "pg_catalog.count(*)".to_string()
@@ -648,14 +656,16 @@ impl<'a> Ctx<'a> {
                             out.select.push(format!("{ae} AS {}", quote_ident(&name)));
                         }
                         None => {
-                            if has_aggregate {
+                            if has_aggregate && !defer {
                                 out.group_by.push(e.clone());
                             }
                             out.select.push(format!("{e} AS {}", quote_ident(&name)));
                         }
                     }
                 }
-                SelectItem::Embed(embed) => self.embed(table, alias, embed, path, &mut out)?,
+                SelectItem::Embed(embed) => {
+                    self.embed(table, alias, embed, path, has_aggregate && !defer, &mut out)?
+                }
             }
         }
         self.scopes.push((items, path.to_vec()));
@@ -764,6 +774,7 @@ impl<'a> Ctx<'a> {
         alias: &str,
         embed: &'a Embed,
         path: &[String],
+        grouping: bool,
         out: &mut LevelSql,
     ) -> Result<(), ApiError> {
         let rel = self.schema.relationship(
@@ -780,7 +791,11 @@ impl<'a> Ctx<'a> {
         // an embed that selects nothing (`rel()`, e.g. only for `!inner` or a
         // null filter) drops its SQL: its filters' parameters must go too
         let mark = self.params.len();
-        let inner = self.level(target, &ta, &embed.select, &sub_path, false)?;
+        let to_one_spread = embed.spread && rel.cardinality.to_one();
+        self.defer_aggregates = grouping && to_one_spread;
+        let inner = self.level(target, &ta, &embed.select, &sub_path, false);
+        self.defer_aggregates = false;
+        let inner = inner?;
         let used = if embed.spread {
             !inner.select.is_empty()
         } else {
@@ -828,7 +843,39 @@ impl<'a> Ctx<'a> {
                 out.joins.push(format!(
                     "LEFT JOIN LATERAL ({inner_sql} LIMIT 1) AS {sa} ON TRUE"
                 ));
-                out.select.push(format!("{sa}.*"));
+                if grouping {
+                    // in an aggregating level: the spread's aggregates are
+                    // computed over the level's rows, its other columns group
+                    for name in self.output_names(target, &embed.select)? {
+                        let q = format!("{sa}.{}", quote_ident(&name));
+                        let agg = embed.select.iter().find_map(|i| match i {
+                            SelectItem::Column {
+                                alias,
+                                aggregate: Some(a),
+                                aggregate_cast,
+                                ..
+                            } if alias.as_deref().unwrap_or(a.sql()) == name => {
+                                Some((*a, aggregate_cast.clone()))
+                            }
+                            _ => None,
+                        });
+                        match agg {
+                            Some((a, cast)) => {
+                                let mut ae = format!("pg_catalog.{}({q})", a.sql());
+                                if let Some(c) = cast {
+                                    ae = format!("CAST({ae} AS {})", cast_type(&c));
+                                }
+                                out.select.push(format!("{ae} AS {}", quote_ident(&name)));
+                            }
+                            None => {
+                                out.select.push(q.clone());
+                                out.group_by.push(q);
+                            }
+                        }
+                    }
+                } else {
+                    out.select.push(format!("{sa}.*"));
+                }
             }
         } else if !embed.select.is_empty() {
             if rel.cardinality.to_one() {
@@ -2129,6 +2176,57 @@ mod tests {
             st.sql
         );
         assert!(st.sql.contains("LIMIT $1"), "max rows: {}", st.sql);
+        // a to-one spread in an aggregating level: its columns group, its
+        // aggregates run over the level's rows (the spread gives raw values)
+        let st = read(
+            &s,
+            &t,
+            &q(&[(
+                "select",
+                "...metrics(code,top:id.max()),total:value.sum(),count()",
+            )]),
+            &opts,
+            false,
+        )
+        .unwrap();
+        placeholders_match(&st);
+        assert!(
+            st.sql
+                .contains("SELECT \"t1\".\"code\" AS \"code\", \"t1\".\"id\" AS \"top\" FROM"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql
+                .contains("\"t2\".\"code\", pg_catalog.max(\"t2\".\"top\") AS \"top\""),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("GROUP BY \"t2\".\"code\""), "{}", st.sql);
+        // a spread with an aggregate makes its level aggregate
+        let st = read(
+            &s,
+            &t,
+            &q(&[("select", "metric_id,...metrics(n:id.count())")]),
+            &opts,
+            false,
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("GROUP BY \"t0\".\"metric_id\""),
+            "{}",
+            st.sql
+        );
+        // without aggregates, a spread stays `alias.*`
+        let st = read(
+            &s,
+            &t,
+            &q(&[("select", "id,...metrics(code)")]),
+            &opts,
+            false,
+        )
+        .unwrap();
+        assert!(!st.sql.contains("GROUP BY"), "{}", st.sql);
     }
 
     #[test]
