@@ -60,9 +60,12 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 
 /// PostgREST's error response.
 pub fn error_response(e: &ApiError) -> Response {
-    let body =
-        json!({ "code": e.code, "details": e.details, "hint": e.hint, "message": e.message })
-            .to_string();
+    let details = match (&e.details, e.details_json) {
+        (Some(d), true) => serde_json::from_str(d).unwrap_or_else(|_| Json::String(d.clone())),
+        (d, _) => json!(d),
+    };
+    let body = json!({ "code": e.code, "details": details, "hint": e.hint, "message": e.message })
+        .to_string();
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = (
         status,

@@ -10,6 +10,9 @@ pub struct ApiError {
     pub message: String,
     pub details: Option<String>,
     pub hint: Option<String>,
+    /// `details` is a JSON document (PGRST201's list of relationships), sent
+    /// as JSON rather than as a string.
+    pub details_json: bool,
 }
 
 impl ApiError {
@@ -20,11 +23,19 @@ impl ApiError {
             message: message.into(),
             details: None,
             hint: None,
+            details_json: false,
         }
     }
 
     pub fn details(mut self, details: impl Into<String>) -> Self {
         self.details = Some(details.into());
+        self
+    }
+
+    /// `details` as a JSON document (see [`ApiError::details_json`]).
+    pub fn details_as_json(mut self, json: impl Into<String>) -> Self {
+        self.details = Some(json.into());
+        self.details_json = true;
         self
     }
 

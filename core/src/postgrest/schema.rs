@@ -630,23 +630,45 @@ impl Schema {
             )),
             1 => Ok(rels.remove(0)),
             _ => {
-                let details: Vec<String> = rels
+                // PostgREST's details: one object per candidate
+                let cols = |c: Vec<&str>| format!("({})", c.join(", "));
+                let details: Vec<serde_json::Value> = rels
                     .iter()
                     .map(|r| {
-                        format!(
-                            "{{\"cardinality\": \"{}\", \"embedding\": \"{}.{} with {}.{}\", \"relationship\": \"{}\"}}",
-                            match r.cardinality {
-                                Cardinality::ManyToOne => "many-to-one",
-                                Cardinality::OneToMany => "one-to-many",
-                                Cardinality::OneToOne => "one-to-one",
-                                Cardinality::ManyToMany => "many-to-many",
-                            },
-                            schema,
-                            table,
-                            r.target_schema,
-                            r.target,
-                            r.constraint
-                        )
+                        let (cardinality, relationship) = match (&r.junction, &r.function) {
+                            (_, Some(_)) => return serde_json::json!({}),
+                            (Some(j), _) => (
+                                "many-to-many",
+                                format!("{}({})({})", j.table, j.constraints.0, j.constraints.1),
+                            ),
+                            (None, None) => (
+                                match r.cardinality {
+                                    Cardinality::ManyToOne => "many-to-one",
+                                    Cardinality::OneToMany => "one-to-many",
+                                    Cardinality::OneToOne => "one-to-one",
+                                    Cardinality::ManyToMany => "many-to-many",
+                                },
+                                format!(
+                                    "{} using {table}{} and {}{}",
+                                    r.constraint,
+                                    cols(r.pairs.iter().map(|(p, _)| p.as_str()).collect()),
+                                    r.target,
+                                    cols(r.pairs.iter().map(|(_, t)| t.as_str()).collect()),
+                                ),
+                            ),
+                        };
+                        serde_json::json!({
+                            "cardinality": cardinality,
+                            "embedding": format!("{table} with {}", r.target),
+                            "relationship": relationship,
+                        })
+                    })
+                    .collect();
+                let choices: Vec<String> = rels
+                    .iter()
+                    .map(|r| match &r.junction {
+                        Some(j) => format!("'{}!{}'", r.target, j.table),
+                        None => format!("'{}!{}'", r.target, r.constraint),
                     })
                     .collect();
                 Err(ApiError::new(
@@ -654,10 +676,10 @@ impl Schema {
                     "PGRST201",
                     format!("Could not embed because more than one relationship was found for '{table}' and '{name}'"),
                 )
-                .details(format!("[{}]", details.join(", ")))
+                .details_as_json(serde_json::Value::Array(details).to_string())
                 .hint(format!(
-                    "Try changing '{name}' to one of the relationship names listed in the details, e.g. '{name}!{}'",
-                    rels[0].constraint
+                    "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
+                    choices.join(", ")
                 )))
             }
         }
@@ -909,6 +931,23 @@ pub(crate) mod tests {
             .relationship("esg", "organisations", "organisations", None)
             .unwrap_err();
         assert_eq!((e.status, e.code.as_str()), (300, "PGRST201"));
+        // PostgREST's wording: details a JSON array, the hint listing every choice
+        assert!(e.details_json);
+        let details: serde_json::Value =
+            serde_json::from_str(e.details.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            details,
+            serde_json::json!([
+                {"cardinality": "many-to-one", "embedding": "organisations with organisations",
+                 "relationship": "organisations_parent_fkey using organisations(tenant_id, parent_org_id) and organisations(tenant_id, id)"},
+                {"cardinality": "one-to-many", "embedding": "organisations with organisations",
+                 "relationship": "organisations_parent_fkey using organisations(tenant_id, id) and organisations(tenant_id, parent_org_id)"}
+            ])
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("Try changing 'organisations' to one of the following: 'organisations!organisations_parent_fkey', 'organisations!organisations_parent_fkey'. Find the desired relationship in the 'details' key.")
+        );
         let r = s
             .relationship(
                 "esg",
@@ -1138,7 +1177,7 @@ pub(crate) mod tests {
             .details
             .as_deref()
             .unwrap_or("")
-            .contains("esg.metrics_twice"));
+            .contains("data_points with metrics_twice"));
         // the constraint does not tell them apart; a column does
         let e = s
             .relationship(
