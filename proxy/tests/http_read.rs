@@ -117,6 +117,22 @@ async fn basics(p: &Proxy) {
     let codes: Vec<&str> = rows.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(codes, ["energy", "scope1", "scope2", "waste", "water"]);
     assert!(rows.iter().all(|(_, n)| *n == 48), "{rows:?}");
+    // PostgREST's embedded count: `rel(count)`
+    let (s, v) = json_of(
+        p.get("/metrics?select=code,data_points(count)&code=eq.scope1")
+            .bearer_auth(member("globex"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            serde_json::json!([{"code": "scope1", "data_points": [{"count": 48}]}])
+        )
+    );
 }
 
 async fn count_of(p: &Proxy, query: &str) -> usize {

@@ -287,6 +287,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// `count` alone in an embed's select on a table without such a column:
+    /// PostgREST's embedded count (`rel(count)`), which it keeps working
+    /// whether or not aggregates are enabled.
+    fn is_legacy_count(&self, table: &Table, item: &SelectItem) -> bool {
+        matches!(item, SelectItem::Column { field, cast: None, aggregate: None, .. }
+            if field.name == "count"
+                && field.path.is_empty()
+                && table.column("count").is_none()
+                && self.computed_field(table, "count").is_none())
+    }
+
     /// The `alias` row as a value of `table`'s row type, the argument of a
     /// computed field or relationship.
     fn whole_row(&self, table: &Table, alias: &str) -> String {
@@ -604,18 +615,23 @@ impl<'a> Ctx<'a> {
         let defer = std::mem::take(&mut self.defer_aggregates);
         // a level aggregates when it has an aggregate, or a to-one spread
         // of it has one (the spread's columns then join its GROUP BY)
-        let has_aggregate = has_aggregate(items)
+        let explicit_aggregate = has_aggregate(items)
             || items
                 .iter()
                 .any(|i| matches!(i, SelectItem::Embed(e) if e.spread && has_aggregate(&e.select)));
-        if has_aggregate && !self.opts.aggregates {
+        let legacy: Vec<bool> = items
+            .iter()
+            .map(|i| !root && self.is_legacy_count(table, i))
+            .collect();
+        let has_aggregate = explicit_aggregate || legacy.contains(&true);
+        if explicit_aggregate && !self.opts.aggregates {
             return Err(ApiError::new(
                 400,
                 "PGRST123",
                 "Use of aggregate functions is not allowed",
             ));
         }
-        for item in items {
+        for (item, legacy) in items.iter().zip(legacy) {
             match item {
                 SelectItem::Star => out.select.push(format!("{alias}.*")),
                 SelectItem::Column {
@@ -625,11 +641,18 @@ impl<'a> Ctx<'a> {
                     aggregate,
                     aggregate_cast,
                 } => {
-                    let mut e = if field.name == "*" && *aggregate == Some(Aggregate::Count) {
-                        String::new()
+                    // PostgREST's embedded count: `rel(count)` is `rel(count())`
+                    let aggregate = if legacy {
+                        &Some(Aggregate::Count)
                     } else {
-                        self.field_expr(table, alias, field)?
+                        aggregate
                     };
+                    let mut e =
+                        if legacy || field.name == "*" && *aggregate == Some(Aggregate::Count) {
+                            String::new()
+                        } else {
+                            self.field_expr(table, alias, field)?
+                        };
                     if let Some(c) = cast {
                         e = format!("CAST({e} AS {})", cast_type(c));
                     }
@@ -2227,6 +2250,35 @@ mod tests {
         )
         .unwrap();
         assert!(!st.sql.contains("GROUP BY"), "{}", st.sql);
+    }
+
+    #[test]
+    fn embedded_count_without_parentheses() {
+        // `rel(count)`: PostgREST's embedded count, also with aggregates off
+        let st = read_sql("metrics", &[("select", "code,data_points(count)")]).unwrap();
+        assert!(
+            st.sql
+                .contains("SELECT pg_catalog.count(*) AS \"count\" FROM \"esg\".\"data_points\""),
+            "{}",
+            st.sql
+        );
+        // with other columns, they group
+        let st = read_sql(
+            "metrics",
+            &[("select", "code,data_points(metric_id,count)")],
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("GROUP BY \"t1\".\"metric_id\""),
+            "{}",
+            st.sql
+        );
+        // at the top level, `count` is a column name
+        let e = read_sql("metrics", &[("select", "count")]).unwrap_err();
+        assert_eq!(e.code, "42703");
+        // an explicit aggregate still needs db-aggregates-enabled
+        let e = read_sql("metrics", &[("select", "code,data_points(count())")]).unwrap_err();
+        assert_eq!(e.code, "PGRST123");
     }
 
     #[test]
