@@ -52,4 +52,8 @@ CREATE FUNCTION esg.points(esg.metrics) RETURNS SETOF esg.data_points LANGUAGE s
 CREATE FUNCTION esg.latest_point(esg.metrics) RETURNS SETOF esg.data_points ROWS 1 LANGUAGE sql STABLE
     AS $$ SELECT * FROM esg.data_points WHERE metric_id = $1.id AND tenant_id = $1.tenant_id
           ORDER BY period DESC, id DESC LIMIT 1 $$;
+-- Overloads PostgREST cannot choose between without arguments, one taking
+-- its single unnamed parameter.
+CREATE FUNCTION esg.pick() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'none' $$;
+CREATE FUNCTION esg.pick(text DEFAULT 'd') RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'got ' || $1 $$;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO PUBLIC;

@@ -57,6 +57,32 @@ describe('rpc', () => {
     assert.equal(res.status, 404)
     assert.equal(res.error?.code, 'PGRST202')
   })
+
+  test('PGRST202 in PostgREST words, with a hint to the closest function', async () => {
+    const res = await anon.rpc('ad', { a: 1 })
+    assert.equal(res.status, 404)
+    assert.deepEqual(res.error, {
+      code: 'PGRST202',
+      details:
+        'Searched for the function esg.ad with parameter a or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.',
+      hint: 'Perhaps you meant to call the function esg.add',
+      message: 'Could not find the function esg.ad(a) in the schema cache',
+    })
+  })
+
+  test('overloads that fit equally are PGRST203 / 300, listing them', async () => {
+    const res = await anon.rpc('pick')
+    assert.equal(res.status, 300)
+    assert.equal(res.error?.code, 'PGRST203')
+    assert.equal(
+      res.error?.message,
+      'Could not choose the best candidate function between: esg.pick(), esg.pick( => text)',
+    )
+  })
+
+  test("an unnamed parameter is reached by the key '' and gets the whole body", async () => {
+    assert.equal(ok(await anon.rpc('pick', { '': 'x' })), 'got {"":"x"}')
+  })
 })
 
 describe('errors', () => {
