@@ -1462,11 +1462,10 @@ async fn rpc(
         // PostgREST's positional call: the body as sent, or the arguments
         // as one JSON object
         let ty = func.args[0].data_type.as_str();
-        let sent_as_is = matches!(post_mime.as_deref(), Some(m) if m != "text/csv"
-            && m != "application/x-www-form-urlencoded");
+        let csv = post_mime.as_deref() == Some("text/csv");
         Args::Raw(match &given {
             Given::Raw => raw_argument(ty, body)?,
-            Given::Json(_) if sent_as_is && !body.is_empty() => raw_argument(ty, body)?,
+            Given::Json(_) if !csv && !body.is_empty() => raw_argument(ty, body)?,
             Given::Json(j) => raw_argument(ty, j.to_string().as_bytes())?,
             Given::Text(a) => {
                 let obj: serde_json::Map<String, Json> = a
