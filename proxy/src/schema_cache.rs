@@ -95,6 +95,7 @@ SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset, p.pro
     WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type rt ON rt.oid = p.prorettype
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'
+ORDER BY p.oid
 "#;
 
 /// Functions of exactly one parameter whose type is the row type of a
