@@ -2179,14 +2179,9 @@ mod tests {
             strip_nulls: false,
             plan_count: false,
         };
-        let st = read(
-            &s,
-            &t,
-            &q(&[("select", "metric_id,value.sum(),count()")]),
-            &opts,
-            false,
-        )
-        .unwrap();
+        let agg_read =
+            |select: &str| read(&s, &t, &q(&[("select", select)]), &opts, false).unwrap();
+        let st = agg_read("metric_id,value.sum(),count()");
         assert!(
             st.sql.contains("GROUP BY \"t0\".\"metric_id\""),
             "{}",
@@ -2201,17 +2196,7 @@ mod tests {
         assert!(st.sql.contains("LIMIT $1"), "max rows: {}", st.sql);
         // a to-one spread in an aggregating level: its columns group, its
         // aggregates run over the level's rows (the spread gives raw values)
-        let st = read(
-            &s,
-            &t,
-            &q(&[(
-                "select",
-                "...metrics(code,top:id.max()),total:value.sum(),count()",
-            )]),
-            &opts,
-            false,
-        )
-        .unwrap();
+        let st = agg_read("...metrics(code,top:id.max()),total:value.sum(),count()");
         placeholders_match(&st);
         assert!(
             st.sql
@@ -2227,28 +2212,14 @@ mod tests {
         );
         assert!(st.sql.contains("GROUP BY \"t2\".\"code\""), "{}", st.sql);
         // a spread with an aggregate makes its level aggregate
-        let st = read(
-            &s,
-            &t,
-            &q(&[("select", "metric_id,...metrics(n:id.count())")]),
-            &opts,
-            false,
-        )
-        .unwrap();
+        let st = agg_read("metric_id,...metrics(n:id.count())");
         assert!(
             st.sql.contains("GROUP BY \"t0\".\"metric_id\""),
             "{}",
             st.sql
         );
         // without aggregates, a spread stays `alias.*`
-        let st = read(
-            &s,
-            &t,
-            &q(&[("select", "id,...metrics(code)")]),
-            &opts,
-            false,
-        )
-        .unwrap();
+        let st = agg_read("id,...metrics(code)");
         assert!(!st.sql.contains("GROUP BY"), "{}", st.sql);
     }
 
