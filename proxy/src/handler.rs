@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tenancy_core::postgrest::ast::{Condition, Operator, Query, Value};
 use tenancy_core::postgrest::csv;
-use tenancy_core::postgrest::parse::{apply_range, content_range, parse_query};
+use tenancy_core::postgrest::parse::{apply_range, content_range, is_rpc_argument, parse_query};
 use tenancy_core::postgrest::prefer::{self, Count, Missing, Preferences, Return};
 use tenancy_core::postgrest::schema::Volatility;
-use tenancy_core::postgrest::sql::{self, Args, InsertSpec, Options, Resolution, Returning};
+use tenancy_core::postgrest::sql::{
+    self, Args, InsertSpec, Options, RawValue, Resolution, Returning,
+};
 use tenancy_core::postgrest::ApiError;
 
 pub async fn health() -> impl IntoResponse {
@@ -133,6 +135,60 @@ fn media(accept: Option<&str>) -> Result<(Media, bool), ApiError> {
         "PGRST107",
         format!("None of these media types are available: {a}"),
     ))
+}
+
+/// The media type a handler function (one returning the domain `mt`, see
+/// `Function::media_type`) answers `accept` with, as PostgREST negotiates:
+/// the first listed type that is `mt` wins, unless a builtin type comes
+/// first (`None`: JSON, CSV, the singular object). The any-handler `*/*`
+/// takes every type but the builtin ones, as `application/octet-stream`
+/// (the function may set another `Content-Type` in `response.headers`).
+fn handler_media(accept: Option<&str>, mt: &str) -> Option<String> {
+    const BUILTIN: &[&str] = &[
+        "application/json",
+        "text/csv",
+        "application/vnd.pgrst.object+json",
+        "application/vnd.pgrst.object",
+        "application/vnd.pgrst.array+json",
+        "application/vnd.pgrst.array",
+    ];
+    let accept = accept
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("*/*");
+    for part in accept.split(',') {
+        let e = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if e.is_empty() {
+            continue;
+        }
+        if mt == "*/*" {
+            return (!BUILTIN.contains(&e.as_str()))
+                .then(|| "application/octet-stream".to_string());
+        }
+        if e.eq_ignore_ascii_case(mt) {
+            return Some(mt.to_string());
+        }
+        if BUILTIN.contains(&e.as_str()) || e == "*/*" || e == "application/*" {
+            return None;
+        }
+    }
+    None
+}
+
+/// The `Content-Type` of a handler's answer: the text types PostgREST
+/// knows carry `charset=utf-8`, others go as named.
+fn media_content_type(mt: &str) -> String {
+    match mt.to_ascii_lowercase().as_str() {
+        "text/plain" | "text/xml" | "application/json" | "text/csv" | "application/geo+json" => {
+            format!("{mt}; charset=utf-8")
+        }
+        _ => mt.to_string(),
+    }
 }
 
 /// `Accept: application/vnd.pgrst.plan[+text|+json]; for="<media>";
@@ -520,9 +576,13 @@ async fn process(
         };
     let accept = plan.as_ref().map_or(accept, |p| Some(p.for_media.as_str()));
     // `/` negotiates its own media types (crate::openapi).
-    let (media, strip_nulls) = match media(accept) {
-        Err(_) if uri.path() == "/" => (Media::Json, false),
-        m => m.map_err(fail)?,
+    let (media, strip_nulls, media_error) = match media(accept) {
+        Ok((m, strip)) => (m, strip, None),
+        Err(_) if uri.path() == "/" => (Media::Json, false, None),
+        Err(e) if uri.path().starts_with("/rpc/") && plan.is_none() => {
+            (Media::Json, false, Some(e))
+        }
+        Err(e) => return Err(fail(e)),
     };
     let explain = plan.map(|accept| {
         Arc::new(Explain {
@@ -575,6 +635,7 @@ async fn process(
         applied,
         job: None,
         explain: explain.clone(),
+        media_error,
     };
     let resp = if ctx.method == Method::OPTIONS {
         options(&ctx, &path)
@@ -695,6 +756,9 @@ struct Ctx {
     job: Option<Arc<crate::jobs::JobRun>>,
     /// `Accept: application/vnd.pgrst.plan`: EXPLAIN the statement instead.
     explain: Option<Arc<Explain>>,
+    /// An `Accept` no builtin media type answers (PGRST107), kept for
+    /// `/rpc/…`: a media type handler function may answer it.
+    media_error: Option<ApiError>,
 }
 
 impl Ctx {
@@ -706,6 +770,7 @@ impl Ctx {
             count_cap: None,
             strip_nulls: self.strip_nulls && self.media != Media::Csv,
             plan_count: false,
+            raw: None,
         }
     }
 
@@ -784,12 +849,6 @@ impl Ctx {
         body: Option<String>,
         extra: Vec<(HeaderName, String)>,
     ) -> Response {
-        let status = out
-            .response_status
-            .as_deref()
-            .and_then(|s| s.trim().parse::<u16>().ok())
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(status);
         let (ctype, body) = match (self.media, body) {
             (_, None) => (None, String::new()),
             (Media::Csv, Some(b)) => (Some("text/csv; charset=utf-8"), to_csv(&b)),
@@ -806,16 +865,42 @@ impl Ctx {
             ),
             (Media::Json, Some(b)) => (Some("application/json; charset=utf-8"), b),
         };
+        self.reply(
+            status,
+            out,
+            ctype.map(str::to_string),
+            body.into_bytes(),
+            extra,
+        )
+    }
+
+    /// The response: `body` as `ctype` (none: no body, no Content-Type),
+    /// then `Preference-Applied` and what the function set in
+    /// `response.status` / `response.headers`.
+    fn reply(
+        &self,
+        status: StatusCode,
+        out: &Outcome,
+        ctype: Option<String>,
+        body: Vec<u8>,
+        extra: Vec<(HeaderName, String)>,
+    ) -> Response {
+        let status = out
+            .response_status
+            .as_deref()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(status);
         let body = if self.method == Method::HEAD {
-            String::new()
+            Vec::new()
         } else {
             body
         };
         let mut r = (status, body).into_response();
         let h = r.headers_mut();
-        match ctype {
+        match ctype.and_then(|c| HeaderValue::from_str(&c).ok()) {
             Some(c) => {
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(c));
+                h.insert(header::CONTENT_TYPE, c);
             }
             // no body (return=minimal/headers-only, 204): no Content-Type, as PostgREST
             None => {
@@ -1396,14 +1481,9 @@ async fn rpc(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let schema = ctx.st.schema();
-    let known: Vec<String> = schema
-        .functions
-        .iter()
-        .filter(|f| f.schema == ctx.schema && f.name == name)
-        .flat_map(|f| f.args.iter().map(|a| a.name.clone()))
-        .collect();
     let mut opts = ctx.options();
     let post_mime = (ctx.method == Method::POST).then(|| body_mime(headers));
+    let single_object = ctx.pref.single_object;
     // The argument names (PostgREST's keys), and how the arguments travel.
     enum Given {
         Text(Vec<(String, String)>),
@@ -1411,9 +1491,14 @@ async fn rpc(
         Raw,
     }
     let (given, keys, rest): (Given, Vec<String>, Vec<(String, String)>) = match ctx.method {
+        // PostgREST's split: a key that is not reserved and a value without
+        // an operator is an argument (known to the function or not); the
+        // rest filter, order and page the result
         Method::GET | Method::HEAD => {
-            let (a, r): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| known.contains(k));
-            let keys = a.iter().map(|(k, _)| k.clone()).collect();
+            let (a, r): (Vec<_>, Vec<_>) =
+                pairs.into_iter().partition(|(k, v)| is_rpc_argument(k, v));
+            let mut keys: Vec<String> = a.iter().map(|(k, _)| k.clone()).collect();
+            keys.dedup();
             (Given::Text(a), keys, r)
         }
         // text, XML and bytes only ever go whole to an unnamed parameter
@@ -1428,11 +1513,12 @@ async fn rpc(
         // a form's fields are the arguments, as text
         Method::POST if body_kind(headers)? == BodyKind::Form => {
             let a = form_pairs(body);
-            let keys = a.iter().map(|(k, _)| k.clone()).collect();
+            let mut keys: Vec<String> = a.iter().map(|(k, _)| k.clone()).collect();
+            keys.dedup();
             (Given::Text(a), keys, pairs)
         }
         Method::POST => {
-            let json = if body_kind(headers)? == BodyKind::Csv {
+            let mut json = if body_kind(headers)? == BodyKind::Csv {
                 object_body(
                     headers,
                     body,
@@ -1443,11 +1529,29 @@ async fn rpc(
             } else {
                 parse_body(body)?
             };
+            // an array of objects: PostgREST calls with the first one
+            if !single_object {
+                if let Json::Array(items) = &mut json {
+                    if matches!(items.first(), None | Some(Json::Object(_))) {
+                        json = if items.is_empty() {
+                            Json::Object(Default::default())
+                        } else {
+                            items.swap_remove(0)
+                        };
+                    }
+                }
+            }
+            // `?columns=a,b` names the keys that count; the others are ignored
+            let columns = parse_query(&pairs)?.columns;
+            if let (Some(cols), Json::Object(o)) = (&columns, &mut json) {
+                o.retain(|k, _| cols.contains(k));
+            }
+            let rest = pairs.into_iter().filter(|(k, _)| k != "columns").collect();
             let keys = match &json {
                 Json::Object(o) => o.keys().cloned().collect(),
                 _ => Vec::new(),
             };
-            (Given::Json(json), keys, pairs)
+            (Given::Json(json), keys, rest)
         }
         _ => {
             return Err(ApiError::new(
@@ -1457,8 +1561,55 @@ async fn rpc(
             ))
         }
     };
-    let func = sql::find_function(&schema, &ctx.schema, name, &keys, post_mime.as_deref())?;
-    let args = if sql::takes_raw_body(func) {
+    let func = sql::find_function(
+        &schema,
+        &ctx.schema,
+        name,
+        &keys,
+        post_mime.as_deref(),
+        single_object,
+    )?;
+    // a media type handler answers with its value itself when `Accept`
+    // asks for its type; otherwise an `Accept` no builtin type answers is 406
+    let raw_media = func
+        .media_type
+        .as_deref()
+        .filter(|_| ctx.explain.is_none() && func.result_columns.is_empty() && !func.returns_void)
+        .and_then(|mt| {
+            handler_media(
+                headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+                mt,
+            )
+        });
+    if let (None, Some(e)) = (&raw_media, ctx.media_error.take()) {
+        return Err(e);
+    }
+    if raw_media.is_some() {
+        opts.raw = Some(if func.media_binary {
+            RawValue::Hex
+        } else {
+            RawValue::Text
+        });
+    }
+    // the arguments as one JSON object of text values (query string, form)
+    let text_object = |a: &[(String, String)]| {
+        let obj: serde_json::Map<String, Json> = a
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect();
+        Json::Object(obj).to_string()
+    };
+    let args = if single_object {
+        // the one json/jsonb parameter gets everything, positionally
+        let ty = func.args[0].data_type.as_str();
+        let csv = post_mime.as_deref() == Some("text/csv");
+        Args::Raw(match &given {
+            Given::Json(_) if !csv && !body.is_empty() => raw_argument(ty, body)?,
+            Given::Json(j) => raw_argument(ty, j.to_string().as_bytes())?,
+            Given::Text(a) => raw_argument(ty, text_object(a).as_bytes())?,
+            Given::Raw => raw_argument(ty, body)?,
+        })
+    } else if sql::takes_raw_body(func) {
         // PostgREST's positional call: the body as sent, or the arguments
         // as one JSON object
         let ty = func.args[0].data_type.as_str();
@@ -1467,13 +1618,7 @@ async fn rpc(
             Given::Raw => raw_argument(ty, body)?,
             Given::Json(_) if !csv && !body.is_empty() => raw_argument(ty, body)?,
             Given::Json(j) => raw_argument(ty, j.to_string().as_bytes())?,
-            Given::Text(a) => {
-                let obj: serde_json::Map<String, Json> = a
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-                    .collect();
-                raw_argument(ty, Json::Object(obj).to_string().as_bytes())?
-            }
+            Given::Text(a) => raw_argument(ty, text_object(a).as_bytes())?,
         })
     } else {
         match given {
@@ -1529,6 +1674,23 @@ async fn rpc(
         .await?;
     if func.returns_void {
         return Ok(ctx.respond(StatusCode::NO_CONTENT, &out, None, vec![]));
+    }
+    if let Some(mt) = raw_media {
+        let text = out.body.clone().unwrap_or_default();
+        let bytes = if func.media_binary {
+            hex::decode(text.as_bytes()).map_err(|_| {
+                ApiError::new(500, "PGRST000", "the function's bytes came back malformed")
+            })?
+        } else {
+            text.into_bytes()
+        };
+        return Ok(ctx.reply(
+            StatusCode::OK,
+            &out,
+            Some(media_content_type(&mt)),
+            bytes,
+            vec![],
+        ));
     }
     let body = out.body.clone().map(|b| {
         if (!set_like && !func.result_columns.is_empty()) || singular {

@@ -92,7 +92,11 @@ SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset, p.pro
   coalesce((SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, NULL)) ORDER BY a.attnum)
             FROM pg_attribute a WHERE a.attrelid = rt.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '[]')::text,
   (SELECT json_build_array(cn.nspname, c.relname) FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
-    WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text
+    WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text,
+  CASE WHEN rt.typtype = 'd' AND (rt.typname::text = '*/*'
+    OR rt.typname::text ~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$')
+    THEN rt.typname::text END,
+  rt.typtype = 'd' AND rt.typbasetype = 'bytea'::regtype
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type rt ON rt.oid = p.prorettype
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'
 ORDER BY p.oid
@@ -212,6 +216,7 @@ pub async fn load(
                         name: name.clone(),
                         data_type: ty.clone(),
                         has_default: false,
+                        variadic: mode == "v",
                     });
                     if mode == "b" {
                         outs.push(Column {
@@ -273,6 +278,8 @@ pub async fn load(
                 "s" => Volatility::Stable,
                 _ => Volatility::Volatile,
             },
+            media_type: row.get(12),
+            media_binary: row.get(13),
         });
     }
     for row in client.query(COMPUTED, &[&schemas]).await? {

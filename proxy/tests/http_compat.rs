@@ -955,6 +955,352 @@ async fn raw_body_functions() {
     finish(guarded(result).await, &db, vec![p]).await;
 }
 
+/// How PostgREST passes arguments: a repeated query key fills a `VARIADIC`
+/// parameter (the last value wins for any other), a key without an operator
+/// is an argument even when the function has no such parameter (404, not a
+/// filter), `Prefer: params=single-object` hands the whole body to a single
+/// json/jsonb parameter, `?columns=` drops other body keys, and an array body
+/// calls with its first object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_argument_forms() {
+    let db = TestDb::create("rpcargs").await;
+    db.admin()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION esg.vari(VARIADIC v text[] DEFAULT '{}') RETURNS text[] LANGUAGE sql IMMUTABLE AS 'SELECT v';
+             CREATE FUNCTION esg.hello_vari(name text, VARIADIC v int[]) RETURNS text LANGUAGE sql IMMUTABLE
+               AS 'SELECT name || '':'' || array_length(v, 1)';
+             CREATE FUNCTION esg.hello(name text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''Hello, '' || name';
+             CREATE FUNCTION esg.add2(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT a + b';
+             CREATE FUNCTION esg.echo_obj(payload json) RETURNS json LANGUAGE sql IMMUTABLE AS 'SELECT payload';
+             CREATE FUNCTION esg.nums(n int) RETURNS TABLE(i int) LANGUAGE sql IMMUTABLE
+               AS 'SELECT g FROM generate_series(1, n) g';
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;",
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let get = |path: &str| p.get(path).bearer_auth(acme.clone()).send();
+        let post = |path: &str, prefer: &str, ctype: &str, body: &str| {
+            let mut r = p
+                .post(path)
+                .bearer_auth(acme.clone())
+                .header("Content-Type", ctype.to_string())
+                .body(body.to_string());
+            if !prefer.is_empty() {
+                r = r.header("Prefer", prefer.to_string());
+            }
+            r.send()
+        };
+        // VARIADIC: none (its default), one, many, quotes and commas kept
+        for (path, want) in [
+            ("/rpc/vari", serde_json::json!([])),
+            ("/rpc/vari?v=hi", serde_json::json!(["hi"])),
+            (
+                "/rpc/vari?v=hi&v=a,%22b%22&v=%7Bc%7D",
+                serde_json::json!(["hi", "a,\"b\"", "{c}"]),
+            ),
+        ] {
+            let (s, v) = json_of(get(path).await.unwrap()).await;
+            assert_eq!((s, v), (200, want), "{path}");
+        }
+        let (s, v) = json_of(
+            post("/rpc/vari", "", "application/json", r#"{"v": ["x", "y"]}"#)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!(["x", "y"])));
+        let (s, v) = json_of(
+            post(
+                "/rpc/vari",
+                "",
+                "application/x-www-form-urlencoded",
+                "v=1&v=2&v=3",
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!(["1", "2", "3"])));
+        // the last value of a repeated non-variadic argument wins
+        let (s, v) = json_of(
+            get("/rpc/hello_vari?name=ignored&name=world&v=1&v=2")
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, Value::String("world:2".into())));
+        let (s, v) = json_of(get("/rpc/hello?name=ignored&name=world").await.unwrap()).await;
+        assert_eq!((s, v), (200, Value::String("Hello, world".into())));
+        // a variadic value that is not of its element type: PostgreSQL's error
+        let (s, v) = json_of(get("/rpc/hello_vari?name=x&v=1&v=two").await.unwrap()).await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("22P02")), "{v}");
+        // an unknown key without an operator is an argument: 404, not a filter
+        let (s, v) = json_of(get("/rpc/add2?a=1&b=2&smthelse=blabla").await.unwrap()).await;
+        assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")), "{v}");
+        assert_eq!(
+            v["message"],
+            "Could not find the function esg.add2(a, b, smthelse) in the schema cache"
+        );
+        assert_eq!(
+            v["hint"],
+            "Perhaps you meant to call the function esg.add2(a, b)"
+        );
+        // with an operator it filters the rows the function returns
+        let (s, v) = json_of(get("/rpc/nums?n=5&i=gt.3").await.unwrap()).await;
+        assert_eq!((s, v), (200, serde_json::json!([{"i": 4}, {"i": 5}])));
+        let (s, v) = json_of(get("/rpc/nums?n=5&i=not.in.(1,2,3)").await.unwrap()).await;
+        assert_eq!((s, v), (200, serde_json::json!([{"i": 4}, {"i": 5}])));
+        // params=single-object: the whole body, the form or the query string
+        // as one JSON object, to the single json parameter
+        let doc = r#"{"p1": 1, "p2": "text", "p3": {"obj": "text"}}"#;
+        let (s, v) = json_of(
+            post(
+                "/rpc/echo_obj",
+                "params=single-object",
+                "application/json",
+                doc,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::from_str::<Value>(doc).unwrap()));
+        let (s, v) = json_of(
+            post(
+                "/rpc/echo_obj",
+                "params=single-object",
+                "application/json",
+                r#"[{"x": 1}, {"x": 2}]"#,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!([{"x": 1}, {"x": 2}])));
+        let (s, v) = json_of(
+            post(
+                "/rpc/echo_obj",
+                "params=single-object",
+                "application/x-www-form-urlencoded",
+                "a=1&b=forms+are+fun",
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, v),
+            (200, serde_json::json!({"a": "1", "b": "forms are fun"}))
+        );
+        let (s, v) = json_of(
+            p.get("/rpc/echo_obj?p1=1&p2=text")
+                .bearer_auth(&acme)
+                .header("Prefer", "params=single-object")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!({"p1": "1", "p2": "text"})));
+        // no function with a single json parameter: PostgREST's 404
+        let (s, v) = json_of(
+            post(
+                "/rpc/hello",
+                "params=single-object",
+                "application/json",
+                "{}",
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, v),
+            (
+                404,
+                serde_json::json!({
+                    "code": "PGRST202",
+                    "message": "Could not find the function esg.hello in the schema cache",
+                    "details": "Searched for the function esg.hello with a single json/jsonb parameter, but no matches were found in the schema cache.",
+                    "hint": null
+                })
+            )
+        );
+        // ?columns= keeps only the keys it names
+        let (s, v) = json_of(
+            post(
+                "/rpc/hello?columns=name",
+                "",
+                "application/json",
+                r#"{"name": "John", "smth": "here", "fake_id": 13}"#,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, Value::String("Hello, John".into())));
+        // an array of objects: the first one is the call
+        let (s, v) = json_of(
+            post(
+                "/rpc/add2",
+                "",
+                "application/json",
+                r#"[{"a": 1, "b": 2}, {"a": 4, "b": 6}]"#,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!(3)));
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}
+
+/// PostgREST's media type handlers for functions: a function returning a
+/// domain named like a media type answers that `Accept` with its value
+/// itself (text or bytes), `*/*` domains answer any type as
+/// `application/octet-stream`, builtin types listed first still win, and an
+/// `Accept` nothing answers is 406 PGRST107.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_type_handler_functions() {
+    let db = TestDb::create("mediahandlers").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE DOMAIN esg."text/html" AS text;
+             CREATE DOMAIN esg."text/plain" AS text;
+             CREATE DOMAIN esg."image/png" AS bytea;
+             CREATE DOMAIN esg."*/*" AS bytea;
+             CREATE FUNCTION esg.page(who text DEFAULT 'you') RETURNS esg."text/html" LANGUAGE sql STABLE
+               AS $$ SELECT ('<h1>hi ' || who || '</h1>')::esg."text/html" $$;
+             CREATE FUNCTION esg.greeting() RETURNS esg."text/plain" LANGUAGE sql STABLE
+               AS $$ SELECT 'héllo'::esg."text/plain" $$;
+             CREATE FUNCTION esg.pixel() RETURNS esg."image/png" LANGUAGE sql STABLE
+               AS $$ SELECT '\x89504e470d0a1a0a00ff'::bytea::esg."image/png" $$;
+             CREATE FUNCTION esg.nothing() RETURNS esg."text/plain" LANGUAGE sql STABLE
+               AS $$ SELECT NULL::esg."text/plain" $$;
+             CREATE FUNCTION esg.anything() RETURNS esg."*/*" LANGUAGE sql STABLE
+               AS $$ SELECT convert_to('any', 'UTF8')::esg."*/*" $$;
+             CREATE FUNCTION esg.typed_anything() RETURNS esg."*/*" LANGUAGE plpgsql STABLE AS $$
+               BEGIN
+                 PERFORM set_config('response.headers', '[{"Content-Type": "app/groucho"}]', true);
+                 RETURN convert_to('groucho', 'UTF8')::esg."*/*";
+               END $$;
+             GRANT USAGE ON TYPE esg."text/html", esg."text/plain", esg."image/png", esg."*/*" TO tenancy_member;
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let get = |path: &str, accept: &str| {
+            let mut r = p.get(path).bearer_auth(acme.clone());
+            if !accept.is_empty() {
+                r = r.header("Accept", accept.to_string());
+            }
+            r.send()
+        };
+        let raw = |r: reqwest::Response| async move {
+            let s = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string());
+            (s, ct, r.bytes().await.unwrap().to_vec())
+        };
+        // the handler's own type, also as a browser asks (text/html first)
+        let (s, ct, b) = raw(get("/rpc/page?who=%3Cb%3E", "text/html").await.unwrap()).await;
+        assert_eq!(
+            (s, ct.as_deref(), b),
+            (200, Some("text/html"), b"<h1>hi <b></h1>".to_vec())
+        );
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        let (s, ct, _) = raw(get("/rpc/page", browser).await.unwrap()).await;
+        assert_eq!((s, ct.as_deref()), (200, Some("text/html")));
+        // JSON when JSON (or anything) is asked for first
+        let (s, ct, b) = raw(get("/rpc/page", "").await.unwrap()).await;
+        assert_eq!(
+            (s, ct.as_deref()),
+            (200, Some("application/json; charset=utf-8"))
+        );
+        assert_eq!(b, br#""<h1>hi you</h1>""#.to_vec());
+        let (s, _, b) = raw(get("/rpc/page", "application/json, text/html")
+            .await
+            .unwrap())
+        .await;
+        assert_eq!((s, b), (200, br#""<h1>hi you</h1>""#.to_vec()));
+        // text/plain carries a charset; non-ASCII kept
+        let (s, ct, b) = raw(get("/rpc/greeting", "text/plain").await.unwrap()).await;
+        assert_eq!(
+            (s, ct.as_deref(), b),
+            (
+                200,
+                Some("text/plain; charset=utf-8"),
+                "héllo".as_bytes().to_vec()
+            )
+        );
+        // bytes as they are, NUL and 0xff included; HEAD has none
+        let (s, ct, b) = raw(get("/rpc/pixel", "image/png").await.unwrap()).await;
+        assert_eq!(
+            (s, ct.as_deref(), b),
+            (
+                200,
+                Some("image/png"),
+                vec![0x89, b'P', b'N', b'G', 13, 10, 26, 10, 0, 255]
+            )
+        );
+        let r = p
+            .head("/rpc/pixel")
+            .bearer_auth(&acme)
+            .header("Accept", "image/png")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.bytes().await.unwrap().is_empty());
+        // no value: an empty body
+        let (s, _, b) = raw(get("/rpc/nothing", "text/plain").await.unwrap()).await;
+        assert_eq!((s, b.len()), (200, 0));
+        // a type neither the handler nor a builtin answers: 406 PGRST107
+        for (path, accept) in [("/rpc/greeting", "text/html"), ("/rpc/page", "image/png")] {
+            let (s, _, b) = raw(get(path, accept).await.unwrap()).await;
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (406, Some("PGRST107")),
+                "{path} {v}"
+            );
+            assert_eq!(
+                v["message"],
+                format!("None of these media types are available: {accept}")
+            );
+        }
+        // the any-handler: every type, as octet-stream, or the type it sets
+        for accept in ["*/*", "app/bingo", "image/boingo", ""] {
+            let (s, ct, b) = raw(get("/rpc/anything", accept).await.unwrap()).await;
+            assert_eq!(
+                (s, ct.as_deref(), b),
+                (200, Some("application/octet-stream"), b"any".to_vec()),
+                "{accept}"
+            );
+        }
+        let (s, ct, b) = raw(get("/rpc/typed_anything", "*/*").await.unwrap()).await;
+        assert_eq!(
+            (s, ct.as_deref(), b),
+            (200, Some("app/groucho"), b"groucho".to_vec())
+        );
+        // tables keep refusing what they cannot produce
+        let (s, _, _) = raw(get("/metrics", "text/html").await.unwrap()).await;
+        assert_eq!(s, 406);
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}
+
 /// Clients choose statement texts (select lists, filters), and each one
 /// stays prepared on its pooled connection: `prepared-statements-per-connection`
 /// bounds them, seen from the backend itself (`pg_prepared_statements`).

@@ -51,6 +51,67 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, ApiError> {
     Ok(q)
 }
 
+/// Whether `key=value` in the query string of `GET /rpc/fn` is an argument
+/// of the function rather than a filter, as PostgREST's `QueryParams` splits
+/// them: not a reserved key (`select`, `columns`, `on_conflict`, or one
+/// ending in `order`, `limit`, `offset`, `and`, `or`), no `.` in the key (an
+/// embed path), and a value that does not start with an operator (`eq.…`,
+/// `eq(any).…`, `not.….…`, `is…`, `in…`, `fts(english).…`). So
+/// `?name=x` is an argument even when `fn` has no parameter `name` (a 404
+/// that says so), and `?id=gt.2` filters the rows `fn` returns.
+pub fn is_rpc_argument(key: &str, value: &str) -> bool {
+    const OPERATORS: &[&str] = &[
+        "eq",
+        "gte",
+        "gt",
+        "lte",
+        "lt",
+        "neq",
+        "like",
+        "ilike",
+        "cs",
+        "cd",
+        "ov",
+        "sl",
+        "sr",
+        "nxr",
+        "nxl",
+        "adj",
+        "match",
+        "imatch",
+        "isdistinct",
+        "fts",
+        "plfts",
+        "phfts",
+        "wfts",
+    ];
+    const FTS: &[&str] = &["fts", "plfts", "phfts", "wfts"];
+    if RESERVED.contains(&key) || key.contains('.') {
+        return false;
+    }
+    let last = key.rsplit('.').next().unwrap_or(key);
+    if ["order", "limit", "offset", "and", "or"].contains(&last) {
+        return false;
+    }
+    let mut parts = value.split('.');
+    let first = parts.next().unwrap_or_default();
+    let has_operator = match first {
+        "not" => parts.next().is_some(),
+        "is" | "in" => true,
+        op => {
+            let bare = op
+                .strip_suffix("(any)")
+                .or_else(|| op.strip_suffix("(all)"))
+                .unwrap_or(op);
+            OPERATORS.contains(&bare)
+        }
+    };
+    let has_fts = value
+        .split_once('(')
+        .is_some_and(|(op, _)| FTS.contains(&op));
+    !(has_operator || has_fts)
+}
+
 /// `a.b.order` → (["a","b"], "order"); `a.b.col` → (["a","b"], "col");
 /// `not.or` stays whole.
 fn split_embed_path(key: &str) -> (Vec<String>, &str) {
@@ -1217,5 +1278,46 @@ mod tests {
         assert_eq!(content_range(0, 0, Some(2)), "*/2");
         assert_eq!(content_range(5, 1, None), "5-5/*");
         assert_eq!(content_range(0, 0, None), "*/*");
+    }
+
+    #[test]
+    fn rpc_arguments_split_as_postgrest() {
+        // arguments: plain keys with plain values, known to the function or not
+        for (k, v) in [
+            ("name", "world"),
+            ("v", "hi"),
+            ("smthelse", "blabla"),
+            ("", "x"),
+            ("a", ""),
+            ("n", "equal.1"),
+            ("n", "notice"),
+            ("n", "(1,2)"),
+        ] {
+            assert!(is_rpc_argument(k, v), "{k}={v}");
+        }
+        // filters, logic, paging and reserved keys
+        for (k, v) in [
+            ("id", "gt.2"),
+            ("id", "eq"),
+            ("id", "not.gt.2"),
+            ("id", "not.in.(1,3)"),
+            ("id", "in.(1,2)"),
+            ("id", "is.null"),
+            ("id", "eq(any).{1,2}"),
+            ("id", "isdistinct.3"),
+            ("tsv", "fts(english).fun"),
+            ("tsv", "plfts.x"),
+            ("rel.id", "5"),
+            ("select", "id"),
+            ("columns", "a,b"),
+            ("order", "id"),
+            ("limit", "1"),
+            ("offset", "1"),
+            ("or", "(a.eq.1)"),
+            ("not.and", "(a.eq.1)"),
+            ("rel.order", "id"),
+        ] {
+            assert!(!is_rpc_argument(k, v), "{k}={v}");
+        }
     }
 }

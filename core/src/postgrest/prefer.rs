@@ -69,12 +69,16 @@ pub struct Preferences {
     /// A time zone the database knows (`pg_timezone_names`).
     pub timezone: Option<String>,
     pub max_affected: Option<i64>,
+    /// `params=single-object`: the whole body (or the query-string
+    /// arguments as one JSON object) is the only argument of a function with
+    /// a single json/jsonb parameter.
+    pub single_object: bool,
     /// The items that are not preferences PostgREST knows, in request order.
     pub invalid: Vec<String>,
 }
 
 /// Every value PostgREST accepts as a whole item (besides `timezone=` and
-/// `max-affected=`). `params=single-object` is accepted and ignored.
+/// `max-affected=`).
 const ACCEPTED: &[&str] = &[
     "resolution=merge-duplicates",
     "resolution=ignore-duplicates",
@@ -150,6 +154,7 @@ impl Preferences {
                     Handling::Lenient
                 }
             }),
+            single_object: items.contains(&"params=single-object"),
             ..Preferences::default()
         };
         let tz = items.iter().find_map(|i| i.strip_prefix("timezone="));

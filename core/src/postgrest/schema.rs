@@ -72,11 +72,15 @@ pub struct ViewKeyDep {
     pub columns: Vec<(String, Vec<String>)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FunctionArg {
     pub name: String,
     pub data_type: String,
     pub has_default: bool,
+    /// `VARIADIC` (always the last input parameter; `data_type` is its
+    /// array type): a repeated query-string key fills it, and a call by
+    /// name has to say `VARIADIC "v" := …`.
+    pub variadic: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,13 @@ pub struct Function {
     /// relationships, as in PostgREST.
     pub return_table: Option<(String, String)>,
     pub volatility: Volatility,
+    /// PostgREST's media type handler: it returns a domain named like a
+    /// media type (`CREATE DOMAIN "text/html" AS text`), or the any-handler
+    /// domain `*/*`. Its value is the response body itself when `Accept`
+    /// asks for that type.
+    pub media_type: Option<String>,
+    /// That domain is over `bytea` (the body is the bytes; else its text).
+    pub media_binary: bool,
 }
 
 /// The schema cache.
@@ -859,13 +870,15 @@ pub(crate) mod tests {
             args: vec![FunctionArg {
                 name: "code".into(),
                 data_type: "text".into(),
-                has_default: false,
+                ..Default::default()
             }],
             returns_set: false,
             returns_void: false,
             result_columns: vec![],
             return_table: None,
             volatility: Volatility::Stable,
+            media_type: None,
+            media_binary: false,
         }];
         s
     }

@@ -49,6 +49,29 @@ pub struct Options {
     /// `Prefer: count=planned|estimated`: keep the count query on the
     /// statement for [`count_plan`] (otherwise it is not built).
     pub plan_count: bool,
+    /// A media type handler answers (`Function::media_type`): the body of a
+    /// scalar function's call is its value itself, not JSON.
+    pub raw: Option<RawValue>,
+}
+
+/// How a media type handler's value comes back in the body column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RawValue {
+    /// Its text (a domain over text, xml, json …).
+    Text,
+    /// Hex of its bytes (a domain over bytea), decoded by the caller.
+    Hex,
+}
+
+impl RawValue {
+    /// The body expression over the rows of `_postgrest_t."pgrst_scalar"`:
+    /// the values one after the other; NULL (no body) when there is none.
+    fn body(self) -> &'static str {
+        match self {
+            RawValue::Text => "pg_catalog.string_agg(_postgrest_t.\"pgrst_scalar\"::text, '')",
+            RawValue::Hex => "pg_catalog.encode(pg_catalog.string_agg(_postgrest_t.\"pgrst_scalar\"::bytea, ''::bytea), 'hex')",
+        }
+    }
 }
 
 /// Which rows a write returns to the client.
@@ -1574,7 +1597,9 @@ fn signature(f: &Function) -> String {
 /// parameter is named `""`), else — for a `POST` (`post_mime`: its media
 /// type) — the overload whose only parameter is unnamed and of the type that
 /// media type carries (`application/json`: json/jsonb, `text/plain`: text,
-/// `text/xml`: xml, `application/octet-stream`: bytea). Several fits are 300
+/// `text/xml`: xml, `application/octet-stream`: bytea). With
+/// `single_object` (`Prefer: params=single-object`) only an overload with a
+/// single json/jsonb parameter fits, whatever its name. Several fits are 300
 /// PGRST203, none is 404 PGRST202 (with PostgREST's details and hint).
 pub fn find_function<'s>(
     schema: &'s Schema,
@@ -1582,6 +1607,7 @@ pub fn find_function<'s>(
     name: &str,
     arg_names: &[String],
     post_mime: Option<&str>,
+    single_object: bool,
 ) -> Result<&'s Function, ApiError> {
     let raw_only = matches!(
         post_mime,
@@ -1606,14 +1632,28 @@ pub fn find_function<'s>(
     let raw_types = post_mime.map(raw_body_types).unwrap_or(&[]);
     let fits_body =
         |f: &&&Function| takes_raw_body(f) && raw_types.contains(&f.args[0].data_type.as_str());
-    let by_names: Vec<&Function> = overloads.iter().filter(fits_names).copied().collect();
-    let candidates = if by_names.is_empty() {
+    // `Prefer: params=single-object`: one json/jsonb parameter, named or not
+    let fits_object = |f: &&&Function| matches!(f.args.as_slice(), [a] if matches!(a.data_type.as_str(), "json" | "jsonb"));
+    let by_names: Vec<&Function> = if single_object {
+        overloads.iter().filter(fits_object).copied().collect()
+    } else {
+        overloads.iter().filter(fits_names).copied().collect()
+    };
+    let candidates = if by_names.is_empty() && !single_object {
         overloads.iter().filter(fits_body).copied().collect()
     } else {
         by_names
     };
     match candidates.as_slice() {
         [f] => Ok(f),
+        [] if single_object => Err(ApiError::new(
+            404,
+            "PGRST202",
+            format!("Could not find the function {ns}.{name} in the schema cache"),
+        )
+        .details(format!(
+            "Searched for the function {ns}.{name} with a single json/jsonb parameter, but no matches were found in the schema cache."
+        ))),
         [] => Err(no_function(schema, ns, name, arg_names, post_mime, &overloads)),
         many => Err(ApiError::new(
             300,
@@ -1713,20 +1753,41 @@ pub fn call(
     let mut cx = Ctx::new(schema, query, opts);
     let fq = quote_qualified(&func.schema, &func.name);
     let mut from_args = String::new();
+    // `VARIADIC "v" := …` names a variadic parameter (PostgreSQL's rule)
+    let named = |n: &str| {
+        let variadic = func.args.iter().any(|a| a.name == n && a.variadic);
+        format!(
+            "{}{}",
+            if variadic { "VARIADIC " } else { "" },
+            quote_ident(n)
+        )
+    };
     let arg_exprs: Vec<String> = match args {
-        Args::Text(pairs) => pairs
-            .iter()
-            .map(|(n, v)| {
-                let ty = func
-                    .args
-                    .iter()
-                    .find(|a| &a.name == n)
-                    .map(|a| a.data_type.clone())
-                    .unwrap_or_else(|| "text".into());
-                let p = cx.param(v.clone());
-                format!("{} := {p}::{ty}", quote_ident(n))
-            })
-            .collect(),
+        // A repeated key fills a variadic parameter (`?v=a&v=b`); for any
+        // other parameter the last value wins, as in PostgREST.
+        Args::Text(pairs) => {
+            let mut names: Vec<&str> = Vec::new();
+            for (n, _) in pairs {
+                if !names.contains(&n.as_str()) {
+                    names.push(n);
+                }
+            }
+            names
+                .into_iter()
+                .map(|n| {
+                    let arg = func.args.iter().find(|a| a.name == n);
+                    let ty = arg.map_or("text", |a| a.data_type.as_str());
+                    let mut values = pairs.iter().filter(|(k, _)| k == n).map(|(_, v)| v);
+                    let value = if arg.is_some_and(|a| a.variadic) {
+                        array_literal(&values.cloned().collect::<Vec<_>>())
+                    } else {
+                        values.next_back().cloned().unwrap_or_default()
+                    };
+                    let p = cx.param(value);
+                    format!("{} := {p}::{ty}", named(n))
+                })
+                .collect()
+        }
         Args::Json { names, body } => {
             if !names.is_empty() {
                 let defs: Vec<String> = names
@@ -1749,7 +1810,7 @@ pub fn call(
             }
             names
                 .iter()
-                .map(|n| format!("{q} := \"_args\".{q}", q = quote_ident(n)))
+                .map(|n| format!("{} := \"_args\".{}", named(n), quote_ident(n)))
                 .collect()
         }
         Args::Raw(body) => {
@@ -1815,7 +1876,10 @@ pub fn call(
             wrap(
                 &cte,
                 &page,
-                "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
+                cx.opts.raw.map_or(
+                    "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
+                    RawValue::body,
+                ),
                 total,
             )
         } else {
@@ -1823,7 +1887,10 @@ pub fn call(
             wrap(
                 &cte,
                 "SELECT * FROM pgrst_source",
-                "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
+                cx.opts.raw.map_or(
+                    "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
+                    RawValue::body,
+                ),
                 all_rows,
             )
         }
@@ -2178,6 +2245,7 @@ mod tests {
             count_cap: None,
             strip_nulls: false,
             plan_count: false,
+            raw: None,
         };
         let agg_read =
             |select: &str| read(&s, &t, &q(&[("select", select)]), &opts, false).unwrap();
@@ -2577,6 +2645,8 @@ mod tests {
             result_columns: cols,
             return_table: Some(("esg".into(), "reporting_entities".into())),
             volatility: super::super::schema::Volatility::Stable,
+            media_type: None,
+            media_binary: false,
         };
         s.functions.push(f.clone());
         let query = q(&[
@@ -2822,6 +2892,90 @@ mod tests {
     }
 
     #[test]
+    fn variadic_and_single_object_calls() {
+        use super::super::schema::FunctionArg;
+        let mut s = demo();
+        let arg = |name: &str, ty: &str, variadic: bool| FunctionArg {
+            name: name.into(),
+            data_type: ty.into(),
+            variadic,
+            ..Default::default()
+        };
+        let f = |name: &str, args: Vec<FunctionArg>| Function {
+            schema: "esg".into(),
+            name: name.into(),
+            args,
+            returns_set: false,
+            returns_void: false,
+            result_columns: vec![],
+            return_table: None,
+            volatility: super::super::schema::Volatility::Immutable,
+            media_type: None,
+            media_binary: false,
+        };
+        s.functions.push(f(
+            "vari",
+            vec![arg("name", "text", false), arg("v", "integer[]", true)],
+        ));
+        s.functions
+            .push(f("obj", vec![arg("payload", "jsonb", false)]));
+        s.functions.push(f("obj", vec![arg("a", "integer", false)]));
+        let vari = s.functions.iter().find(|f| f.name == "vari").unwrap();
+        // repeated keys: the variadic one becomes one array parameter, the
+        // other keeps its last value; values never enter the SQL text
+        let args = Args::Text(vec![
+            ("name".into(), "first".into()),
+            ("v".into(), "1".into()),
+            ("name".into(), "last'; --".into()),
+            ("v".into(), "2".into()),
+        ]);
+        let st = call(&s, vari, &args, &q(&[]), &Options::default(), false).unwrap();
+        assert!(
+            st.sql
+                .contains(r#""esg"."vari"("name" := $1::text, VARIADIC "v" := $2::integer[])"#),
+            "{}",
+            st.sql
+        );
+        assert_eq!(
+            st.params[..2],
+            [
+                Some("last'; --".to_string()),
+                Some(r#"{"1","2"}"#.to_string())
+            ]
+        );
+        assert!(!st.sql.contains("last'"));
+        // by JSON body, too
+        let args = Args::Json {
+            names: vec!["v".into(), "name".into()],
+            body: r#"{"v": [1], "name": "x"}"#.into(),
+        };
+        let st = call(&s, vari, &args, &q(&[]), &Options::default(), false).unwrap();
+        assert!(
+            st.sql
+                .contains(r#"VARIADIC "v" := "_args"."v", "name" := "_args"."name""#),
+            "{}",
+            st.sql
+        );
+        // params=single-object: only the single json/jsonb parameter fits,
+        // whatever the keys; without one, PostgREST's 404
+        let found = find_function(&s, "esg", "obj", &["a".into()], None, true).unwrap();
+        assert_eq!(found.args[0].name, "payload");
+        let found = find_function(&s, "esg", "obj", &["a".into()], None, false).unwrap();
+        assert_eq!(found.args[0].name, "a");
+        let e = find_function(&s, "esg", "vari", &[], None, true).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (404, "PGRST202"));
+        assert_eq!(
+            e.message,
+            "Could not find the function esg.vari in the schema cache"
+        );
+        assert_eq!(
+            e.details.as_deref(),
+            Some("Searched for the function esg.vari with a single json/jsonb parameter, but no matches were found in the schema cache.")
+        );
+        assert_eq!(e.hint, None);
+    }
+
+    #[test]
     fn single_unnamed_parameter_takes_the_raw_body() {
         use super::super::schema::FunctionArg;
         let mut s = demo();
@@ -2833,7 +2987,7 @@ mod tests {
                 .map(|(n, t)| FunctionArg {
                     name: n.into(),
                     data_type: t.into(),
-                    has_default: false,
+                    ..Default::default()
                 })
                 .collect(),
             returns_set: false,
@@ -2841,6 +2995,8 @@ mod tests {
             result_columns: vec![],
             return_table: None,
             volatility: super::super::schema::Volatility::Immutable,
+            media_type: None,
+            media_binary: false,
         };
         s.functions.push(f("doc", vec![("", "jsonb")]));
         s.functions.push(f("doc", vec![("x", "integer")]));
@@ -2856,7 +3012,7 @@ mod tests {
         let json = Some("application/json");
         let find = |name: &str, keys: &[&str], mime: Option<&str>| {
             let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-            find_function(&s, "esg", name, &keys, mime)
+            find_function(&s, "esg", name, &keys, mime, false)
         };
         // a JSON object whose keys fit a named overload goes there; other
         // keys fall back to the overload taking the raw body
@@ -3038,7 +3194,7 @@ mod tests {
         let st = delete(&s, &t, &q(&[]), &Options::default(), Returning::Minimal).unwrap();
         assert_eq!(count_plan(&st), None);
         // functions returning rows have one
-        let f = find_function(&s, "esg", "metric_total", &["code".into()], None).unwrap();
+        let f = find_function(&s, "esg", "metric_total", &["code".into()], None, false).unwrap();
         let args = Args::Text(vec![("code".into(), "scope1".into())]);
         let st = call(&s, f, &args, &q(&[]), &planned, false).unwrap();
         if !f.result_columns.is_empty() || f.returns_set {
@@ -3092,7 +3248,7 @@ mod tests {
             "{}",
             st.sql
         );
-        let f = find_function(&s, "esg", "metric_total", &["code".into()], None).unwrap();
+        let f = find_function(&s, "esg", "metric_total", &["code".into()], None, false).unwrap();
         let args = Args::Text(vec![("code".into(), "scope1".into())]);
         let st = call(&s, f, &args, &q(&[]), &Options::default(), true).unwrap();
         assert!(
@@ -3111,7 +3267,7 @@ mod tests {
     #[test]
     fn functions() {
         let s = demo();
-        let f = find_function(&s, "esg", "metric_total", &["code".into()], None).unwrap();
+        let f = find_function(&s, "esg", "metric_total", &["code".into()], None, false).unwrap();
         let st = call(
             &s,
             f,
@@ -3146,13 +3302,13 @@ mod tests {
             st.sql
         );
         assert_eq!(
-            find_function(&s, "esg", "metric_total", &[], None)
+            find_function(&s, "esg", "metric_total", &[], None, false)
                 .unwrap_err()
                 .code,
             "PGRST202"
         );
         assert_eq!(
-            find_function(&s, "esg", "nope", &[], None)
+            find_function(&s, "esg", "nope", &[], None, false)
                 .unwrap_err()
                 .status,
             404
