@@ -23,7 +23,10 @@ WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 "#;
 
 /// Every foreign key (views may expose tables of any schema), with whether
-/// its columns are unique (one-to-one).
+/// its columns are unique (one-to-one). Not the copies PostgreSQL keeps on
+/// partitions (`conparentid`): a partitioned table relates through its
+/// parent's key only, so its partitions add no relationships (and no
+/// ambiguity), as in PostgREST.
 const FKS: &str = r#"
 SELECT con.conname::text, ns.nspname::text, cl.relname::text,
   (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(n, ord)
@@ -38,7 +41,7 @@ SELECT con.conname::text, ns.nspname::text, cl.relname::text,
 FROM pg_constraint con
 JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_namespace ns ON ns.oid = cl.relnamespace
 JOIN pg_class fcl ON fcl.oid = con.confrelid JOIN pg_namespace fns ON fns.oid = fcl.relnamespace
-WHERE con.contype = 'f' AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE con.contype = 'f' AND con.conparentid = 0 AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
 "#;
 
 /// The definitions (`_RETURN` rules) of views: of the exposed schemas

@@ -1301,6 +1301,143 @@ async fn media_type_handler_functions() {
     finish(guarded(result).await, &db, vec![p]).await;
 }
 
+/// Query-string and relationship cases from PostgREST's own specs: nested
+/// `!inner` filters the top level, negative `limit`/`offset`, `in.()` edge
+/// cases, blanks in logic trees, column names with spaces, and partitioned
+/// tables relating through their parent's keys only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgrest_spec_query_cases() {
+    let db = TestDb::create("specquery").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE TABLE esg.q_clients (id int PRIMARY KEY, name text);
+             CREATE TABLE esg.q_projects (id int PRIMARY KEY, client_id int REFERENCES esg.q_clients);
+             CREATE TABLE esg.q_tasks (id int PRIMARY KEY, project_id int REFERENCES esg.q_projects);
+             INSERT INTO esg.q_clients VALUES (1, 'one'), (2, 'two'), (3, '"');
+             INSERT INTO esg.q_projects VALUES (1, 1), (2, 2), (3, 2);
+             INSERT INTO esg.q_tasks VALUES (1, 1), (2, 1), (3, 2), (4, 3);
+             CREATE TABLE esg."Server Today" ("Just A Server Model" text, id int);
+             INSERT INTO esg."Server Today" VALUES ('model 91', 1), ('model 12', 2);
+             CREATE TABLE esg.q_models (id int PRIMARY KEY, name text);
+             CREATE TABLE esg.q_dealers (id int PRIMARY KEY, city text);
+             CREATE TABLE esg.q_models_dealers (
+               model_id int REFERENCES esg.q_models, dealer_id int REFERENCES esg.q_dealers, quantity int,
+               PRIMARY KEY (model_id, dealer_id, quantity)) PARTITION BY RANGE (quantity);
+             CREATE TABLE esg.q_md_low PARTITION OF esg.q_models_dealers FOR VALUES FROM (0) TO (10);
+             CREATE TABLE esg.q_md_high PARTITION OF esg.q_models_dealers FOR VALUES FROM (10) TO (100);
+             CREATE TABLE esg.q_sales (id int, model_id int REFERENCES esg.q_models, month int,
+               PRIMARY KEY (id, month)) PARTITION BY RANGE (month);
+             CREATE TABLE esg.q_sales_jan PARTITION OF esg.q_sales FOR VALUES FROM (1) TO (2);
+             INSERT INTO esg.q_models VALUES (1, 'A'), (2, 'B');
+             INSERT INTO esg.q_dealers VALUES (1, 'Paris'), (2, 'Lyon');
+             INSERT INTO esg.q_models_dealers VALUES (1, 1, 5), (1, 2, 50), (2, 2, 7);
+             INSERT INTO esg.q_sales VALUES (1, 1, 1);
+             GRANT SELECT ON ALL TABLES IN SCHEMA esg TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let get = |path: &str| p.get(path).bearer_auth(acme.clone()).send();
+        let ok = |path: &'static str, want: Value| {
+            let r = get(path);
+            async move {
+                let (s, v) = json_of(r.await.unwrap()).await;
+                assert_eq!((s, v), (200, want), "{path}");
+            }
+        };
+        // nested !inner: the innermost filter removes top-level rows
+        ok(
+            "/q_tasks?select=id,q_projects!inner(id,q_clients!inner(id))&q_projects.q_clients.id=eq.2&order=id",
+            serde_json::json!([
+                {"id": 3, "q_projects": {"id": 2, "q_clients": {"id": 2}}},
+                {"id": 4, "q_projects": {"id": 3, "q_clients": {"id": 2}}}
+            ]),
+        )
+        .await;
+        ok(
+            "/q_clients?select=id,q_projects!inner(id,q_tasks!inner(id))&q_projects.q_tasks.id=eq.4",
+            serde_json::json!([{"id": 2, "q_projects": [{"id": 3, "q_tasks": [{"id": 4}]}]}]),
+        )
+        .await;
+        // an outer embed keeps its rows even when a nested !inner has none
+        ok(
+            "/q_clients?select=id,q_projects(id,q_tasks!inner(id))&q_projects.q_tasks.id=eq.4&order=id&id=lt.3",
+            serde_json::json!([
+                {"id": 1, "q_projects": []},
+                {"id": 2, "q_projects": [{"id": 3, "q_tasks": [{"id": 4}]}]}
+            ]),
+        )
+        .await;
+        // negative limit: 416; negative offset: no offset
+        let (s, v) = json_of(get("/q_tasks?select=id&limit=-1").await.unwrap()).await;
+        assert_eq!(
+            (s, v),
+            (
+                416,
+                serde_json::json!({"code": "PGRST103", "message": "Requested range not satisfiable",
+                    "details": "Limit should be greater than or equal to zero.", "hint": null})
+            )
+        );
+        let r = get("/q_tasks?select=id&offset=-4&order=id").await.unwrap();
+        assert_eq!(r.headers()["content-range"], "0-3/*");
+        let (s, v) = json_of(r).await;
+        assert_eq!((s, v.as_array().map(Vec::len)), (200, Some(4)));
+        // in.(): blanks are the empty list; a lone quote is a value
+        ok("/q_tasks?id=in.(%20%20%20)", serde_json::json!([])).await;
+        ok(
+            "/q_clients?select=id&name=in.(%22)",
+            serde_json::json!([{"id": 3}]),
+        )
+        .await;
+        ok(
+            "/q_clients?select=id&name=in.(%22one%22,two)&order=id",
+            serde_json::json!([{"id": 1}, {"id": 2}]),
+        )
+        .await;
+        // blanks around logic operators and brackets; a stray closing bracket
+        ok(
+            "/q_tasks?and=(%20and%20(%20id.in.(%201,%202,%203%20)%20,%20id.eq.3%20)%20,%20or%20(%20id.eq.2%20,%20id.eq.3%20)%20)&select=id",
+            serde_json::json!([{"id": 3}]),
+        )
+        .await;
+        ok(
+            "/q_tasks?and=(id.eq.1,id.neq.2))&select=id",
+            serde_json::json!([{"id": 1}]),
+        )
+        .await;
+        // garbage after the group is still an error
+        let (s, v) = json_of(get("/q_tasks?and=(id.eq.1)x").await.unwrap()).await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("PGRST100")), "{v}");
+        // a column name with spaces, in select and in a filter
+        ok(
+            "/Server%20Today?select=Just%20A%20Server%20Model&Just%20A%20Server%20Model=like.*91*",
+            serde_json::json!([{"Just A Server Model": "model 91"}]),
+        )
+        .await;
+        // partitions: the junction's partitions are no extra junctions, the
+        // partitioned table relates through its parent, a partition not at all
+        ok(
+            "/q_models?select=name,q_dealers(city)&order=name&q_dealers.order=city",
+            serde_json::json!([
+                {"name": "A", "q_dealers": [{"city": "Lyon"}, {"city": "Paris"}]},
+                {"name": "B", "q_dealers": [{"city": "Lyon"}]}
+            ]),
+        )
+        .await;
+        ok(
+            "/q_models?select=id,q_sales(id)&order=id",
+            serde_json::json!([{"id": 1, "q_sales": [{"id": 1}]}, {"id": 2, "q_sales": []}]),
+        )
+        .await;
+        let (s, v) = json_of(get("/q_models?select=id,q_sales_jan(id)").await.unwrap()).await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("PGRST200")), "{v}");
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}
+
 /// Clients choose statement texts (select lists, filters), and each one
 /// stays prepared on its pooled connection: `prepared-statements-per-connection`
 /// bounds them, seen from the backend itself (`pg_prepared_statements`).

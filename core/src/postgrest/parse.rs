@@ -147,6 +147,15 @@ fn apply_level_param(
 ) -> Result<(), ApiError> {
     match key {
         "order" => level.order = parse_order(value)?,
+        // a negative limit is 416 and a negative offset is no offset, as in
+        // PostgREST
+        "limit" if negative(value) => {
+            return Err(ApiError::range(
+                "Requested range not satisfiable",
+                "Limit should be greater than or equal to zero.",
+            ))
+        }
+        "offset" if negative(value) => level.offset = None,
         "limit" => level.limit = Some(parse_count("limit", value)?),
         "offset" => level.offset = Some(parse_count("offset", value)?),
         "or" | "and" | "not.or" | "not.and" => {
@@ -166,6 +175,11 @@ fn apply_level_param(
         }
     }
     Ok(())
+}
+
+/// A negative integer (`-1`), which `limit`/`offset` treat apart.
+fn negative(value: &str) -> bool {
+    value.trim().parse::<i64>().is_ok_and(|n| n < 0)
 }
 
 fn parse_count(param: &str, value: &str) -> Result<u64, ApiError> {
@@ -270,17 +284,22 @@ impl<'a> Cursor<'a> {
         if self.peek() == Some('"') {
             return self.quoted();
         }
+        // spaces may be inside a name (`Just A Server Model`), as in
+        // PostgREST; around it they are dropped
         let start = self.pos;
         while let Some(c) = self.peek() {
-            if NAME_STOP.contains(&c) || c.is_whitespace() || self.looking_at("->") {
+            if NAME_STOP.contains(&c) || (c.is_whitespace() && c != ' ') || self.looking_at("->") {
                 break;
             }
             self.pos += 1;
         }
-        if self.pos == start {
+        let name: String = self.chars[start..self.pos].iter().collect();
+        let name = name.trim_matches(' ');
+        if name.is_empty() {
+            self.pos = start;
             return Err(self.error("a name"));
         }
-        Ok(self.chars[start..self.pos].iter().collect())
+        Ok(name.to_string())
     }
 
     fn quoted(&mut self) -> Result<String, ApiError> {
@@ -601,9 +620,16 @@ fn operation(c: &mut Cursor, field: Field, end: Option<usize>) -> Result<Filter,
                 chars: c.chars[..end].to_vec(),
                 pos: vstart,
             };
-            let items = list(&mut lc, '(', ')')?;
+            let mut items = list(&mut lc, '(', ')')?;
+            while matches!(lc.peek(), Some(' ' | '\t')) {
+                lc.pos += 1;
+            }
             if !lc.eof() {
                 return Err(lc.error("end of the list"));
+            }
+            // one empty item is the empty list, as PostgREST reads `in.()`
+            if items.len() == 1 && items[0].is_empty() {
+                items.clear();
             }
             Value::List(items)
         }
@@ -642,23 +668,39 @@ fn operation(c: &mut Cursor, field: Field, end: Option<usize>) -> Result<Filter,
 /// `(a,"b,c",d)` or `{a,b}`: items, double quotes for reserved characters.
 fn list(c: &mut Cursor, open: char, close: char) -> Result<Vec<String>, ApiError> {
     c.expect(open)?;
+    // as PostgREST's `lexeme (char '(')`: blanks after the opening bracket
+    // go, so `in.(   )` is the empty list
+    while matches!(c.peek(), Some(' ' | '\t')) {
+        c.pos += 1;
+    }
     let mut items = Vec::new();
     if c.peek() == Some(close) {
         c.pos += 1;
         return Ok(items);
     }
     loop {
-        let item = if c.peek() == Some('"') {
-            c.quoted()?
+        // a quoted element only when the quotes close right before `,` or
+        // the bracket; otherwise the characters as they are (`in.(")`)
+        let start = c.pos;
+        let quoted = if c.peek() == Some('"') {
+            c.quoted()
+                .ok()
+                .filter(|_| matches!(c.peek(), Some(ch) if ch == ',' || ch == close))
         } else {
-            let start = c.pos;
-            while let Some(ch) = c.peek() {
-                if ch == ',' || ch == close {
-                    break;
+            None
+        };
+        let item = match quoted {
+            Some(q) => q,
+            None => {
+                c.pos = start;
+                while let Some(ch) = c.peek() {
+                    if ch == ',' || ch == close {
+                        break;
+                    }
+                    c.pos += 1;
                 }
-                c.pos += 1;
+                c.chars[start..c.pos].iter().collect()
             }
-            c.chars[start..c.pos].iter().collect()
         };
         items.push(item);
         match c.peek() {
@@ -681,7 +723,13 @@ pub fn parse_logic(param: &str, text: &str) -> Result<Vec<Condition>, ApiError> 
     };
     let param = param.trim_start_matches("not.");
     let mut c = Cursor::new(param, text);
+    c.skip_ws();
     let children = logic_group(&mut c, 0)?;
+    // PostgREST stops at the group's end: blanks and stray closing
+    // brackets after it are ignored (`(a.eq.1))`), anything else is an error
+    while matches!(c.peek(), Some(ch) if ch == ')' || ch.is_whitespace()) {
+        c.pos += 1;
+    }
     if !c.eof() {
         return Err(c.error("end of input"));
     }
@@ -712,9 +760,14 @@ fn logic_group(c: &mut Cursor, depth: usize) -> Result<Vec<Condition>, ApiError>
 fn logic_condition(c: &mut Cursor, depth: usize) -> Result<Condition, ApiError> {
     let save = c.pos;
     let negate = c.eat("not.");
-    for (kw, or) in [("or(", true), ("and(", false)] {
-        if c.looking_at(kw) {
-            c.pos += kw.len() - 1;
+    for (kw, or) in [("or", true), ("and", false)] {
+        // blanks may stand between the operator and its bracket: `and (…)`
+        let mut k = c.pos + kw.len();
+        while matches!(c.chars.get(k), Some(ch) if ch.is_whitespace()) {
+            k += 1;
+        }
+        if c.looking_at(kw) && c.chars.get(k) == Some(&'(') {
+            c.pos = k;
             let children = logic_group(c, depth + 1)?;
             return Ok(Condition::Group {
                 or,
@@ -1319,5 +1372,54 @@ mod tests {
         ] {
             assert!(!is_rpc_argument(k, v), "{k}={v}");
         }
+    }
+
+    #[test]
+    fn lenient_forms_postgrest_accepts() {
+        let list = |v: &str| match parse_filter(
+            Field {
+                name: "a".into(),
+                path: vec![],
+            },
+            v,
+        )
+        .unwrap()
+        .value
+        {
+            Value::List(items) => items,
+            other => panic!("{other:?}"),
+        };
+        assert!(list("in.(   )").is_empty());
+        assert!(list("in.()").is_empty());
+        assert!(list("in.(\"\")").is_empty());
+        assert_eq!(list("in.(\")"), vec!["\"".to_string()]);
+        assert_eq!(list("in.(\"a,b\",c)"), vec!["a,b".to_string(), "c".into()]);
+        assert_eq!(
+            list("in.(\"a\"b,c)"),
+            vec!["\"a\"b".to_string(), "c".into()]
+        );
+        assert_eq!(list("in.( 1, 2 ) "), vec!["1".to_string(), " 2 ".into()]);
+        // logic trees: blanks around operators and brackets, stray `)`
+        let q = parse_query(&[(
+            "and".to_string(),
+            "( and ( id.in.( 1, 2, 3 ) , id.eq.3 ) , or ( id.eq.2 , id.eq.3 ) )".to_string(),
+        )])
+        .unwrap();
+        assert_eq!(q.root.conditions.len(), 1);
+        assert!(parse_logic("and", "(id.eq.1,id.neq.2))").is_ok());
+        assert!(parse_logic("and", "(id.eq.1)x").is_err());
+        assert!(parse_logic("or", "()").is_err());
+        // names may hold spaces, not around them
+        let sel = parse_select("Just A Server Model, id ").unwrap();
+        assert!(
+            matches!(&sel[0], SelectItem::Column { field, .. } if field.name == "Just A Server Model")
+        );
+        assert!(matches!(&sel[1], SelectItem::Column { field, .. } if field.name == "id"));
+        // negative limit: 416; negative offset: none
+        let e = parse_query(&[("limit".into(), "-1".into())]).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (416, "PGRST103"));
+        let q = parse_query(&[("offset".into(), "-4".into())]).unwrap();
+        assert_eq!(q.root.offset, None);
+        assert!(parse_query(&[("limit".into(), "x".into())]).is_err());
     }
 }

@@ -968,6 +968,17 @@ impl<'a> Ctx<'a> {
         let own = self.conditions(target, &ea, &level.conditions);
         self.scopes.pop();
         conds.extend(own?);
+        // its own `!inner` embeds must exist too: `a!inner(b!inner(…))`
+        // keeps only the rows whose `a` has a `b`
+        for item in &embed.select {
+            if let SelectItem::Embed(sub) = item {
+                if sub.join == Some(JoinKind::Inner) {
+                    let mut path = sub_path.to_vec();
+                    path.push(sub.label().to_string());
+                    conds.push(self.embed_exists(target, &ea, sub, &path)?);
+                }
+            }
+        }
         let cond = if conds.is_empty() {
             String::new()
         } else {
