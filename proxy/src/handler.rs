@@ -868,7 +868,7 @@ impl Ctx {
         self.reply(
             status,
             out,
-            ctype.map(str::to_string),
+            ctype.map(HeaderValue::from_static),
             body.into_bytes(),
             extra,
         )
@@ -881,7 +881,7 @@ impl Ctx {
         &self,
         status: StatusCode,
         out: &Outcome,
-        ctype: Option<String>,
+        ctype: Option<HeaderValue>,
         body: Vec<u8>,
         extra: Vec<(HeaderName, String)>,
     ) -> Response {
@@ -898,7 +898,7 @@ impl Ctx {
         };
         let mut r = (status, body).into_response();
         let h = r.headers_mut();
-        match ctype.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        match ctype {
             Some(c) => {
                 h.insert(header::CONTENT_TYPE, c);
             }
@@ -1687,7 +1687,7 @@ async fn rpc(
         return Ok(ctx.reply(
             StatusCode::OK,
             &out,
-            Some(media_content_type(&mt)),
+            HeaderValue::from_str(&media_content_type(&mt)).ok(),
             bytes,
             vec![],
         ));
