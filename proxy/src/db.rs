@@ -83,6 +83,9 @@ pub struct Outcome {
 
 pub fn db_error(e: &tokio_postgres::Error, authenticated: bool) -> ApiError {
     match e.as_db_error() {
+        Some(d) if d.code().code() == "PGRST" => {
+            ApiError::from_pgrst_raise(d.message(), d.detail())
+        }
         Some(d) => {
             let code = d.code().code();
             let mut err = ApiError::new(

@@ -75,6 +75,14 @@ pub fn error_response(e: &ApiError) -> Response {
         body,
     )
         .into_response();
+    for (k, v) in e.headers.iter().flat_map(|h| h.iter()) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().append(k, v);
+        }
+    }
     if e.status == 401 {
         let v = if e.code == "PGRST302" || e.code == "42501" {
             "Bearer".to_string()
@@ -885,12 +893,37 @@ impl Ctx {
         body: Vec<u8>,
         extra: Vec<(HeaderName, String)>,
     ) -> Response {
-        let status = out
-            .response_status
-            .as_deref()
-            .and_then(|s| s.trim().parse::<u16>().ok())
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(status);
+        // what the function (or the pre-request one) set: wrong shapes are
+        // PostgREST's 500s, not silently dropped
+        let status = match out.response_status.as_deref() {
+            None => status,
+            Some(s) => match s
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+            {
+                Some(s) => s,
+                None => {
+                    return error_response(&ApiError::new(
+                        500,
+                        "PGRST112",
+                        "response.status guc must be a valid status code",
+                    ))
+                }
+            },
+        };
+        let guc_headers = match out.response_headers.as_deref().map(guc_headers) {
+            None => Vec::new(),
+            Some(Some(hs)) => hs,
+            Some(None) => {
+                return error_response(&ApiError::new(
+                    500,
+                    "PGRST111",
+                    "response.headers guc must be a JSON array composed of objects with a single key and a string value",
+                ))
+            }
+        };
         let body = if self.method == Method::HEAD {
             Vec::new()
         } else {
@@ -919,24 +952,42 @@ impl Ctx {
                 h.insert(HeaderName::from_static("preference-applied"), v);
             }
         }
-        if let Some(gh) = &out.response_headers {
-            if let Ok(Json::Array(items)) = serde_json::from_str::<Json>(gh) {
-                for item in items {
-                    if let Json::Object(m) = item {
-                        for (k, v) in m {
-                            if let (Ok(k), Some(Ok(v))) = (
-                                HeaderName::from_bytes(k.as_bytes()),
-                                v.as_str().map(HeaderValue::from_str),
-                            ) {
-                                h.insert(k, v);
-                            }
-                        }
-                    }
-                }
+        // the first occurrence of a name replaces the proxy's own header,
+        // later ones add to it (two `Set-Cookie`s stay two)
+        let mut seen: Vec<HeaderName> = Vec::new();
+        for (k, v) in guc_headers {
+            if seen.contains(&k) {
+                h.append(k, v);
+            } else {
+                seen.push(k.clone());
+                h.insert(k, v);
             }
         }
         r
     }
+}
+
+/// `response.headers` as PostgREST reads it: a JSON array of objects of one
+/// key each, with a string value (`[{"Set-Cookie": "a=1"}, {"Set-Cookie":
+/// "b=2"}]`); `None` for anything else, a name or value HTTP cannot carry
+/// included.
+fn guc_headers(text: &str) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    let Ok(Json::Array(items)) = serde_json::from_str::<Json>(text) else {
+        return None;
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Json::Object(m) if m.len() == 1 => {
+                let (k, v) = m.into_iter().next()?;
+                Some((
+                    HeaderName::from_bytes(k.as_bytes()).ok()?,
+                    HeaderValue::from_str(v.as_str()?).ok()?,
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn parse_body(body: &Bytes) -> Result<Json, ApiError> {
@@ -1300,9 +1351,7 @@ async fn table(
                 resolution,
             };
             let stmt = sql::insert(&schema, table, &query, &opts, &spec, ret)?;
-            let out = ctx
-                .exec(stmt, false, singular && ret == Returning::Representation)
-                .await?;
+            let out = ctx.exec(stmt, false, singular).await?;
             let status = match (ctx.method == Method::PUT, ret) {
                 (true, Returning::Representation) => StatusCode::OK,
                 (true, Returning::Minimal | Returning::HeadersOnly) => StatusCode::NO_CONTENT,
@@ -1366,15 +1415,7 @@ async fn table(
             } else {
                 sql::delete(&schema, table, &query, &opts, ret)?
             };
-            let out = ctx
-                .exec_counted(
-                    stmt,
-                    false,
-                    singular && ret == Returning::Representation,
-                    None,
-                    max,
-                )
-                .await?;
+            let out = ctx.exec_counted(stmt, false, singular, None, max).await?;
             // PostgREST: PATCH says which rows (`0-2/3`), DELETE only how many (`*/3`)
             let shown = if ctx.method == Method::PATCH {
                 out.page

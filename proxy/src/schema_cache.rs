@@ -255,7 +255,10 @@ pub async fn load(
             .as_array()
             .map(|a| a.iter().map(col).collect())
             .unwrap_or_default();
-        if result_columns.is_empty() && outs.len() > 1
+        // OUT / INOUT parameters make a row, even a single one
+        // (`{"num_plus_one": 6}`, as PostgREST), and so does RETURNS TABLE
+        let out_params = modes.iter().any(|m| m == "o" || m == "b");
+        if result_columns.is_empty() && (outs.len() > 1 || out_params && outs.len() == 1)
             || (!outs.is_empty()
                 && row.get::<_, bool>(3)
                 && result_columns.is_empty()

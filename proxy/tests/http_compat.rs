@@ -1438,6 +1438,257 @@ async fn postgrest_spec_query_cases() {
     finish(guarded(result).await, &db, vec![p]).await;
 }
 
+/// Writes and function responses as PostgREST's specs pin them: a singular
+/// `Accept` holds for every write (406 and rolled back, whatever `return=`),
+/// a write returns no more columns than it needs (INSERT-only roles),
+/// `response.headers` / `response.status` are validated and may repeat a
+/// header, `RAISE SQLSTATE 'PGRST'` chooses status, headers and body, a
+/// single OUT parameter makes an object, and arrows work on composite and
+/// array columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgrest_spec_write_and_function_cases() {
+    let db = TestDb::create("specwrite").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE TABLE esg.w_items (id int PRIMARY KEY, name text);
+             INSERT INTO esg.w_items SELECT g, 'item ' || g FROM generate_series(1, 5) g;
+             CREATE TABLE esg.w_insertonly (v text);
+             CREATE TABLE esg.w_secret (id int PRIMARY KEY, password text, name text);
+             INSERT INTO esg.w_secret VALUES (1, 'x', 'one');
+             CREATE TYPE esg.w_complex AS (r float8, i float8);
+             CREATE TABLE esg.w_nums (id int PRIMARY KEY, num esg.w_complex, arr int[], data jsonb);
+             INSERT INTO esg.w_nums VALUES (1, ROW(1.5, 0.5), '{1,2,3}', '[{"a": [1, 2, 3]}]'),
+                                           (2, ROW(2.5, 0.6), '{4}', '[{"a": [4, 5]}]');
+             GRANT SELECT, INSERT, UPDATE, DELETE ON esg.w_items TO tenancy_member;
+             GRANT INSERT ON esg.w_insertonly TO tenancy_member;
+             GRANT SELECT (id, name), UPDATE (password) ON esg.w_secret TO tenancy_member;
+             GRANT SELECT ON esg.w_nums TO tenancy_member;
+             CREATE FUNCTION esg.two_cookies() RETURNS void LANGUAGE sql STABLE
+               AS $$ SELECT set_config('response.headers', '[{"Set-Cookie": "a=1"}, {"Set-Cookie": "b=2"}]', true) $$;
+             CREATE FUNCTION esg.bad_headers() RETURNS int LANGUAGE sql STABLE
+               AS $$ SELECT set_config('response.headers', '{"X": "y"}', true); SELECT 1 $$;
+             CREATE FUNCTION esg.bad_status() RETURNS int LANGUAGE sql STABLE
+               AS $$ SELECT set_config('response.status', 'teapot', true); SELECT 1 $$;
+             CREATE FUNCTION esg.pay() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+               RAISE SQLSTATE 'PGRST' USING
+                 message = '{"code": "123", "message": "Payment Required", "details": "Quota exceeded", "hint": "Upgrade"}',
+                 detail = '{"status": 402, "headers": {"X-Powered-By": "Nerds"}}';
+             END $$;
+             CREATE FUNCTION esg.bad_raise() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+               RAISE SQLSTATE 'PGRST' USING message = 'INVALID', detail = '{"status": 400}';
+             END $$;
+             CREATE FUNCTION esg.bad_pt() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+               RAISE SQLSTATE 'PT40A' USING message = 'Wrong';
+             END $$;
+             CREATE FUNCTION esg.one_out(num int, OUT num_plus_one int) LANGUAGE sql STABLE AS 'SELECT num + 1';
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let object = "application/vnd.pgrst.object+json";
+        let count_items = || async {
+            let (_, v) = json_of(
+                p.get("/w_items?select=id")
+                    .bearer_auth(&acme)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            v.as_array().map_or(0, Vec::len)
+        };
+        // singular: five rows deleted is 406, and nothing is deleted
+        for prefer in ["return=minimal", "return=representation", ""] {
+            let mut r = p
+                .delete("/w_items?id=gt.0&id=lt.6")
+                .bearer_auth(&acme)
+                .header("Accept", object);
+            if !prefer.is_empty() {
+                r = r.header("Prefer", prefer);
+            }
+            let (s, v) = json_of(r.send().await.unwrap()).await;
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (406, Some("PGRST116")),
+                "{prefer} {v}"
+            );
+            assert_eq!(count_items().await, 5, "{prefer}");
+        }
+        let (s, v) = json_of(
+            p.patch("/w_items?id=lt.3")
+                .bearer_auth(&acme)
+                .header("Accept", object)
+                .json(&serde_json::json!({"name": "x"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (406, Some("PGRST116")), "{v}");
+        let (_, v) = json_of(
+            p.get("/w_items?select=name&id=eq.1")
+                .bearer_auth(&acme)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(v, serde_json::json!([{"name": "item 1"}]));
+        // one row: fine
+        let r = p
+            .delete("/w_items?id=eq.5")
+            .bearer_auth(&acme)
+            .header("Accept", object)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        assert_eq!(count_items().await, 4);
+        // a role that may only insert (or update one column) can with return=minimal
+        let r = p
+            .post("/w_insertonly")
+            .bearer_auth(&acme)
+            .header("Prefer", "return=minimal")
+            .json(&serde_json::json!({"v": "some value"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let (s, v) = json_of(
+            p.post("/w_insertonly")
+                .bearer_auth(&acme)
+                .header("Prefer", "return=representation")
+                .json(&serde_json::json!({"v": "x"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(v["code"], "42501", "{s} {v}");
+        let r = p
+            .patch("/w_secret?id=eq.1")
+            .bearer_auth(&acme)
+            .json(&serde_json::json!({"password": "passabc"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let (s, v) = json_of(
+            p.patch("/w_secret?id=eq.1&select=id,name")
+                .bearer_auth(&acme)
+                .header("Prefer", "return=representation")
+                .json(&serde_json::json!({"password": "again"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!([{"id": 1, "name": "one"}])));
+        // response.headers: a header twice; wrong shapes are PostgREST's 500s
+        let r = p
+            .get("/rpc/two_cookies")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let cookies: Vec<&str> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, vec!["a=1", "b=2"]);
+        for (f, code) in [("bad_headers", "PGRST111"), ("bad_status", "PGRST112")] {
+            let (s, v) = json_of(
+                p.get(&format!("/rpc/{f}"))
+                    .bearer_auth(&acme)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!((s, v["code"].as_str()), (500, Some(code)), "{v}");
+        }
+        // RAISE SQLSTATE 'PGRST': status, headers and body as the function says
+        let r = p
+            .post("/rpc/pay")
+            .bearer_auth(&acme)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-powered-by"], "Nerds");
+        let (s, v) = json_of(r).await;
+        assert_eq!(
+            (s, v),
+            (
+                402,
+                serde_json::json!({"code": "123", "message": "Payment Required",
+                    "details": "Quota exceeded", "hint": "Upgrade"})
+            )
+        );
+        let (s, v) = json_of(
+            p.post("/rpc/bad_raise")
+                .bearer_auth(&acme)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (500, Some("PGRST121")), "{v}");
+        assert_eq!(v["details"], "Invalid JSON value for MESSAGE: 'INVALID'");
+        let (s, v) = json_of(
+            p.post("/rpc/bad_pt")
+                .bearer_auth(&acme)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (500, Some("PT40A")), "{v}");
+        // a single OUT parameter: an object
+        let (s, v) = json_of(
+            p.get("/rpc/one_out?num=5")
+                .bearer_auth(&acme)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, serde_json::json!({"num_plus_one": 6})));
+        // arrows on a composite and an array column; the name skips indexes
+        for (path, want) in [
+            (
+                "/w_nums?select=id,num->i&order=id",
+                serde_json::json!([{"id": 1, "i": 0.5}, {"id": 2, "i": 0.6}]),
+            ),
+            (
+                "/w_nums?select=id&arr->0=eq.4",
+                serde_json::json!([{"id": 2}]),
+            ),
+            (
+                "/w_nums?select=id&order=arr->0.desc",
+                serde_json::json!([{"id": 2}, {"id": 1}]),
+            ),
+            (
+                "/w_nums?select=data->0->a->>2&id=eq.1",
+                serde_json::json!([{"a": "3"}]),
+            ),
+        ] {
+            let (s, v) = json_of(p.get(path).bearer_auth(&acme).send().await.unwrap()).await;
+            assert_eq!((s, v), (200, want), "{path}");
+        }
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}
+
 /// Clients choose statement texts (select lists, filters), and each one
 /// stays prepared on its pooled connection: `prepared-statements-per-connection`
 /// bounds them, seen from the backend itself (`pg_prepared_statements`).

@@ -35,19 +35,17 @@ impl Field {
         }
     }
 
-    /// The name PostgREST gives the output column: the last JSON key, or the column.
+    /// The name PostgREST gives the output column: the last JSON key of the
+    /// path (indexes skipped: `data->0->a->>2` is `a`), or the column.
     pub fn output_name(&self) -> String {
-        match self.path.last() {
-            Some(JsonStep {
-                key: JsonKey::Name(n),
-                ..
-            }) => n.clone(),
-            Some(JsonStep {
-                key: JsonKey::Index(_),
-                ..
-            }) => self.name.clone(),
-            None => self.name.clone(),
-        }
+        self.path
+            .iter()
+            .rev()
+            .find_map(|step| match &step.key {
+                JsonKey::Name(n) => Some(n.clone()),
+                JsonKey::Index(_) => None,
+            })
+            .unwrap_or_else(|| self.name.clone())
     }
 }
 

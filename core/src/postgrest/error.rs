@@ -13,6 +13,10 @@ pub struct ApiError {
     /// `details` is a JSON document (PGRST201's list of relationships), sent
     /// as JSON rather than as a string.
     pub details_json: bool,
+    /// Headers the response carries besides the error body (a function's
+    /// `RAISE SQLSTATE 'PGRST'` may set some; boxed, as errors are rare and
+    /// travel in every `Result`).
+    pub headers: Option<Box<Vec<(String, String)>>>,
 }
 
 impl ApiError {
@@ -24,7 +28,76 @@ impl ApiError {
             details: None,
             hint: None,
             details_json: false,
+            headers: None,
         }
+    }
+
+    /// A function's own error, PostgREST's `RAISE SQLSTATE 'PGRST' USING
+    /// message = '{"code": …, "message": …, "details": …, "hint": …}',
+    /// detail = '{"status": 402, "headers": {"X-A": "b"}}'`: the body and
+    /// the status and headers it asks for, or 500 PGRST121 when either is
+    /// not such JSON.
+    pub fn from_pgrst_raise(message: &str, detail: Option<&str>) -> Self {
+        use serde_json::Value;
+        let unparsable = |details: String, hint: &str| {
+            ApiError::new(
+                500,
+                "PGRST121",
+                "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
+            )
+            .details(details)
+            .hint(hint)
+        };
+        const MESSAGE_HINT: &str = "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.";
+        const DETAIL_HINT: &str = "DETAIL must be a JSON object with obligatory keys: 'status', 'headers' and optional key: 'status_text'.";
+        let text = |v: Option<&Value>| match v {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        let body = serde_json::from_str::<Value>(message).ok().and_then(|m| {
+            let code = text(m.get("code"))??;
+            let msg = text(m.get("message"))??;
+            Some((code, msg, text(m.get("details"))?, text(m.get("hint"))?))
+        });
+        let Some((code, msg, details, hint)) = body else {
+            return unparsable(
+                format!("Invalid JSON value for MESSAGE: '{message}'"),
+                MESSAGE_HINT,
+            );
+        };
+        let Some(detail) = detail else {
+            return unparsable(
+                "DETAIL is missing in the RAISE statement".into(),
+                DETAIL_HINT,
+            );
+        };
+        let shape = serde_json::from_str::<Value>(detail).ok().and_then(|d| {
+            let status = d
+                .get("status")?
+                .as_u64()
+                .filter(|s| (100..=999).contains(s))?;
+            let headers = match d.get("headers") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Object(h)) => h
+                    .iter()
+                    .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect::<Option<Vec<_>>>()?,
+                Some(_) => return None,
+            };
+            Some((status as u16, headers))
+        });
+        let Some((status, headers)) = shape else {
+            return unparsable(
+                format!("Invalid JSON value for DETAIL: '{detail}'"),
+                DETAIL_HINT,
+            );
+        };
+        let mut e = ApiError::new(status, &code, msg);
+        e.details = details;
+        e.hint = hint;
+        e.headers = (!headers.is_empty()).then(|| Box::new(headers));
+        e
     }
 
     pub fn details(mut self, details: impl Into<String>) -> Self {
@@ -137,12 +210,12 @@ pub fn sqlstate_status(code: &str, message: &str, authenticated: bool) -> u16 {
         }
         _ => {}
     }
+    // PTnnn: that status; PT not followed by one (`PT40A`): 500, as PostgREST
     if let Some(n) = code.strip_prefix("PT") {
-        if let Ok(n) = n.parse::<u16>() {
-            if (100..600).contains(&n) {
-                return n;
-            }
-        }
+        return match n.parse::<u16>() {
+            Ok(n) if (100..1000).contains(&n) => n,
+            _ => 500,
+        };
     }
     match class {
         "08" | "53" => 503,
@@ -169,7 +242,10 @@ mod tests {
         assert_eq!(sqlstate_status("P0001", "", true), 400);
         assert_eq!(sqlstate_status("P0002", "", true), 500);
         assert_eq!(sqlstate_status("PT402", "", true), 402);
-        assert_eq!(sqlstate_status("PT999", "", true), 400);
+        assert_eq!(sqlstate_status("PT40A", "", true), 500);
+        assert_eq!(sqlstate_status("PT402", "", true), 402);
+        assert_eq!(sqlstate_status("PT999", "", true), 999);
+        assert_eq!(sqlstate_status("PT099", "", true), 500);
         assert_eq!(sqlstate_status("25006", "", true), 405);
         assert_eq!(sqlstate_status("08006", "", true), 503);
         assert_eq!(sqlstate_status("53300", "", true), 503);
@@ -180,5 +256,59 @@ mod tests {
         );
         assert_eq!(sqlstate_status("22023", "bad value", true), 400);
         assert_eq!(sqlstate_status("22P02", "", true), 400);
+    }
+
+    #[test]
+    fn raise_sqlstate_pgrst() {
+        let e = ApiError::from_pgrst_raise(
+            r#"{"code":"123","message":"ABC","details":"DEF","hint":"XYZ"}"#,
+            Some(r#"{"status":332,"status_text":"My Custom Status","headers":{"X-Header":"str"}}"#),
+        );
+        assert_eq!(
+            (e.status, e.code.as_str(), e.message.as_str()),
+            (332, "123", "ABC")
+        );
+        assert_eq!(
+            (e.details.as_deref(), e.hint.as_deref()),
+            (Some("DEF"), Some("XYZ"))
+        );
+        assert_eq!(
+            e.headers.as_deref(),
+            Some(&vec![("X-Header".to_string(), "str".to_string())])
+        );
+        let e =
+            ApiError::from_pgrst_raise(r#"{"code":"1","message":"m"}"#, Some(r#"{"status":404}"#));
+        assert_eq!((e.status, e.details, e.hint), (404, None, None));
+        for (m, d, details) in [
+            (
+                "INVALID",
+                Some(r#"{"status":400}"#),
+                "Invalid JSON value for MESSAGE: 'INVALID'",
+            ),
+            (
+                r#"{"message":"no code"}"#,
+                Some(r#"{"status":400}"#),
+                "Invalid JSON value for MESSAGE: '{\"message\":\"no code\"}'",
+            ),
+            (
+                r#"{"code":"1","message":"m"}"#,
+                Some("INVALID"),
+                "Invalid JSON value for DETAIL: 'INVALID'",
+            ),
+            (
+                r#"{"code":"1","message":"m"}"#,
+                Some(r#"{"status":"x"}"#),
+                "Invalid JSON value for DETAIL: '{\"status\":\"x\"}'",
+            ),
+            (
+                r#"{"code":"1","message":"m"}"#,
+                None,
+                "DETAIL is missing in the RAISE statement",
+            ),
+        ] {
+            let e = ApiError::from_pgrst_raise(m, d);
+            assert_eq!((e.status, e.code.as_str()), (500, "PGRST121"), "{m}");
+            assert_eq!(e.details.as_deref(), Some(details));
+        }
     }
 }

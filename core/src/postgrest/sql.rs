@@ -376,6 +376,15 @@ impl<'a> Ctx<'a> {
         } else {
             return Err(undefined_column(&table.name, &field.name));
         };
+        // arrows on a column that is not JSON (a composite, an array) go
+        // through its JSON form, as in PostgREST
+        if !field.path.is_empty()
+            && self
+                .field_type(table, &field.name)
+                .is_some_and(|t| t != "json" && t != "jsonb")
+        {
+            e = format!("pg_catalog.to_jsonb({e})");
+        }
         for step in &field.path {
             let arrow = match step.arrow {
                 Arrow::Json => "->",
@@ -1278,6 +1287,43 @@ fn check_columns(table: &Table, cols: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What a write returns to its read-back, no more than it needs, so that a
+/// role may write without reading every column (PostgREST's `RETURNING 1`):
+/// nothing but a row count for `return=minimal`, the primary key for
+/// `headers-only`, and for `representation` the selected columns when the
+/// select is plain columns (else the whole row, for embeds and computed
+/// fields).
+fn returning_clause(table: &Table, query: &Query, returning: Returning, alias: &str) -> String {
+    let cols: Option<Vec<&str>> = match returning {
+        Returning::Minimal => None,
+        Returning::HeadersOnly => Some(table.primary_key.iter().map(String::as_str).collect()),
+        Returning::Representation => {
+            let mut cols: Vec<&str> = Vec::new();
+            for item in &query.select {
+                match item {
+                    SelectItem::Column { field, .. } if table.column(&field.name).is_some() => {
+                        if !cols.contains(&field.name.as_str()) {
+                            cols.push(&field.name);
+                        }
+                    }
+                    _ => return format!(" RETURNING {alias}.*"),
+                }
+            }
+            Some(cols)
+        }
+    };
+    match cols {
+        Some(c) if !c.is_empty() => {
+            let list: Vec<String> = c
+                .iter()
+                .map(|c| format!("{alias}.{}", quote_ident(c)))
+                .collect();
+            format!(" RETURNING {}", list.join(", "))
+        }
+        _ => " RETURNING 1".to_string(),
+    }
+}
+
 /// The read-back after a write: the written rows (`pgrst_source`) shaped by `select=`.
 fn write_tail<'a>(
     cx: &mut Ctx<'a>,
@@ -1429,7 +1475,7 @@ pub fn insert(
             )),
         }
     }
-    cte.push_str(" RETURNING \"t_w\".*");
+    cte.push_str(&returning_clause(table, query, returning, "\"t_w\""));
     let sql = write_tail(&mut cx, table, query, returning, cte)?;
     Ok(cx.finish(sql))
 }
@@ -1529,7 +1575,7 @@ pub fn update(
         "UPDATE {tq} AS {alias} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{tq}, {b}::json)) AS \"_b\"{filter}",
         sets.join(", ")
     );
-    cte.push_str(&format!(" RETURNING {alias}.*"));
+    cte.push_str(&returning_clause(table, query, returning, &alias));
     let sql = write_tail(&mut cx, table, query, returning, cte)?;
     Ok(cx.finish(sql))
 }
@@ -1549,7 +1595,7 @@ pub fn delete(
         "DELETE FROM {} AS {alias}{filter}",
         quote_qualified(&table.schema, &table.name)
     );
-    cte.push_str(&format!(" RETURNING {alias}.*"));
+    cte.push_str(&returning_clause(table, query, returning, &alias));
     let sql = write_tail(&mut cx, table, query, returning, cte)?;
     Ok(cx.finish(sql))
 }
@@ -1848,11 +1894,19 @@ pub fn call(
     };
     let mut count_query: Option<String> = None;
     let sql = if func.returns_void {
+        // nothing reads a void call's value, and PostgreSQL drops unread
+        // non-volatile expressions: MATERIALIZED keeps a STABLE void
+        // function's body running (its checks, its response.headers)
         wrap(
             &format!("SELECT {call_expr}{from_args_prefix}"),
             "SELECT 1 FROM pgrst_source",
             "NULL::text",
             "NULL::bigint",
+        )
+        .replacen(
+            "WITH pgrst_source AS (",
+            "WITH pgrst_source AS MATERIALIZED (",
+            1,
         )
     } else if func.result_columns.is_empty() {
         if func.returns_set {
