@@ -293,13 +293,14 @@ impl<'a> Cursor<'a> {
             }
             self.pos += 1;
         }
-        let name: String = self.chars[start..self.pos].iter().collect();
-        let name = name.trim_matches(' ');
-        if name.is_empty() {
+        let taken = &self.chars[start..self.pos];
+        let first = taken.iter().position(|&c| c != ' ');
+        let last = taken.iter().rposition(|&c| c != ' ');
+        let (Some(first), Some(last)) = (first, last) else {
             self.pos = start;
             return Err(self.error("a name"));
-        }
-        Ok(name.to_string())
+        };
+        Ok(taken[first..=last].iter().collect())
     }
 
     fn quoted(&mut self) -> Result<String, ApiError> {
