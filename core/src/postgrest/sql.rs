@@ -2956,17 +2956,9 @@ mod tests {
         assert!(insert(&s, &metrics, &q(&[]), &opts, &bad, Returning::Minimal).is_err());
     }
 
-    #[test]
-    fn variadic_and_single_object_calls() {
-        use super::super::schema::FunctionArg;
-        let mut s = demo();
-        let arg = |name: &str, ty: &str, variadic: bool| FunctionArg {
-            name: name.into(),
-            data_type: ty.into(),
-            variadic,
-            ..Default::default()
-        };
-        let f = |name: &str, args: Vec<FunctionArg>| Function {
+    /// An immutable `esg.name(args)` returning one scalar.
+    fn scalar_function(name: &str, args: Vec<super::super::schema::FunctionArg>) -> Function {
+        Function {
             schema: "esg".into(),
             name: name.into(),
             args,
@@ -2977,7 +2969,20 @@ mod tests {
             volatility: super::super::schema::Volatility::Immutable,
             media_type: None,
             media_binary: false,
+        }
+    }
+
+    #[test]
+    fn variadic_and_single_object_calls() {
+        use super::super::schema::FunctionArg;
+        let mut s = demo();
+        let arg = |name: &str, ty: &str, variadic: bool| FunctionArg {
+            name: name.into(),
+            data_type: ty.into(),
+            variadic,
+            ..Default::default()
         };
+        let f = scalar_function;
         s.functions.push(f(
             "vari",
             vec![arg("name", "text", false), arg("v", "integer[]", true)],
@@ -3044,24 +3049,16 @@ mod tests {
     fn single_unnamed_parameter_takes_the_raw_body() {
         use super::super::schema::FunctionArg;
         let mut s = demo();
-        let f = |name: &str, args: Vec<(&str, &str)>| Function {
-            schema: "esg".into(),
-            name: name.into(),
-            args: args
+        let f = |name: &str, args: Vec<(&str, &str)>| {
+            let args = args
                 .into_iter()
                 .map(|(n, t)| FunctionArg {
                     name: n.into(),
                     data_type: t.into(),
                     ..Default::default()
                 })
-                .collect(),
-            returns_set: false,
-            returns_void: false,
-            result_columns: vec![],
-            return_table: None,
-            volatility: super::super::schema::Volatility::Immutable,
-            media_type: None,
-            media_binary: false,
+                .collect();
+            scalar_function(name, args)
         };
         s.functions.push(f("doc", vec![("", "jsonb")]));
         s.functions.push(f("doc", vec![("x", "integer")]));
