@@ -42,6 +42,7 @@ FROM pg_constraint con
 JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_namespace ns ON ns.oid = cl.relnamespace
 JOIN pg_class fcl ON fcl.oid = con.confrelid JOIN pg_namespace fns ON fns.oid = fcl.relnamespace
 WHERE con.contype = 'f' AND con.conparentid = 0 AND ns.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY ns.nspname, cl.relname, con.conname
 "#;
 
 /// The definitions (`_RETURN` rules) of views: of the exposed schemas

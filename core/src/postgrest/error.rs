@@ -144,14 +144,23 @@ impl ApiError {
 
     /// PGRST200: no relationship between two resources.
     /// PGRST200, with PostgREST's "Perhaps you meant …" hint when one is close.
-    pub fn no_relationship(from: &str, to: &str, schema: &str, hint: Option<String>) -> Self {
+    pub fn no_relationship(
+        from: &str,
+        to: &str,
+        embed_hint: Option<&str>,
+        schema: &str,
+        hint: Option<String>,
+    ) -> Self {
+        let using = embed_hint
+            .map(|h| format!(" using the hint '{h}'"))
+            .unwrap_or_default();
         let e = ApiError::new(
             400,
             "PGRST200",
             format!("Could not find a relationship between '{from}' and '{to}' in the schema cache"),
         )
         .details(format!(
-            "Searched for a foreign key relationship between '{from}' and '{to}' in the schema '{schema}', but no matches were found."
+            "Searched for a foreign key relationship between '{from}' and '{to}'{using} in the schema '{schema}', but no matches were found."
         ));
         match hint {
             Some(h) => e.hint(h),

@@ -415,134 +415,124 @@ impl Schema {
                 return computed;
             }
         }
-        let mut out = Vec::new();
+        // Every relationship of `schema.table`, then PostgREST's findRel
+        // filter over them.
+        let mut all: Vec<(Relationship, bool)> = Vec::new(); // (rel, origin holds the fk)
         for fk in &self.foreign_keys {
-            // many-to-one (or one-to-one when the fk columns are unique)
-            if fk.schema == schema && fk.table == table {
-                // A constraint or column name designates a table, never a
-                // view (only the view's own name does), as in PostgREST.
-                let by_name = fk.ref_table == name
-                    || (!self.is_view(&fk.ref_schema, &fk.ref_table)
-                        && (fk.name == name || fk.columns.iter().any(|c| c == name)));
-                if by_name {
-                    let unique = self.fk_unique(fk);
-                    out.push(Relationship {
+            let pairs = |a: &[String], b: &[String]| -> Vec<(String, String)> {
+                a.iter().cloned().zip(b.iter().cloned()).collect()
+            };
+            // many-to-one (or one-to-one when the fk columns are unique);
+            // only what `name` can designate at all (its target, constraint
+            // or a column of the key) is built
+            if fk.schema == schema
+                && fk.table == table
+                && (fk.ref_table == name || fk.name == name || fk.columns.iter().any(|c| c == name))
+            {
+                all.push((
+                    Relationship {
                         target_schema: fk.ref_schema.clone(),
                         target: fk.ref_table.clone(),
-                        cardinality: if unique {
+                        cardinality: if self.fk_unique(fk) {
                             Cardinality::OneToOne
                         } else {
                             Cardinality::ManyToOne
                         },
                         constraint: fk.name.clone(),
-                        pairs: fk
-                            .columns
-                            .iter()
-                            .cloned()
-                            .zip(fk.ref_columns.iter().cloned())
-                            .collect(),
+                        pairs: pairs(&fk.columns, &fk.ref_columns),
                         junction: None,
                         function: None,
-                    });
-                }
+                    },
+                    true,
+                ));
             }
             // one-to-many (or one-to-one)
             if fk.ref_schema == schema
                 && fk.ref_table == table
-                && (fk.table == name || (fk.name == name && !self.is_view(&fk.schema, &fk.table)))
+                && (fk.table == name || fk.name == name || fk.ref_columns.iter().any(|c| c == name))
             {
-                let unique = self.fk_unique(fk);
-                out.push(Relationship {
-                    target_schema: fk.schema.clone(),
-                    target: fk.table.clone(),
-                    cardinality: if unique {
-                        Cardinality::OneToOne
-                    } else {
-                        Cardinality::OneToMany
+                all.push((
+                    Relationship {
+                        target_schema: fk.schema.clone(),
+                        target: fk.table.clone(),
+                        cardinality: if self.fk_unique(fk) {
+                            Cardinality::OneToOne
+                        } else {
+                            Cardinality::OneToMany
+                        },
+                        constraint: fk.name.clone(),
+                        pairs: pairs(&fk.ref_columns, &fk.columns),
+                        junction: None,
+                        function: None,
                     },
-                    constraint: fk.name.clone(),
-                    pairs: fk
-                        .ref_columns
-                        .iter()
-                        .cloned()
-                        .zip(fk.columns.iter().cloned())
-                        .collect(),
-                    junction: None,
-                    function: None,
-                });
+                    false,
+                ));
             }
         }
         // many-to-many: a junction with one fk to us and one to the target,
         // both fully inside the junction's primary key.
-        for j in self.tables.values() {
-            let jfks: Vec<&ForeignKey> = self
-                .foreign_keys
-                .iter()
-                .filter(|f| f.schema == j.schema && f.table == j.name)
-                .collect();
-            for a in &jfks {
-                for b in &jfks {
-                    if std::ptr::eq(*a, *b) {
-                        continue;
-                    }
-                    if a.ref_schema == schema && a.ref_table == table && b.ref_table == name {
-                        let in_pk =
-                            |f: &ForeignKey| f.columns.iter().all(|c| j.primary_key.contains(c));
-                        if in_pk(a) && in_pk(b) && !j.primary_key.is_empty() {
-                            out.push(Relationship {
-                                target_schema: b.ref_schema.clone(),
-                                target: b.ref_table.clone(),
-                                cardinality: Cardinality::ManyToMany,
-                                constraint: format!("{}+{}", a.name, b.name),
-                                pairs: Vec::new(),
-                                junction: Some(Junction {
-                                    schema: j.schema.clone(),
-                                    table: j.name.clone(),
-                                    parent_pairs: a
-                                        .ref_columns
-                                        .iter()
-                                        .cloned()
-                                        .zip(a.columns.iter().cloned())
-                                        .collect(),
-                                    target_pairs: b
-                                        .ref_columns
-                                        .iter()
-                                        .cloned()
-                                        .zip(b.columns.iter().cloned())
-                                        .collect(),
-                                    constraints: (a.name.clone(), b.name.clone()),
-                                }),
-                                function: None,
-                            });
-                        }
-                    }
+        // (In foreign key order, which the schema cache loads sorted.)
+        for a in &self.foreign_keys {
+            if a.ref_schema != schema || a.ref_table != table {
+                continue;
+            }
+            let Some(j) = self.table(&a.schema, &a.table) else {
+                continue;
+            };
+            let in_pk = |f: &ForeignKey| f.columns.iter().all(|c| j.primary_key.contains(c));
+            if j.primary_key.is_empty() || !in_pk(a) {
+                continue;
+            }
+            for b in &self.foreign_keys {
+                if std::ptr::eq(a, b)
+                    || b.ref_table != name
+                    || b.schema != j.schema
+                    || b.table != j.name
+                    || !in_pk(b)
+                {
+                    continue;
                 }
+                let pairs = |f: &ForeignKey| -> Vec<(String, String)> {
+                    f.ref_columns
+                        .iter()
+                        .cloned()
+                        .zip(f.columns.iter().cloned())
+                        .collect()
+                };
+                all.push((
+                    Relationship {
+                        target_schema: b.ref_schema.clone(),
+                        target: b.ref_table.clone(),
+                        cardinality: Cardinality::ManyToMany,
+                        constraint: format!("{}+{}", a.name, b.name),
+                        pairs: Vec::new(),
+                        junction: Some(Junction {
+                            schema: j.schema.clone(),
+                            table: j.name.clone(),
+                            parent_pairs: pairs(a),
+                            target_pairs: pairs(b),
+                            constraints: (a.name.clone(), b.name.clone()),
+                        }),
+                        function: None,
+                    },
+                    false,
+                ));
             }
         }
-        if let Some(h) = hint {
-            out.retain(|r| {
-                // The constraint, or a column of either side (PostgREST's
-                // `clients!client_id` and `clients!id`).
-                r.constraint == h
-                    || r.pairs.iter().any(|(p, t)| p == h || t == h)
-                    || r.junction.as_ref().is_some_and(|j| {
-                        j.table == h || j.constraints.0 == h || j.constraints.1 == h
-                    })
-            });
-            // A self-referencing key: a column hint means the parent (many-to-one),
-            // the constraint name the children (one-to-many), as in PostgREST.
-            if out.len() == 2
-                && out[0].constraint == out[1].constraint
-                && out[0].cardinality.to_one() != out[1].cardinality.to_one()
-                && out
-                    .iter()
-                    .all(|r| r.target_schema == schema && r.target == table)
-            {
-                let want_children = out[0].constraint == h;
-                out.retain(|r| r.cardinality.to_one() != want_children);
-            }
-        }
-        out
+        all.into_iter()
+            .filter(|(r, holds_fk)| {
+                relationship_matches(
+                    r,
+                    *holds_fk,
+                    schema,
+                    table,
+                    name,
+                    hint,
+                    self.is_view(&r.target_schema, &r.target),
+                )
+            })
+            .map(|(r, _)| r)
+            .collect()
     }
 
     /// PostgREST's hint for a table `name` not in `schema`: the closest
@@ -620,22 +610,11 @@ impl Schema {
         hint: Option<&str>,
     ) -> Result<Relationship, ApiError> {
         let mut rels = self.relationships(schema, table, name, hint);
-        // A direct relationship wins over many-to-many through a junction
-        // only when it is the sole direct one.
-        if rels.len() > 1 {
-            let direct: Vec<Relationship> = rels
-                .iter()
-                .filter(|r| r.junction.is_none())
-                .cloned()
-                .collect();
-            if direct.len() == 1 && hint.is_none() && direct[0].target == name {
-                rels = direct;
-            }
-        }
         match rels.len() {
             0 => Err(ApiError::no_relationship(
                 table,
                 name,
+                hint,
                 schema,
                 self.relationship_hint(schema, table, name),
             )),
@@ -650,7 +629,14 @@ impl Schema {
                             (_, Some(_)) => return serde_json::json!({}),
                             (Some(j), _) => (
                                 "many-to-many",
-                                format!("{}({})({})", j.table, j.constraints.0, j.constraints.1),
+                                format!(
+                                    "{} using {}{} and {}{}",
+                                    j.table,
+                                    j.constraints.0,
+                                    cols(j.parent_pairs.iter().map(|(_, c)| c.as_str()).collect()),
+                                    j.constraints.1,
+                                    cols(j.target_pairs.iter().map(|(_, c)| c.as_str()).collect()),
+                                ),
                             ),
                             (None, None) => (
                                 match r.cardinality {
@@ -693,6 +679,64 @@ impl Schema {
                     choices.join(", ")
                 )))
             }
+        }
+    }
+}
+
+/// PostgREST's `findRel` test of one relationship of `schema.table` against
+/// an embed `name!hint`:
+/// - without a hint, `name` is the target table or view, or (targets that
+///   are tables) the constraint name or the single fk column;
+/// - with a hint, `name` is the target and the hint its constraint, single
+///   column on either side, or junction table;
+/// - a self-reference (one fk, both directions) is read by convention: the
+///   table's name means the children (one-to-many), the fk column's name the
+///   parent (many-to-one), and a hint on the table's name is the children's
+///   fk column (`children:family_tree!parent`).
+///
+/// Beyond PostgREST (which cannot embed these at all): any column of a
+/// composite key counts as its column, a self one-to-one follows the same
+/// convention, a self many-to-many is reached through its junction (or the
+/// junction's key to the parent row) as a hint, and a junction's
+/// constraint names are hints too.
+fn relationship_matches(
+    r: &Relationship,
+    holds_fk: bool,
+    schema: &str,
+    table: &str,
+    name: &str,
+    hint: Option<&str>,
+    target_is_view: bool,
+) -> bool {
+    // PostgREST only knows single-column keys here; a column of a composite
+    // key (`tenant_id, parent_id`, the usual shape in a multi-tenant schema)
+    // designates it too.
+    let fk_single_col = |h: &str| r.pairs.iter().any(|(o, _)| o == h);
+    let fk_ref_single_col = |h: &str| r.pairs.iter().any(|(_, t)| t == h);
+    let direct = r.junction.is_none();
+    let constraint = |h: &str| direct && r.constraint == h;
+    let junction = |h: &str| {
+        r.junction
+            .as_ref()
+            .is_some_and(|j| j.table == h || j.constraints.0 == h || j.constraints.1 == h)
+    };
+    let is_self = r.target_schema == schema && r.target == table;
+    if is_self {
+        if let Some(j) = &r.junction {
+            // the junction (both directions: 300 for a symmetric one), or
+            // the junction's key to the parent row, which picks a direction
+            return r.target == name && hint.is_some_and(|h| j.table == h || j.constraints.0 == h);
+        }
+        return match hint {
+            None => (r.target == name && !holds_fk) || (fk_single_col(name) && holds_fk),
+            Some(h) => r.target == name && !holds_fk && (fk_ref_single_col(h) || constraint(h)),
+        };
+    }
+    match hint {
+        None => r.target == name || (!target_is_view && (constraint(name) || fk_single_col(name))),
+        Some(h) => {
+            r.target == name
+                && (constraint(h) || fk_single_col(h) || fk_ref_single_col(h) || junction(h))
         }
     }
 }
@@ -937,12 +981,50 @@ pub(crate) mod tests {
         assert_eq!(r.target, "reporting_entities");
     }
 
+    /// `first` references `second` twice; `tree` references itself.
+    fn two_keys_and_a_tree() -> Schema {
+        let mut s = demo();
+        for (name, cols) in [
+            ("first", &["id", "second_id_1", "second_id_2"][..]),
+            ("second", &["id"][..]),
+            ("tree", &["id", "parent"][..]),
+        ] {
+            s.tables.insert(
+                ("esg".into(), name.into()),
+                Table {
+                    schema: "esg".into(),
+                    name: name.into(),
+                    columns: cols.iter().map(|c| col(c, "int4")).collect(),
+                    primary_key: vec!["id".into()],
+                    unique_keys: vec![vec!["id".into()]],
+                    is_view: false,
+                },
+            );
+        }
+        s.foreign_keys.extend([
+            fk(
+                "first_second_id_1_fkey",
+                "first",
+                &["second_id_1"],
+                "second",
+                &["id"],
+            ),
+            fk(
+                "first_second_id_2_fkey",
+                "first",
+                &["second_id_2"],
+                "second",
+                &["id"],
+            ),
+            fk("tree_parent_fkey", "tree", &["parent"], "tree", &["id"]),
+        ]);
+        s
+    }
+
     #[test]
     fn ambiguity_and_hints() {
-        let s = demo();
-        let e = s
-            .relationship("esg", "organisations", "organisations", None)
-            .unwrap_err();
+        let s = two_keys_and_a_tree();
+        let e = s.relationship("esg", "first", "second", None).unwrap_err();
         assert_eq!((e.status, e.code.as_str()), (300, "PGRST201"));
         // PostgREST's wording: details a JSON array, the hint listing every choice
         assert!(e.details_json);
@@ -951,25 +1033,116 @@ pub(crate) mod tests {
         assert_eq!(
             details,
             serde_json::json!([
-                {"cardinality": "many-to-one", "embedding": "organisations with organisations",
-                 "relationship": "organisations_parent_fkey using organisations(tenant_id, parent_org_id) and organisations(tenant_id, id)"},
-                {"cardinality": "one-to-many", "embedding": "organisations with organisations",
-                 "relationship": "organisations_parent_fkey using organisations(tenant_id, id) and organisations(tenant_id, parent_org_id)"}
+                {"cardinality": "many-to-one", "embedding": "first with second",
+                 "relationship": "first_second_id_1_fkey using first(second_id_1) and second(id)"},
+                {"cardinality": "many-to-one", "embedding": "first with second",
+                 "relationship": "first_second_id_2_fkey using first(second_id_2) and second(id)"}
             ])
         );
         assert_eq!(
             e.hint.as_deref(),
-            Some("Try changing 'organisations' to one of the following: 'organisations!organisations_parent_fkey', 'organisations!organisations_parent_fkey'. Find the desired relationship in the 'details' key.")
+            Some("Try changing 'second' to one of the following: 'second!first_second_id_1_fkey', 'second!first_second_id_2_fkey'. Find the desired relationship in the 'details' key.")
         );
+        // a constraint, a column of either side, or the column as the target
+        for (name, hint) in [
+            ("second", Some("first_second_id_2_fkey")),
+            ("second", Some("second_id_2")),
+            ("second_id_2", None),
+            ("first_second_id_2_fkey", None),
+        ] {
+            let r = s.relationship("esg", "first", name, hint).unwrap();
+            assert_eq!(r.constraint, "first_second_id_2_fkey", "{name} {hint:?}");
+        }
+        // `id` is a column of both keys' targets: still ambiguous
+        let e = s
+            .relationship("esg", "first", "second", Some("id"))
+            .unwrap_err();
+        assert_eq!(e.code, "PGRST201");
+        // an unknown hint is named in the details
+        let e = s
+            .relationship("esg", "first", "second", Some("space"))
+            .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST200"));
+        assert_eq!(
+            e.details.as_deref(),
+            Some("Searched for a foreign key relationship between 'first' and 'second' using the hint 'space' in the schema 'esg', but no matches were found.")
+        );
+    }
+
+    #[test]
+    fn self_references_follow_postgrests_convention() {
+        let s = two_keys_and_a_tree();
+        // the table's name: the children; the key column: the parent
+        let r = s.relationship("esg", "tree", "tree", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToMany);
+        assert_eq!(r.pairs, pairs(&[("id", "parent")]));
+        let r = s.relationship("esg", "tree", "parent", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::ManyToOne);
+        assert_eq!(r.pairs, pairs(&[("parent", "id")]));
+        // a hint on the table's name: the children's column or the constraint
+        for hint in ["parent", "tree_parent_fkey"] {
+            let r = s.relationship("esg", "tree", "tree", Some(hint)).unwrap();
+            assert_eq!(r.cardinality, Cardinality::OneToMany, "{hint}");
+        }
+        // the referenced column is no hint for a self-reference (PostgREST)
+        let e = s
+            .relationship("esg", "tree", "tree", Some("id"))
+            .unwrap_err();
+        assert_eq!(e.code, "PGRST200");
+        // a many-to-many from a table to itself: through its junction
+        let mut s = s;
+        s.tables.insert(
+            ("esg".into(), "follows".into()),
+            Table {
+                schema: "esg".into(),
+                name: "follows".into(),
+                columns: vec![col("follower", "int4"), col("followed", "int4")],
+                primary_key: vec!["follower".into(), "followed".into()],
+                unique_keys: vec![vec!["follower".into(), "followed".into()]],
+                is_view: false,
+            },
+        );
+        s.foreign_keys.extend([
+            fk(
+                "follows_follower_fkey",
+                "follows",
+                &["follower"],
+                "tree",
+                &["id"],
+            ),
+            fk(
+                "follows_followed_fkey",
+                "follows",
+                &["followed"],
+                "tree",
+                &["id"],
+            ),
+        ]);
+        // without a hint the table's name is still the children
+        let r = s.relationship("esg", "tree", "tree", None).unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToMany);
+        // the junction has two directions; its key to the parent picks one
+        let e = s
+            .relationship("esg", "tree", "tree", Some("follows"))
+            .unwrap_err();
+        assert_eq!(e.code, "PGRST201");
         let r = s
-            .relationship(
-                "esg",
-                "organisations",
-                "organisations",
-                Some("parent_org_id"),
-            )
+            .relationship("esg", "tree", "tree", Some("follows_follower_fkey"))
+            .unwrap();
+        let j = r.junction.unwrap();
+        assert_eq!(j.parent_pairs, pairs(&[("id", "follower")]));
+        assert_eq!(j.target_pairs, pairs(&[("id", "followed")]));
+        // the composite self-reference of the demo: a column of the key
+        // names the parent, the table the children
+        let s = demo();
+        let r = s
+            .relationship("esg", "organisations", "parent_org_id", None)
             .unwrap();
         assert_eq!(r.cardinality, Cardinality::ManyToOne);
+        let r = s
+            .relationship("esg", "organisations", "organisations", None)
+            .unwrap();
+        assert_eq!(r.cardinality, Cardinality::OneToMany);
         let r = s
             .relationship(
                 "esg",
