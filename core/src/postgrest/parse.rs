@@ -48,7 +48,42 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, ApiError> {
     if !select_seen {
         q.select = vec![SelectItem::Star];
     }
+    resolve_embed_paths(&mut q);
     Ok(q)
+}
+
+/// PostgREST finds the embed of `rel.col=…` / `rel.order=…` by its alias or
+/// its relation name, the first of that level to have it: `the_tasks:tasks(…)`
+/// takes `tasks.order=…` as well as `the_tasks.order=…`. From here on paths
+/// are labels; a name no embed has stays as given (PGRST108 later). Two
+/// spellings of one embed merge: filters add up, the later order and paging
+/// win.
+fn resolve_embed_paths(q: &mut Query) {
+    fn labels(items: &[SelectItem], path: &[String]) -> Option<Vec<String>> {
+        let (head, rest) = path.split_first()?;
+        let e = items.iter().find_map(|i| match i {
+            SelectItem::Embed(e) if e.label() == head || &e.name == head => Some(e),
+            _ => None,
+        })?;
+        let mut out = vec![e.label().to_string()];
+        if !rest.is_empty() {
+            out.extend(labels(&e.select, rest)?);
+        }
+        Some(out)
+    }
+    if q.embedded.is_empty() {
+        return;
+    }
+    for (path, level) in std::mem::take(&mut q.embedded) {
+        let path = labels(&q.select, &path).unwrap_or(path);
+        let slot = q.level_mut(&path);
+        slot.conditions.extend(level.conditions);
+        if !level.order.is_empty() {
+            slot.order = level.order;
+        }
+        slot.limit = level.limit.or(slot.limit);
+        slot.offset = level.offset.or(slot.offset);
+    }
 }
 
 /// Whether `key=value` in the query string of `GET /rpc/fn` is an argument
@@ -258,7 +293,8 @@ impl<'a> Cursor<'a> {
 
     fn error(&self, expecting: &str) -> ApiError {
         let found = match self.peek() {
-            Some(c) => format!("unexpected {c:?}"),
+            // parsec's style, as PostgREST prints it
+            Some(c) => format!("unexpected \"{c}\""),
             None => "unexpected end of input".to_string(),
         };
         ApiError::parse(
@@ -359,12 +395,45 @@ impl<'a> Cursor<'a> {
                     Err(_) => return Err(self.error("a JSON array index")),
                 }
             } else {
-                let _ = negative;
+                if negative {
+                    // `->-x`: a `-` starts an index only (PostgREST)
+                    return Err(self.error("digit"));
+                }
                 self.pos = start;
-                JsonKey::Name(self.name()?)
+                JsonKey::Name(self.json_key()?)
             };
             path.push(JsonStep { arrow, key });
         }
+    }
+
+    /// A JSON key after an arrow: quoted, or a run of anything but the
+    /// reserved `.,>()` (PostgREST), ending before `->` and `::`; so keys
+    /// like `!@#$%^&*_d` need no quotes.
+    fn json_key(&mut self) -> Result<String, ApiError> {
+        if self.peek() == Some('"') {
+            return self.quoted();
+        }
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if matches!(c, '.' | ',' | '>' | '(' | ')')
+                || (c.is_whitespace() && c != ' ')
+                || self.looking_at("->")
+                || self.looking_at("::")
+            {
+                break;
+            }
+            self.pos += 1;
+        }
+        let taken = &self.chars[start..self.pos];
+        let first = taken.iter().position(|&c| c != ' ');
+        let last = taken.iter().rposition(|&c| c != ' ');
+        let (Some(first), Some(last)) = (first, last) else {
+            self.pos = start;
+            return Err(
+                self.error("\"-\", digit or any non reserved character different from: .,>()")
+            );
+        };
+        Ok(taken[first..=last].iter().collect())
     }
 
     fn field(&mut self) -> Result<Field, ApiError> {
@@ -1050,6 +1119,38 @@ mod tests {
     }
 
     #[test]
+    fn json_keys_take_any_unreserved_character() {
+        let s = parse_select("data->!@#$%^&*_d->>!@#$%^&*_e::integer,x:data->a b->c:d").unwrap();
+        let SelectItem::Column { field, cast, .. } = &s[0] else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            field.path,
+            vec![
+                JsonStep {
+                    arrow: Arrow::Json,
+                    key: JsonKey::Name("!@#$%^&*_d".into())
+                },
+                JsonStep {
+                    arrow: Arrow::Text,
+                    key: JsonKey::Name("!@#$%^&*_e".into())
+                },
+            ]
+        );
+        assert_eq!(cast.as_deref(), Some("integer"));
+        let SelectItem::Column { field, .. } = &s[1] else {
+            panic!("{s:?}")
+        };
+        assert_eq!(field.path[1].key, JsonKey::Name("c:d".into()));
+        // reserved characters, and a `-` that starts no index
+        let e = parse_select("data->(x").unwrap_err();
+        assert_eq!(e.code, "PGRST100");
+        let e = parse_select("data->>--34").unwrap_err();
+        assert!(e.message.contains("column 9"), "{}", e.message);
+        assert!(parse_select("data->-1,data->-x").is_err());
+    }
+
+    #[test]
     fn select_columns_aliases_casts_paths() {
         let s = parse_select("id,full:name,price::text,data->a->>b,data->0").unwrap();
         assert_eq!(s[0], col("id"));
@@ -1286,6 +1387,56 @@ mod tests {
         assert_eq!(items.order.len(), 1);
         assert!(parse_query(&[("limit".into(), "-1".into())]).is_err());
         assert!(parse_query(&[("id".into(), "xx.1".into())]).is_err());
+    }
+
+    #[test]
+    fn embed_paths_by_alias_or_relation_name() {
+        let q = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            parse_query(&pairs).unwrap()
+        };
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // the relation name reaches the aliased embed, before or after select
+        for pairs in [
+            &[
+                ("select", "id,the_tasks:tasks(id,users(id))"),
+                ("tasks.order", "name"),
+                ("tasks.users.id", "eq.1"),
+            ][..],
+            &[
+                ("tasks.users.id", "eq.1"),
+                ("tasks.order", "name"),
+                ("select", "id,the_tasks:tasks(id,users(id))"),
+            ][..],
+        ] {
+            let q = q(pairs);
+            assert_eq!(q.embedded.len(), 2, "{q:?}");
+            assert_eq!(q.level(&path(&["the_tasks"])).unwrap().order.len(), 1);
+            assert_eq!(
+                q.level(&path(&["the_tasks", "users"]))
+                    .unwrap()
+                    .conditions
+                    .len(),
+                1
+            );
+        }
+        // both spellings of one embed merge; the later limit wins
+        let q = q(&[
+            ("select", "id,t:tasks(id)"),
+            ("t.id", "gt.1"),
+            ("tasks.id", "lt.9"),
+            ("t.limit", "1"),
+            ("tasks.limit", "2"),
+        ]);
+        assert_eq!(q.embedded.len(), 1);
+        let t = q.level(&path(&["t"])).unwrap();
+        assert_eq!((t.conditions.len(), t.limit), (2, Some(2)));
+        // an unknown name stays (PGRST108 when the SQL is built)
+        let q2 = super::parse_query(&[("nope.id".into(), "eq.1".into())]).unwrap();
+        assert_eq!(q2.embedded[0].0, path(&["nope"]));
     }
 
     #[test]
