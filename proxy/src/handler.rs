@@ -1266,7 +1266,7 @@ async fn table(
             let ret = returning(&mut ctx, insert);
             let count = write_count(&mut ctx);
             let json = table_body(headers, body)?;
-            let rows: Vec<Json> = match json {
+            let mut rows: Vec<Json> = match json {
                 Json::Array(a) => a,
                 o @ Json::Object(_) => vec![o],
                 _ => {
@@ -1279,6 +1279,11 @@ async fn table(
                 return Err(ApiError::body(
                     "All elements of the array must be JSON objects",
                 ));
+            }
+            if ctx.method == Method::PUT {
+                // PostgREST puts the first element of an array and
+                // ignores the rest
+                rows.truncate(1);
             }
             let keys = |r: &Json| -> Vec<String> {
                 r.as_object()
@@ -1325,7 +1330,8 @@ async fn table(
                     .map(|r| columns.iter().map(|c| r.get(c).is_some()).collect())
                     .collect()
             });
-            let mut resolution = ctx.pref.resolution;
+            // no conflict target: PostgREST inserts and does not apply it
+            let mut resolution = sql::upsert_resolution(table, &query, ctx.pref.resolution);
             if ctx.method == Method::PUT {
                 put_checks(&table.primary_key, &query, &rows)?;
                 resolution = Some(Resolution::MergeDuplicates);
@@ -1339,10 +1345,19 @@ async fn table(
                     .into(),
                 );
             }
+            let merge = resolution == Some(Resolution::MergeDuplicates);
             if rows.is_empty() {
+                if singular {
+                    return Err(db::singular_error(0));
+                }
                 let out = Outcome::default();
                 let body = (ret == Returning::Representation).then(|| "[]".to_string());
-                return Ok(ctx.respond(StatusCode::CREATED, &out, body, vec![]));
+                let status = if merge {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                return Ok(ctx.respond(status, &out, body, vec![]));
             }
             let spec = InsertSpec {
                 columns,
@@ -1352,9 +1367,14 @@ async fn table(
             };
             let stmt = sql::insert(&schema, table, &query, &opts, &spec, ret)?;
             let out = ctx.exec(stmt, false, singular).await?;
+            // PostgREST (#1070): an upsert that only updated is 200, one
+            // that inserted 201; a PUT without representation 204
+            let inserted = out.total.unwrap_or(0) > 0;
             let status = match (ctx.method == Method::PUT, ret) {
+                (true, Returning::Representation) if inserted => StatusCode::CREATED,
                 (true, Returning::Representation) => StatusCode::OK,
                 (true, Returning::Minimal | Returning::HeadersOnly) => StatusCode::NO_CONTENT,
+                (false, _) if merge && !inserted => StatusCode::OK,
                 (false, _) => StatusCode::CREATED,
             };
             let body = match ret {
@@ -1385,7 +1405,19 @@ async fn table(
                     Some(Missing::Null) => ctx.applied.push("missing=null".into()),
                     None => {}
                 }
-                let json = object_body(headers, body, "The request body must be a JSON object")?;
+                let json =
+                    match object_body(headers, body, "The request body must be a JSON object")? {
+                        // PostgREST reads a PATCH's array body by its first
+                        // object (`[]` changes nothing)
+                        Json::Array(mut a) if a.first().is_none_or(Json::is_object) => {
+                            if a.is_empty() {
+                                json!({})
+                            } else {
+                                a.swap_remove(0)
+                            }
+                        }
+                        other => other,
+                    };
                 let Json::Object(obj) = &json else {
                     return Err(ApiError::body("The request body must be a JSON object"));
                 };
@@ -1394,6 +1426,9 @@ async fn table(
                     None => obj.keys().cloned().collect(),
                 };
                 if columns.is_empty() {
+                    if singular {
+                        return Err(db::singular_error(0));
+                    }
                     let out = Outcome::default();
                     let (st, b) = match ret {
                         Returning::Representation => (StatusCode::OK, Some("[]".to_string())),
@@ -1401,7 +1436,8 @@ async fn table(
                             (StatusCode::NO_CONTENT, None)
                         }
                     };
-                    return Ok(ctx.respond(st, &out, b, vec![]));
+                    let range = "*/*".to_string();
+                    return Ok(ctx.respond(st, &out, b, vec![(header::CONTENT_RANGE, range)]));
                 }
                 sql::update(
                     &schema,

@@ -1997,3 +1997,253 @@ async fn computed_fields_and_relationships() {
     };
     finish(guarded(result).await, &db, vec![p]).await;
 }
+
+/// PostgREST v12 behaviour the spec replay showed missing: self-reference
+/// and m2m disambiguation, embed paths by relation name, upsert statuses,
+/// PK-only upserts, PATCH/PUT array bodies, JSON keys with special
+/// characters, `character`/`bit` parameters taken whole.
+#[tokio::test]
+async fn postgrest_spec_embed_and_upsert_cases() {
+    let db = TestDb::create("specembed").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE TABLE esg.s_tree (id int PRIMARY KEY, name text, parent int REFERENCES esg.s_tree);
+             INSERT INTO esg.s_tree VALUES (1, 'root', NULL), (2, 'kid one', 1), (3, 'kid two', 1), (4, 'grandkid', 2);
+             CREATE TABLE esg.s_sites (id int PRIMARY KEY, main_project int);
+             CREATE TABLE esg.s_projects (id int PRIMARY KEY, name text);
+             ALTER TABLE esg.s_sites ADD FOREIGN KEY (main_project) REFERENCES esg.s_projects;
+             CREATE TABLE esg.s_jobs (site int REFERENCES esg.s_sites, project int REFERENCES esg.s_projects,
+                                      PRIMARY KEY (site, project));
+             INSERT INTO esg.s_projects VALUES (1, 'p1'), (2, 'p2');
+             INSERT INTO esg.s_sites VALUES (1, 1), (2, NULL);
+             INSERT INTO esg.s_jobs VALUES (1, 2), (2, 1), (2, 2);
+             CREATE TABLE esg.s_only_pk (id int PRIMARY KEY);
+             INSERT INTO esg.s_only_pk VALUES (1), (2);
+             CREATE TABLE esg.s_kv (k text PRIMARY KEY, v int);
+             INSERT INTO esg.s_kv VALUES ('a', 1);
+             CREATE TABLE esg.s_nopk (a text, b text);
+             CREATE TABLE esg.s_json (id int PRIMARY KEY, data jsonb);
+             INSERT INTO esg.s_json VALUES (1, '{"!@#$%^&*_d": {"!@#$%^&*_e": 3}}');
+             CREATE FUNCTION esg.s_chars(c character, cs character[], b bit) RETURNS json LANGUAGE sql STABLE
+               AS $$ SELECT json_build_object('c', c, 'cs', cs, 'b', b::text) $$;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA esg TO tenancy_member;
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let result = async {
+        let acme = member("acme");
+        let get = |path: &'static str| {
+            let p = &p;
+            let acme = &acme;
+            async move { json_of(p.get(path).bearer_auth(acme).send().await.unwrap()).await }
+        };
+        // self-reference: table name = children, column = parent, hint = children's column
+        let (s, v) =
+            get("/s_tree?id=eq.1&select=id,children:s_tree!parent(id,children:s_tree!parent(id))")
+                .await;
+        assert_eq!(
+            (s, v),
+            (
+                200,
+                serde_json::json!([{"id": 1, "children": [{"id": 2, "children": [{"id": 4}]}, {"id": 3, "children": []}]}])
+            )
+        );
+        let (s, v) = get("/s_tree?id=eq.4&select=id,parent(id,name),kids:s_tree(id)").await;
+        assert_eq!(
+            (s, v),
+            (
+                200,
+                serde_json::json!([{"id": 4, "parent": {"id": 2, "name": "kid one"}, "kids": []}])
+            )
+        );
+        // a direct key and a many-to-many to the same table: 300, with
+        // PostgREST's relationship wording; the junction as hint picks one
+        let (s, v) = get("/s_sites?select=id,s_projects(id)").await;
+        assert_eq!((s, v["code"].as_str()), (300, Some("PGRST201")), "{v}");
+        assert_eq!(
+            v["details"][1]["relationship"],
+            "s_jobs using s_jobs_site_fkey(site) and s_jobs_project_fkey(project)",
+            "{v}"
+        );
+        let (s, v) = get("/s_sites?select=id,s_projects!s_jobs(id)&order=id").await;
+        assert_eq!(
+            (s, v),
+            (
+                200,
+                serde_json::json!([{"id": 1, "s_projects": [{"id": 2}]}, {"id": 2, "s_projects": [{"id": 1}, {"id": 2}]}])
+            )
+        );
+        // an unknown hint is named in the details
+        let (s, v) = get("/s_sites?select=id,s_projects!space(id)").await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("PGRST200")));
+        assert!(
+            v["details"]
+                .as_str()
+                .unwrap()
+                .contains("using the hint 'space'"),
+            "{v}"
+        );
+        // an aliased embed takes filters and order by its relation name too
+        let (s, v) =
+            get("/s_tree?id=eq.1&select=id,kids:s_tree(id)&s_tree.order=id.desc&s_tree.id=lt.4")
+                .await;
+        assert_eq!(
+            (s, v),
+            (
+                200,
+                serde_json::json!([{"id": 1, "kids": [{"id": 3}, {"id": 2}]}])
+            )
+        );
+        // JSON keys with special characters, select and filter
+        let (s, v) = get("/s_json?select=data->!@%23$%25^%26*_d->>!@%23$%25^%26*_e::integer&data->!@%23$%25^%26*_d->>!@%23$%25^%26*_e=eq.3").await;
+        assert_eq!((s, v), (200, serde_json::json!([{"!@#$%^&*_e": 3}])));
+        let (s, v) = get("/s_json?select=data->>--34").await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("PGRST100")), "{v}");
+        // upserts: 200 when nothing was inserted, 201 when something was
+        let upsert = |body: serde_json::Value, path: &'static str| {
+            let p = &p;
+            let acme = &acme;
+            async move {
+                json_of(
+                    p.post(path)
+                        .bearer_auth(acme)
+                        .header(
+                            "Prefer",
+                            "return=representation,resolution=merge-duplicates",
+                        )
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await
+            }
+        };
+        let (s, v) = upsert(serde_json::json!([{"k": "a", "v": 2}]), "/s_kv").await;
+        assert_eq!((s, v), (200, serde_json::json!([{"k": "a", "v": 2}])));
+        let (s, _) = upsert(
+            serde_json::json!([{"k": "a", "v": 3}, {"k": "b", "v": 1}]),
+            "/s_kv",
+        )
+        .await;
+        assert_eq!(s, 201);
+        let (s, v) = upsert(serde_json::json!([]), "/s_kv").await;
+        assert_eq!((s, v), (200, serde_json::json!([])));
+        // a table of key columns only returns every row, updated or inserted
+        let (s, v) = upsert(
+            serde_json::json!([{"id": 1}, {"id": 2}, {"id": 4}]),
+            "/s_only_pk",
+        )
+        .await;
+        assert_eq!(
+            (s, v),
+            (201, serde_json::json!([{"id": 1}, {"id": 2}, {"id": 4}]))
+        );
+        // no conflict target: resolution ignored (and not applied), a plain insert
+        let r = p
+            .post("/s_nopk")
+            .bearer_auth(&acme)
+            .header(
+                "Prefer",
+                "return=representation,resolution=merge-duplicates",
+            )
+            .json(&serde_json::json!([{"a": "1", "b": "0"}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["preference-applied"], "return=representation");
+        assert_eq!(r.status(), 201);
+        // PUT: 201 inserted, 200 updated, 204 minimal; an array puts its first element
+        let put = |path: &'static str, body: serde_json::Value, prefer: &'static str| {
+            let p = &p;
+            let acme = &acme;
+            async move {
+                let r = p
+                    .put(path)
+                    .bearer_auth(acme)
+                    .header("Prefer", prefer)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            }
+        };
+        assert_eq!(
+            put(
+                "/s_kv?k=eq.z",
+                serde_json::json!({"k": "z", "v": 9}),
+                "return=representation"
+            )
+            .await,
+            201
+        );
+        assert_eq!(
+            put(
+                "/s_kv?k=eq.z",
+                serde_json::json!({"k": "z", "v": 8}),
+                "return=representation"
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            put(
+                "/s_kv?k=eq.z",
+                serde_json::json!({"k": "z", "v": 7}),
+                "return=minimal"
+            )
+            .await,
+            204
+        );
+        assert_eq!(
+            put(
+                "/s_kv?k=eq.a",
+                serde_json::json!([{"k": "a", "v": 19}, {"k": "swift", "v": 12}]),
+                "return=representation"
+            )
+            .await,
+            200
+        );
+        let (_, v) = get("/s_kv?k=in.(a,swift,z)&order=k").await;
+        assert_eq!(
+            v,
+            serde_json::json!([{"k": "a", "v": 19}, {"k": "z", "v": 7}])
+        );
+        // PATCH takes an array body's first object
+        let r = p
+            .patch("/s_kv?k=eq.a")
+            .bearer_auth(&acme)
+            .header("Prefer", "return=representation")
+            .json(&serde_json::json!([{"v": 42}]))
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!((s, v), (200, serde_json::json!([{"k": "a", "v": 42}])));
+        // an empty write with the singular Accept is 406, not a 201 of []
+        let r = p
+            .post("/s_kv")
+            .bearer_auth(&acme)
+            .header("Accept", "application/vnd.pgrst.object+json")
+            .json(&serde_json::json!([]))
+            .send()
+            .await
+            .unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!((s, v["code"].as_str()), (406, Some("PGRST116")), "{v}");
+        // character / bit parameters are not cut to one character
+        let (s, v) = get("/rpc/s_chars?c=abcdefg&cs={abc,abcdefg}&b=101010").await;
+        assert_eq!(
+            (s, v),
+            (
+                200,
+                serde_json::json!({"c": "abcdefg", "cs": ["abc", "abcdefg"], "b": "101010"})
+            )
+        );
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}

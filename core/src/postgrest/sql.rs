@@ -1324,21 +1324,19 @@ fn returning_clause(table: &Table, query: &Query, returning: Returning, alias: &
     }
 }
 
-/// The read-back after a write: the written rows (`pgrst_source`) shaped by `select=`.
+/// The read-back after a write: the written rows (`pgrst_source`) shaped by
+/// `select=`. `total` is the statement's `total_count` column: NULL, or
+/// for an upsert the rows it inserted ([`UPSERT_INSERTED`]).
 fn write_tail<'a>(
     cx: &mut Ctx<'a>,
     table: &Table,
     query: &'a Query,
     returning: Returning,
     cte: String,
+    total: &str,
 ) -> Result<String, ApiError> {
     Ok(match returning {
-        Returning::Minimal => wrap(
-            &cte,
-            "SELECT 1 FROM pgrst_source",
-            "NULL::text",
-            "NULL::bigint",
-        ),
+        Returning::Minimal => wrap(&cte, "SELECT 1 FROM pgrst_source", "NULL::text", total),
         Returning::Representation => {
             check_embedded_levels(query)?;
             let alias = cx.alias();
@@ -1352,7 +1350,7 @@ fn write_tail<'a>(
                 lv.select_list(),
                 lv.tail(None)
             );
-            wrap(&cte, &inner, rows_body(cx.opts), "NULL::bigint")
+            wrap(&cte, &inner, rows_body(cx.opts), total)
         }
         Returning::HeadersOnly => {
             // PostgREST's `locationF`: the key columns' JSON text forms.
@@ -1363,12 +1361,7 @@ fn write_tail<'a>(
                 .map(|c| cx.param(c.name.clone()))
                 .collect();
             if keys.is_empty() {
-                wrap(
-                    &cte,
-                    "SELECT 1 FROM pgrst_source",
-                    "NULL::text",
-                    "NULL::bigint",
-                )
+                wrap(&cte, "SELECT 1 FROM pgrst_source", "NULL::text", total)
             } else {
                 let inner = format!(
                     "SELECT (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(\"j\".key, \"j\".value)) \
@@ -1380,14 +1373,37 @@ fn write_tail<'a>(
                     &cte,
                     &inner,
                     "CASE WHEN pg_catalog.count(*) = 1 THEN pg_catalog.max(_postgrest_t.\"pgrst_location\"::text) END",
-                    "NULL::bigint",
+                    total,
                 )
             }
         }
     })
 }
 
-/// `POST /table` (and `PUT`, as a one-row upsert).
+/// Always true; counts one row taking an upsert's `DO UPDATE` path.
+const UPSERT_COUNT_UPDATE: &str = "pg_catalog.set_config('pgrst.upsert_updates', \
+     (coalesce(nullif(pg_catalog.current_setting('pgrst.upsert_updates', true), '')::bigint, 0) + 1)::text, true) IS NOT NULL";
+
+/// The rows an upsert inserted: those it wrote less those it updated
+/// (read after the write, as `response.headers` is).
+const UPSERT_INSERTED: &str = "pg_catalog.count(*) - coalesce(nullif(pg_catalog.current_setting('pgrst.upsert_updates', true), '')::bigint, 0)";
+
+/// The resolution an insert applies: none without a conflict target (no
+/// primary key and no `on_conflict`), where PostgREST ignores
+/// `Prefer: resolution` and inserts (and does not list it as applied).
+pub fn upsert_resolution(
+    table: &Table,
+    query: &Query,
+    resolution: Option<Resolution>,
+) -> Option<Resolution> {
+    let has_target =
+        query.on_conflict.as_ref().is_some_and(|c| !c.is_empty()) || !table.primary_key.is_empty();
+    resolution.filter(|_| has_target)
+}
+
+/// `POST /table` (and `PUT`, as a one-row upsert). With a merging
+/// resolution the statement's `total_count` is the number of rows inserted
+/// (the rest were updated).
 pub fn insert(
     schema: &Schema,
     table: &Table,
@@ -1442,23 +1458,25 @@ pub fn insert(
             c = cols.join(", ")
         )
     };
-    if let Some(res) = spec.resolution {
+    let mut total = "NULL::bigint";
+    if let Some(res) = upsert_resolution(table, query, spec.resolution) {
         let target = query
             .on_conflict
             .clone()
             .unwrap_or_else(|| table.primary_key.clone());
-        if target.is_empty() {
-            return Err(ApiError::new(
-                400,
-                "PGRST102",
-                "An upsert needs a primary key or on_conflict",
-            ));
-        }
         let tcols: Vec<String> = target.iter().map(|c| quote_ident(c)).collect();
-        let updates: Vec<String> = spec
+        // The payload's other columns; with only key columns, those (a
+        // no-op update that still returns the row, as PostgREST).
+        let mut set: Vec<&String> = spec
             .columns
             .iter()
             .filter(|c| !target.contains(c))
+            .collect();
+        if set.is_empty() {
+            set = spec.columns.iter().collect();
+        }
+        let updates: Vec<String> = set
+            .iter()
             .map(|c| format!("{q} = EXCLUDED.{q}", q = quote_ident(c)))
             .collect();
         match res {
@@ -1466,17 +1484,23 @@ pub fn insert(
                 cte.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", tcols.join(", ")))
             }
             Resolution::MergeDuplicates if updates.is_empty() => {
-                cte.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", tcols.join(", ")))
+                cte.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", tcols.join(", ")));
+                total = UPSERT_INSERTED;
             }
-            Resolution::MergeDuplicates => cte.push_str(&format!(
-                " ON CONFLICT ({}) DO UPDATE SET {}",
-                tcols.join(", "),
-                updates.join(", ")
-            )),
+            Resolution::MergeDuplicates => {
+                // Each row that takes the update path counts itself, so the
+                // response can tell inserted rows (201) from updated (200).
+                cte.push_str(&format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {} WHERE {UPSERT_COUNT_UPDATE}",
+                    tcols.join(", "),
+                    updates.join(", ")
+                ));
+                total = UPSERT_INSERTED;
+            }
         }
     }
     cte.push_str(&returning_clause(table, query, returning, "\"t_w\""));
-    let sql = write_tail(&mut cx, table, query, returning, cte)?;
+    let sql = write_tail(&mut cx, table, query, returning, cte, total)?;
     Ok(cx.finish(sql))
 }
 
@@ -1576,7 +1600,7 @@ pub fn update(
         sets.join(", ")
     );
     cte.push_str(&returning_clause(table, query, returning, &alias));
-    let sql = write_tail(&mut cx, table, query, returning, cte)?;
+    let sql = write_tail(&mut cx, table, query, returning, cte, "NULL::bigint")?;
     Ok(cx.finish(sql))
 }
 
@@ -1596,7 +1620,7 @@ pub fn delete(
         quote_qualified(&table.schema, &table.name)
     );
     cte.push_str(&returning_clause(table, query, returning, &alias));
-    let sql = write_tail(&mut cx, table, query, returning, cte)?;
+    let sql = write_tail(&mut cx, table, query, returning, cte, "NULL::bigint")?;
     Ok(cx.finish(sql))
 }
 
@@ -1630,6 +1654,20 @@ pub fn short_type_name(format_type: &str) -> String {
         _ => short,
     };
     unqualified.trim_matches('"').to_string()
+}
+
+/// The type an argument is read as: `character` and `bit` (length 1 when
+/// cast to without a length, so `'abc'::character` is `'a'`) widen to
+/// `character varying` and `bit varying`, as PostgREST does; the function
+/// then gets the whole value, or PostgreSQL's own error for its length.
+fn widen_param_type(ty: &str) -> &str {
+    match ty {
+        "character" => "character varying",
+        "character[]" => "character varying[]",
+        "bit" => "bit varying",
+        "bit[]" => "bit varying[]",
+        other => other,
+    }
 }
 
 /// Whether `f` has one unnamed parameter: PostgREST passes such a function
@@ -1833,7 +1871,7 @@ pub fn call(
                 .into_iter()
                 .map(|n| {
                     let arg = func.args.iter().find(|a| a.name == n);
-                    let ty = arg.map_or("text", |a| a.data_type.as_str());
+                    let ty = widen_param_type(arg.map_or("text", |a| a.data_type.as_str()));
                     let mut values = pairs.iter().filter(|(k, _)| k == n).map(|(_, v)| v);
                     let value = if arg.is_some_and(|a| a.variadic) {
                         array_literal(&values.cloned().collect::<Vec<_>>())
@@ -1854,9 +1892,8 @@ pub fn call(
                             .args
                             .iter()
                             .find(|a| &a.name == n)
-                            .map(|a| a.data_type.clone())
-                            .unwrap_or_else(|| "text".into());
-                        format!("{} {ty}", quote_ident(n))
+                            .map_or("text", |a| a.data_type.as_str());
+                        format!("{} {}", quote_ident(n), widen_param_type(ty))
                     })
                     .collect();
                 let p = cx.param(body.clone());
@@ -2235,12 +2272,8 @@ mod tests {
                 .code,
             "PGRST200"
         );
-        assert_eq!(
-            read_sql("organisations", &[("select", "id,organisations(*)")])
-                .unwrap_err()
-                .code,
-            "PGRST201"
-        );
+        // a self-reference by the table's name is the children, not ambiguous
+        assert!(read_sql("organisations", &[("select", "id,organisations(*)")]).is_ok());
         assert_eq!(
             read_sql("metrics", &[("select", "id"), ("units.code", "eq.x")])
                 .unwrap_err()
@@ -2434,6 +2467,78 @@ mod tests {
             "{}",
             st.sql
         );
+        // the update path counts its rows; total_count is what was inserted
+        assert!(
+            st.sql
+                .contains("EXCLUDED.\"name\" WHERE pg_catalog.set_config('pgrst.upsert_updates'"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql
+                .contains(&format!("{UPSERT_INSERTED} AS total_count")),
+            "{}",
+            st.sql
+        );
+        // only key columns in the payload: a no-op update that returns the row
+        let keys_only = InsertSpec {
+            columns: vec!["tenant_id".into(), "code".into()],
+            ..spec.clone()
+        };
+        let st = insert(
+            &s,
+            &t,
+            &query,
+            &Options::default(),
+            &keys_only,
+            Returning::Minimal,
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("DO UPDATE SET \"tenant_id\" = EXCLUDED.\"tenant_id\", \"code\" = EXCLUDED.\"code\""),
+            "{}",
+            st.sql
+        );
+        // ignore-duplicates counts nothing (always 201)
+        let ignore = InsertSpec {
+            resolution: Some(Resolution::IgnoreDuplicates),
+            ..spec.clone()
+        };
+        let st = insert(
+            &s,
+            &t,
+            &query,
+            &Options::default(),
+            &ignore,
+            Returning::Minimal,
+        )
+        .unwrap();
+        assert!(
+            st.sql.contains("DO NOTHING") && !st.sql.contains("upsert_updates"),
+            "{}",
+            st.sql
+        );
+        // no conflict target: PostgREST ignores the resolution
+        let mut no_pk = t.clone();
+        no_pk.primary_key.clear();
+        assert_eq!(
+            upsert_resolution(&no_pk, &q(&[]), Some(Resolution::MergeDuplicates)),
+            None
+        );
+        assert_eq!(
+            upsert_resolution(&no_pk, &query, Some(Resolution::MergeDuplicates)),
+            Some(Resolution::MergeDuplicates)
+        );
+        let st = insert(
+            &s,
+            &no_pk,
+            &q(&[]),
+            &Options::default(),
+            &spec,
+            Returning::Minimal,
+        )
+        .unwrap();
+        assert!(!st.sql.contains("ON CONFLICT"), "{}", st.sql);
         let spec2 = InsertSpec {
             present: Some(vec![vec![true, false]]),
             ..spec.clone()

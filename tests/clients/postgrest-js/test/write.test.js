@@ -97,30 +97,32 @@ test('foreign key violation is 23503 / 409', async () => {
 })
 
 test('upsert merge-duplicates with onConflict', async () => {
-  const rows = ok(
-    await initech
-      .from('metrics')
-      .upsert({ code: 'js_co2', name: 'CO2 merged', unit: 't' }, { onConflict: 'tenant_id,code' })
-      .select('code,name'),
-  )
+  const res = await initech
+    .from('metrics')
+    .upsert({ code: 'js_co2', name: 'CO2 merged', unit: 't' }, { onConflict: 'tenant_id,code' })
+    .select('code,name')
+  const rows = ok(res)
   assert.deepEqual(rows, [{ code: 'js_co2', name: 'CO2 merged' }])
+  // the row existed: merged, nothing inserted, 200 (PostgREST v12)
+  assert.equal(res.status, 200)
   const again = ok(await initech.from('metrics').select('name').eq('code', 'js_co2').single())
   assert.equal(again.name, 'CO2 merged')
 })
 
 test('upsert bulk: one new, one existing', async () => {
-  const rows = ok(
-    await initech
-      .from('metrics')
-      .upsert(
-        [
-          { code: 'js_co2', name: 'CO2 v3', unit: 't' },
-          { code: 'js_new', name: 'New', unit: 'pct' },
-        ],
-        { onConflict: 'tenant_id,code' },
-      )
-      .select('code,name'),
-  )
+  const res = await initech
+    .from('metrics')
+    .upsert(
+      [
+        { code: 'js_co2', name: 'CO2 v3', unit: 't' },
+        { code: 'js_new', name: 'New', unit: 'pct' },
+      ],
+      { onConflict: 'tenant_id,code' },
+    )
+    .select('code,name')
+  const rows = ok(res)
+  // one row inserted: 201
+  assert.equal(res.status, 201)
   assert.deepEqual(
     rows.sort((a, b) => a.code.localeCompare(b.code)),
     [
