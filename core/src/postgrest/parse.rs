@@ -322,9 +322,22 @@ impl<'a> Cursor<'a> {
         }
         // spaces may be inside a name (`Just A Server Model`), as in
         // PostgREST; around it they are dropped
+        self.run_trimmed("a name", |cur, c| {
+            NAME_STOP.contains(&c) || (c.is_whitespace() && c != ' ') || cur.looking_at("->")
+        })
+    }
+
+    /// The characters up to the first where `stop` holds, without the
+    /// spaces around them; none (or only spaces) is an error expecting
+    /// `expecting`, at the start.
+    fn run_trimmed(
+        &mut self,
+        expecting: &str,
+        stop: impl Fn(&Self, char) -> bool,
+    ) -> Result<String, ApiError> {
         let start = self.pos;
         while let Some(c) = self.peek() {
-            if NAME_STOP.contains(&c) || (c.is_whitespace() && c != ' ') || self.looking_at("->") {
+            if stop(self, c) {
                 break;
             }
             self.pos += 1;
@@ -334,7 +347,7 @@ impl<'a> Cursor<'a> {
         let last = taken.iter().rposition(|&c| c != ' ');
         let (Some(first), Some(last)) = (first, last) else {
             self.pos = start;
-            return Err(self.error("a name"));
+            return Err(self.error(expecting));
         };
         Ok(taken[first..=last].iter().collect())
     }
@@ -413,27 +426,15 @@ impl<'a> Cursor<'a> {
         if self.peek() == Some('"') {
             return self.quoted();
         }
-        let start = self.pos;
-        while let Some(c) = self.peek() {
-            if matches!(c, '.' | ',' | '>' | '(' | ')')
-                || (c.is_whitespace() && c != ' ')
-                || self.looking_at("->")
-                || self.looking_at("::")
-            {
-                break;
-            }
-            self.pos += 1;
-        }
-        let taken = &self.chars[start..self.pos];
-        let first = taken.iter().position(|&c| c != ' ');
-        let last = taken.iter().rposition(|&c| c != ' ');
-        let (Some(first), Some(last)) = (first, last) else {
-            self.pos = start;
-            return Err(
-                self.error("\"-\", digit or any non reserved character different from: .,>()")
-            );
-        };
-        Ok(taken[first..=last].iter().collect())
+        self.run_trimmed(
+            "\"-\", digit or any non reserved character different from: .,>()",
+            |cur, c| {
+                matches!(c, '.' | ',' | '>' | '(' | ')')
+                    || (c.is_whitespace() && c != ' ')
+                    || cur.looking_at("->")
+                    || cur.looking_at("::")
+            },
+        )
     }
 
     fn field(&mut self) -> Result<Field, ApiError> {

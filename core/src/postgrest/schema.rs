@@ -418,55 +418,54 @@ impl Schema {
         // Every relationship of `schema.table`, then PostgREST's findRel
         // filter over them.
         let mut all: Vec<(Relationship, bool)> = Vec::new(); // (rel, origin holds the fk)
-        for fk in &self.foreign_keys {
-            let pairs = |a: &[String], b: &[String]| -> Vec<(String, String)> {
-                a.iter().cloned().zip(b.iter().cloned()).collect()
+                                                             // A direct relationship over `fk`: from its table (`holds_fk`, many-to-one)
+                                                             // or from the referenced one (one-to-many); one-to-one when unique.
+        let direct = |fk: &ForeignKey, holds_fk: bool| {
+            let (target_schema, target, own, theirs, many) = if holds_fk {
+                (
+                    &fk.ref_schema,
+                    &fk.ref_table,
+                    &fk.columns,
+                    &fk.ref_columns,
+                    Cardinality::ManyToOne,
+                )
+            } else {
+                (
+                    &fk.schema,
+                    &fk.table,
+                    &fk.ref_columns,
+                    &fk.columns,
+                    Cardinality::OneToMany,
+                )
             };
-            // many-to-one (or one-to-one when the fk columns are unique);
-            // only what `name` can designate at all (its target, constraint
-            // or a column of the key) is built
+            Relationship {
+                target_schema: target_schema.clone(),
+                target: target.clone(),
+                cardinality: if self.fk_unique(fk) {
+                    Cardinality::OneToOne
+                } else {
+                    many
+                },
+                constraint: fk.name.clone(),
+                pairs: own.iter().cloned().zip(theirs.iter().cloned()).collect(),
+                junction: None,
+                function: None,
+            }
+        };
+        for fk in &self.foreign_keys {
+            // only what `name` can designate at all (the target, the
+            // constraint or a column of the key) is built
             if fk.schema == schema
                 && fk.table == table
                 && (fk.ref_table == name || fk.name == name || fk.columns.iter().any(|c| c == name))
             {
-                all.push((
-                    Relationship {
-                        target_schema: fk.ref_schema.clone(),
-                        target: fk.ref_table.clone(),
-                        cardinality: if self.fk_unique(fk) {
-                            Cardinality::OneToOne
-                        } else {
-                            Cardinality::ManyToOne
-                        },
-                        constraint: fk.name.clone(),
-                        pairs: pairs(&fk.columns, &fk.ref_columns),
-                        junction: None,
-                        function: None,
-                    },
-                    true,
-                ));
+                all.push((direct(fk, true), true));
             }
-            // one-to-many (or one-to-one)
             if fk.ref_schema == schema
                 && fk.ref_table == table
                 && (fk.table == name || fk.name == name || fk.ref_columns.iter().any(|c| c == name))
             {
-                all.push((
-                    Relationship {
-                        target_schema: fk.schema.clone(),
-                        target: fk.table.clone(),
-                        cardinality: if self.fk_unique(fk) {
-                            Cardinality::OneToOne
-                        } else {
-                            Cardinality::OneToMany
-                        },
-                        constraint: fk.name.clone(),
-                        pairs: pairs(&fk.ref_columns, &fk.columns),
-                        junction: None,
-                        function: None,
-                    },
-                    false,
-                ));
+                all.push((direct(fk, false), false));
             }
         }
         // many-to-many: a junction with one fk to us and one to the target,
