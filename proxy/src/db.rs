@@ -113,6 +113,10 @@ pub fn singular_error(n: i64) -> ApiError {
         "JSON object requested, multiple (or no) rows returned",
     )
     .details(format!("The result contains {n} rows"))
+    .header(
+        "Content-Type",
+        "application/vnd.pgrst.object+json; charset=utf-8",
+    )
 }
 
 fn qualified_function(name: &str) -> String {

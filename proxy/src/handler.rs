@@ -76,11 +76,24 @@ pub fn error_response(e: &ApiError) -> Response {
     )
         .into_response();
     for (k, v) in e.headers.iter().flat_map(|h| h.iter()) {
+        if k == tenancy_core::postgrest::error::STATUS_TEXT {
+            // `RAISE SQLSTATE 'PGRST'`'s status_text: the reason phrase
+            if let Ok(p) = hyper::ext::ReasonPhrase::try_from(v.as_bytes().to_vec()) {
+                r.extensions_mut().insert(p);
+            }
+            continue;
+        }
         if let (Ok(k), Ok(v)) = (
             HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(v),
         ) {
-            r.headers_mut().append(k, v);
+            // an error's own media type (PGRST116 echoes the singular one)
+            // replaces the JSON default; other headers add up
+            if k == header::CONTENT_TYPE {
+                r.headers_mut().insert(k, v);
+            } else {
+                r.headers_mut().append(k, v);
+            }
         }
     }
     if e.status == 401 {
@@ -628,6 +641,8 @@ async fn process(
             applied.push(format!("tx={t}"));
         }
     }
+    // an error answer still says which transaction end it got (PostgREST)
+    let tx_applied = applied.first().cloned();
     let ctx = Ctx {
         st: st.clone(),
         identity,
@@ -689,7 +704,11 @@ async fn process(
             return Ok((r, tenant.clone()));
         }
     }
-    resp.map(|r| (r, tenant.clone())).map_err(fail)
+    resp.map(|r| (r, tenant.clone()))
+        .map_err(|e| match tx_applied {
+            Some(t) => fail(e.header("Preference-Applied", t)),
+            None => fail(e),
+        })
 }
 
 /// `OPTIONS` without a CORS preflight: the methods the resource answers
@@ -994,8 +1013,11 @@ fn parse_body(body: &Bytes) -> Result<Json, ApiError> {
     if body.is_empty() {
         return Err(ApiError::body("Empty or invalid json"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::body("Empty or invalid json").details(e.to_string()))
+    // PostgREST's body, details null: where the JSON broke is in the log
+    serde_json::from_slice(body).map_err(|e| {
+        tracing::debug!(error = %e, "request body is not JSON");
+        ApiError::body("Empty or invalid json")
+    })
 }
 
 /// A request body's kind, by its `Content-Type` (PostgREST's payloads):
@@ -1236,12 +1258,23 @@ async fn table(
             exact,
         };
         let read = ctx.st.statements.read(key, || {
-            let mut query = parse_query(&query_pairs(raw_query))?;
+            let pairs = query_pairs(raw_query);
+            let mut query = parse_query(&pairs)?;
             (query.root.offset, query.root.limit) =
                 apply_range(range, query.root.offset, query.root.limit)?;
             let statement = sql::read(&schema, table, &query, &opts, exact)?;
             let from = query.root.offset.unwrap_or(0);
-            Ok::<_, ApiError>(Read { statement, from })
+            // PostgREST's Content-Location: the table and the sorted query
+            let canonical = tenancy_core::postgrest::parse::canonical_query(&pairs);
+            let location = match canonical.is_empty() {
+                true => format!("/{name}"),
+                false => format!("/{name}?{canonical}"),
+            };
+            Ok::<_, ApiError>(Read {
+                statement,
+                from,
+                location,
+            })
         })?;
         let stmt = read.statement.clone();
         let plan = plan_of(count, &stmt);
@@ -1257,7 +1290,11 @@ async fn table(
             .body
             .clone()
             .map(|b| if singular { first_element(&b) } else { b });
-        return Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]));
+        let extra = vec![
+            (header::CONTENT_RANGE, range),
+            (header::CONTENT_LOCATION, read.location.clone()),
+        ];
+        return Ok(ctx.respond(status, &out, body, extra));
     }
     let mut query = parse_query(&query_pairs(raw_query))?;
     match ctx.method {
@@ -1276,9 +1313,9 @@ async fn table(
                 }
             };
             if rows.iter().any(|r| !r.is_object()) {
-                return Err(ApiError::body(
-                    "All elements of the array must be JSON objects",
-                ));
+                // PostgREST's wording: an element that is not an object
+                // has no keys to match the first's
+                return Err(ApiError::body("All object keys must match"));
             }
             if ctx.method == Method::PUT {
                 // PostgREST puts the first element of an array and
@@ -1595,12 +1632,9 @@ async fn rpc(
             (Given::Text(a), keys, pairs)
         }
         Method::POST => {
+            // CSV records are objects, as a JSON array of them would be
             let mut json = if body_kind(headers)? == BodyKind::Csv {
-                object_body(
-                    headers,
-                    body,
-                    "The CSV body of an RPC call must have one record",
-                )?
+                Json::Array(csv_rows(body)?)
             } else if body.is_empty() {
                 Json::Object(Default::default())
             } else {

@@ -41,6 +41,8 @@ pub struct ReadKey {
 pub struct Read {
     pub statement: Statement,
     pub from: u64,
+    /// `Content-Location`: `/table?` and the canonical query string.
+    pub location: String,
 }
 
 #[derive(Clone)]
@@ -139,6 +141,7 @@ mod tests {
                 count_query: None,
             },
             from: 0,
+            location: "/t".into(),
         }
     }
 

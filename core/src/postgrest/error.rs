@@ -19,6 +19,11 @@ pub struct ApiError {
     pub headers: Option<Box<Vec<(String, String)>>>,
 }
 
+/// The key, in [`ApiError::headers`], of a custom reason phrase (`RAISE
+/// SQLSTATE 'PGRST'`'s `status_text`): not a valid header name, so never
+/// confused with one.
+pub const STATUS_TEXT: &str = ":status-text";
+
 impl ApiError {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
         ApiError {
@@ -39,17 +44,14 @@ impl ApiError {
     /// not such JSON.
     pub fn from_pgrst_raise(message: &str, detail: Option<&str>) -> Self {
         use serde_json::Value;
-        let unparsable = |details: String, hint: &str| {
+        // PostgREST v12.2's PGRST121 (v13 adds details and a hint)
+        let unparsable = || {
             ApiError::new(
                 500,
                 "PGRST121",
-                "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
+                "The message and detail field of RAISE 'PGRST' error expects JSON",
             )
-            .details(details)
-            .hint(hint)
         };
-        const MESSAGE_HINT: &str = "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.";
-        const DETAIL_HINT: &str = "DETAIL must be a JSON object with obligatory keys: 'status', 'headers' and optional key: 'status_text'.";
         let text = |v: Option<&Value>| match v {
             None | Some(Value::Null) => Some(None),
             Some(Value::String(s)) => Some(Some(s.clone())),
@@ -61,23 +63,17 @@ impl ApiError {
             Some((code, msg, text(m.get("details"))?, text(m.get("hint"))?))
         });
         let Some((code, msg, details, hint)) = body else {
-            return unparsable(
-                format!("Invalid JSON value for MESSAGE: '{message}'"),
-                MESSAGE_HINT,
-            );
+            return unparsable();
         };
         let Some(detail) = detail else {
-            return unparsable(
-                "DETAIL is missing in the RAISE statement".into(),
-                DETAIL_HINT,
-            );
+            return unparsable();
         };
         let shape = serde_json::from_str::<Value>(detail).ok().and_then(|d| {
             let status = d
                 .get("status")?
                 .as_u64()
                 .filter(|s| (100..=999).contains(s))?;
-            let headers = match d.get("headers") {
+            let mut headers = match d.get("headers") {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Object(h)) => h
                     .iter()
@@ -85,13 +81,15 @@ impl ApiError {
                     .collect::<Option<Vec<_>>>()?,
                 Some(_) => return None,
             };
+            match d.get("status_text") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(t)) => headers.push((STATUS_TEXT.to_string(), t.clone())),
+                Some(_) => return None,
+            }
             Some((status as u16, headers))
         });
         let Some((status, headers)) = shape else {
-            return unparsable(
-                format!("Invalid JSON value for DETAIL: '{detail}'"),
-                DETAIL_HINT,
-            );
+            return unparsable();
         };
         let mut e = ApiError::new(status, &code, msg);
         e.details = details;
@@ -117,12 +115,23 @@ impl ApiError {
         self
     }
 
-    /// PGRST100: a query parameter does not parse. `column` is 1-based.
-    pub fn parse(param: &str, text: &str, column: usize, details: impl Into<String>) -> Self {
+    /// A header the error response carries besides the body; a
+    /// `Content-Type` replaces the JSON default.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers
+            .get_or_insert_with(Default::default)
+            .push((name.into(), value.into()));
+        self
+    }
+
+    /// PGRST100: a query parameter does not parse. `what` is PostgREST's
+    /// name for it (`select parameter`, `filter`, `order`, `logic tree`);
+    /// `column` is 1-based.
+    pub fn parse(what: &str, text: &str, column: usize, details: impl Into<String>) -> Self {
         ApiError::new(
             400,
             "PGRST100",
-            format!("\"failed to parse {param} parameter ({text})\" (line 1, column {column})"),
+            format!("\"failed to parse {what} ({text})\" (line 1, column {column})"),
         )
         .details(details)
     }
@@ -281,43 +290,36 @@ mod tests {
             (e.details.as_deref(), e.hint.as_deref()),
             (Some("DEF"), Some("XYZ"))
         );
+        // the reason phrase travels with the headers, under a key no header has
         assert_eq!(
             e.headers.as_deref(),
-            Some(&vec![("X-Header".to_string(), "str".to_string())])
+            Some(&vec![
+                ("X-Header".to_string(), "str".to_string()),
+                (STATUS_TEXT.to_string(), "My Custom Status".to_string())
+            ])
         );
         let e =
             ApiError::from_pgrst_raise(r#"{"code":"1","message":"m"}"#, Some(r#"{"status":404}"#));
         assert_eq!((e.status, e.details, e.hint), (404, None, None));
-        for (m, d, details) in [
-            (
-                "INVALID",
-                Some(r#"{"status":400}"#),
-                "Invalid JSON value for MESSAGE: 'INVALID'",
-            ),
-            (
-                r#"{"message":"no code"}"#,
-                Some(r#"{"status":400}"#),
-                "Invalid JSON value for MESSAGE: '{\"message\":\"no code\"}'",
-            ),
+        // PostgREST v12.2's PGRST121: one message, no details or hint
+        for (m, d) in [
+            ("INVALID", Some(r#"{"status":400}"#)),
+            (r#"{"message":"no code"}"#, Some(r#"{"status":400}"#)),
+            (r#"{"code":"1","message":"m"}"#, Some("INVALID")),
+            (r#"{"code":"1","message":"m"}"#, Some(r#"{"status":"x"}"#)),
             (
                 r#"{"code":"1","message":"m"}"#,
-                Some("INVALID"),
-                "Invalid JSON value for DETAIL: 'INVALID'",
+                Some(r#"{"status":400,"status_text":1}"#),
             ),
-            (
-                r#"{"code":"1","message":"m"}"#,
-                Some(r#"{"status":"x"}"#),
-                "Invalid JSON value for DETAIL: '{\"status\":\"x\"}'",
-            ),
-            (
-                r#"{"code":"1","message":"m"}"#,
-                None,
-                "DETAIL is missing in the RAISE statement",
-            ),
+            (r#"{"code":"1","message":"m"}"#, None),
         ] {
             let e = ApiError::from_pgrst_raise(m, d);
             assert_eq!((e.status, e.code.as_str()), (500, "PGRST121"), "{m}");
-            assert_eq!(e.details.as_deref(), Some(details));
+            assert_eq!(
+                e.message,
+                "The message and detail field of RAISE 'PGRST' error expects JSON"
+            );
+            assert_eq!((e.details, e.hint), (None, None));
         }
     }
 }

@@ -36,8 +36,8 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, ApiError> {
                 q.select = parse_select(value)?;
                 select_seen = true;
             }
-            "columns" => q.columns = Some(parse_name_list("columns", value)?),
-            "on_conflict" => q.on_conflict = Some(parse_name_list("on_conflict", value)?),
+            "columns" => q.columns = Some(parse_name_list("columns parameter", value)?),
+            "on_conflict" => q.on_conflict = Some(parse_name_list("on_conflict parameter", value)?),
             _ => {
                 let (path, rest) = split_embed_path(key);
                 let level = q.level_mut(&path);
@@ -191,8 +191,8 @@ fn apply_level_param(
             ))
         }
         "offset" if negative(value) => level.offset = None,
-        "limit" => level.limit = Some(parse_count("limit", value)?),
-        "offset" => level.offset = Some(parse_count("offset", value)?),
+        "limit" => level.limit = Some(parse_count("limit parameter", value)?),
+        "offset" => level.offset = Some(parse_count("offset parameter", value)?),
         "or" | "and" | "not.or" | "not.and" => {
             let negate = key.starts_with("not.");
             let or = key.ends_with("or");
@@ -204,7 +204,7 @@ fn apply_level_param(
             });
         }
         _ => {
-            let field = parse_field_whole("filter", key)?;
+            let field = parse_field_whole("tree path", key)?;
             let f = parse_filter(field, value)?;
             level.conditions.push(Condition::Filter(f));
         }
@@ -223,7 +223,10 @@ fn parse_count(param: &str, value: &str) -> Result<u64, ApiError> {
             param,
             value,
             1,
-            format!("{param} must be a non-negative integer"),
+            format!(
+                "{} must be a non-negative integer",
+                param.trim_end_matches(" parameter")
+            ),
         )
     })
 }
@@ -242,12 +245,56 @@ fn parse_name_list(param: &str, value: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
+/// PostgREST's canonical form of a query string (its `Content-Location`):
+/// the decoded pairs sorted by key (stable: repeated keys keep their order),
+/// each side percent-encoded but for `A-Z a-z 0-9 - _ . ~` (uppercase hex,
+/// UTF-8 bytes), a key without a value as `key=`.
+pub fn canonical_query(pairs: &[(String, String)]) -> String {
+    fn encode(out: &mut String, s: &str) {
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+            }
+        }
+    }
+    let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::new();
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode(&mut out, k);
+        out.push('=');
+        encode(&mut out, v);
+    }
+    out
+}
+
+/// `a`, `a or b`, `a, b or c`: parsec's list of expected items.
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
 /// A character cursor that knows which parameter it reads, for errors.
 struct Cursor<'a> {
+    /// What PostgREST calls the text in its errors: `select parameter`,
+    /// `filter`, `order`, `logic tree`, …
     param: &'a str,
     text: &'a str,
     chars: Vec<char>,
     pos: usize,
+    /// Added to error columns (a logic tree's operator, which PostgREST
+    /// parses in front of the value).
+    offset: usize,
 }
 
 const NAME_STOP: &[char] = &[',', '.', ':', '(', ')', '!', '"', '*', '{', '}'];
@@ -259,6 +306,7 @@ impl<'a> Cursor<'a> {
             text,
             chars: text.chars().collect(),
             pos: 0,
+            offset: 0,
         }
     }
 
@@ -300,7 +348,52 @@ impl<'a> Cursor<'a> {
         ApiError::parse(
             self.param,
             self.text,
-            self.pos + 1,
+            self.pos + self.offset + 1,
+            format!("{found} expecting {expecting}"),
+        )
+    }
+
+    /// None of `words` is at the cursor: parsec's error for a choice of
+    /// strings, at the cursor, naming the first character that breaks the
+    /// first word (`order=id.ac`: unexpected "c" expecting "asc", …).
+    fn keyword_error(&self, words: &[&str]) -> ApiError {
+        let expecting: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+        self.mismatch_error(words.first().copied().unwrap_or(""), &or_list(&expecting))
+    }
+
+    /// `first` (the first of parsec's alternatives) is not at the cursor:
+    /// unexpected the character where it breaks off, expecting `expecting`.
+    fn mismatch_error(&self, first: &str, expecting: &str) -> ApiError {
+        let found = first
+            .chars()
+            .enumerate()
+            .find_map(|(k, w)| match self.chars.get(self.pos + k) {
+                Some(&c) if c == w => None,
+                other => Some(other.copied()),
+            })
+            .flatten();
+        let found = match found {
+            Some(c) => format!("unexpected \"{c}\""),
+            None => "unexpected end of input".to_string(),
+        };
+        ApiError::parse(
+            self.param,
+            self.text,
+            self.pos + self.offset + 1,
+            format!("{found} expecting {expecting}"),
+        )
+    }
+
+    /// parsec's error for a single unexpected character (`'c'`).
+    fn char_error(&self, expecting: &str) -> ApiError {
+        let found = match self.peek() {
+            Some(c) => format!("unexpected '{c}'"),
+            None => "unexpected end of input".to_string(),
+        };
+        ApiError::parse(
+            self.param,
+            self.text,
+            self.pos + self.offset + 1,
             format!("{found} expecting {expecting}"),
         )
     }
@@ -322,7 +415,7 @@ impl<'a> Cursor<'a> {
         }
         // spaces may be inside a name (`Just A Server Model`), as in
         // PostgREST; around it they are dropped
-        self.run_trimmed("a name", |cur, c| {
+        self.run_trimmed("field name (* or [a..z0..9_$])", |cur, c| {
             NAME_STOP.contains(&c) || (c.is_whitespace() && c != ' ') || cur.looking_at("->")
         })
     }
@@ -468,7 +561,7 @@ impl<'a> Cursor<'a> {
 
 /// Parse `select=`. An empty value means `*`.
 pub fn parse_select(text: &str) -> Result<Vec<SelectItem>, ApiError> {
-    let mut c = Cursor::new("select", text);
+    let mut c = Cursor::new("select parameter", text);
     c.skip_ws();
     if c.eof() {
         return Ok(vec![SelectItem::Star]);
@@ -643,7 +736,14 @@ fn operation(c: &mut Cursor, field: Field, end: Option<usize>) -> Result<Filter,
         Some(op) => op,
         None => {
             c.pos = start;
-            return Err(c.error("an operator (eq, gt, in, is, like, fts, cs, ...)"));
+            // PostgREST's label (the operators are eq gt gte lt lte neq
+            // like ilike match imatch in is isdistinct fts plfts phfts wfts
+            // cs cd ov sl sr nxr nxl adj)
+            return Err(if negate {
+                c.mismatch_error("in", "operator (eq, gt, ...)")
+            } else {
+                c.mismatch_error("not", "\"not\" or operator (eq, gt, ...)")
+            });
         }
     };
     let mut quantifier = None;
@@ -690,6 +790,7 @@ fn operation(c: &mut Cursor, field: Field, end: Option<usize>) -> Result<Filter,
                 text: c.text,
                 chars: c.chars[..end].to_vec(),
                 pos: vstart,
+                offset: c.offset,
             };
             let mut items = list(&mut lc, '(', ')')?;
             while matches!(lc.peek(), Some(' ' | '\t')) {
@@ -710,6 +811,7 @@ fn operation(c: &mut Cursor, field: Field, end: Option<usize>) -> Result<Filter,
                 text: c.text,
                 chars: c.chars[..end].to_vec(),
                 pos: vstart,
+                offset: c.offset,
             };
             let items = list(&mut lc, '{', '}')?;
             if !lc.eof() {
@@ -792,8 +894,10 @@ pub fn parse_logic(param: &str, text: &str) -> Result<Vec<Condition>, ApiError> 
     } else {
         param
     };
-    let param = param.trim_start_matches("not.");
-    let mut c = Cursor::new(param, text);
+    // PostgREST parses `or(…)` (the operator, then the value): its error
+    // columns count the operator's characters too
+    let mut c = Cursor::new("logic tree", text);
+    c.offset = param.chars().count();
     c.skip_ws();
     let children = logic_group(&mut c, 0)?;
     // PostgREST stops at the group's end: blanks and stray closing
@@ -846,6 +950,15 @@ fn logic_condition(c: &mut Cursor, depth: usize) -> Result<Condition, ApiError> 
                 children,
             });
         }
+    }
+    c.pos = save;
+    if negate {
+        c.pos += 4;
+    }
+    if matches!(c.peek(), None | Some(',' | ')' | '(')) {
+        return Err(c.error(
+            "field name (* or [a..z0..9_$]), negation operator (not) or logic operator (and, or)",
+        ));
     }
     c.pos = save;
     let field = c.field()?;
@@ -919,19 +1032,36 @@ pub fn parse_order(text: &str) -> Result<Vec<OrderTerm>, ApiError> {
             direction: None,
             nulls: None,
         };
-        while c.peek() == Some('.') {
+        // PostgREST's grammar: `field[.asc|.desc][.nullsfirst|.nullslast]`,
+        // with parsec's errors (the first word that does not match, at its
+        // start; a stray character after a complete term)
+        if c.peek() == Some('.') {
             c.pos += 1;
             if c.eat("asc") {
                 term.direction = Some(Direction::Asc);
             } else if c.eat("desc") {
                 term.direction = Some(Direction::Desc);
-            } else if c.eat("nullsfirst") {
-                term.nulls = Some(Nulls::First);
-            } else if c.eat("nullslast") {
-                term.nulls = Some(Nulls::Last);
+            } else if let Some(n) = order_nulls(&mut c) {
+                term.nulls = Some(n);
             } else {
-                return Err(c.error("asc, desc, nullsfirst or nullslast"));
+                return Err(c.keyword_error(&["asc", "desc", "nullsfirst", "nullslast"]));
             }
+            if term.direction.is_some() && c.peek() == Some('.') {
+                c.pos += 1;
+                match order_nulls(&mut c) {
+                    Some(n) => term.nulls = Some(n),
+                    None => return Err(c.keyword_error(&["nullsfirst", "nullslast"])),
+                }
+            }
+        }
+        c.skip_ws();
+        if !c.eof() && c.peek() != Some(',') {
+            let expecting = if term.nulls.is_none() {
+                "delimiter (.), \",\" or end of input"
+            } else {
+                "\",\" or end of input"
+            };
+            return Err(c.char_error(expecting));
         }
         out.push(term);
         c.skip_ws();
@@ -939,6 +1069,17 @@ pub fn parse_order(text: &str) -> Result<Vec<OrderTerm>, ApiError> {
             return Ok(out);
         }
         c.expect(',')?;
+    }
+}
+
+/// `nullsfirst` / `nullslast` at the cursor.
+fn order_nulls(c: &mut Cursor) -> Option<Nulls> {
+    if c.eat("nullsfirst") {
+        Some(Nulls::First)
+    } else if c.eat("nullslast") {
+        Some(Nulls::Last)
+    } else {
+        None
     }
 }
 
@@ -1337,12 +1478,23 @@ mod tests {
             }
             _ => panic!(),
         }
+        // PostgREST's wording; columns count the operator it parses first
         let e = parse_logic("or", "(a.eq.1,b)").unwrap_err();
-        assert!(
-            e.message.contains("failed to parse or parameter"),
-            "{}",
-            e.message
+        assert_eq!(
+            e.message,
+            "\"failed to parse logic tree ((a.eq.1,b))\" (line 1, column 12)"
         );
+        let e = parse_logic("or", "()").unwrap_err();
+        assert_eq!(
+            e.message,
+            "\"failed to parse logic tree (())\" (line 1, column 4)"
+        );
+        assert_eq!(
+            e.details.as_deref(),
+            Some("unexpected \")\" expecting field name (* or [a..z0..9_$]), negation operator (not) or logic operator (and, or)")
+        );
+        let e = parse_logic("not.and", "(a.eq.1,)").unwrap_err();
+        assert!(e.message.ends_with("(line 1, column 16)"), "{}", e.message);
         assert!(parse_logic("or", "a.eq.1").is_err());
         assert!(parse_logic("or", "(a.eq.1").is_err());
         assert!(parse_logic("or", "(a.eq.\"1)").is_err());
@@ -1358,6 +1510,81 @@ mod tests {
         assert_eq!(o[3].relation.as_deref(), Some("org"));
         assert!(parse_order("a.sideways").is_err());
         assert!(parse_order("a,").is_err());
+        assert_eq!(
+            parse_order("a.nullsfirst").unwrap()[0].nulls,
+            Some(Nulls::First)
+        );
+        // PostgREST's grammar and its parsec errors, position and wording
+        let err = |t: &str| {
+            let e = parse_order(t).unwrap_err();
+            (e.message, e.details.unwrap_or_default())
+        };
+        assert_eq!(
+            err("id.ac"),
+            (
+                "\"failed to parse order (id.ac)\" (line 1, column 4)".into(),
+                "unexpected \"c\" expecting \"asc\", \"desc\", \"nullsfirst\" or \"nullslast\""
+                    .into()
+            )
+        );
+        assert_eq!(
+            err("id.descc").1,
+            "unexpected 'c' expecting delimiter (.), \",\" or end of input"
+        );
+        assert!(err("id.descc").0.ends_with("(line 1, column 8)"));
+        assert_eq!(
+            err("id.asc.nlsfst").1,
+            "unexpected \"l\" expecting \"nullsfirst\" or \"nullslast\""
+        );
+        assert!(err("id.asc.nlsfst").0.ends_with("(line 1, column 8)"));
+        assert_eq!(
+            err("id.nullslasttt").1,
+            "unexpected 't' expecting \",\" or end of input"
+        );
+        assert!(err("id.nullslasttt").0.ends_with("(line 1, column 13)"));
+        assert_eq!(
+            err("id.as").1.split(" expecting").next(),
+            Some("unexpected end of input")
+        );
+        // Content-Location's canonical query string
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            canonical_query(&pairs(&[("b", "eq.1"), ("a", "eq.1")])),
+            "a=eq.1&b=eq.1"
+        );
+        assert_eq!(
+            canonical_query(&pairs(&[
+                ("select", "id,name"),
+                ("d", ""),
+                ("c", "in.(1, 2)"),
+                ("c", "é")
+            ])),
+            "c=in.%281%2C%202%29&c=%C3%A9&d=&select=id%2Cname"
+        );
+        assert_eq!(canonical_query(&[]), "");
+        // a filter without an operator: PostgREST's wording
+        let q = |k: &str, v: &str| parse_query(&[(k.to_string(), v.to_string())]).unwrap_err();
+        let e = q("id", "0");
+        assert_eq!(
+            e.message,
+            "\"failed to parse filter (0)\" (line 1, column 1)"
+        );
+        assert_eq!(
+            e.details.as_deref(),
+            Some("unexpected \"0\" expecting \"not\" or operator (eq, gt, ...)")
+        );
+        let e = q("a.b", "noop.0");
+        assert_eq!(
+            e.details.as_deref(),
+            Some("unexpected \"o\" expecting \"not\" or operator (eq, gt, ...)")
+        );
+        // options come in PostgREST's order only
+        assert!(parse_order("a.nullsfirst.desc").is_err());
+        assert!(parse_order("a.asc.desc").is_err());
     }
 
     #[test]
