@@ -106,6 +106,20 @@ WHERE n.nspname = ANY($1) AND p.prokind = 'f'
 ORDER BY p.oid
 "#;
 
+/// PostgREST's data representations: implicit function casts between a
+/// domain and json/text that the loading role may execute.
+const DATA_REPS: &str = r#"
+SELECT format_type(c.castsource, NULL), format_type(c.casttarget, NULL),
+  quote_ident(pn.nspname) || '.' || quote_ident(p.proname)
+FROM pg_cast c
+JOIN pg_type src ON src.oid = c.castsource
+JOIN pg_type dst ON dst.oid = c.casttarget
+JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+WHERE c.castcontext = 'i' AND c.castmethod = 'f' AND has_function_privilege(c.castfunc, 'execute')
+  AND ((src.typtype = 'd' AND c.casttarget IN ('json'::regtype, 'text'::regtype))
+    OR (dst.typtype = 'd' AND c.castsource IN ('json'::regtype, 'text'::regtype)))
+"#;
+
 /// Functions of exactly one parameter whose type is the row type of a
 /// relation in the cache: computed fields (a scalar result) and computed
 /// relationships (rows of a relation: to-one without `SETOF` or with
@@ -288,6 +302,9 @@ pub async fn load(
             media_type: row.get(12),
             media_binary: row.get(13),
         });
+    }
+    for row in client.query(DATA_REPS, &[]).await? {
+        s.data_reps.insert((row.get(0), row.get(1)), row.get(2));
     }
     for row in client.query(COMPUTED, &[&schemas]).await? {
         let (table_schema, table): (String, String) = (row.get(2), row.get(3));

@@ -131,6 +131,13 @@ pub struct Schema {
     /// or view: PostgREST's computed relationships, embedded by the
     /// function's name.
     pub computed_relationships: Vec<ComputedRelationship>,
+    /// PostgREST's data representations: implicit casts through a function
+    /// between a domain and `json` or `text` (`CREATE CAST (json AS color)
+    /// WITH FUNCTION color(json) AS IMPLICIT`), keyed by (source, target)
+    /// `format_type`, to the schema-qualified, quoted function. A column of
+    /// such a domain is read through its `json` cast, written from the
+    /// body through the `json` one, and filtered through the `text` one.
+    pub data_reps: HashMap<(String, String), String>,
 }
 
 /// `fn(tbl) RETURNS scalar` in an exposed schema: a virtual column of `tbl`.
@@ -202,6 +209,30 @@ pub struct Junction {
 }
 
 impl Schema {
+    /// The function reading a value of `ty` as JSON (its data representation).
+    pub fn rep_to_json(&self, ty: &str) -> Option<&str> {
+        self.rep(ty, "json")
+    }
+
+    /// The function making a `ty` out of a JSON value of the request body.
+    pub fn rep_from_json(&self, ty: &str) -> Option<&str> {
+        self.rep("json", ty)
+    }
+
+    /// The function making a `ty` out of a filter's text value.
+    pub fn rep_from_text(&self, ty: &str) -> Option<&str> {
+        self.rep("text", ty)
+    }
+
+    fn rep(&self, from: &str, to: &str) -> Option<&str> {
+        if self.data_reps.is_empty() {
+            return None;
+        }
+        self.data_reps
+            .get(&(from.to_string(), to.to_string()))
+            .map(String::as_str)
+    }
+
     pub fn table(&self, schema: &str, name: &str) -> Option<&Table> {
         self.tables.get(&(schema.to_string(), name.to_string()))
     }

@@ -162,6 +162,10 @@ struct Ctx<'a> {
     /// aggregating level, whose aggregates the parent computes (the spread
     /// gives their raw values; see `embed`).
     defer_aggregates: bool,
+    /// The lateral alias of each to-one spread, by (parent alias, label):
+    /// an `order` on the spread's columns reads them there (a correlated
+    /// subquery would not be grouped in an aggregating level).
+    spread_laterals: Vec<(String, String, String)>,
 }
 
 /// The SQL pieces of one level of the embed tree.
@@ -288,6 +292,7 @@ impl<'a> Ctx<'a> {
             scopes: Vec::new(),
             untyped: Vec::new(),
             defer_aggregates: false,
+            spread_laterals: Vec::new(),
         }
     }
 
@@ -469,6 +474,31 @@ impl<'a> Ctx<'a> {
                 _ => return None,
             })
         };
+        // a domain with a text data representation: comparisons take the
+        // value through it (`label_color=eq.#000100`)
+        let rep = if f.field.path.is_empty() {
+            self.field_type(table, &f.field.name)
+                .and_then(|t| self.schema.rep_from_text(t))
+        } else {
+            None
+        };
+        let one = |p: String| match rep {
+            Some(r) => format!("{r}({p}::text)"),
+            None => p,
+        };
+        let list = |p: String| match rep {
+            Some(r) => format!("ARRAY(SELECT {r}(_v) FROM pg_catalog.unnest({p}::text[]) AS _v)"),
+            None => p,
+        };
+        let comparison = matches!(
+            f.op,
+            Operator::Eq
+                | Operator::Neq
+                | Operator::Gt
+                | Operator::Gte
+                | Operator::Lt
+                | Operator::Lte
+        );
         let expr = match (&f.op, &f.value) {
             (Operator::Is, Value::Is(v)) => format!(
                 "{lhs} IS {}",
@@ -484,12 +514,12 @@ impl<'a> Ctx<'a> {
                 if items.is_empty() {
                     "FALSE".to_string()
                 } else {
-                    let p = self.param(array_literal(items));
+                    let p = list(self.param(array_literal(items)));
                     format!("{lhs} = ANY ({p})")
                 }
             }
             (Operator::IsDistinct, Value::Single(v)) => {
-                let p = self.param(v.clone());
+                let p = one(self.param(v.clone()));
                 format!("{lhs} IS DISTINCT FROM {p}")
             }
             (op, Value::Single(v)) if op.is_fts() => {
@@ -522,6 +552,7 @@ impl<'a> Ctx<'a> {
                     "ALL"
                 };
                 let p = self.param(array_literal(items));
+                let p = if comparison { list(p) } else { p };
                 format!("{lhs} {sql_op} {q} ({p})")
             }
             (op, Value::Single(v)) => {
@@ -529,6 +560,7 @@ impl<'a> Ctx<'a> {
                     ApiError::invalid(format!("operator {} needs another value", op.name()))
                 })?;
                 let p = self.param(v.clone());
+                let p = if comparison { one(p) } else { p };
                 format!("{lhs} {sql_op} {p}")
             }
             (op, _) => {
@@ -543,6 +575,45 @@ impl<'a> Ctx<'a> {
         } else {
             expr
         })
+    }
+
+    /// `*`: the row's columns, each column of a domain with a data
+    /// representation through its JSON function (as PostgREST expands it).
+    fn star(&self, table: &Table, alias: &str, select: &mut Vec<String>) {
+        let reps: Vec<Option<&str>> = table
+            .columns
+            .iter()
+            .map(|c| self.schema.rep_to_json(&c.data_type))
+            .collect();
+        if reps.iter().all(Option::is_none) {
+            select.push(format!("{alias}.*"));
+            return;
+        }
+        for (c, rep) in table.columns.iter().zip(reps) {
+            let q = quote_ident(&c.name);
+            select.push(match rep {
+                Some(f) => format!("{f}({alias}.{q}) AS {q}"),
+                None => format!("{alias}.{q}"),
+            });
+        }
+    }
+
+    /// Every embed of `items` (nested) has a relationship: PostgREST plans
+    /// the embeds before the database sees a column, so their errors
+    /// (PGRST200/201) come before an unknown column's 42703.
+    fn check_embeds(&self, table: &Table, items: &[SelectItem]) -> Result<(), ApiError> {
+        for item in items {
+            if let SelectItem::Embed(embed) = item {
+                let rel = self.schema.relationship(
+                    &table.schema,
+                    &table.name,
+                    &embed.name,
+                    embed.hint.as_deref(),
+                )?;
+                self.check_embeds(self.target(&rel)?, &embed.select)?;
+            }
+        }
+        Ok(())
     }
 
     fn target(&self, rel: &Relationship) -> Result<&'a Table, ApiError> {
@@ -665,7 +736,7 @@ impl<'a> Ctx<'a> {
         }
         for (item, legacy) in items.iter().zip(legacy) {
             match item {
-                SelectItem::Star => out.select.push(format!("{alias}.*")),
+                SelectItem::Star => self.star(table, alias, &mut out.select),
                 SelectItem::Column {
                     field,
                     alias: label,
@@ -687,6 +758,14 @@ impl<'a> Ctx<'a> {
                         };
                     if let Some(c) = cast {
                         e = format!("CAST({e} AS {})", cast_type(c));
+                    } else if aggregate.is_none() && field.path.is_empty() && !e.is_empty() {
+                        // a domain with a data representation reads as its JSON
+                        if let Some(f) = self
+                            .field_type(table, &field.name)
+                            .and_then(|t| self.schema.rep_to_json(t))
+                        {
+                            e = format!("{f}({e})");
+                        }
                     }
                     let name = match (label, aggregate) {
                         (Some(l), _) => l.clone(),
@@ -815,6 +894,29 @@ impl<'a> Ctx<'a> {
                 table.name
             )));
         }
+        // a to-one spread that selects the column plainly: its lateral has it
+        if embed.spread && field.path.is_empty() {
+            let lateral = self
+                .spread_laterals
+                .iter()
+                .find(|(a, l, _)| a == alias && l == label)
+                .map(|(_, _, sa)| sa.clone());
+            let output = embed.select.iter().find_map(|i| match i {
+                SelectItem::Column {
+                    field: f,
+                    alias: out,
+                    cast: None,
+                    aggregate: None,
+                    ..
+                } if f.path.is_empty() && f.name == field.name => {
+                    Some(out.clone().unwrap_or_else(|| f.name.clone()))
+                }
+                _ => None,
+            });
+            if let (Some(sa), Some(name)) = (lateral, output) {
+                return Ok(format!("{sa}.{}", quote_ident(&name)));
+            }
+        }
         let target = self.target(&rel)?;
         let ta = self.alias();
         let e = self.field_expr(target, &ta, field)?;
@@ -868,7 +970,15 @@ impl<'a> Ctx<'a> {
         if embed.spread && !rel.cardinality.to_one() {
             // PostgREST v13: spreading a to-many relationship gives each
             // selected column as an array of its values (v12 refused it
-            // with PGRST119; this is a superset).
+            // with PGRST119; this is a superset). As in v13 it aggregates,
+            // so it needs `db-aggregates-enabled`.
+            if !self.opts.aggregates && !embed.select.is_empty() {
+                return Err(ApiError::new(
+                    400,
+                    "PGRST123",
+                    "Use of aggregate functions is not allowed",
+                ));
+            }
             if has_aggregate(&embed.select) {
                 return Err(
                     ApiError::new(400, "PGRST127", "Feature not implemented").details(
@@ -897,6 +1007,11 @@ impl<'a> Ctx<'a> {
                 let sa = self.alias();
                 out.joins.push(format!(
                     "LEFT JOIN LATERAL ({inner_sql} LIMIT 1) AS {sa} ON TRUE"
+                ));
+                self.spread_laterals.push((
+                    alias.to_string(),
+                    embed.label().to_string(),
+                    sa.clone(),
                 ));
                 if grouping {
                     // in an aggregating level: the spread's aggregates are
@@ -1168,7 +1283,14 @@ pub fn read(
     check_embedded_levels(query)?;
     let mut cx = Ctx::new(schema, query, opts);
     let alias = cx.alias();
-    let lv = cx.level(table, &alias, &query.select, &[], true)?;
+    let lv = match cx.level(table, &alias, &query.select, &[], true) {
+        Ok(lv) => lv,
+        Err(e) if e.code == "42703" => {
+            cx.check_embeds(table, &query.select)?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let from = format!("{} AS {alias}", quote_qualified(&table.schema, &table.name));
     let cte = format!("SELECT {} FROM {from}{}", lv.select_list(), lv.tail(None));
     let count_query =
@@ -1424,9 +1546,78 @@ pub fn insert(
     } else {
         cx.param(spec.body.clone())
     };
+    // columns of a domain with a JSON data representation: made from the
+    // body's JSON value by its function, never parsed as the domain's text
+    let reps: Vec<Option<&str>> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            table
+                .column(c)
+                .and_then(|col| schema.rep_from_json(&col.data_type))
+        })
+        .collect();
+    let has_reps = reps.iter().any(Option::is_some);
     let mut cte = if spec.columns.is_empty() {
         // `{}`: one row of defaults (the body carries nothing to write).
         format!("INSERT INTO {tq} AS \"t_w\" DEFAULT VALUES")
+    } else if let (Some(present), true) = (&spec.present, has_reps) {
+        // the other columns from the object without the represented keys
+        let rep_keys: Vec<String> = spec
+            .columns
+            .iter()
+            .zip(&reps)
+            .filter(|(_, r)| r.is_some())
+            .map(|(c, _)| c.clone())
+            .collect();
+        let keys = cx.param(array_literal(&rep_keys));
+        let mut rows = Vec::new();
+        for (i, flags) in present.iter().enumerate() {
+            let mut vals = Vec::new();
+            for ((c, has), rep) in spec.columns.iter().zip(flags).zip(&reps) {
+                vals.push(match (has, rep) {
+                    (false, _) => "DEFAULT".to_string(),
+                    (true, Some(f)) => {
+                        let k = cx.param(c.clone());
+                        format!("{f}({body}::json->{i}->{k})")
+                    }
+                    (true, None) => format!(
+                        "(pg_catalog.jsonb_populate_record(NULL::{tq}, ({body}::json->{i})::jsonb - {keys}::text[])).{}",
+                        quote_ident(c)
+                    ),
+                });
+            }
+            rows.push(format!("({})", vals.join(", ")));
+        }
+        format!(
+            "INSERT INTO {tq} AS \"t_w\" ({}) VALUES {}",
+            cols.join(", "),
+            rows.join(", ")
+        )
+    } else if has_reps {
+        // typed columns straight from the body: json for the represented ones
+        let mut defs = Vec::new();
+        let mut exprs = Vec::new();
+        for (c, rep) in spec.columns.iter().zip(&reps) {
+            let q = quote_ident(c);
+            let ty = table.column(c).map_or("text", |col| col.data_type.as_str());
+            match rep {
+                Some(f) => {
+                    defs.push(format!("{q} json"));
+                    exprs.push(format!("{f}(_.{q})"));
+                }
+                None => {
+                    defs.push(format!("{q} {ty}"));
+                    exprs.push(format!("_.{q}"));
+                }
+            }
+        }
+        format!(
+            "INSERT INTO {tq} AS \"t_w\" ({}) SELECT {} FROM pg_catalog.json_to_recordset({body}::json) AS _({})",
+            cols.join(", "),
+            exprs.join(", "),
+            defs.join(", ")
+        )
     } else if let Some(present) = &spec.present {
         let rows: Vec<String> = present
             .iter()
@@ -1591,12 +1782,32 @@ pub fn update(
     let alias = cx.alias();
     let b = cx.param(body.to_string());
     let filter = mutation_where(&mut cx, table, &alias, query)?;
-    let sets: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{q} = \"_b\".{q}", q = quote_ident(c)))
-        .collect();
+    // a domain with a JSON data representation is made from the body's
+    // value by its function; the row is populated without those keys
+    let mut rep_keys = Vec::new();
+    let mut sets = Vec::new();
+    for c in columns {
+        let q = quote_ident(c);
+        match table
+            .column(c)
+            .and_then(|col| schema.rep_from_json(&col.data_type))
+        {
+            Some(f) => {
+                let k = cx.param(c.clone());
+                sets.push(format!("{q} = {f}({b}::json->{k})"));
+                rep_keys.push(c.clone());
+            }
+            None => sets.push(format!("{q} = \"_b\".{q}")),
+        }
+    }
+    let row = if rep_keys.is_empty() {
+        format!("pg_catalog.json_populate_record(NULL::{tq}, {b}::json)")
+    } else {
+        let keys = cx.param(array_literal(&rep_keys));
+        format!("pg_catalog.jsonb_populate_record(NULL::{tq}, {b}::jsonb - {keys}::text[])")
+    };
     let mut cte = format!(
-        "UPDATE {tq} AS {alias} SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{tq}, {b}::json)) AS \"_b\"{filter}",
+        "UPDATE {tq} AS {alias} SET {} FROM (SELECT * FROM {row}) AS \"_b\"{filter}",
         sets.join(", ")
     );
     cte.push_str(&returning_clause(table, query, returning, &alias));
@@ -1681,7 +1892,7 @@ fn signature(f: &Function) -> String {
     let params: Vec<String> = f
         .args
         .iter()
-        .map(|a| format!("{} => {}", a.name, short_type_name(&a.data_type)))
+        .map(|a| format!("{} => {}", a.name, a.data_type))
         .collect();
     format!("{}.{}({})", f.schema, f.name, params.join(", "))
 }
@@ -1807,7 +2018,10 @@ fn no_function(
         format!("Could not find the function {func} in the schema cache")
     };
     let in_parens = |names: Vec<&str>| format!("({})", names.join(", "));
-    let suggestion = if overloads.is_empty() {
+    // PostgREST gives no hint for a raw text/xml/bytea body
+    let suggestion = if !with_params {
+        None
+    } else if overloads.is_empty() {
         let mut names: Vec<&str> = schema
             .functions
             .iter()
@@ -2272,6 +2486,14 @@ mod tests {
                 .code,
             "PGRST200"
         );
+        // a missing relationship is reported before an unknown column, as
+        // PostgREST plans embeds before the database reads a column
+        for pairs in [
+            &[("select", "nope,organisations(*)")][..],
+            &[("select", "id,organisations(*)"), ("order", "nope.asc")][..],
+        ] {
+            assert_eq!(read_sql("metrics", pairs).unwrap_err().code, "PGRST200");
+        }
         // a self-reference by the table's name is the children, not ambiguous
         assert!(read_sql("organisations", &[("select", "id,organisations(*)")]).is_ok());
         assert_eq!(
@@ -2286,10 +2508,20 @@ mod tests {
                 .code,
             "PGRST123"
         );
-        // to-many spreads: arrays per column (PostgREST v13), no aggregates
-        let st = read_sql(
-            "organisations",
-            &[("select", "id,...reporting_entities(name,k:kind,*)")],
+        // to-many spreads: arrays per column (PostgREST v13; with
+        // aggregates enabled, as there)
+        let s = demo();
+        let orgs = s.table("esg", "organisations").unwrap().clone();
+        let aggs = Options {
+            aggregates: true,
+            ..Options::default()
+        };
+        let st = read(
+            &s,
+            &orgs,
+            &q(&[("select", "id,...reporting_entities(name,k:kind,*)")]),
+            &aggs,
+            false,
         )
         .unwrap();
         assert!(
@@ -2387,6 +2619,48 @@ mod tests {
         // without aggregates, a spread stays `alias.*`
         let st = agg_read("id,...metrics(code)");
         assert!(!st.sql.contains("GROUP BY"), "{}", st.sql);
+        // ordering by a spread's grouped column reads it from the spread's
+        // lateral (a correlated subquery would be ungrouped: 42803)
+        let st = read(
+            &s,
+            &t,
+            &q(&[
+                ("select", "total:value.sum(),...metrics(code)"),
+                ("order", "metrics(code).desc"),
+            ]),
+            &opts,
+            false,
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("GROUP BY \"t2\".\"code\" ORDER BY \"t2\".\"code\" DESC"),
+            "{}",
+            st.sql
+        );
+        // a to-many spread aggregates (PostgREST v13): not without aggregates
+        let no_aggs = Options {
+            aggregates: false,
+            ..opts.clone()
+        };
+        let m = s.table("esg", "metrics").unwrap().clone();
+        let e = read(
+            &s,
+            &m,
+            &q(&[("select", "code,...data_points(value)")]),
+            &no_aggs,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST123"));
+        assert!(read(
+            &s,
+            &m,
+            &q(&[("select", "code,...data_points(value)")]),
+            &opts,
+            false
+        )
+        .is_ok());
     }
 
     #[test]
@@ -3191,9 +3465,13 @@ mod tests {
         assert!(takes_raw_body(
             find("note", &[], Some("text/plain")).unwrap()
         ));
+        let e = find("doc", &[], Some("text/plain")).unwrap_err();
+        assert_eq!(e.code, "PGRST202");
+        // no hint for a raw body, as PostgREST (`note` is one letter away)
+        assert_eq!(e.hint, None);
         assert_eq!(
-            find("doc", &[], Some("text/plain")).unwrap_err().code,
-            "PGRST202"
+            find("nite", &[], Some("text/plain")).unwrap_err().hint,
+            None
         );
         // an unnamed parameter is named "" (PostgREST): `{"": …}` reaches it
         // even with a JSON body and a text parameter; no body: the no-argument overload
