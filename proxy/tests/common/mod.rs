@@ -175,6 +175,9 @@ impl Proxy {
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.delete(format!("{}{}", self.base, path))
     }
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
     pub fn head(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.head(format!("{}{}", self.base, path))
     }
