@@ -94,14 +94,18 @@ SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset, p.pro
   ARRAY(SELECT format_type(u.t, NULL) FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY u(t, o) ORDER BY u.o),
   p.pronargs::int, p.pronargdefaults::int,
   coalesce((SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, NULL)) ORDER BY a.attnum)
-            FROM pg_attribute a WHERE a.attrelid = rt.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '[]')::text,
+            FROM pg_attribute a WHERE a.attrelid = r.relid AND a.attnum > 0 AND NOT a.attisdropped), '[]')::text,
   (SELECT json_build_array(cn.nspname, c.relname) FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
-    WHERE c.oid = rt.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text,
+    WHERE c.oid = r.relid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text,
   CASE WHEN rt.typtype = 'd' AND (rt.typname::text = '*/*'
     OR rt.typname::text ~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$')
     THEN rt.typname::text END,
-  rt.typtype = 'd' AND rt.typbasetype = 'bytea'::regtype
+  rt.typtype = 'd' AND rt.typbasetype = 'bytea'::regtype,
+  p.prorettype = 'record'::regtype
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type rt ON rt.oid = p.prorettype
+-- the row type it returns, also through a domain over it (PostgREST embeds those)
+CROSS JOIN LATERAL (SELECT CASE WHEN rt.typtype = 'd'
+  THEN (SELECT b.typrelid FROM pg_type b WHERE b.oid = rt.typbasetype) ELSE rt.typrelid END AS relid) r
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'
 ORDER BY p.oid
 "#;
@@ -292,6 +296,8 @@ pub async fn load(
             args,
             returns_set: row.get(3),
             returns_void: row.get(4),
+            // `record` without OUT parameters (those make result columns)
+            returns_record: row.get::<_, bool>(14) && result_columns.is_empty(),
             result_columns,
             return_table,
             volatility: match row.get::<_, String>(2).as_str() {

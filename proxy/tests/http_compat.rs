@@ -2280,6 +2280,11 @@ async fn postgrest_spec_data_representations_and_errors() {
              CREATE FUNCTION esg.s_over(a int) RETURNS int LANGUAGE sql STABLE AS $$ SELECT a $$;
              CREATE FUNCTION esg.s_over(a text) RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
              CREATE FUNCTION esg.s_pair(x int, y int) RETURNS int LANGUAGE sql STABLE AS $$ SELECT x + y $$;
+             CREATE DOMAIN esg.s_todo_row AS esg.s_todos;
+             CREATE FUNCTION esg.s_todo(id int) RETURNS esg.s_todo_row LANGUAGE sql STABLE
+               AS $$ SELECT t::esg.s_todo_row FROM esg.s_todos t WHERE t.id = s_todo.id $$;
+             CREATE FUNCTION esg.s_records() RETURNS SETOF record LANGUAGE sql STABLE
+               AS $$ SELECT id, name FROM esg.s_todos ORDER BY id LIMIT 2 $$;
              CREATE FUNCTION esg.s_raise(bad boolean) RETURNS void LANGUAGE plpgsql AS $$
                BEGIN
                  IF bad THEN
@@ -2545,6 +2550,23 @@ async fn postgrest_spec_data_representations_and_errors() {
             ),
             "{v}"
         );
+        // a function returning a domain over a table's row embeds like the
+        // table; `SETOF record` rows are objects named by the function's query
+        let (s, v) = get("/rpc/s_todo?id=2&select=id,s_notes(id)").await;
+        assert_eq!(
+            (s, v),
+            (200, serde_json::json!({"id": 2, "s_notes": [{"id": 10}]}))
+        );
+        let (s, v) = get("/rpc/s_records").await;
+        assert_eq!(
+            (s, v),
+            (
+                200,
+                serde_json::json!([{"id": 1, "name": "one"}, {"id": 2, "name": "two"}])
+            )
+        );
+        let (_, v) = get("/rpc/s_records?limit=1").await;
+        assert_eq!(v, serde_json::json!([{"id": 1, "name": "one"}]));
         // a raw text body gets no hint
         let r = p
             .post("/rpc/s_pair")

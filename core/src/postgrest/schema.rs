@@ -97,6 +97,10 @@ pub struct Function {
     pub args: Vec<FunctionArg>,
     pub returns_set: bool,
     pub returns_void: bool,
+    /// It returns `record` without OUT parameters (`RETURNS SETOF record`):
+    /// called in the select list, its rows become objects with the names
+    /// the function's query gives them (a column definition list is unknown).
+    pub returns_record: bool,
     /// Output columns when it returns rows (a table type or `RETURNS TABLE`);
     /// empty for a scalar.
     pub result_columns: Vec<Column>,
@@ -939,6 +943,7 @@ pub(crate) mod tests {
             ),
         ];
         s.functions = vec![Function {
+            returns_record: false,
             schema: "esg".into(),
             name: "metric_total".into(),
             args: vec![FunctionArg {

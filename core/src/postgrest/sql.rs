@@ -2161,7 +2161,12 @@ pub fn call(
         )
     } else if func.result_columns.is_empty() {
         if func.returns_set {
-            let from = if from_args.is_empty() {
+            // `SETOF record` is called in a select list (in FROM it would
+            // need a column definition list): each row becomes an object
+            // with the names the function's query gives it
+            let from = if func.returns_record {
+                format!("(SELECT {call_expr} AS \"pgrst_scalar\"{from_args_prefix}) AS \"_s\"")
+            } else if from_args.is_empty() {
                 format!("{call_expr} AS \"pgrst_scalar\"")
             } else {
                 format!("{from_args}, LATERAL {call_expr} AS \"pgrst_scalar\"")
@@ -3081,6 +3086,7 @@ mod tests {
             .columns
             .clone();
         let mut f = Function {
+            returns_record: false,
             schema: "esg".into(),
             name: "entities_of".into(),
             args: vec![],
@@ -3338,6 +3344,7 @@ mod tests {
     /// An immutable `esg.name(args)` returning one scalar.
     fn scalar_function(name: &str, args: Vec<super::super::schema::FunctionArg>) -> Function {
         Function {
+            returns_record: false,
             schema: "esg".into(),
             name: name.into(),
             args,
@@ -3349,6 +3356,31 @@ mod tests {
             media_type: None,
             media_binary: false,
         }
+    }
+
+    #[test]
+    fn setof_record_is_called_in_the_select_list() {
+        let s = demo();
+        let mut f = scalar_function("recs", vec![]);
+        f.returns_set = true;
+        f.returns_record = true;
+        let st = call(
+            &s,
+            &f,
+            &Args::Text(vec![]),
+            &q(&[("limit", "2")]),
+            &Options::default(),
+            false,
+        )
+        .unwrap();
+        // no `FROM recs() AS x`: that needs a column definition list
+        assert!(
+            st.sql
+                .contains(r#"FROM (SELECT "esg"."recs"() AS "pgrst_scalar") AS "_s""#),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("LIMIT $1"), "{}", st.sql);
     }
 
     #[test]
