@@ -201,6 +201,51 @@ fn handler_media(accept: Option<&str>, mt: &str) -> Option<String> {
     None
 }
 
+/// The aggregate answering a read of `table` for `Accept`, and the
+/// response's `Content-Type`: the first media range a handler or a builtin
+/// answers decides (a builtin one: none), as PostgREST negotiates.
+fn table_handler<'s>(
+    schema: &'s tenancy_core::postgrest::schema::Schema,
+    table: &tenancy_core::postgrest::schema::Table,
+    accept: Option<&str>,
+    default_select: bool,
+) -> Option<(&'s tenancy_core::postgrest::schema::MediaAggregate, String)> {
+    let accept = accept
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("*/*");
+    for part in accept.split(',') {
+        let e = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if e.is_empty() {
+            continue;
+        }
+        // the vendored types are never overridden
+        if e.starts_with("application/vnd.pgrst.") {
+            return None;
+        }
+        let builtin = media(Some(&e)).is_ok();
+        if let Some(a) =
+            schema.media_aggregate(&table.schema, &table.name, &e, default_select, builtin)
+        {
+            let ct = if a.media_type == "*/*" {
+                "application/octet-stream".to_string()
+            } else {
+                media_content_type(&a.media_type)
+            };
+            return Some((a, ct));
+        }
+        if builtin {
+            return None;
+        }
+    }
+    None
+}
+
 /// The `Content-Type` of a handler's answer: the text types PostgREST
 /// knows carry `charset=utf-8`, others go as named.
 fn media_content_type(mt: &str) -> String {
@@ -603,6 +648,14 @@ async fn process(
         Err(e) if uri.path().starts_with("/rpc/") && plan.is_none() => {
             (Media::Json, false, Some(e))
         }
+        // a table's media type handler (an aggregate) may answer it
+        Err(e)
+            if matches!(*method, Method::GET | Method::HEAD)
+                && plan.is_none()
+                && !st.schema().media_aggregates.is_empty() =>
+        {
+            (Media::Json, false, Some(e))
+        }
         Err(e) => return Err(fail(e)),
     };
     let explain = plan.map(|accept| {
@@ -798,6 +851,7 @@ impl Ctx {
             strip_nulls: self.strip_nulls && self.media != Media::Csv,
             plan_count: false,
             raw: None,
+            handler: None,
         }
     }
 
@@ -1244,6 +1298,30 @@ async fn table(
     })?;
     let mut opts = ctx.options();
     let singular = ctx.media == Media::Object;
+    // PostgREST's media type handlers for tables: an aggregate over the rows
+    let handler = if schema.media_aggregates.is_empty()
+        || singular
+        || ctx.explain.is_some()
+        || !matches!(ctx.method, Method::GET | Method::HEAD)
+    {
+        None
+    } else {
+        let default_select = !query_pairs(raw_query).iter().any(|(k, _)| k == "select");
+        table_handler(
+            &schema,
+            table,
+            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+            default_select,
+        )
+    };
+    if let Some(e) = ctx.media_error.take() {
+        if handler.is_none() {
+            return Err(e);
+        }
+    }
+    if let Some((agg, _)) = &handler {
+        opts.handler = Some(sql::AggHandler::of(agg));
+    }
     if matches!(ctx.method, Method::GET | Method::HEAD) {
         let (count, exact) = read_count(&mut ctx, &mut opts);
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -1286,6 +1364,23 @@ async fn table(
             Err(r) => return Ok(r),
         };
         let range = content_range(from, out.page, total);
+        if let Some((agg, content_type)) = handler {
+            let text = out.body.clone().unwrap_or_default();
+            let bytes = if agg.binary {
+                hex::decode(text.as_bytes()).map_err(|_| {
+                    ApiError::new(500, "PGRST000", "the handler's bytes came back malformed")
+                })?
+            } else {
+                text.into_bytes()
+            };
+            return Ok(ctx.reply(
+                status,
+                &out,
+                HeaderValue::from_str(&content_type).ok(),
+                bytes,
+                vec![(header::CONTENT_RANGE, range)],
+            ));
+        }
         let body = out
             .body
             .clone()

@@ -4,7 +4,7 @@ use serde_json::Value as Json;
 use std::collections::HashMap;
 use tenancy_core::postgrest::schema::{
     Column, ComputedField, ComputedRelationship, ForeignKey, Function, FunctionArg, KeyDepKind,
-    Schema, Table, ViewKeyDep, Volatility,
+    MediaAggregate, Schema, Table, ViewKeyDep, Volatility,
 };
 
 const TABLES: &str = r#"
@@ -122,6 +122,25 @@ JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_namespace pn ON pn.oid = p.pronames
 WHERE c.castcontext = 'i' AND c.castmethod = 'f' AND has_function_privilege(c.castfunc, 'execute')
   AND ((src.typtype = 'd' AND c.casttarget IN ('json'::regtype, 'text'::regtype))
     OR (dst.typtype = 'd' AND c.castsource IN ('json'::regtype, 'text'::regtype)))
+"#;
+
+/// Aggregates of one argument (a relation's row type or `anyelement`) in
+/// the exposed schemas returning a media-type domain: PostgREST's media type
+/// handlers for tables and views.
+const MEDIA_AGGREGATES: &str = r#"
+SELECT n.nspname::text, p.proname::text, rt.typname::text,
+  (SELECT json_build_array(cn.nspname, c.relname) FROM pg_class c JOIN pg_namespace cn ON cn.oid = c.relnamespace
+    WHERE c.oid = at.typrelid AND c.relkind IN ('r', 'v', 'm', 'f', 'p'))::text,
+  at.oid = 'anyelement'::regtype,
+  rt.typbasetype = 'bytea'::regtype
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_type rt ON rt.oid = p.prorettype
+JOIN pg_type at ON at.oid = p.proargtypes[0]
+WHERE n.nspname = ANY($1) AND p.prokind = 'a' AND p.pronargs = 1 AND rt.typtype = 'd'
+  AND (rt.typname::text = '*/*'
+    OR rt.typname::text ~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$')
+ORDER BY p.oid
 "#;
 
 /// Functions of exactly one parameter whose type is the row type of a
@@ -307,6 +326,22 @@ pub async fn load(
             },
             media_type: row.get(12),
             media_binary: row.get(13),
+        });
+    }
+    for row in client.query(MEDIA_AGGREGATES, &[&schemas]).await? {
+        let target = row
+            .get::<_, Option<&str>>(3)
+            .and_then(|t| serde_json::from_str::<(String, String)>(t).ok());
+        // a row type of a relation the cache knows, or anyelement
+        if target.is_none() && !row.get::<_, bool>(4) {
+            continue;
+        }
+        s.media_aggregates.push(MediaAggregate {
+            schema: row.get(0),
+            name: row.get(1),
+            media_type: row.get(2),
+            target,
+            binary: row.get(5),
         });
     }
     for row in client.query(DATA_REPS, &[]).await? {

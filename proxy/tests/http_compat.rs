@@ -2285,6 +2285,19 @@ async fn postgrest_spec_data_representations_and_errors() {
                AS $$ SELECT t::esg.s_todo_row FROM esg.s_todos t WHERE t.id = s_todo.id $$;
              CREATE FUNCTION esg.s_records() RETURNS SETOF record LANGUAGE sql STABLE
                AS $$ SELECT id, name FROM esg.s_todos ORDER BY id LIMIT 2 $$;
+             CREATE TABLE esg.s_words (id int PRIMARY KEY, word text);
+             INSERT INTO esg.s_words VALUES (1, 'one'), (2, 'two');
+             CREATE DOMAIN esg."text/tab-separated-values" AS text;
+             CREATE FUNCTION esg.s_tsv_trans(state text, next esg.s_words) RETURNS text LANGUAGE sql
+               AS $$ SELECT state || next.id || E'\t' || next.word || E'\n' $$;
+             CREATE FUNCTION esg.s_tsv_final(state text) RETURNS esg."text/tab-separated-values" LANGUAGE sql
+               AS $$ SELECT (E'id\tword\n' || state)::esg."text/tab-separated-values" $$;
+             CREATE AGGREGATE esg.s_tsv(esg.s_words) (initcond = '', stype = text,
+               sfunc = esg.s_tsv_trans, finalfunc = esg.s_tsv_final);
+             CREATE DOMAIN esg."pg/outfunc" AS text;
+             CREATE FUNCTION esg.s_out_trans(state esg."pg/outfunc", next anyelement) RETURNS esg."pg/outfunc"
+               LANGUAGE sql AS $$ SELECT (state || next::text || E'\n')::esg."pg/outfunc" $$;
+             CREATE AGGREGATE esg.s_out(anyelement) (initcond = '', stype = esg."pg/outfunc", sfunc = esg.s_out_trans);
              CREATE FUNCTION esg.s_raise(bad boolean) RETURNS void LANGUAGE plpgsql AS $$
                BEGIN
                  IF bad THEN
@@ -2567,6 +2580,45 @@ async fn postgrest_spec_data_representations_and_errors() {
         );
         let (_, v) = get("/rpc/s_records?limit=1").await;
         assert_eq!(v, serde_json::json!([{"id": 1, "name": "one"}]));
+        // media type handlers for tables: an aggregate over the rows, for
+        // its own relation (whole rows only) or any (anyelement)
+        let accept = |path: &'static str, mt: &'static str| {
+            let p = &p;
+            let acme = &acme;
+            async move {
+                let r = p
+                    .get(path)
+                    .bearer_auth(acme)
+                    .header("Accept", mt)
+                    .send()
+                    .await
+                    .unwrap();
+                let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+                (r.status().as_u16(), ct, r.text().await.unwrap())
+            }
+        };
+        assert_eq!(
+            accept("/s_words?order=id", "text/tab-separated-values").await,
+            (
+                200,
+                "text/tab-separated-values".to_string(),
+                "id\tword\n1\tone\n2\ttwo\n".to_string()
+            )
+        );
+        let (s, _, body) = accept("/s_words?select=id", "text/tab-separated-values").await;
+        assert_eq!(s, 406, "{body}");
+        assert_eq!(
+            accept("/s_words?select=word,id&order=id", "pg/outfunc").await,
+            (
+                200,
+                "pg/outfunc".to_string(),
+                "(one,1)\n(two,2)\n".to_string()
+            )
+        );
+        let (s, ct, _) = accept("/s_words", "application/json").await;
+        assert_eq!((s, ct.as_str()), (200, "application/json; charset=utf-8"));
+        let (s, _, _) = accept("/s_words", "text/bogus").await;
+        assert_eq!(s, 406);
         // a raw text body gets no hint
         let r = p
             .post("/rpc/s_pair")

@@ -142,6 +142,24 @@ pub struct Schema {
     /// such a domain is read through its `json` cast, written from the
     /// body through the `json` one, and filtered through the `text` one.
     pub data_reps: HashMap<(String, String), String>,
+    /// Aggregates returning a media-type domain (`CREATE DOMAIN "text/xml"
+    /// AS xml`): PostgREST's media type handlers for tables and views.
+    pub media_aggregates: Vec<MediaAggregate>,
+}
+
+/// `CREATE AGGREGATE agg(tbl | anyelement) (stype = "text/xml", …)` in an
+/// exposed schema: a read of `tbl` (or of any relation, for `anyelement`)
+/// that accepts its media type is answered with its value over the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaAggregate {
+    pub schema: String,
+    pub name: String,
+    /// The domain's name: a media type, or `*/*`.
+    pub media_type: String,
+    /// The relation whose rows it takes; none for `anyelement`.
+    pub target: Option<(String, String)>,
+    /// The domain is over `bytea`.
+    pub binary: bool,
 }
 
 /// `fn(tbl) RETURNS scalar` in an exposed schema: a virtual column of `tbl`.
@@ -213,6 +231,43 @@ pub struct Junction {
 }
 
 impl Schema {
+    /// The aggregate answering a read of `schema.table` in `media` (a
+    /// lowercase media type), as PostgREST looks it up: the relation's own
+    /// handler for that type, then an `anyelement` one, then — unless a
+    /// builtin answers the type (`builtin`) — the relation's `*/*` one. A
+    /// relation's own handlers take its whole rows: only without `select`.
+    pub fn media_aggregate(
+        &self,
+        schema: &str,
+        table: &str,
+        media: &str,
+        default_select: bool,
+        builtin: bool,
+    ) -> Option<&MediaAggregate> {
+        if self.media_aggregates.is_empty() {
+            return None;
+        }
+        let own = |m: &str| {
+            self.media_aggregates.iter().find(|a| {
+                default_select
+                    && a.media_type.eq_ignore_ascii_case(m)
+                    && a.target
+                        .as_ref()
+                        .is_some_and(|(s, t)| s == schema && t == table)
+            })
+        };
+        if media == "*/*" {
+            return own("*/*");
+        }
+        own(media)
+            .or_else(|| {
+                self.media_aggregates
+                    .iter()
+                    .find(|a| a.target.is_none() && a.media_type.eq_ignore_ascii_case(media))
+            })
+            .or_else(|| if builtin { None } else { own("*/*") })
+    }
+
     /// The function reading a value of `ty` as JSON (its data representation).
     pub fn rep_to_json(&self, ty: &str) -> Option<&str> {
         self.rep(ty, "json")
@@ -960,6 +1015,60 @@ pub(crate) mod tests {
             media_binary: false,
         }];
         s
+    }
+
+    #[test]
+    fn media_aggregates_are_looked_up_as_postgrest_does() {
+        let agg = |name: &str, mt: &str, target: Option<&str>| MediaAggregate {
+            schema: "esg".into(),
+            name: name.into(),
+            media_type: mt.into(),
+            target: target.map(|t| ("esg".to_string(), t.to_string())),
+            binary: false,
+        };
+        let s = Schema {
+            media_aggregates: vec![
+                agg("tsv", "text/tab-separated-values", Some("words")),
+                agg("any_tsv", "text/tab-separated-values", None),
+                agg("json_words", "application/json", Some("words")),
+                agg("anything", "*/*", Some("words")),
+            ],
+            ..Schema::default()
+        };
+        let find = |table: &str, mt: &str, default_select: bool, builtin: bool| {
+            s.media_aggregate("esg", table, mt, default_select, builtin)
+                .map(|a| a.name.as_str())
+        };
+        // the relation's own handler first, then anyelement's
+        assert_eq!(
+            find("words", "text/tab-separated-values", true, false),
+            Some("tsv")
+        );
+        assert_eq!(
+            find("other", "text/tab-separated-values", true, false),
+            Some("any_tsv")
+        );
+        // own handlers take whole rows: with a select, only anyelement's
+        assert_eq!(
+            find("words", "text/tab-separated-values", false, false),
+            Some("any_tsv")
+        );
+        // a relation may override a builtin type
+        assert_eq!(
+            find("words", "application/json", true, true),
+            Some("json_words")
+        );
+        assert_eq!(find("other", "application/json", true, true), None);
+        // */*: the relation's own; any other type falls back to it unless
+        // a builtin answers that type
+        assert_eq!(find("words", "*/*", true, true), Some("anything"));
+        assert_eq!(find("words", "magic/number", true, false), Some("anything"));
+        assert_eq!(find("words", "text/csv", true, true), None);
+        assert_eq!(find("words", "magic/number", false, false), None);
+        assert_eq!(
+            Schema::default().media_aggregate("esg", "words", "*/*", true, true),
+            None
+        );
     }
 
     #[test]

@@ -52,6 +52,45 @@ pub struct Options {
     /// A media type handler answers (`Function::media_type`): the body of a
     /// scalar function's call is its value itself, not JSON.
     pub raw: Option<RawValue>,
+    /// A table's media type handler (an aggregate, PostgREST's handlers
+    /// for tables and views): the body is its value over the rows.
+    pub handler: Option<AggHandler>,
+}
+
+/// An aggregate answering a read in its media type (see
+/// [`super::schema::MediaAggregate`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AggHandler {
+    /// The aggregate, schema-qualified and quoted.
+    pub func: String,
+    /// The row type it takes (quoted), or none for `anyelement`.
+    pub row_type: Option<String>,
+    /// Its value is bytes (hex in the body column, decoded by the caller).
+    pub binary: bool,
+}
+
+impl AggHandler {
+    /// The handler for a media aggregate of the schema cache.
+    pub fn of(agg: &super::schema::MediaAggregate) -> Self {
+        AggHandler {
+            func: quote_qualified(&agg.schema, &agg.name),
+            row_type: agg.target.as_ref().map(|(s, t)| quote_qualified(s, t)),
+            binary: agg.binary,
+        }
+    }
+
+    /// The body expression over the rows `_postgrest_t`.
+    fn body(&self) -> String {
+        let arg = match &self.row_type {
+            Some(t) => format!("_postgrest_t::{t}"),
+            None => "_postgrest_t".to_string(),
+        };
+        if self.binary {
+            format!("pg_catalog.encode({}({arg})::bytea, 'hex')", self.func)
+        } else {
+            format!("{}({arg})::text", self.func)
+        }
+    }
 }
 
 /// How a media type handler's value comes back in the body column.
@@ -1313,10 +1352,11 @@ pub fn read(
     } else {
         "NULL::bigint".to_string()
     };
+    let body = opts.handler.as_ref().map(AggHandler::body);
     let sql = wrap(
         &cte,
         "SELECT * FROM pgrst_source",
-        rows_body(opts),
+        body.as_deref().unwrap_or_else(|| rows_body(opts)),
         &count_sql,
     );
     let mut st = cx.finish(sql);
@@ -2581,6 +2621,7 @@ mod tests {
             strip_nulls: false,
             plan_count: false,
             raw: None,
+            handler: None,
         };
         let agg_read =
             |select: &str| read(&s, &t, &q(&[("select", select)]), &opts, false).unwrap();
