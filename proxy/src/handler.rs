@@ -173,20 +173,7 @@ fn handler_media(accept: Option<&str>, mt: &str) -> Option<String> {
         "application/vnd.pgrst.array+json",
         "application/vnd.pgrst.array",
     ];
-    let accept = accept
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .unwrap_or("*/*");
-    for part in accept.split(',') {
-        let e = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if e.is_empty() {
-            continue;
-        }
+    for e in accept_types(accept) {
         if mt == "*/*" {
             return (!BUILTIN.contains(&e.as_str()))
                 .then(|| "application/octet-stream".to_string());
@@ -201,6 +188,24 @@ fn handler_media(accept: Option<&str>, mt: &str) -> Option<String> {
     None
 }
 
+/// The media types of `Accept`, in order, lowercase, without parameters
+/// (none or blank: `*/*`).
+fn accept_types(accept: Option<&str>) -> impl Iterator<Item = String> + '_ {
+    accept
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("*/*")
+        .split(',')
+        .map(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|e| !e.is_empty())
+}
+
 /// The aggregate answering a read of `table` for `Accept`, and the
 /// response's `Content-Type`: the first media range a handler or a builtin
 /// answers decides (a builtin one: none), as PostgREST negotiates.
@@ -210,20 +215,7 @@ fn table_handler<'s>(
     accept: Option<&str>,
     default_select: bool,
 ) -> Option<(&'s tenancy_core::postgrest::schema::MediaAggregate, String)> {
-    let accept = accept
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .unwrap_or("*/*");
-    for part in accept.split(',') {
-        let e = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if e.is_empty() {
-            continue;
-        }
+    for e in accept_types(accept) {
         // the vendored types are never overridden
         if e.starts_with("application/vnd.pgrst.") {
             return None;

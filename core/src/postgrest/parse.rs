@@ -340,9 +340,14 @@ impl<'a> Cursor<'a> {
     }
 
     fn error(&self, expecting: &str) -> ApiError {
-        let found = match self.peek() {
-            // parsec's style, as PostgREST prints it
-            Some(c) => format!("unexpected \"{c}\""),
+        self.fail_at(self.peek(), '"', expecting)
+    }
+
+    /// PGRST100 at the cursor, parsec's style: `unexpected "c" expecting …`
+    /// (`quote` is `"` for a string token, `'` for a character).
+    fn fail_at(&self, found: Option<char>, quote: char, expecting: &str) -> ApiError {
+        let found = match found {
+            Some(c) => format!("unexpected {quote}{c}{quote}"),
             None => "unexpected end of input".to_string(),
         };
         ApiError::parse(
@@ -372,30 +377,12 @@ impl<'a> Cursor<'a> {
                 other => Some(other.copied()),
             })
             .flatten();
-        let found = match found {
-            Some(c) => format!("unexpected \"{c}\""),
-            None => "unexpected end of input".to_string(),
-        };
-        ApiError::parse(
-            self.param,
-            self.text,
-            self.pos + self.offset + 1,
-            format!("{found} expecting {expecting}"),
-        )
+        self.fail_at(found, '"', expecting)
     }
 
     /// parsec's error for a single unexpected character (`'c'`).
     fn char_error(&self, expecting: &str) -> ApiError {
-        let found = match self.peek() {
-            Some(c) => format!("unexpected '{c}'"),
-            None => "unexpected end of input".to_string(),
-        };
-        ApiError::parse(
-            self.param,
-            self.text,
-            self.pos + self.offset + 1,
-            format!("{found} expecting {expecting}"),
-        )
+        self.fail_at(self.peek(), '\'', expecting)
     }
 
     fn expect(&mut self, ch: char) -> Result<(), ApiError> {

@@ -643,16 +643,21 @@ impl<'a> Ctx<'a> {
     fn check_embeds(&self, table: &Table, items: &[SelectItem]) -> Result<(), ApiError> {
         for item in items {
             if let SelectItem::Embed(embed) = item {
-                let rel = self.schema.relationship(
-                    &table.schema,
-                    &table.name,
-                    &embed.name,
-                    embed.hint.as_deref(),
-                )?;
+                let rel = self.embed_rel(table, embed)?;
                 self.check_embeds(self.target(&rel)?, &embed.select)?;
             }
         }
         Ok(())
+    }
+
+    /// The relationship `embed` names from `table` (with its hint).
+    fn embed_rel(&self, table: &Table, embed: &Embed) -> Result<Relationship, ApiError> {
+        self.schema.relationship(
+            &table.schema,
+            &table.name,
+            &embed.name,
+            embed.hint.as_deref(),
+        )
     }
 
     fn target(&self, rel: &Relationship) -> Result<&'a Table, ApiError> {
@@ -916,12 +921,7 @@ impl<'a> Ctx<'a> {
                     "Verify that '{label}' is included in the 'select' query parameter."
                 ))
             })?;
-        let rel = self.schema.relationship(
-            &table.schema,
-            &table.name,
-            &embed.name,
-            embed.hint.as_deref(),
-        )?;
+        let rel = self.embed_rel(table, embed)?;
         if !rel.cardinality.to_one() {
             return Err(ApiError::new(
                 400,
@@ -973,12 +973,7 @@ impl<'a> Ctx<'a> {
         grouping: bool,
         out: &mut LevelSql,
     ) -> Result<(), ApiError> {
-        let rel = self.schema.relationship(
-            &table.schema,
-            &table.name,
-            &embed.name,
-            embed.hint.as_deref(),
-        )?;
+        let rel = self.embed_rel(table, embed)?;
         let target = self.target(&rel)?;
         let mut sub_path = path.to_vec();
         sub_path.push(embed.label().to_string());
@@ -1115,12 +1110,7 @@ impl<'a> Ctx<'a> {
         embed: &'a Embed,
         sub_path: &[String],
     ) -> Result<String, ApiError> {
-        let rel = self.schema.relationship(
-            &table.schema,
-            &table.name,
-            &embed.name,
-            embed.hint.as_deref(),
-        )?;
+        let rel = self.embed_rel(table, embed)?;
         let target = self.target(&rel)?;
         let ea = self.alias();
         let query: &'a Query = self.query;
