@@ -608,7 +608,8 @@ impl Schema {
                 ));
             }
         }
-        all.into_iter()
+        let mut found: Vec<Relationship> = all
+            .into_iter()
             .filter(|(r, holds_fk)| {
                 relationship_matches(
                     r,
@@ -621,7 +622,40 @@ impl Schema {
                 )
             })
             .map(|(r, _)| r)
-            .collect()
+            .collect();
+        // PostgREST keeps each table's relationships sorted (its derived
+        // order): by target, self-reference last, one-to-many, many-to-one,
+        // one-to-one, many-to-many, then constraint (junction) and columns;
+        // PGRST201 lists the candidates in that order
+        found.sort_by_cached_key(|r| {
+            let rank = match r.cardinality {
+                Cardinality::OneToMany => 0,
+                Cardinality::ManyToOne => 1,
+                Cardinality::OneToOne => 2,
+                Cardinality::ManyToMany => 3,
+            };
+            let is_self = r.target_schema == schema && r.target == table;
+            let detail = match &r.junction {
+                Some(j) => (
+                    vec![
+                        j.schema.clone(),
+                        j.table.clone(),
+                        j.constraints.0.clone(),
+                        j.constraints.1.clone(),
+                    ],
+                    [j.parent_pairs.clone(), j.target_pairs.clone()].concat(),
+                ),
+                None => (vec![r.constraint.clone()], r.pairs.clone()),
+            };
+            (
+                r.target_schema.clone(),
+                r.target.clone(),
+                is_self,
+                rank,
+                detail,
+            )
+        });
+        found
     }
 
     /// PostgREST's hint for a table `name` not in `schema`: the closest
@@ -1163,6 +1197,64 @@ pub(crate) mod tests {
             fk("tree_parent_fkey", "tree", &["parent"], "tree", &["id"]),
         ]);
         s
+    }
+
+    #[test]
+    fn ambiguous_candidates_in_postgrests_order() {
+        // agents -> departments (many-to-one) and departments.head -> agents
+        // (one-to-many from agents): PostgREST sorts one-to-many first, even
+        // though the many-to-one key sorts first by name
+        let mut s = two_keys_and_a_tree();
+        for (name, cols) in [
+            ("agents", &["id", "department_id"][..]),
+            ("departments", &["id", "head_id"][..]),
+        ] {
+            s.tables.insert(
+                ("esg".into(), name.into()),
+                Table {
+                    schema: "esg".into(),
+                    name: name.into(),
+                    columns: cols.iter().map(|c| col(c, "int4")).collect(),
+                    primary_key: vec!["id".into()],
+                    unique_keys: vec![vec!["id".into()]],
+                    is_view: false,
+                },
+            );
+        }
+        s.foreign_keys.extend([
+            fk(
+                "agents_department_id_fkey",
+                "agents",
+                &["department_id"],
+                "departments",
+                &["id"],
+            ),
+            fk(
+                "departments_head_id_fkey",
+                "departments",
+                &["head_id"],
+                "agents",
+                &["id"],
+            ),
+        ]);
+        let order: Vec<(Cardinality, String)> = s
+            .relationships("esg", "agents", "departments", None)
+            .into_iter()
+            .map(|r| (r.cardinality, r.constraint))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (
+                    Cardinality::OneToMany,
+                    "departments_head_id_fkey".to_string()
+                ),
+                (
+                    Cardinality::ManyToOne,
+                    "agents_department_id_fkey".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]
