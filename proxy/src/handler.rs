@@ -188,6 +188,18 @@ fn handler_media(accept: Option<&str>, mt: &str) -> Option<String> {
     None
 }
 
+/// A media type handler's value as the response body: its text, or the
+/// bytes of a `bytea` domain (sent as hex by the statement).
+fn handler_bytes(out: &Outcome, binary: bool) -> Result<Vec<u8>, ApiError> {
+    let text = out.body.as_deref().unwrap_or_default();
+    if binary {
+        hex::decode(text.as_bytes())
+            .map_err(|_| ApiError::new(500, "PGRST000", "the handler's bytes came back malformed"))
+    } else {
+        Ok(text.as_bytes().to_vec())
+    }
+}
+
 /// The media types of `Accept`, in order, lowercase, without parameters
 /// (none or blank: `*/*`).
 fn accept_types(accept: Option<&str>) -> impl Iterator<Item = String> + '_ {
@@ -1357,14 +1369,7 @@ async fn table(
         };
         let range = content_range(from, out.page, total);
         if let Some((agg, content_type)) = handler {
-            let text = out.body.clone().unwrap_or_default();
-            let bytes = if agg.binary {
-                hex::decode(text.as_bytes()).map_err(|_| {
-                    ApiError::new(500, "PGRST000", "the handler's bytes came back malformed")
-                })?
-            } else {
-                text.into_bytes()
-            };
+            let bytes = handler_bytes(&out, agg.binary)?;
             return Ok(ctx.reply(
                 status,
                 &out,
@@ -1874,14 +1879,7 @@ async fn rpc(
         return Ok(ctx.respond(StatusCode::NO_CONTENT, &out, None, vec![]));
     }
     if let Some(mt) = raw_media {
-        let text = out.body.clone().unwrap_or_default();
-        let bytes = if func.media_binary {
-            hex::decode(text.as_bytes()).map_err(|_| {
-                ApiError::new(500, "PGRST000", "the function's bytes came back malformed")
-            })?
-        } else {
-            text.into_bytes()
-        };
+        let bytes = handler_bytes(&out, func.media_binary)?;
         return Ok(ctx.reply(
             StatusCode::OK,
             &out,

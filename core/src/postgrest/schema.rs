@@ -1160,18 +1160,14 @@ pub(crate) mod tests {
     }
 
     /// `first` references `second` twice; `tree` references itself.
-    fn two_keys_and_a_tree() -> Schema {
-        let mut s = demo();
-        for (name, cols) in [
-            ("first", &["id", "second_id_1", "second_id_2"][..]),
-            ("second", &["id"][..]),
-            ("tree", &["id", "parent"][..]),
-        ] {
+    /// Tables of `esg` with integer columns and `id` as their key.
+    fn add_int_tables(s: &mut Schema, tables: &[(&str, &[&str])]) {
+        for (name, cols) in tables {
             s.tables.insert(
-                ("esg".into(), name.into()),
+                ("esg".into(), name.to_string()),
                 Table {
                     schema: "esg".into(),
-                    name: name.into(),
+                    name: name.to_string(),
                     columns: cols.iter().map(|c| col(c, "int4")).collect(),
                     primary_key: vec!["id".into()],
                     unique_keys: vec![vec!["id".into()]],
@@ -1179,6 +1175,18 @@ pub(crate) mod tests {
                 },
             );
         }
+    }
+
+    fn two_keys_and_a_tree() -> Schema {
+        let mut s = demo();
+        add_int_tables(
+            &mut s,
+            &[
+                ("first", &["id", "second_id_1", "second_id_2"]),
+                ("second", &["id"]),
+                ("tree", &["id", "parent"]),
+            ],
+        );
         s.foreign_keys.extend([
             fk(
                 "first_second_id_1_fkey",
@@ -1205,22 +1213,13 @@ pub(crate) mod tests {
         // (one-to-many from agents): PostgREST sorts one-to-many first, even
         // though the many-to-one key sorts first by name
         let mut s = two_keys_and_a_tree();
-        for (name, cols) in [
-            ("agents", &["id", "department_id"][..]),
-            ("departments", &["id", "head_id"][..]),
-        ] {
-            s.tables.insert(
-                ("esg".into(), name.into()),
-                Table {
-                    schema: "esg".into(),
-                    name: name.into(),
-                    columns: cols.iter().map(|c| col(c, "int4")).collect(),
-                    primary_key: vec!["id".into()],
-                    unique_keys: vec![vec!["id".into()]],
-                    is_view: false,
-                },
-            );
-        }
+        add_int_tables(
+            &mut s,
+            &[
+                ("agents", &["id", "department_id"]),
+                ("departments", &["id", "head_id"]),
+            ],
+        );
         s.foreign_keys.extend([
             fk(
                 "agents_department_id_fkey",
