@@ -606,6 +606,9 @@ async fn process(
     } else {
         "content-profile"
     };
+    // PostgREST answers with `Content-Profile` when the schema was chosen by
+    // a profile header or could have been (several schemas exposed)
+    let negotiated_profile = headers.contains_key(profile_header) || st.schemas.len() > 1;
     let schema = match headers.get(profile_header).and_then(|v| v.to_str().ok()) {
         Some(p) => {
             if !st.schemas.iter().any(|s| s == p) {
@@ -702,6 +705,7 @@ async fn process(
     let tx_applied = applied.first().cloned();
     let ctx = Ctx {
         st: st.clone(),
+        negotiated_profile,
         identity,
         method: method.clone(),
         path: uri.path().to_string(),
@@ -830,6 +834,8 @@ struct Ctx {
     headers_json: String,
     cookies_json: String,
     schema: String,
+    /// Responses with a body carry `Content-Profile: <schema>`.
+    negotiated_profile: bool,
     rollback: bool,
     media: Media,
     /// `nulls=stripped` on the JSON media type.
@@ -1011,6 +1017,13 @@ impl Ctx {
         match ctype {
             Some(c) => {
                 h.insert(header::CONTENT_TYPE, c);
+                // a body says which schema it is from when that was
+                // negotiated, as PostgREST does
+                if self.negotiated_profile {
+                    if let Ok(v) = HeaderValue::from_str(&self.schema) {
+                        h.insert(HeaderName::from_static("content-profile"), v);
+                    }
+                }
             }
             // no body (return=minimal/headers-only, 204): no Content-Type, as PostgREST
             None => {

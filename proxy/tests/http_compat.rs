@@ -2480,6 +2480,19 @@ async fn postgrest_spec_data_representations_and_errors() {
             r.headers()["content-location"],
             "/s_todos?id=gt.0&name=eq.one%20two&select=id"
         );
+        // two schemas exposed (esg, tenancy): a body says which one it is from
+        assert_eq!(r.headers()["content-profile"], "esg");
+        let r = p
+            .patch("/s_todos?id=eq.1")
+            .bearer_auth(&acme)
+            .header("Content-Profile", "esg")
+            .header("Prefer", "tx=rollback")
+            .json(&serde_json::json!({"name": "uno"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        assert!(r.headers().get("content-profile").is_none());
         // PostgREST's parse error wording
         let (s, v) = get("/s_todos?order=id.ac").await;
         assert_eq!(
