@@ -1790,7 +1790,14 @@ async fn rpc(
     let raw_media = func
         .media_type
         .as_deref()
-        .filter(|_| ctx.explain.is_none() && func.result_columns.is_empty() && !func.returns_void)
+        // only a single scalar is a handler's value (PostgREST: a set of
+        // them in a media type is 406)
+        .filter(|_| {
+            ctx.explain.is_none()
+                && func.result_columns.is_empty()
+                && !func.returns_void
+                && !func.returns_set
+        })
         .and_then(|mt| {
             handler_media(
                 headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
