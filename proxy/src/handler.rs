@@ -1790,14 +1790,7 @@ async fn rpc(
     let raw_media = func
         .media_type
         .as_deref()
-        // only a single scalar is a handler's value (PostgREST: a set of
-        // them in a media type is 406)
-        .filter(|_| {
-            ctx.explain.is_none()
-                && func.result_columns.is_empty()
-                && !func.returns_void
-                && !func.returns_set
-        })
+        .filter(|_| ctx.explain.is_none() && func.result_columns.is_empty() && !func.returns_void)
         .and_then(|mt| {
             handler_media(
                 headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),

@@ -2298,11 +2298,6 @@ async fn postgrest_spec_data_representations_and_errors() {
              CREATE FUNCTION esg.s_out_trans(state esg."pg/outfunc", next anyelement) RETURNS esg."pg/outfunc"
                LANGUAGE sql AS $$ SELECT (state || next::text || E'\n')::esg."pg/outfunc" $$;
              CREATE AGGREGATE esg.s_out(anyelement) (initcond = '', stype = esg."pg/outfunc", sfunc = esg.s_out_trans);
-             CREATE DOMAIN esg."text/x-note" AS text;
-             CREATE FUNCTION esg.s_note() RETURNS esg."text/x-note" LANGUAGE sql STABLE
-               AS $$ SELECT 'a note'::esg."text/x-note" $$;
-             CREATE FUNCTION esg.s_notes_text() RETURNS SETOF esg."text/x-note" LANGUAGE sql STABLE
-               AS $$ VALUES ('one'::esg."text/x-note"), ('two') $$;
              CREATE FUNCTION esg.s_raise(bad boolean) RETURNS void LANGUAGE plpgsql AS $$
                BEGIN
                  IF bad THEN
@@ -2637,13 +2632,6 @@ async fn postgrest_spec_data_representations_and_errors() {
         assert_eq!((s, ct.as_str()), (200, "application/json; charset=utf-8"));
         let (s, _, _) = accept("/s_words", "text/bogus").await;
         assert_eq!(s, 406);
-        // a function's handler value is one scalar; a set of them is 406
-        assert_eq!(
-            accept("/rpc/s_note", "text/x-note").await,
-            (200, "text/x-note".to_string(), "a note".to_string())
-        );
-        let (s, _, body) = accept("/rpc/s_notes_text", "text/x-note").await;
-        assert_eq!(s, 406, "{body}");
         // a raw text body gets no hint
         let r = p
             .post("/rpc/s_pair")
