@@ -28,8 +28,10 @@ CONF
     fi
     ensure_tls
     if as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
-        [ "$TLS_CHANGED" = 1 ] && as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" reload >/dev/null
-        return
+        if [ "$TLS_CHANGED" = 1 ]; then
+            as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" reload >/dev/null
+        fi
+        return 0
     fi
     log "starting PostgreSQL 15 on $PGHOST:$PGPORT ($PGDATA_DIR)"
     as_cluster_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
