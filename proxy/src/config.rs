@@ -20,7 +20,12 @@ pub struct Config {
     )]
     pub db_uri: String,
     /// Exposed schemas, comma-separated; the first is the default.
-    #[arg(long, env = "PGRST_DB_SCHEMAS", default_value = "public")]
+    #[arg(
+        long,
+        env = "PGRST_DB_SCHEMAS",
+        alias = "db-schema",
+        default_value = "public"
+    )]
     pub db_schemas: String,
     #[arg(long, env = "PGRST_DB_ANON_ROLE")]
     pub db_anon_role: Option<String>,
@@ -29,21 +34,26 @@ pub struct Config {
     #[arg(long, env = "PGRST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// The secret is base64 (URL-safe characters accepted).
-    #[arg(long, env = "PGRST_JWT_SECRET_IS_BASE64", default_value = "false", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_JWT_SECRET_IS_BASE64", alias = "secret-is-base64", default_value = "false", action = ArgAction::Set)]
     pub jwt_secret_is_base64: bool,
     /// The audience a token must name in `aud` (when it has one).
     #[arg(long, env = "PGRST_JWT_AUD")]
     pub jwt_aud: Option<String>,
     /// Where the role is in the claims: `.role`, `.app_metadata.role`,
     /// `."https://example.com/claims".role`, `.roles[0]`.
-    #[arg(long, env = "PGRST_JWT_ROLE_CLAIM_KEY", default_value = ".role")]
+    #[arg(
+        long,
+        env = "PGRST_JWT_ROLE_CLAIM_KEY",
+        alias = "role-claim-key",
+        default_value = ".role"
+    )]
     pub jwt_role_claim_key: String,
     /// Seconds a verified token is kept (re-checked against exp/nbf on
     /// every use); 0 verifies every request.
     #[arg(long, env = "PGRST_JWT_CACHE_MAX_LIFETIME", default_value_t = 3600)]
     pub jwt_cache_max_lifetime: u64,
     /// A function called after the request settings, before the statement.
-    #[arg(long, env = "PGRST_DB_PRE_REQUEST")]
+    #[arg(long, env = "PGRST_DB_PRE_REQUEST", alias = "pre-request")]
     pub db_pre_request: Option<String>,
     /// commit | commit-allow-override | rollback | rollback-allow-override
     #[arg(long, env = "PGRST_DB_TX_END", default_value = "commit")]
@@ -64,7 +74,7 @@ pub struct Config {
     /// EXPLAIN (off by default: plans reveal table sizes and indexes).
     #[arg(long, env = "PGRST_DB_PLAN_ENABLED", default_value = "false", action = ArgAction::Set)]
     pub db_plan_enabled: bool,
-    #[arg(long, env = "PGRST_DB_MAX_ROWS")]
+    #[arg(long, env = "PGRST_DB_MAX_ROWS", alias = "max-rows")]
     pub db_max_rows: Option<u64>,
     #[arg(long, env = "PGRST_DB_AGGREGATES_ENABLED", default_value = "false", action = ArgAction::Set)]
     pub db_aggregates_enabled: bool,
@@ -73,6 +83,74 @@ pub struct Config {
     /// Extra schemas on the search_path after the request's schema.
     #[arg(long, env = "PGRST_DB_EXTRA_SEARCH_PATH", default_value = "public")]
     pub db_extra_search_path: String,
+    /// What `GET /` describes: `follow-privileges` (what the request's role
+    /// may use), `ignore-privileges` (everything exposed) or `disabled`
+    /// (404 `PGRST126`).
+    #[arg(long, env = "PGRST_OPENAPI_MODE", default_value = "follow-privileges")]
+    pub openapi_mode: String,
+    /// Add `security` and `securityDefinitions` (a bearer JWT) to the
+    /// OpenAPI document.
+    #[arg(long, env = "PGRST_OPENAPI_SECURITY_ACTIVE", default_value = "false", action = ArgAction::Set)]
+    pub openapi_security_active: bool,
+    /// The public URI the API is reached at behind a reverse proxy
+    /// (`https://api.example.com/v1`): the document's `host`, `basePath`
+    /// and `schemes`.
+    #[arg(long, env = "PGRST_OPENAPI_SERVER_PROXY_URI")]
+    pub openapi_server_proxy_uri: Option<String>,
+    /// A function (`root` or `schema.root`) whose result answers `GET /`
+    /// instead of the OpenAPI document.
+    #[arg(long, env = "PGRST_DB_ROOT_SPEC")]
+    pub db_root_spec: Option<String>,
+    /// A request header (`X-Request-Id`) copied onto the response.
+    #[arg(long, env = "PGRST_SERVER_TRACE_HEADER")]
+    pub server_trace_header: Option<String>,
+    /// Send `Server-Timing` (jwt, parse, plan, transaction, response in ms).
+    #[arg(long, env = "PGRST_SERVER_TIMING_ENABLED", default_value = "false", action = ArgAction::Set)]
+    pub server_timing_enabled: bool,
+    /// Listen on this unix socket instead of `server-host:server-port`.
+    #[arg(long, env = "PGRST_SERVER_UNIX_SOCKET")]
+    pub server_unix_socket: Option<String>,
+    /// The unix socket's permissions, octal 600 to 777.
+    #[arg(long, env = "PGRST_SERVER_UNIX_SOCKET_MODE", default_value = "660")]
+    pub server_unix_socket_mode: String,
+    /// A second port with `/live`, `/ready` and `/metrics` only (for
+    /// health checks that must not pass through the API).
+    #[arg(long, env = "PGRST_ADMIN_SERVER_PORT")]
+    pub admin_server_port: Option<u16>,
+    /// `crit`, `error`, `warn`, `info` (default here) or `debug`;
+    /// `RUST_LOG`, when set, wins.
+    #[arg(long, env = "PGRST_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// The channel listened on for `NOTIFY <channel>, 'reload schema'`.
+    #[arg(long, env = "PGRST_DB_CHANNEL", default_value = "pgrst")]
+    pub db_channel: String,
+    /// Listen on `db-channel` (off behind PgBouncer transaction pooling;
+    /// SIGUSR1 still reloads).
+    #[arg(long, env = "PGRST_DB_CHANNEL_ENABLED", default_value = "true", action = ArgAction::Set)]
+    pub db_channel_enabled: bool,
+    /// Seconds a request waits for a pooled connection before 504 `PGRST003`.
+    #[arg(long, env = "PGRST_DB_POOL_ACQUISITION_TIMEOUT", default_value_t = 10)]
+    pub db_pool_acquisition_timeout: u64,
+    /// Seconds a pooled connection lives before it is replaced (when idle).
+    #[arg(long, env = "PGRST_DB_POOL_MAX_LIFETIME", default_value_t = 1800)]
+    pub db_pool_max_lifetime: u64,
+    /// Seconds an unused pooled connection stays open.
+    #[arg(
+        long,
+        env = "PGRST_DB_POOL_MAX_IDLETIME",
+        alias = "db-pool-timeout",
+        default_value_t = 30
+    )]
+    pub db_pool_max_idletime: u64,
+    /// When the database cannot be reached at start, keep retrying (1 s,
+    /// doubling up to 32 s) and answer 503 `PGRST002` meanwhile; `false`:
+    /// exit instead.
+    #[arg(long, env = "PGRST_DB_POOL_AUTOMATIC_RECOVERY", default_value = "true", action = ArgAction::Set)]
+    pub db_pool_automatic_recovery: bool,
+    /// Keep statements prepared on each connection; `false` sends every
+    /// statement unnamed (for PgBouncer in transaction pooling mode).
+    #[arg(long, env = "PGRST_DB_PREPARED_STATEMENTS", default_value = "true", action = ArgAction::Set)]
+    pub db_prepared_statements: bool,
     /// A connection that may read every tenant's plan (e.g. a tenancy_superadmin login);
     /// without it every tenant gets the default limit.
     #[arg(long, env = "TENANCY_ADMIN_DB_URI", hide_env_values = true)]
@@ -143,6 +221,29 @@ impl Config {
             .collect()
     }
 
+    /// Settings that can be wrong in ways clap cannot see; checked before
+    /// anything starts, as PostgREST refuses them at startup.
+    pub fn validate(&self) -> Result<(), String> {
+        OpenApiMode::parse(&self.openapi_mode)?;
+        if let Some(u) = &self.openapi_server_proxy_uri {
+            ProxyUri::parse(u)?;
+        }
+        unix_socket_mode(&self.server_unix_socket_mode)?;
+        log_filter(&self.log_level)?;
+        if let Some(h) = &self.server_trace_header {
+            axum::http::HeaderName::try_from(h.as_str())
+                .map_err(|_| format!("server-trace-header: {h:?} is not a header name"))?;
+        }
+        if self.db_channel.is_empty() {
+            return Err("db-channel: empty".into());
+        }
+        Ok(())
+    }
+
+    pub fn openapi(&self) -> OpenApiMode {
+        OpenApiMode::parse(&self.openapi_mode).unwrap_or(OpenApiMode::FollowPrivileges)
+    }
+
     pub fn schemas(&self) -> Vec<String> {
         self.db_schemas
             .split(',')
@@ -180,39 +281,53 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {path}: {e}"))?;
-        // long flag → its environment variable (PGRST_* or TENANCY_*)
-        let known: HashMap<String, Option<std::ffi::OsString>> =
-            <Config as clap::CommandFactory>::command()
-                .get_arguments()
-                .filter_map(|a| {
-                    Some((a.get_long()?.to_string(), a.get_env().map(|e| e.to_owned())))
-                })
-                .collect();
-        let mut args: Vec<String> = std::env::args().collect();
+        let (args, app) =
+            Config::args_with_file(&text, std::env::args().collect(), |n| std::env::var(n).ok())
+                .map_err(|e| format!("config file {path}: {e}"))?;
+        Config::try_parse_from(args)
+            .map_err(|e| e.to_string())
+            .map(|c| c.with_app_settings(app, std::env::vars()))
+    }
+
+    /// The command line with a config file's settings added as flags where
+    /// neither a flag nor the environment set them (PostgREST's order: the
+    /// environment wins over the file), and the file's `app.settings.*`.
+    /// PostgREST's older names (`max-rows`, `pre-request`, `db-schema`,
+    /// `role-claim-key`, `secret-is-base64`, `db-pool-timeout`) are
+    /// accepted; unknown keys are skipped with a warning.
+    pub fn args_with_file(
+        text: &str,
+        mut args: Vec<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Vec<String>, Settings), String> {
+        let mut known: HashMap<String, (String, Option<String>)> = HashMap::new();
+        for a in <Config as clap::CommandFactory>::command().get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            let var = a.get_env().map(|e| e.to_string_lossy().into_owned());
+            for name in std::iter::once(long).chain(a.get_all_aliases().into_iter().flatten()) {
+                known.insert(name.to_string(), (long.to_string(), var.clone()));
+            }
+        }
         let mut app = Vec::new();
-        for (k, v) in parse_config_file(&text, |n| std::env::var(n).ok())
-            .map_err(|e| format!("config file {path}: {e}"))?
-        {
+        for (k, v) in parse_config_file(text, &env)? {
             if k.starts_with(APP_SETTINGS) {
                 app.push((k, v));
                 continue;
             }
-            let Some(env) = known.get(&k) else {
-                eprintln!("tenancy-proxy: {path}: ignoring unsupported setting {k}");
+            let Some((long, var)) = known.get(&k) else {
+                eprintln!("tenancy-proxy: config file: ignoring unsupported setting {k}");
                 continue;
             };
-            let flag = format!("--{k}");
+            let flag = format!("--{long}");
             let given = args
                 .iter()
                 .any(|a| a == &flag || a.starts_with(&format!("{flag}=")));
-            let in_env = env.as_ref().is_some_and(|e| std::env::var_os(e).is_some());
+            let in_env = var.as_deref().is_some_and(|e| env(e).is_some());
             if !in_env && !given {
                 args.push(format!("{flag}={v}"));
             }
         }
-        Config::try_parse_from(args)
-            .map_err(|e| e.to_string())
-            .map(|c| c.with_app_settings(app, std::env::vars()))
+        Ok((args, app))
     }
 
     /// `app.settings.*` from the config file's pairs and the environment's
@@ -237,7 +352,88 @@ impl Config {
     }
 }
 
+/// `openapi-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenApiMode {
+    FollowPrivileges,
+    IgnorePrivileges,
+    Disabled,
+}
+
+impl OpenApiMode {
+    pub fn parse(s: &str) -> Result<OpenApiMode, String> {
+        match s {
+            "follow-privileges" => Ok(OpenApiMode::FollowPrivileges),
+            "ignore-privileges" => Ok(OpenApiMode::IgnorePrivileges),
+            "disabled" => Ok(OpenApiMode::Disabled),
+            _ => Err(format!(
+                "openapi-mode: {s:?} is not one of follow-privileges, ignore-privileges, disabled"
+            )),
+        }
+    }
+}
+
+/// `openapi-server-proxy-uri` as the OpenAPI document states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUri {
+    pub scheme: String,
+    /// `host:port`, the port the scheme's default when not given.
+    pub host: String,
+    pub base_path: String,
+}
+
+impl ProxyUri {
+    /// An absolute `http`/`https` URI with a host; anything else is the
+    /// startup error PostgREST gives ("Malformed proxy uri").
+    pub fn parse(s: &str) -> Result<ProxyUri, String> {
+        let bad = || {
+            format!("openapi-server-proxy-uri: malformed proxy uri {s:?} (expected http(s)://host[:port][/path])")
+        };
+        let u = url::Url::parse(s).map_err(|_| bad())?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(bad());
+        }
+        let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+        let port = u.port_or_known_default().ok_or_else(bad)?;
+        Ok(ProxyUri {
+            scheme: u.scheme().to_string(),
+            host: format!("{host}:{port}"),
+            base_path: u.path().to_string(),
+        })
+    }
+}
+
+/// `server-unix-socket-mode`: octal, 600 to 777 (the owner must be able to
+/// read and write it).
+pub fn unix_socket_mode(s: &str) -> Result<u32, String> {
+    let bad = || format!("server-unix-socket-mode: {s:?} is not an octal mode from 600 to 777");
+    let m = u32::from_str_radix(s.trim(), 8).map_err(|_| bad())?;
+    if (0o600..=0o777).contains(&m) {
+        Ok(m)
+    } else {
+        Err(bad())
+    }
+}
+
+/// `log-level` as a tracing filter. Startup lines (the address, the
+/// schema cache) are always logged, as PostgREST does at every level;
+/// `crit` is `error` here.
+pub fn log_filter(level: &str) -> Result<&'static str, String> {
+    match level {
+        "crit" | "error" => Ok("error,startup=info"),
+        "warn" => Ok("warn,startup=info"),
+        "info" => Ok("info,tower_http=info"),
+        "debug" => Ok("debug,tokio_postgres=info,hyper=info"),
+        _ => Err(format!(
+            "log-level: {level:?} is not one of crit, error, warn, info, debug"
+        )),
+    }
+}
+
 const APP_SETTINGS: &str = "app.settings.";
+
+/// `(name, value)` pairs.
+pub type Settings = Vec<(String, String)>;
 
 /// PostgREST's config file (configurator-pg syntax, one `key = value` per
 /// line): `#` comments, also after a value; double-quoted strings with the
@@ -438,5 +634,66 @@ mod tests {
         let c = Config::for_uri("postgres://x", "a,b");
         assert_eq!(c.schemas(), vec!["a", "b"]);
         assert_eq!(c.plan_limits().get("pro"), Some(&100));
+    }
+
+    #[test]
+    fn file_settings_by_old_and_new_names() {
+        let text = "max-rows = 5\npre-request = \"api.check\"\ndb-pool-timeout = 7\nopenapi-mode = \"disabled\"\nserver-trace-header = \"X-Request-Id\"\nnot-a-setting = 1\napp.settings.x = \"y\"\n";
+        let args = vec!["tenancy-proxy".to_string(), "f.conf".to_string()];
+        let (args, app) = Config::args_with_file(text, args, |_| None).unwrap();
+        let c = Config::try_parse_from(&args).unwrap();
+        assert_eq!(c.db_max_rows, Some(5));
+        assert_eq!(c.db_pre_request.as_deref(), Some("api.check"));
+        assert_eq!(c.db_pool_max_idletime, 7);
+        assert_eq!(c.openapi(), OpenApiMode::Disabled);
+        assert_eq!(c.server_trace_header.as_deref(), Some("X-Request-Id"));
+        assert_eq!(app, vec![("app.settings.x".to_string(), "y".to_string())]);
+        // a flag on the command line, or the environment, wins over the file
+        let args = vec!["tenancy-proxy".to_string(), "--db-max-rows=9".to_string()];
+        let (args, _) = Config::args_with_file(text, args, |_| None).unwrap();
+        assert_eq!(Config::try_parse_from(&args).unwrap().db_max_rows, Some(9));
+        let (args, _) = Config::args_with_file(text, vec!["tenancy-proxy".to_string()], |n| {
+            (n == "PGRST_DB_MAX_ROWS").then(|| "3".to_string())
+        })
+        .unwrap();
+        assert!(
+            !args.iter().any(|a| a.starts_with("--db-max-rows")),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn proxy_uri_socket_mode_openapi_mode_log_level() {
+        let u = ProxyUri::parse("https://api.example.com/v1").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.host.as_str(), u.base_path.as_str()),
+            ("https", "api.example.com:443", "/v1")
+        );
+        let u = ProxyUri::parse("http://localhost:8080").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.base_path.as_str()),
+            ("localhost:8080", "/")
+        );
+        for bad in ["ftp://x.example", "api.example.com", "http://", ""] {
+            assert!(ProxyUri::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(unix_socket_mode("660"), Ok(0o660));
+        assert_eq!(unix_socket_mode("777"), Ok(0o777));
+        for bad in ["599", "800", "6a0", "", "1777"] {
+            assert!(unix_socket_mode(bad).is_err(), "{bad}");
+        }
+        assert!(OpenApiMode::parse("follow-privileges").is_ok());
+        assert!(OpenApiMode::parse("Disabled").is_err());
+        for l in ["crit", "error", "warn", "info", "debug"] {
+            assert!(log_filter(l).is_ok());
+        }
+        assert!(log_filter("verbose").is_err());
+        let mut c = Config::for_uri("postgresql://x@localhost/db", "api");
+        assert!(c.validate().is_ok());
+        c.openapi_mode = "none".into();
+        assert!(c.validate().unwrap_err().contains("openapi-mode"));
+        c.openapi_mode = "disabled".into();
+        c.server_trace_header = Some("bad header".into());
+        assert!(c.validate().unwrap_err().contains("server-trace-header"));
     }
 }

@@ -106,6 +106,35 @@ pub fn db_error(e: &tokio_postgres::Error, authenticated: bool) -> ApiError {
     }
 }
 
+/// A pooled connection, or PostgREST's error: 504 `PGRST003` when none
+/// came free within `db-pool-acquisition-timeout`, 503 `PGRST001` when the
+/// database cannot be reached.
+pub async fn connection(state: &AppState) -> Result<deadpool_postgres::Object, ApiError> {
+    use deadpool_postgres::PoolError;
+    state.pool.get().await.map_err(|err| match err {
+        PoolError::Timeout(_) => {
+            metrics::counter!("pgrst_db_pool_timeouts_total").increment(1);
+            ApiError::new(
+                504,
+                "PGRST003",
+                "Timed out acquiring connection from connection pool.",
+            )
+        }
+        PoolError::Backend(e) => ApiError::new(
+            503,
+            "PGRST001",
+            "Database client error. Retrying the connection.",
+        )
+        .details(crate::pg::error_chain(&e)),
+        other => ApiError::new(
+            503,
+            "PGRST001",
+            "Database client error. Retrying the connection.",
+        )
+        .details(other.to_string()),
+    })
+}
+
 pub fn singular_error(n: i64) -> ApiError {
     ApiError::new(
         406,
@@ -165,14 +194,7 @@ impl Drop for Conn {
 /// inside the transaction, after `search_path` is set, so a cache miss
 /// resolves names exactly as the request sees them.
 pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
-    let obj = state.pool.get().await.map_err(|err| {
-        ApiError::new(
-            503,
-            "PGRST003",
-            "Timed out acquiring connection from connection pool.",
-        )
-        .details(err.to_string())
-    })?;
+    let obj = connection(&state).await?;
     let mut conn = Conn {
         obj: Some(obj),
         clean: false,
@@ -253,13 +275,14 @@ async fn run_on(
         .collect::<Vec<_>>()
         .join(", ");
     let tenant = e.identity.tenant.as_deref().unwrap_or_default();
-    let setup = client.prepare_cached(SETUP).await.map_err(fail(false))?;
+    let prepared = state.config.db_prepared_statements;
+    let any = unspecified();
+    let setup = stmt(client, prepared, SETUP).await.map_err(fail(false))?;
     let app_settings = &state.config.app_settings;
     let set_extra = match e.settings.is_empty() && app_settings.is_empty() {
         true => None,
         false => Some(
-            client
-                .prepare_cached(SET_CONFIG)
+            stmt(client, prepared, SET_CONFIG)
                 .await
                 .map_err(fail(false))?,
         ),
@@ -293,14 +316,14 @@ async fn run_on(
     // round trip 1: BEGIN; settings; pre-request
     let (r_begin, r_setup, r_extra, r_pre) = tokio::join!(
         client.batch_execute(begin),
-        client.query(&setup, &settings),
+        query(client, &setup, &settings, &Type::TEXT),
         async {
             match &set_extra {
-                Some(set) => {
-                    futures_util::future::try_join_all(extra.iter().map(|kv| client.query(set, kv)))
-                        .await
-                        .map(drop)
-                }
+                Some(set) => futures_util::future::try_join_all(
+                    extra.iter().map(|kv| query(client, set, kv, &Type::TEXT)),
+                )
+                .await
+                .map(drop),
                 None => Ok(()),
             }
         },
@@ -322,8 +345,14 @@ async fn run_on(
         let sql = format!("{prefix} {}", e.statement.sql);
         let end = if e.rollback { "ROLLBACK" } else { "COMMIT" };
         // prepared first: a pipelined COMMIT must not overtake the statement
-        let stmt = client.prepare(&sql).await.map_err(fail(true))?;
-        let (rows, r_end) = tokio::join!(client.query(&stmt, &refs), client.batch_execute(end));
+        let explained = match prepared {
+            true => Stmt::Prepared(client.prepare(&sql).await.map_err(fail(true))?),
+            false => Stmt::Unnamed(&sql),
+        };
+        let (rows, r_end) = tokio::join!(
+            query(client, &explained, &refs, &any),
+            client.batch_execute(end)
+        );
         let rows = rows.map_err(|err| (db_error(&err, auth), r_end.is_err()))?;
         r_end.map_err(fail(false))?;
         let body = match rows.first().map(|r| r.columns()[0].type_().clone()) {
@@ -344,12 +373,11 @@ async fn run_on(
         };
         return Ok((out, true));
     }
-    let stmt = client
-        .prepare_cached(&e.statement.sql)
+    let main = stmt(client, prepared, &e.statement.sql)
         .await
         .map_err(fail(true))?;
     let plan = match &e.plan {
-        Some(p) => Some(client.prepare_cached(&p.sql).await.map_err(fail(true))?),
+        Some(p) => Some(stmt(client, prepared, &p.sql).await.map_err(fail(true))?),
         None => None,
     };
     let plan_params: Vec<Untyped> = e
@@ -366,10 +394,12 @@ async fn run_on(
     let ends_now = !e.singular && e.max_affected.is_none();
     let end = if e.rollback { "ROLLBACK" } else { "COMMIT" };
     let (rows, r_plan, r_end) = tokio::join!(
-        client.query(&stmt, &refs),
+        query(client, &main, &refs, &any),
         async {
             match &plan {
-                Some(p) => client.query(p, &plan_refs).await.map(|r| plan_rows(&r)),
+                Some(p) => query(client, p, &plan_refs, &any)
+                    .await
+                    .map(|r| plan_rows(&r)),
                 None => Ok(None),
             }
         },
@@ -403,6 +433,54 @@ async fn run_on(
         planned,
     };
     Ok((out, ends_now))
+}
+
+/// A statement to run: prepared once per connection and kept
+/// (`db-prepared-statements`, the default), or sent unnamed each time —
+/// parsed on every use, but nothing outlives the transaction, as PgBouncer's
+/// transaction pooling needs.
+enum Stmt<'a> {
+    Prepared(tokio_postgres::Statement),
+    Unnamed(&'a str),
+}
+
+async fn stmt<'a>(
+    client: &deadpool_postgres::ClientWrapper,
+    prepared: bool,
+    sql: &'a str,
+) -> Result<Stmt<'a>, tokio_postgres::Error> {
+    Ok(match prepared {
+        true => Stmt::Prepared(client.prepare_cached(sql).await?),
+        false => Stmt::Unnamed(sql),
+    })
+}
+
+/// The parameter type "unspecified" (oid 0): PostgreSQL infers it from
+/// the statement, as when the statement is prepared without types.
+fn unspecified() -> Type {
+    Type::new(
+        "unspecified".into(),
+        0,
+        tokio_postgres::types::Kind::Pseudo,
+        "pg_catalog".into(),
+    )
+}
+
+/// Run `s`; an unnamed statement sends its parameters as `ty`.
+async fn query(
+    client: &deadpool_postgres::ClientWrapper,
+    s: &Stmt<'_>,
+    params: &[&(dyn ToSql + Sync)],
+    ty: &Type,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    match s {
+        Stmt::Prepared(p) => client.query(p, params).await,
+        Stmt::Unnamed(sql) => {
+            let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+                params.iter().map(|p| (*p, ty.clone())).collect();
+            client.query_typed(sql, &typed).await
+        }
+    }
 }
 
 /// One `set_config` of [`Exec::settings`].

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode,
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value as Json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tenancy_core::postgrest::ast::{Condition, Operator, Query, Value};
@@ -29,6 +29,11 @@ pub async fn health() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         "{\"status\":\"ok\"}",
     )
+}
+
+/// The admin server's `/live`: the process answers.
+pub async fn live() -> StatusCode {
+    StatusCode::OK
 }
 
 pub async fn ready(State(st): State<Arc<AppState>>) -> Response {
@@ -52,12 +57,88 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     metrics::gauge!("tenancy_proxy_pool_available").set(s.available as f64);
     metrics::gauge!("tenancy_proxy_pool_max_size").set(s.max_size as f64);
     metrics::gauge!("tenancy_proxy_pool_waiting").set(s.waiting as f64);
+    // PostgREST's names for the same (its admin server's /metrics)
+    metrics::gauge!("pgrst_db_pool_available").set(s.available as f64);
+    metrics::gauge!("pgrst_db_pool_waiting").set(s.waiting as f64);
+    metrics::gauge!("pgrst_db_pool_max").set(s.max_size as f64);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),
     )
         .into_response()
+}
+
+/// `server-timing-enabled`: when each step of a request ended, for the
+/// `Server-Timing` header (jwt, parse, plan, transaction, response).
+/// `parse` is reading the request (path, headers, preferences), `plan`
+/// parsing the query string and building the statement, `transaction` the
+/// database's round trips, `response` rendering the answer.
+pub struct Timing {
+    start: Instant,
+    /// nanoseconds after `start` + 1 (0: not reached): jwt verified, request
+    /// read, statement sent, transaction ended
+    marks: [AtomicU64; 4],
+}
+
+const JWT: usize = 0;
+const PARSED: usize = 1;
+const SENT: usize = 2;
+const DONE: usize = 3;
+
+impl Timing {
+    fn new(start: Instant) -> Timing {
+        Timing {
+            start,
+            marks: Default::default(),
+        }
+    }
+
+    /// Mark step `i` as ended now (the first mark of `SENT` and the last of
+    /// `DONE` count, when a request runs more than one statement).
+    fn mark(&self, i: usize) {
+        let ns = self.start.elapsed().as_nanos() as u64 + 1;
+        if i == DONE {
+            self.marks[i].store(ns, Ordering::Relaxed);
+        } else {
+            let _ = self.marks[i].compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The header value: the steps that ran, in milliseconds with one
+    /// decimal, as PostgREST renders it; an error response has no
+    /// `response` step, and stops at the step that failed.
+    fn header(&self, error: bool) -> String {
+        let end = self.start.elapsed().as_nanos() as u64 + 1;
+        let m: Vec<u64> = self
+            .marks
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
+        let mut steps = vec![("jwt", m[JWT])];
+        if m[JWT] != 0 && m[PARSED] != 0 {
+            steps.push(("parse", m[PARSED]));
+            if m[SENT] != 0 {
+                steps.push(("plan", m[SENT]));
+                if m[DONE] != 0 {
+                    steps.push(("transaction", m[DONE]));
+                }
+            }
+            if !error && (m[SENT] == 0 || m[DONE] != 0) {
+                steps.push(("response", end));
+            }
+        }
+        let mut last = 1;
+        let mut out = Vec::new();
+        for (name, at) in steps.into_iter().filter(|(_, at)| *at != 0) {
+            out.push(format!(
+                "{name};dur={:.1}",
+                at.saturating_sub(last) as f64 / 1e6
+            ));
+            last = at.max(last);
+        }
+        out.join(", ")
+    }
 }
 
 /// PostgREST's error response.
@@ -383,16 +464,10 @@ async fn timezone_names(st: &AppState) -> Result<Arc<HashSet<String>>, ApiError>
     if let Some(z) = cache.lock().expect("timezone cache").get(key) {
         return Ok(z.clone());
     }
-    let client = st.pool.get().await.map_err(|err| {
-        ApiError::new(
-            503,
-            "PGRST003",
-            "Timed out acquiring connection from connection pool.",
-        )
-        .details(err.to_string())
-    })?;
+    let client = db::connection(st).await?;
     let rows = client
-        .query("SELECT name FROM pg_catalog.pg_timezone_names", &[])
+        // unnamed: nothing left prepared on a pooled connection
+        .query_typed("SELECT name FROM pg_catalog.pg_timezone_names", &[])
         .await
         .map_err(|e| db::db_error(&e, false))?;
     let zones: Arc<HashSet<String>> = Arc::new(rows.iter().map(|r| r.get(0)).collect());
@@ -466,13 +541,43 @@ pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
             };
         }
     }
+    if !st.loaded.load(Ordering::Relaxed) {
+        let e = ApiError::new(
+            503,
+            "PGRST002",
+            "Could not query the database for the schema cache. Retrying.",
+        );
+        let mut r = error_response(&e);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
     let started = Instant::now();
+    let timing = st
+        .config
+        .server_timing_enabled
+        .then(|| Arc::new(Timing::new(started)));
     // Boxed: the request's state machine is several kB, and every layer
     // above (middleware, router, hyper) would otherwise move it by value.
-    let (resp, tenant) = match Box::pin(process(&st, &method, &uri, &headers, body)).await {
-        Ok(x) => x,
-        Err((e, tenant)) => (error_response(&e), tenant),
-    };
+    let (mut resp, tenant) =
+        match Box::pin(process(&st, &method, &uri, &headers, body, timing.clone())).await {
+            Ok(x) => x,
+            Err((e, tenant)) => (error_response(&e), tenant),
+        };
+    if let Some(t) = &timing {
+        let error = resp.status().is_client_error() || resp.status().is_server_error();
+        if let Ok(v) = HeaderValue::from_str(&t.header(error)) {
+            resp.headers_mut().insert("server-timing", v);
+        }
+    }
+    // `server-trace-header`: the request's value, back on the response
+    if let Some(name) = &st.config.server_trace_header {
+        if let Some(v) = headers.get(name.as_str()) {
+            if let Ok(n) = HeaderName::try_from(name.as_str()) {
+                resp.headers_mut().insert(n, v.clone());
+            }
+        }
+    }
     // Static label values where possible: no allocation per request.
     let status = resp.status();
     let status: metrics::SharedString = STATUS_LABELS
@@ -557,6 +662,7 @@ async fn process(
     uri: &Uri,
     headers: &HeaderMap,
     body: Bytes,
+    timing: Option<Arc<Timing>>,
 ) -> Result<(Response, String), Fail> {
     let auth_header = match headers.get(header::AUTHORIZATION) {
         None => None,
@@ -567,10 +673,11 @@ async fn process(
             )
         })?),
     };
-    let identity = st
-        .jwt
-        .identify(auth_header)
-        .map_err(|e| (e, "none".to_string()))?;
+    let identity = st.jwt.identify(auth_header);
+    if let Some(t) = &timing {
+        t.mark(JWT);
+    }
+    let identity = identity.map_err(|e| (e, "none".to_string()))?;
     // by slug, whether the token names the tenant by uuid or by slug
     let tenant = identity
         .tenant
@@ -703,7 +810,11 @@ async fn process(
     }
     // an error answer still says which transaction end it got (PostgREST)
     let tx_applied = applied.first().cloned();
+    if let Some(t) = &timing {
+        t.mark(PARSED);
+    }
     let ctx = Ctx {
+        timing: timing.clone(),
         st: st.clone(),
         negotiated_profile,
         identity,
@@ -723,8 +834,19 @@ async fn process(
     };
     let resp = if ctx.method == Method::OPTIONS {
         options(&ctx, &path)
+    } else if let Some(spec) = st
+        .config
+        .db_root_spec
+        .as_deref()
+        .filter(|_| path.is_empty())
+    {
+        root_spec(ctx, spec, raw_query, headers, &body).await
     } else if path.is_empty() {
-        crate::openapi::respond(&ctx.st, &ctx.identity, &ctx.schema, &ctx.method, headers).await
+        ctx.mark(SENT);
+        let r = crate::openapi::respond(&ctx.st, &ctx.identity, &ctx.schema, &ctx.method, headers)
+            .await;
+        ctx.mark(DONE);
+        r
     } else if let Some(f) = path.strip_prefix("rpc/").filter(|f| !f.contains('/')) {
         let mut ctx = ctx;
         let pairs = query_pairs(raw_query);
@@ -770,6 +892,46 @@ async fn process(
             Some(t) => fail(e.header("Preference-Applied", t)),
             None => fail(e),
         })
+}
+
+/// `GET /` with `db-root-spec`: the function's result instead of the
+/// OpenAPI document, as `application/openapi+json` when that is what the
+/// client asked for. A `schema.function` name in an exposed schema is
+/// called there; otherwise in the request's schema.
+async fn root_spec(
+    mut ctx: Ctx,
+    spec: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    if ctx.method != Method::GET && ctx.method != Method::HEAD {
+        return Err(ApiError::new(
+            405,
+            "PGRST117",
+            format!("Unsupported HTTP method: {}", ctx.method),
+        ));
+    }
+    let name = match spec.split_once('.') {
+        Some((schema, name)) if ctx.st.schemas.iter().any(|s| s == schema) => {
+            ctx.schema = schema.to_string();
+            name
+        }
+        _ => spec,
+    };
+    let openapi = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| accept_types(Some(a)).next())
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/openapi+json"));
+    let mut r = rpc(&mut ctx, name, query_pairs(raw_query), headers, body).await?;
+    if openapi && r.status().is_success() {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openapi+json; charset=utf-8"),
+        );
+    }
+    Ok(r)
 }
 
 /// `OPTIONS` without a CORS preflight: the methods the resource answers
@@ -828,6 +990,8 @@ fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
 
 struct Ctx {
     st: Arc<AppState>,
+    /// `server-timing-enabled`.
+    timing: Option<Arc<Timing>>,
     identity: Identity,
     method: Method,
     path: String,
@@ -852,6 +1016,12 @@ struct Ctx {
 }
 
 impl Ctx {
+    fn mark(&self, step: usize) {
+        if let Some(t) = &self.timing {
+            t.mark(step);
+        }
+    }
+
     fn options(&self) -> Options {
         Options {
             aggregates: self.st.config.db_aggregates_enabled,
@@ -914,12 +1084,15 @@ impl Ctx {
         if let Some(job) = self.job.as_ref().filter(|_| !explaining) {
             return crate::jobs::exec(job, e).await;
         }
+        self.mark(SENT);
         // A task of its own: a client that goes away cannot cancel the
         // transaction half-way and leave the pooled connection mid-statement.
         let st = self.st.clone();
         let out = tokio::spawn(Box::pin(db::run(st, e)))
             .await
-            .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"))??;
+            .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"));
+        self.mark(DONE);
+        let out = out??;
         match &self.explain {
             Some(x) => {
                 if let Ok(mut p) = x.plan.lock() {

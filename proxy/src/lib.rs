@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use tenancy_core::postgrest::schema::Schema;
-use tokio::sync::oneshot;
 
 pub use config::Config;
 
@@ -55,14 +54,23 @@ impl AppState {
     /// Re-read the schema cache.
     pub async fn reload_schema(&self) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|e| pg::error_chain(&e))?;
-        let mut s = schema_cache::load(&client, &self.schemas)
+        // one snapshot of the catalog; and every statement prepared and
+        // closed inside the transaction (PgBouncer's transaction pooling)
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(|e| e.to_string())?;
+        let loaded = schema_cache::load(&client, &self.schemas).await;
+        let end = client
+            .batch_execute(if loaded.is_ok() { "COMMIT" } else { "ROLLBACK" })
+            .await;
+        let mut s = loaded.map_err(|e| e.to_string())?;
+        end.map_err(|e| e.to_string())?;
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         s.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         *self.schema.write().expect("schema lock") = Arc::new(s);
         self.loaded.store(true, Ordering::SeqCst);
-        tracing::info!(schemas = ?self.schemas, "schema cache loaded");
+        tracing::info!(target: "startup", schemas = ?self.schemas, "schema cache loaded");
         Ok(())
     }
 
@@ -128,6 +136,7 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
             .trim()
             .to_string();
     }
+    config.validate()?;
     let db = pg::target(&config.db_uri).map_err(|e| format!("db-uri: {e}"))?;
     if let Some(o) = config
         .cors_origins()
@@ -148,7 +157,9 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
     );
     let pool = Pool::builder(mgr)
         .max_size(config.db_pool.max(1))
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .wait_timeout(Some(std::time::Duration::from_secs(
+            config.db_pool_acquisition_timeout,
+        )))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| e.to_string())?;
@@ -355,14 +366,16 @@ fn cors(origins: &[axum::http::HeaderValue]) -> tower_http::cors::CorsLayer {
 fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let st = state.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            if let Err(e) = listen_once(&st).await {
-                tracing::warn!(error = %e, "schema listener lost; retrying");
+    if st.config.db_channel_enabled {
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = listen_once(&st).await {
+                    tracing::warn!(error = %e, "schema listener lost; retrying");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        }
-    }));
+        }));
+    }
     #[cfg(unix)]
     {
         let st = state.clone();
@@ -377,6 +390,18 @@ fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }));
     }
+    // `db-pool-max-idletime` / `db-pool-max-lifetime`: unused connections
+    // past either are closed (a busy one is checked when it comes back)
+    let st = state.clone();
+    tasks.push(tokio::spawn(async move {
+        let idle = std::time::Duration::from_secs(st.config.db_pool_max_idletime);
+        let life = std::time::Duration::from_secs(st.config.db_pool_max_lifetime);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            st.pool
+                .retain(|_, m| m.last_used() < idle && m.age() < life);
+        }
+    }));
     // Histograms keep raw samples until drained: drain them periodically so
     // memory stays flat when nobody scrapes /metrics.
     let st = state.clone();
@@ -420,10 +445,15 @@ async fn listen_once(state: &Arc<AppState>) -> Result<(), String> {
         }
     });
     client
-        .batch_execute("LISTEN pgrst")
+        .batch_execute(&format!(
+            "LISTEN {}",
+            tenancy_core::ident::quote_ident(&state.config.db_channel)
+        ))
         .await
         .map_err(|e| e.to_string())?;
     while let Some(payload) = rx.recv().await {
+        // `reload config` is accepted (settings come from flags, the
+        // environment and the file, which a running process cannot re-read)
         if payload.is_empty() || payload == "reload schema" {
             let _ = state.reload_schema().await;
             state.reload_limits().await;
@@ -434,10 +464,14 @@ async fn listen_once(state: &Arc<AppState>) -> Result<(), String> {
 
 /// A running proxy (for tests and embedding).
 pub struct Running {
+    /// The API's TCP address (unspecified when it listens on
+    /// `server-unix-socket`).
     pub addr: SocketAddr,
+    /// `admin-server-port`'s address: `/live`, `/ready`, `/metrics`.
+    pub admin_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
-    shutdown: Option<oneshot::Sender<()>>,
-    join: tokio::task::JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    join: Vec<tokio::task::JoinHandle<()>>,
     /// Schema and plan reloaders, metrics upkeep.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -449,16 +483,17 @@ impl Running {
             .jobs
             .shutdown(std::time::Duration::from_secs(5))
             .await;
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
+        let _ = self.shutdown.send(true);
         // Graceful: in-flight requests finish; idle keep-alive connections
         // do not hold the process past the grace period.
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.join)
-            .await
-            .is_err()
-        {
-            self.join.abort();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        for j in &mut self.join {
+            if tokio::time::timeout_at(deadline, &mut *j).await.is_err() {
+                j.abort();
+            }
+        }
+        if let Some(path) = &self.state.config.server_unix_socket {
+            let _ = std::fs::remove_file(path);
         }
         // nothing keeps a connection open after stop: the listener's and
         // the pool's (idle ones close now, busy ones when returned)
@@ -469,29 +504,127 @@ impl Running {
     }
 }
 
-/// Load the schema cache, bind `addr` and serve until `stop` is called.
-pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> {
-    let state = state(config)?;
-    state.reload_schema().await?;
-    state.reload_limits().await;
-    let background = spawn_reloaders(state.clone());
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (tx, rx) = oneshot::channel::<()>();
-    let app = service(state.clone());
-    let join = tokio::spawn(async move {
-        let _ = axum::serve(listener, axum::ServiceExt::into_make_service(app))
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
+/// Serve `make` on `listener` until `stop` turns true.
+fn serve_on<L, M, S>(
+    listener: L,
+    make: M,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    M: for<'a> tower::Service<axum::serve::IncomingStream<'a, L>, Error = Infallible, Response = S>
+        + Send
+        + 'static,
+    for<'a> <M as tower::Service<axum::serve::IncomingStream<'a, L>>>::Future: Send,
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, make)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
             })
             .await;
-    });
+    })
+}
+
+/// The admin server (`admin-server-port`): PostgREST's `/live` and
+/// `/ready`, and `/metrics`.
+fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/live", get(handler::live))
+        .route("/ready", get(handler::ready))
+        .route("/metrics", get(handler::metrics))
+        .with_state(state)
+}
+
+/// Load the schema cache, bind `addr` (or `server-unix-socket`) and the
+/// admin port, and serve until `stop` is called.
+pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> {
+    let state = state(config)?;
+    let mut retry = None;
+    if let Err(e) = state.reload_schema().await {
+        if !state.config.db_pool_automatic_recovery {
+            return Err(e);
+        }
+        // PostgREST's automatic recovery: serve 503 PGRST002 until the
+        // schema cache loads
+        tracing::error!(target: "startup", error = %e, "could not load the schema cache; retrying");
+        let st = state.clone();
+        retry = Some(tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_secs(1);
+            loop {
+                tokio::time::sleep(wait).await;
+                match st.reload_schema().await {
+                    Ok(()) => {
+                        st.reload_limits().await;
+                        return;
+                    }
+                    Err(e) => {
+                        wait = (wait * 2).min(std::time::Duration::from_secs(32));
+                        tracing::error!(target: "startup", error = %e, retry_in = ?wait, "could not load the schema cache");
+                    }
+                }
+            }
+        }));
+    }
+    state.reload_limits().await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let app = axum::ServiceExt::into_make_service(service(state.clone()));
+    let mut join = Vec::new();
+    let mut bound = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
+    if let Some(path) = &state.config.server_unix_socket {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+            // a socket left by an earlier run is replaced; any other file is not
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = std::fs::remove_file(path);
+            }
+            let listener = tokio::net::UnixListener::bind(path)
+                .map_err(|e| format!("server-unix-socket {path}: {e}"))?;
+            let mode = config::unix_socket_mode(&state.config.server_unix_socket_mode)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("server-unix-socket {path}: {e}"))?;
+            join.push(serve_on(listener, app, rx.clone()));
+        }
+        #[cfg(not(unix))]
+        return Err(format!(
+            "server-unix-socket {path}: unix sockets are not supported here"
+        ));
+    } else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        bound = listener.local_addr().map_err(|e| e.to_string())?;
+        join.push(serve_on(listener, app, rx.clone()));
+    }
+    let mut admin_addr = None;
+    if let Some(port) = state.config.admin_server_port {
+        let at = SocketAddr::new(addr.ip(), port);
+        let listener = tokio::net::TcpListener::bind(at)
+            .await
+            .map_err(|e| format!("admin-server-port: cannot listen on {at}: {e}"))?;
+        admin_addr = Some(listener.local_addr().map_err(|e| e.to_string())?);
+        let admin = axum::ServiceExt::<axum::extract::Request>::into_make_service(admin_router(
+            state.clone(),
+        ));
+        join.push(serve_on(listener, admin, rx.clone()));
+    }
+    let mut background = spawn_reloaders(state.clone());
+    background.extend(retry);
     Ok(Running {
-        addr,
+        addr: bound,
+        admin_addr,
         state,
-        shutdown: Some(tx),
+        shutdown: tx,
         join,
         background,
     })

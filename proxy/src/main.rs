@@ -36,8 +36,15 @@ fn main() {
 }
 
 async fn serve(config: Config) {
+    let level = match tenancy_proxy::config::log_filter(&config.log_level) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tenancy-proxy: {e}");
+            std::process::exit(2);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     if config.log_format == "json" {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -63,7 +70,13 @@ async fn serve(config: Config) {
             std::process::exit(1);
         }
     };
-    tracing::info!(addr = %running.addr, "listening");
+    match &running.state.config.server_unix_socket {
+        Some(path) => tracing::info!(target: "startup", socket = %path, "listening"),
+        None => tracing::info!(target: "startup", addr = %running.addr, "listening"),
+    }
+    if let Some(a) = running.admin_addr {
+        tracing::info!(target: "startup", addr = %a, "admin server listening");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

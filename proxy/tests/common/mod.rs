@@ -136,6 +136,8 @@ impl TestDb {
         c.default_rate_limit = 0;
         c.anon_rate_limit = 0;
         c.admin_db_uri = Some(db_url(&self.name, "postgres"));
+        // a database that cannot be reached is a start error in tests
+        c.db_pool_automatic_recovery = false;
         c
     }
 

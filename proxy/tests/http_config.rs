@@ -1,0 +1,556 @@
+//! PostgREST's deployment settings, end to end against the real cluster:
+//! `server-trace-header`, `server-timing-enabled`, `openapi-mode`,
+//! `openapi-security-active`, `openapi-server-proxy-uri`, `db-root-spec`,
+//! `admin-server-port`, `server-unix-socket`, `db-pool-acquisition-timeout`,
+//! `db-pool-max-idletime`, `db-channel` / `db-channel-enabled`, and the
+//! startup errors of bad values.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployment_settings() {
+    let db = TestDb::create("cfg").await;
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            r#"
+            CREATE FUNCTION esg.root_doc() RETURNS json LANGUAGE sql STABLE
+                AS $$ SELECT '{"swagger": "2.0", "info": {"title": "mine"}}'::json $$;
+            CREATE FUNCTION esg.prepared_here() RETURNS bigint LANGUAGE sql VOLATILE
+                AS 'SELECT count(*) FROM pg_prepared_statements';
+            CREATE FUNCTION esg.nap(s float8) RETURNS int LANGUAGE sql VOLATILE
+                AS 'SELECT 1 FROM pg_sleep(s)';
+            GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO PUBLIC;
+            "#,
+        )
+        .await
+        .unwrap();
+    let outcome = guarded(async {
+        trace_header_and_server_timing(&db).await;
+        openapi_settings(&db).await;
+        root_spec(&db).await;
+        admin_server(&db).await;
+        unix_socket(&db).await;
+        pool_settings(&db).await;
+        unprepared_statements(&db).await;
+        notify_channel(&db, &admin).await;
+        bad_values(&db).await;
+        recovery(&db, &admin).await;
+    })
+    .await;
+    finish(outcome, &db, Vec::new()).await;
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+/// `name;dur=1.2, …`: the step names, each with one decimal of milliseconds.
+fn timing_steps(h: &str) -> Vec<String> {
+    h.split(", ")
+        .map(|part| {
+            let (name, dur) = part.split_once(";dur=").unwrap_or_else(|| panic!("{h}"));
+            let (int, frac) = dur.split_once('.').unwrap_or_else(|| panic!("{h}"));
+            assert!(
+                int.chars().all(|c| c.is_ascii_digit())
+                    && frac.len() == 1
+                    && frac.chars().all(|c| c.is_ascii_digit()),
+                "{h}"
+            );
+            name.to_string()
+        })
+        .collect()
+}
+
+async fn trace_header_and_server_timing(db: &TestDb) {
+    let mut c = db.config();
+    c.server_trace_header = Some("X-Request-Id".into());
+    c.server_timing_enabled = true;
+    let p = db.proxy(c).await;
+    let all = ["jwt", "parse", "plan", "transaction", "response"];
+    let tok = member("acme");
+    // a read, a write, a call, the root: every step
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/data_points?limit=1", None),
+        (
+            reqwest::Method::POST,
+            "/rpc/add",
+            Some(json!({"a": 1, "b": 2})),
+        ),
+        (reqwest::Method::HEAD, "/", None),
+    ] {
+        let mut rq = p
+            .request(method.clone(), path)
+            .bearer_auth(&tok)
+            .header("X-Request-Id", "req-42");
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        let r = rq.send().await.unwrap();
+        assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+        assert_eq!(header(&r, "x-request-id").as_deref(), Some("req-42"));
+        let t = header(&r, "server-timing").expect("Server-Timing");
+        assert_eq!(timing_steps(&t), all, "{method} {path}: {t}");
+    }
+    // OPTIONS runs no statement
+    let r = p
+        .request(reqwest::Method::OPTIONS, "/data_points")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = header(&r, "server-timing").unwrap();
+    assert_eq!(timing_steps(&t), ["jwt", "parse", "response"], "{t}");
+    // errors stop at the step that failed; the trace header is still there
+    let r = p
+        .get("/data_points")
+        .bearer_auth("not-a-token")
+        .header("X-Request-Id", "bad-jwt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "x-request-id").as_deref(), Some("bad-jwt"));
+    assert_eq!(timing_steps(&header(&r, "server-timing").unwrap()), ["jwt"]);
+    let r = p
+        .get("/data_points?id=bogus")
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        timing_steps(&header(&r, "server-timing").unwrap()),
+        ["jwt", "parse"]
+    );
+    let r = p
+        .get("/data_points?id=eq.bogus")
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        timing_steps(&header(&r, "server-timing").unwrap()),
+        ["jwt", "parse", "plan", "transaction"]
+    );
+    // no header asked for, none sent back
+    let r = p.get("/units?limit=1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "x-request-id").is_none());
+    p.stop().await;
+    // off by default
+    let p = db.proxy(db.config()).await;
+    let r = p
+        .get("/units?limit=1")
+        .header("X-Request-Id", "1")
+        .send()
+        .await
+        .unwrap();
+    assert!(header(&r, "server-timing").is_none());
+    assert!(header(&r, "x-request-id").is_none());
+    p.stop().await;
+}
+
+async fn openapi_doc(p: &Proxy) -> (u16, Value) {
+    json_of(
+        p.get("/")
+            .header("Accept", "application/openapi+json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn openapi_settings(db: &TestDb) {
+    // follow-privileges (default): the anonymous role sees what it may read
+    let p = db.proxy(db.config()).await;
+    let (s, doc) = openapi_doc(&p).await;
+    assert_eq!(s, 200, "{doc}");
+    assert!(doc["paths"]["/units"].is_object());
+    assert!(doc["paths"]["/data_points"].is_null(), "anon has no grant");
+    assert!(doc.get("security").is_none());
+    assert_eq!(doc["schemes"], json!(["http"]));
+    assert_eq!(doc["basePath"], "/");
+    p.stop().await;
+
+    let mut c = db.config();
+    c.openapi_mode = "ignore-privileges".into();
+    c.openapi_security_active = true;
+    c.openapi_server_proxy_uri = Some("https://api.example.com/v1".into());
+    let p = db.proxy(c).await;
+    let (s, doc) = openapi_doc(&p).await;
+    assert_eq!(s, 200, "{doc}");
+    assert!(
+        doc["paths"]["/data_points"].is_object(),
+        "everything exposed"
+    );
+    assert!(doc["paths"]["/rpc/add"].is_object());
+    assert_eq!(doc["security"], json!([{ "JWT": [] }]));
+    assert_eq!(doc["securityDefinitions"]["JWT"]["in"], "header");
+    assert_eq!(doc["securityDefinitions"]["JWT"]["name"], "Authorization");
+    assert_eq!(doc["securityDefinitions"]["JWT"]["type"], "apiKey");
+    assert_eq!(doc["host"], "api.example.com:443");
+    assert_eq!(doc["basePath"], "/v1");
+    assert_eq!(doc["schemes"], json!(["https"]));
+    // the data itself still follows the grants
+    let r = p.get("/data_points").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    p.stop().await;
+
+    let mut c = db.config();
+    c.openapi_mode = "disabled".into();
+    let p = db.proxy(c).await;
+    let (s, body) = openapi_doc(&p).await;
+    assert_eq!(s, 404);
+    assert_eq!(
+        body,
+        json!({"code": "PGRST126", "message": "Root endpoint metadata is disabled", "details": null, "hint": null})
+    );
+    // the API is unaffected
+    assert_eq!(p.get("/units").send().await.unwrap().status(), 200);
+    p.stop().await;
+}
+
+async fn root_spec(db: &TestDb) {
+    let mut c = db.config();
+    c.db_root_spec = Some("root_doc".into());
+    let p = db.proxy(c).await;
+    let r = p
+        .get("/")
+        .header("Accept", "application/openapi+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "content-type").as_deref(),
+        Some("application/openapi+json; charset=utf-8")
+    );
+    let (_, v) = json_of(r).await;
+    assert_eq!(v, json!({"swagger": "2.0", "info": {"title": "mine"}}));
+    let r = p
+        .get("/")
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let (_, v) = json_of(r).await;
+    assert_eq!(v["info"]["title"], "mine");
+    let (s, v) = json_of(p.post("/").json(&json!({})).send().await.unwrap()).await;
+    assert_eq!((s, v["code"].as_str()), (405, Some("PGRST117")), "{v}");
+    p.stop().await;
+    // a root spec function that does not exist: the function's 404
+    let mut c = db.config();
+    c.db_root_spec = Some("no_such_root".into());
+    let p = db.proxy(c).await;
+    let (s, v) = json_of(p.get("/").send().await.unwrap()).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("PGRST202")), "{v}");
+    p.stop().await;
+}
+
+async fn admin_server(db: &TestDb) {
+    let mut c = db.config();
+    c.admin_server_port = Some(0);
+    let p = db.proxy(c).await;
+    let admin = format!("http://{}", p.running.admin_addr.expect("admin address"));
+    assert_ne!(Some(p.running.addr), p.running.admin_addr);
+    let get = |path: &str| p.http.get(format!("{admin}{path}")).send();
+    assert_eq!(get("/live").await.unwrap().status(), 200);
+    assert_eq!(get("/ready").await.unwrap().status(), 200);
+    let m = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(m.contains("pgrst_db_pool_max 4"), "{m}");
+    assert!(m.contains("pgrst_db_pool_available"), "{m}");
+    // the admin port serves no API
+    assert_eq!(get("/units").await.unwrap().status(), 404);
+    p.stop().await;
+    // no admin port unless asked for
+    let p = db.proxy(db.config()).await;
+    assert!(p.running.admin_addr.is_none());
+    p.stop().await;
+}
+
+async fn unix_socket(db: &TestDb) {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = format!("/tmp/tenancy-proxy-test-{}.sock", std::process::id());
+    let mut c = db.config();
+    c.server_unix_socket = Some(path.clone());
+    c.server_unix_socket_mode = "600".into();
+    let p = db.proxy(c).await;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+    s.write_all(b"GET /units?select=code&code=eq.t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.ends_with(r#"[{"code":"t"}]"#), "{out}");
+    p.stop().await;
+    assert!(std::fs::metadata(&path).is_err(), "socket removed on stop");
+}
+
+async fn pool_settings(db: &TestDb) {
+    let mut c = db.config();
+    c.db_pool = 1;
+    c.db_pool_acquisition_timeout = 1;
+    c.db_pool_max_idletime = 1;
+    let p = db.proxy(c).await;
+    // one request holds the only connection; the next waits 1 s, then 504
+    let slow = p
+        .post("/rpc/nap")
+        .bearer_auth(member("acme"))
+        .json(&json!({"s": 3}))
+        .send();
+    let slow = tokio::spawn(slow);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = std::time::Instant::now();
+    let (s, v) = json_of(p.get("/units").send().await.unwrap()).await;
+    let waited = t0.elapsed();
+    assert_eq!(s, 504, "{v}");
+    assert_eq!(
+        v,
+        json!({"code": "PGRST003", "message": "Timed out acquiring connection from connection pool.", "details": null, "hint": null})
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    assert!(p
+        .metrics_text()
+        .await
+        .contains("pgrst_db_pool_timeouts_total"));
+    // the connection is returned, then closed after a second unused
+    assert_eq!(p.get("/units").send().await.unwrap().status(), 200);
+    assert_eq!(p.running.state.pool.status().size, 1);
+    let mut closed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if p.running.state.pool.status().size == 0 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "idle connection not closed");
+    // and a new one is opened when needed
+    assert_eq!(p.get("/units").send().await.unwrap().status(), 200);
+    p.stop().await;
+}
+
+/// `db-prepared-statements = false`: everything works, and the pooled
+/// connection keeps no prepared statement between (or within) requests.
+async fn unprepared_statements(db: &TestDb) {
+    let prepared_here = |p: &Proxy| {
+        let rq = p
+            .post("/rpc/prepared_here")
+            .bearer_auth(member("acme"))
+            .send();
+        async move {
+            let (s, v) = json_of(rq.await.unwrap()).await;
+            assert_eq!(s, 200, "{v}");
+            v.as_i64().unwrap()
+        }
+    };
+    // the default keeps the request's statements prepared
+    let p = db.proxy(db.config()).await;
+    prepared_here(&p).await;
+    assert!(prepared_here(&p).await > 0);
+    p.stop().await;
+
+    let mut c = db.config();
+    c.db_prepared_statements = false;
+    c.db_pool = 1;
+    c.app_settings = vec![("app.settings.x".into(), "1".into())];
+    let p = db.proxy(c).await;
+    let tok = member("acme");
+    // filters with inferred parameter types, embeds, a planned count
+    let r = p
+        .get("/data_points?select=id,value,metrics(code)&value=gt.0&id=in.(1,2,3,4,5,6,7,8,9,10)&order=id&limit=3")
+        .bearer_auth(&tok)
+        .header("Prefer", "count=planned")
+        .send()
+        .await
+        .unwrap();
+    // a page of the planned total (206 unless the estimate is at most 3)
+    assert!(matches!(r.status().as_u16(), 200 | 206), "{}", r.status());
+    assert!(header(&r, "content-range").is_some_and(|c| c.starts_with("0-")));
+    let (_, v) = json_of(r).await;
+    assert!(
+        v.as_array().is_some_and(|a| !a.is_empty() && a.len() <= 3),
+        "{v}"
+    );
+    assert!(v[0]["metrics"]["code"].is_string(), "{v}");
+    let (s, v) = json_of(
+        p.get("/rpc/add?a=40&b=2")
+            .bearer_auth(&tok)
+            .header("Prefer", "timezone=UTC")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!(42)));
+    let (s, v) = json_of(
+        p.post("/metrics")
+            .bearer_auth(&tok)
+            .header("Prefer", "return=representation")
+            .json(&json!({"code": "unprep", "name": "Unprepared", "unit": "t"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v[0]["code"], "unprep");
+    let (s, v) = json_of(
+        p.get("/data_points?id=eq.bogus")
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("22P02")), "{v}");
+    // the one pooled connection: nothing prepared, before or after
+    assert_eq!(prepared_here(&p).await, 0);
+    assert_eq!(prepared_here(&p).await, 0);
+    p.stop().await;
+}
+
+async fn notify_channel(db: &TestDb, admin: &tokio_postgres::Client) {
+    let chan = format!("tp chan {}", std::process::id());
+    let mut c = db.config();
+    c.db_channel = chan.clone();
+    let p = db.proxy(c).await;
+    let mut c = db.config();
+    c.db_channel_enabled = false;
+    let off = db.proxy(c).await;
+    // give the listeners a moment to LISTEN
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE esg.chan_t (id int); GRANT SELECT ON esg.chan_t TO {};
+             NOTIFY pgrst, 'reload schema';",
+            db.anon_role
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // neither listens on `pgrst`
+    assert_eq!(p.get("/chan_t").send().await.unwrap().status(), 404);
+    assert_eq!(off.get("/chan_t").send().await.unwrap().status(), 404);
+    admin
+        .batch_execute(&format!("NOTIFY \"{chan}\", 'reload schema'"))
+        .await
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if p.get("/chan_t").send().await.unwrap().status() == 200 {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "reload on the configured channel");
+    assert_eq!(off.get("/chan_t").send().await.unwrap().status(), 404);
+    p.stop().await;
+    off.stop().await;
+}
+
+async fn bad_values(db: &TestDb) {
+    type Set = Box<dyn Fn(&mut tenancy_proxy::Config)>;
+    let cases: Vec<(&str, Set)> = vec![
+        (
+            "openapi-mode",
+            Box::new(|c| c.openapi_mode = "hidden".into()),
+        ),
+        (
+            "openapi-server-proxy-uri",
+            Box::new(|c| c.openapi_server_proxy_uri = Some("ftp://x".into())),
+        ),
+        (
+            "server-unix-socket-mode",
+            Box::new(|c| c.server_unix_socket_mode = "999".into()),
+        ),
+        ("log-level", Box::new(|c| c.log_level = "loud".into())),
+        (
+            "server-trace-header",
+            Box::new(|c| c.server_trace_header = Some("a b".into())),
+        ),
+    ];
+    for (name, set) in cases {
+        let mut c = db.config();
+        set(&mut c);
+        let e = start_error(c).await;
+        assert!(e.contains(name), "{name}: {e}");
+    }
+}
+
+/// `db-pool-automatic-recovery` (the default in the binary): a database
+/// that cannot be reached at start is retried; meanwhile the API answers
+/// 503 `PGRST002` and `/ready` 503, `/live` 200.
+async fn recovery(db: &TestDb, admin: &tokio_postgres::Client) {
+    let late = format!("tp_late_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {late}"))
+        .await
+        .unwrap();
+    let mut c = db.config();
+    c.db_uri = c.db_uri.replacen(&db.auth_role, &late, 1);
+    c.db_pool_automatic_recovery = true;
+    c.admin_server_port = Some(0);
+    let p = db.proxy(c).await;
+    let admin_url = format!("http://{}", p.running.admin_addr.unwrap());
+    let r = p.get("/units").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("1"));
+    let (_, v) = json_of(r).await;
+    assert_eq!(
+        v,
+        json!({"code": "PGRST002", "message": "Could not query the database for the schema cache. Retrying.", "details": null, "hint": null})
+    );
+    let get = |path: &str| p.http.get(format!("{admin_url}{path}")).send();
+    assert_eq!(get("/live").await.unwrap().status(), 200);
+    assert_eq!(get("/ready").await.unwrap().status(), 503);
+    // the login appears: the next retry loads the cache
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {late} LOGIN NOINHERIT; GRANT {}, tenancy_member TO {late};",
+            db.anon_role
+        ))
+        .await
+        .unwrap();
+    let mut up = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if p.get("/units").send().await.unwrap().status() == 200 {
+            up = true;
+            break;
+        }
+    }
+    assert!(up, "schema cache not loaded after recovery");
+    assert_eq!(get("/ready").await.unwrap().status(), 200);
+    p.stop().await;
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {late}"))
+        .await
+        .unwrap();
+    // without recovery, the same start fails
+    let mut c = db.config();
+    c.db_uri = c.db_uri.replacen(&db.auth_role, &late, 1);
+    let e = start_error(c).await;
+    assert!(e.contains(&late), "{e}");
+}
