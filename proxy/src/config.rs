@@ -201,6 +201,18 @@ pub struct Config {
     /// PostgreSQL avoids cross-thread wake-ups).
     #[arg(long, env = "TENANCY_PROXY_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// Read settings from the database too (`pgrst.*`, see
+    /// [`crate::db_config`]); they win over flags, environment and file.
+    #[arg(long, env = "PGRST_DB_CONFIG", default_value = "true", action = ArgAction::Set)]
+    pub db_config: bool,
+    /// A function (`schema.name`) that sets `pgrst.*` settings with
+    /// `set_config(…, true)`; read with the role settings.
+    #[arg(long, env = "PGRST_DB_PRE_CONFIG")]
+    pub db_pre_config: Option<String>,
+    /// Set by [`Config::load`]: a reload re-reads the command line, the
+    /// environment and the config file.
+    #[arg(skip)]
+    pub from_command_line: bool,
     /// PostgREST's `app.settings.*`: set (transaction-local) on every
     /// request's transaction, for SQL to read with `current_setting`. From
     /// the config file (`app.settings.jwt_exp = "3600"`) and the environment
@@ -277,16 +289,20 @@ impl Config {
     pub fn load() -> Result<Config, String> {
         let first = Config::parse();
         let Some(path) = &first.config_file else {
-            return Ok(first.with_app_settings(Vec::new(), std::env::vars()));
+            let mut c = first.with_app_settings(Vec::new(), std::env::vars());
+            c.from_command_line = true;
+            return Ok(c);
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {path}: {e}"))?;
         let (args, app) =
             Config::args_with_file(&text, std::env::args().collect(), |n| std::env::var(n).ok())
                 .map_err(|e| format!("config file {path}: {e}"))?;
-        Config::try_parse_from(args)
-            .map_err(|e| e.to_string())
-            .map(|c| c.with_app_settings(app, std::env::vars()))
+        let mut c = Config::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .with_app_settings(app, std::env::vars());
+        c.from_command_line = true;
+        Ok(c)
     }
 
     /// The command line with a config file's settings added as flags where

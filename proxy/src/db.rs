@@ -148,7 +148,7 @@ pub fn singular_error(n: i64) -> ApiError {
     )
 }
 
-fn qualified_function(name: &str) -> String {
+pub(crate) fn qualified_function(name: &str) -> String {
     name.split('.')
         .map(quote_ident)
         .collect::<Vec<_>>()
@@ -262,10 +262,10 @@ async fn run_on(
 ) -> Result<(Outcome, bool), (ApiError, bool)> {
     let auth = e.identity.authenticated;
     let fail = |in_tx: bool| move |err: tokio_postgres::Error| (db_error(&err, auth), in_tx);
+    let live = state.live();
     let search_path = std::iter::once(e.schema.as_str())
         .chain(
-            state
-                .config
+            live.config
                 .db_extra_search_path
                 .split(',')
                 .map(str::trim)
@@ -275,10 +275,10 @@ async fn run_on(
         .collect::<Vec<_>>()
         .join(", ");
     let tenant = e.identity.tenant.as_deref().unwrap_or_default();
-    let prepared = state.config.db_prepared_statements;
+    let prepared = live.config.db_prepared_statements;
     let any = unspecified();
     let setup = stmt(client, prepared, SETUP).await.map_err(fail(false))?;
-    let app_settings = &state.config.app_settings;
+    let app_settings = &live.config.app_settings;
     let set_extra = match e.settings.is_empty() && app_settings.is_empty() {
         true => None,
         false => Some(
@@ -292,7 +292,7 @@ async fn run_on(
     } else {
         "BEGIN"
     };
-    let pre = state
+    let pre = live
         .config
         .db_pre_request
         .as_deref()

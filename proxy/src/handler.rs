@@ -532,7 +532,7 @@ pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
     // they are always at `/_tenancy/…`.
     let ops = uri.path().trim_start_matches('/');
     if matches!(ops, "health" | "ready" | "metrics") && method == Method::GET {
-        let default_schema = st.schemas.first().cloned().unwrap_or_default();
+        let default_schema = st.live().schemas.first().cloned().unwrap_or_default();
         if st.schema().table(&default_schema, ops).is_none() {
             return match ops {
                 "health" => health().await.into_response(),
@@ -553,17 +553,27 @@ pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
         return r;
     }
     let started = Instant::now();
-    let timing = st
+    let live = st.live();
+    let timing = live
         .config
         .server_timing_enabled
         .then(|| Arc::new(Timing::new(started)));
     // Boxed: the request's state machine is several kB, and every layer
     // above (middleware, router, hyper) would otherwise move it by value.
-    let (mut resp, tenant) =
-        match Box::pin(process(&st, &method, &uri, &headers, body, timing.clone())).await {
-            Ok(x) => x,
-            Err((e, tenant)) => (error_response(&e), tenant),
-        };
+    let (mut resp, tenant) = match Box::pin(process(
+        &st,
+        &live,
+        &method,
+        &uri,
+        &headers,
+        body,
+        timing.clone(),
+    ))
+    .await
+    {
+        Ok(x) => x,
+        Err((e, tenant)) => (error_response(&e), tenant),
+    };
     if let Some(t) = &timing {
         let error = resp.status().is_client_error() || resp.status().is_server_error();
         if let Ok(v) = HeaderValue::from_str(&t.header(error)) {
@@ -571,7 +581,7 @@ pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
         }
     }
     // `server-trace-header`: the request's value, back on the response
-    if let Some(name) = &st.config.server_trace_header {
+    if let Some(name) = &live.config.server_trace_header {
         if let Some(v) = headers.get(name.as_str()) {
             if let Ok(n) = HeaderName::try_from(name.as_str()) {
                 resp.headers_mut().insert(n, v.clone());
@@ -658,6 +668,7 @@ fn anon_rate_limited(st: &AppState, role: &str) -> Option<Response> {
 
 async fn process(
     st: &Arc<AppState>,
+    live: &Arc<crate::Live>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -673,7 +684,7 @@ async fn process(
             )
         })?),
     };
-    let identity = st.jwt.identify(auth_header);
+    let identity = live.jwt.identify(auth_header);
     if let Some(t) = &timing {
         t.mark(JWT);
     }
@@ -715,22 +726,22 @@ async fn process(
     };
     // PostgREST answers with `Content-Profile` when the schema was chosen by
     // a profile header or could have been (several schemas exposed)
-    let negotiated_profile = headers.contains_key(profile_header) || st.schemas.len() > 1;
+    let negotiated_profile = headers.contains_key(profile_header) || live.schemas.len() > 1;
     let schema = match headers.get(profile_header).and_then(|v| v.to_str().ok()) {
         Some(p) => {
-            if !st.schemas.iter().any(|s| s == p) {
+            if !live.schemas.iter().any(|s| s == p) {
                 return Err(fail(ApiError::new(
                     406,
                     "PGRST106",
                     format!(
                         "The schema must be one of the following: {}",
-                        st.schemas.join(", ")
+                        live.schemas.join(", ")
                     ),
                 )));
             }
             p.to_string()
         }
-        None => st
+        None => live
             .schemas
             .first()
             .cloned()
@@ -741,7 +752,7 @@ async fn process(
     // result (`db-plan-enabled`), for the media type in `for=`
     let plan =
         match plan_accept(accept) {
-            Some(_) if !st.config.db_plan_enabled => return Err(fail(
+            Some(_) if !live.config.db_plan_enabled => return Err(fail(
                 ApiError::new(
                     406,
                     "PGRST107",
@@ -799,8 +810,8 @@ async fn process(
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
-    let tx_override = st.config.db_tx_end.ends_with("allow-override");
-    let mut rollback = st.config.db_tx_end.starts_with("rollback");
+    let tx_override = live.config.db_tx_end.ends_with("allow-override");
+    let mut rollback = live.config.db_tx_end.starts_with("rollback");
     let mut applied = Vec::new();
     if tx_override {
         if let Some(t) = &pref.tx {
@@ -814,6 +825,7 @@ async fn process(
         t.mark(PARSED);
     }
     let ctx = Ctx {
+        live: live.clone(),
         timing: timing.clone(),
         st: st.clone(),
         negotiated_profile,
@@ -834,7 +846,7 @@ async fn process(
     };
     let resp = if ctx.method == Method::OPTIONS {
         options(&ctx, &path)
-    } else if let Some(spec) = st
+    } else if let Some(spec) = live
         .config
         .db_root_spec
         .as_deref()
@@ -913,7 +925,7 @@ async fn root_spec(
         ));
     }
     let name = match spec.split_once('.') {
-        Some((schema, name)) if ctx.st.schemas.iter().any(|s| s == schema) => {
+        Some((schema, name)) if ctx.live.schemas.iter().any(|s| s == schema) => {
             ctx.schema = schema.to_string();
             name
         }
@@ -979,7 +991,7 @@ fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
     }
     // PostgREST's `*` here; not when `server-cors-allowed-origins` limits
     // the origins (a refused origin's preflight lands here)
-    if ctx.st.config.cors_origins().is_empty() {
+    if ctx.live.config.cors_origins().is_empty() {
         r.headers_mut().insert(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
@@ -990,6 +1002,8 @@ fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
 
 struct Ctx {
     st: Arc<AppState>,
+    /// The settings in force when the request came in.
+    live: Arc<crate::Live>,
     /// `server-timing-enabled`.
     timing: Option<Arc<Timing>>,
     identity: Identity,
@@ -1024,8 +1038,8 @@ impl Ctx {
 
     fn options(&self) -> Options {
         Options {
-            aggregates: self.st.config.db_aggregates_enabled,
-            max_rows: self.st.config.db_max_rows,
+            aggregates: self.live.config.db_aggregates_enabled,
+            max_rows: self.live.config.db_max_rows,
             csv: self.media == Media::Csv,
             count_cap: None,
             strip_nulls: self.strip_nulls && self.media != Media::Csv,
@@ -1424,7 +1438,7 @@ fn read_count(ctx: &mut Ctx, opts: &mut Options) -> (Option<Count>, bool) {
         ctx.applied.push(format!("count={}", c.as_str()));
     }
     if count == Some(Count::Estimated) {
-        opts.count_cap = ctx.st.config.db_max_rows.map(|m| m.saturating_add(1));
+        opts.count_cap = ctx.live.config.db_max_rows.map(|m| m.saturating_add(1));
     }
     opts.plan_count = matches!(count, Some(Count::Planned | Count::Estimated));
     (count, count.is_some_and(Count::counts_rows))

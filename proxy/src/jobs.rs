@@ -424,7 +424,11 @@ fn caller(st: &AppState, headers: &HeaderMap) -> Result<Owner, Response> {
             ))
         })?),
     };
-    let identity = st.jwt.identify(auth).map_err(|e| error_response(&e))?;
+    let identity = st
+        .live()
+        .jwt
+        .identify(auth)
+        .map_err(|e| error_response(&e))?;
     owner_of(&identity).map_err(|e| {
         let mut r = error_response(&e);
         r.headers_mut()

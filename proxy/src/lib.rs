@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod db_config;
 pub mod handler;
 pub mod jobs;
 pub mod limits;
@@ -30,14 +31,17 @@ pub use config::Config;
 
 /// Shared state of one proxy.
 pub struct AppState {
+    /// The settings as the proxy started with them (before the database's
+    /// `pgrst.*` settings): what cannot change while it runs (`db-uri`,
+    /// the pool, listeners) is read here; the rest from [`AppState::live`].
     pub config: Config,
     /// `db-uri` parsed, with its TLS connector ([`pg`]).
     pub db: pg::Target,
-    pub schemas: Vec<String>,
     pub pool: Pool,
     pub schema: RwLock<Arc<Schema>>,
     pub loaded: AtomicBool,
-    pub jwt: auth::Jwt,
+    /// The settings in force ([`Live`]), replaced on `reload config`.
+    live: RwLock<Arc<Live>>,
     pub limits: limits::Limits,
     pub metrics: PrometheusHandle,
     /// Asynchronous calls (`Prefer: respond-async`).
@@ -46,9 +50,90 @@ pub struct AppState {
     pub statements: statements::Statements,
 }
 
+/// The settings a running proxy re-reads on `NOTIFY pgrst, 'reload
+/// config'` (or SIGUSR2): the config file and environment, then the
+/// database's `pgrst.*` settings (`db-config`), with what is built from them.
+pub struct Live {
+    pub config: Config,
+    pub schemas: Vec<String>,
+    pub jwt: auth::Jwt,
+    cors: Arc<tower_http::cors::CorsLayer>,
+    /// `server-cors-allowed-origins` (empty: any origin).
+    origins: Arc<[axum::http::HeaderValue]>,
+}
+
+impl Live {
+    pub fn new(config: Config) -> Result<Live, String> {
+        config.validate()?;
+        if let Some(o) = config
+            .cors_origins()
+            .into_iter()
+            .find(|o| axum::http::HeaderValue::from_str(o).is_err())
+        {
+            return Err(format!("server-cors-allowed-origins: invalid origin {o:?}"));
+        }
+        let jwt = auth::Jwt::new(
+            config.jwt_secret.as_deref(),
+            config.jwt_secret_is_base64,
+            config.jwt_aud.as_deref(),
+            &config.jwt_role_claim_key,
+            config.db_anon_role.as_deref(),
+            config.jwt_cache_max_lifetime,
+        )?;
+        for k in jwt.skipped_keys() {
+            tracing::warn!("jwt-secret: {k}: not used");
+        }
+        let origins: Arc<[axum::http::HeaderValue]> = config
+            .cors_origins()
+            .iter()
+            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+            .collect();
+        Ok(Live {
+            schemas: config.schemas(),
+            cors: Arc::new(cors(&origins)),
+            origins,
+            jwt,
+            config,
+        })
+    }
+}
+
 impl AppState {
     pub fn schema(&self) -> Arc<Schema> {
         self.schema.read().expect("schema lock").clone()
+    }
+
+    /// The settings in force.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().expect("settings lock").clone()
+    }
+
+    /// Settings from the database (`db-config`), then the schema cache.
+    pub async fn load(&self) -> Result<(), String> {
+        if self.config.db_config {
+            self.reload_config().await?;
+        }
+        self.reload_schema().await
+    }
+
+    /// Re-read the settings: the config file and the environment again
+    /// (when the proxy was started from them), then the database's
+    /// `pgrst.*` settings unless `db-config` is off. A value that is not
+    /// valid keeps the settings as they were.
+    pub async fn reload_config(&self) -> Result<(), String> {
+        let mut c = match &self.config.config_file {
+            Some(_) if self.config.from_command_line => Config::load()?,
+            _ => self.config.clone(),
+        };
+        if c.db_config {
+            let client = self.pool.get().await.map_err(|e| pg::error_chain(&e))?;
+            let pairs = db_config::read(&client, c.db_pre_config.as_deref()).await?;
+            db_config::apply(&mut c, &pairs)?;
+        }
+        let live = Live::new(c)?;
+        *self.live.write().expect("settings lock") = Arc::new(live);
+        tracing::info!(target: "startup", "configuration loaded");
+        Ok(())
     }
 
     /// Re-read the schema cache.
@@ -60,7 +145,8 @@ impl AppState {
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(|e| e.to_string())?;
-        let loaded = schema_cache::load(&client, &self.schemas).await;
+        let schemas = self.live().schemas.clone();
+        let loaded = schema_cache::load(&client, &schemas).await;
         let end = client
             .batch_execute(if loaded.is_ok() { "COMMIT" } else { "ROLLBACK" })
             .await;
@@ -70,7 +156,7 @@ impl AppState {
         s.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         *self.schema.write().expect("schema lock") = Arc::new(s);
         self.loaded.store(true, Ordering::SeqCst);
-        tracing::info!(target: "startup", schemas = ?self.schemas, "schema cache loaded");
+        tracing::info!(target: "startup", ?schemas, "schema cache loaded");
         Ok(())
     }
 
@@ -136,15 +222,8 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
             .trim()
             .to_string();
     }
-    config.validate()?;
+    let live = Live::new(config.clone())?;
     let db = pg::target(&config.db_uri).map_err(|e| format!("db-uri: {e}"))?;
-    if let Some(o) = config
-        .cors_origins()
-        .into_iter()
-        .find(|o| axum::http::HeaderValue::from_str(o).is_err())
-    {
-        return Err(format!("server-cors-allowed-origins: invalid origin {o:?}"));
-    }
     if let Some(admin) = &config.admin_db_uri {
         pg::target(admin).map_err(|e| format!("admin-db-uri: {e}"))?;
     }
@@ -163,17 +242,6 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| e.to_string())?;
-    let jwt = auth::Jwt::new(
-        config.jwt_secret.as_deref(),
-        config.jwt_secret_is_base64,
-        config.jwt_aud.as_deref(),
-        &config.jwt_role_claim_key,
-        config.db_anon_role.as_deref(),
-        config.jwt_cache_max_lifetime,
-    )?;
-    for k in jwt.skipped_keys() {
-        tracing::warn!("jwt-secret: {k}: not used");
-    }
     let limits = limits::Limits::new(config.default_rate_limit, config.plan_limits());
     let jobs = Arc::new(jobs::Jobs::new(
         config.max_jobs,
@@ -183,13 +251,12 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
     let metrics = metrics_handle();
     let statements = statements::Statements::new(config.statement_cache_bytes);
     Ok(Arc::new(AppState {
-        schemas: config.schemas(),
         db,
         config,
         pool,
         schema: RwLock::new(Arc::new(Schema::default())),
         loaded: AtomicBool::new(false),
-        jwt,
+        live: RwLock::new(Arc::new(live)),
         limits,
         metrics,
         jobs,
@@ -208,9 +275,6 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
 pub struct App {
     state: Arc<AppState>,
     ops: Router,
-    cors: Arc<tower_http::cors::CorsLayer>,
-    /// `server-cors-allowed-origins` (empty: any origin).
-    origins: Arc<[axum::http::HeaderValue]>,
 }
 
 type AppFuture = std::pin::Pin<
@@ -231,18 +295,7 @@ impl App {
             )
             .fallback(api)
             .with_state(state.clone());
-        let origins: Arc<[axum::http::HeaderValue]> = state
-            .config
-            .cors_origins()
-            .iter()
-            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
-            .collect();
-        App {
-            state,
-            ops,
-            cors: Arc::new(cors(&origins)),
-            origins,
-        }
+        App { state, ops }
     }
 
     /// Without CORS.
@@ -275,15 +328,18 @@ impl tower::Service<axum::extract::Request> for App {
         // with corsIgnoreFailures, as PostgREST configures it)
         let allowed = match h.get(header::ORIGIN) {
             None => false,
-            Some(o) => self.origins.is_empty() || self.origins.contains(o),
+            Some(o) => {
+                let live = self.state.live();
+                live.origins.is_empty() || live.origins.contains(o)
+            }
         };
         let cors = allowed
             && (req.method() != Method::OPTIONS
                 || h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
         if cors {
             let app = self.clone();
-            let svc =
-                tower::Layer::layer(&*self.cors, tower::service_fn(move |req| app.route(req)));
+            let layer = self.state.live().cors.clone();
+            let svc = tower::Layer::layer(&*layer, tower::service_fn(move |req| app.route(req)));
             return Box::pin(tower::ServiceExt::oneshot(svc, req));
         }
         let fut = self.route(req);
@@ -389,6 +445,20 @@ fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
                 st.reload_limits().await;
             }
         }));
+        // SIGUSR2: the configuration (then the schema cache), as PostgREST
+        let st = state.clone();
+        tasks.push(tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut s) = signal(SignalKind::user_defined2()) else {
+                return;
+            };
+            while s.recv().await.is_some() {
+                if let Err(e) = st.reload_config().await {
+                    tracing::error!(error = %e, "configuration not reloaded");
+                }
+                let _ = st.reload_schema().await;
+            }
+        }));
     }
     // `db-pool-max-idletime` / `db-pool-max-lifetime`: unused connections
     // past either are closed (a busy one is checked when it comes back)
@@ -452,9 +522,15 @@ async fn listen_once(state: &Arc<AppState>) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     while let Some(payload) = rx.recv().await {
-        // `reload config` is accepted (settings come from flags, the
-        // environment and the file, which a running process cannot re-read)
-        if payload.is_empty() || payload == "reload schema" {
+        // PostgREST's payloads: `reload config`, `reload schema`, or none
+        // for both; the schema follows a config reload (`db-schemas` may
+        // have changed)
+        if payload.is_empty() || payload == "reload config" {
+            if let Err(e) = state.reload_config().await {
+                tracing::error!(error = %e, "configuration not reloaded");
+            }
+        }
+        if payload.is_empty() || payload == "reload schema" || payload == "reload config" {
             let _ = state.reload_schema().await;
             state.reload_limits().await;
         }
@@ -550,7 +626,7 @@ fn admin_router(state: Arc<AppState>) -> Router {
 pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> {
     let state = state(config)?;
     let mut retry = None;
-    if let Err(e) = state.reload_schema().await {
+    if let Err(e) = state.load().await {
         if !state.config.db_pool_automatic_recovery {
             return Err(e);
         }
@@ -562,7 +638,7 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
             let mut wait = std::time::Duration::from_secs(1);
             loop {
                 tokio::time::sleep(wait).await;
-                match st.reload_schema().await {
+                match st.load().await {
                     Ok(()) => {
                         st.reload_limits().await;
                         return;

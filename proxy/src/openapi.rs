@@ -102,7 +102,8 @@ struct Visible {
 /// same `set_config` of the role as a request's statement).
 async fn visible(st: &AppState, identity: &Identity, schema: &str) -> Result<Visible, ApiError> {
     let auth = identity.authenticated;
-    let ignore_privileges = st.config.openapi() == crate::config::OpenApiMode::IgnorePrivileges;
+    let ignore_privileges =
+        st.live().config.openapi() == crate::config::OpenApiMode::IgnorePrivileges;
     let mut client = db::connection(st).await?;
     let tx = client
         .build_transaction()
@@ -609,6 +610,7 @@ fn document(st: &AppState, schema: &Schema, ns: &str, seen: &Visible) -> Json {
     ];
     // `openapi-server-proxy-uri`: where clients reach the API (validated at startup)
     let (scheme, host, base_path) = match st
+        .live()
         .config
         .openapi_server_proxy_uri
         .as_deref()
@@ -637,7 +639,7 @@ fn document(st: &AppState, schema: &Schema, ns: &str, seen: &Visible) -> Json {
         "definitions": defs,
         "parameters": parameters(&param_tables),
     });
-    if st.config.openapi_security_active {
+    if st.live().config.openapi_security_active {
         doc["security"] = json!([{ "JWT": [] }]);
         doc["securityDefinitions"] = json!({ "JWT": {
             "description": "Add the token prepending \"Bearer \" (without quotes) to it",
@@ -678,7 +680,7 @@ pub async fn respond(
             format!("Unsupported HTTP method: {method}"),
         ));
     }
-    if st.config.openapi() == crate::config::OpenApiMode::Disabled {
+    if st.live().config.openapi() == crate::config::OpenApiMode::Disabled {
         return Err(ApiError::new(
             404,
             "PGRST126",

@@ -39,6 +39,7 @@ async fn deployment_settings() {
         notify_channel(&db, &admin).await;
         bad_values(&db).await;
         recovery(&db, &admin).await;
+        in_database_config(&db, &admin).await;
     })
     .await;
     finish(outcome, &db, Vec::new()).await;
@@ -553,4 +554,119 @@ async fn recovery(db: &TestDb, admin: &tokio_postgres::Client) {
     c.db_uri = c.db_uri.replacen(&db.auth_role, &late, 1);
     let e = start_error(c).await;
     assert!(e.contains(&late), "{e}");
+}
+
+/// `db-config`: the login role's `pgrst.*` settings (this database's over
+/// every database's, both over the pre-config function's) win over the
+/// proxy's own, and are re-read on `NOTIFY pgrst, 'reload config'`.
+async fn in_database_config(db: &TestDb, admin: &tokio_postgres::Client) {
+    let role = &db.auth_role;
+    admin
+        .batch_execute(&format!(
+            r#"
+            CREATE FUNCTION esg.pre_config() RETURNS void LANGUAGE sql AS $$
+                SELECT set_config('pgrst.server_trace_header', 'X-Trace', true),
+                       set_config('pgrst.db_max_rows', '5', true)
+            $$;
+            GRANT USAGE ON SCHEMA esg TO {role};
+            GRANT EXECUTE ON FUNCTION esg.pre_config() TO {role};
+            ALTER ROLE {role} SET pgrst.db_max_rows = '2';
+            ALTER ROLE {role} SET pgrst.openapi_mode = 'ignore-privileges';
+            ALTER ROLE {role} IN DATABASE {db} SET pgrst.openapi_mode = 'disabled';
+            "#,
+            db = db.name
+        ))
+        .await
+        .unwrap();
+    let rows = |p: &Proxy| {
+        let rq = p.get("/units").send();
+        async move {
+            let (s, v) = json_of(rq.await.unwrap()).await;
+            assert_eq!(s, 200, "{v}");
+            v.as_array().unwrap().len()
+        }
+    };
+    let mut c = db.config();
+    c.db_pre_config = Some("esg.pre_config".into());
+    c.db_max_rows = Some(100);
+    let p = db.proxy(c).await;
+    // the role's setting over the function's, the function's where the role has none
+    assert_eq!(rows(&p).await, 2);
+    let r = p
+        .get("/units")
+        .header("X-Trace", "t1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-trace").as_deref(), Some("t1"));
+    // this database's setting over the role's
+    let (s, v) = openapi_doc(&p).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("PGRST126")), "{v}");
+    // a reload picks up changes, the schema cache follows `db_schemas`
+    let r = p
+        .get("/tenants")
+        .header("Accept-Profile", "tenancy")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 406);
+    // the listening connection is opened in the background after start
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {role} IN DATABASE {db} RESET pgrst.openapi_mode;
+             ALTER ROLE {role} SET pgrst.db_schemas = 'esg';
+             NOTIFY pgrst, 'reload config';",
+            db = db.name
+        ))
+        .await
+        .unwrap();
+    let mut reloaded = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if openapi_doc(&p).await.0 == 200 {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "config not reloaded");
+    let (_, doc) = openapi_doc(&p).await;
+    assert!(
+        doc["paths"]["/data_points"].is_object(),
+        "ignore-privileges now"
+    );
+    let (s, v) = json_of(
+        p.get("/tenants")
+            .header("Accept-Profile", "tenancy")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (406, Some("PGRST106")), "{v}");
+    assert_eq!(v["message"], "The schema must be one of the following: esg");
+    // a value that does not parse: the settings stay as they were
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {role} SET pgrst.db_max_rows = 'lots'; NOTIFY pgrst, 'reload config';"
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rows(&p).await, 2);
+    assert_eq!(openapi_doc(&p).await.0, 200);
+    p.stop().await;
+    // `db-config = false`: none of it; and a bad value fails the start
+    let mut c = db.config();
+    c.db_config = false;
+    let p = db.proxy(c).await;
+    assert!(rows(&p).await > 2);
+    assert_eq!(openapi_doc(&p).await.0, 200);
+    p.stop().await;
+    let e = start_error(db.config()).await;
+    assert!(e.contains("db-max-rows"), "{e}");
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} RESET ALL"))
+        .await
+        .unwrap();
 }
