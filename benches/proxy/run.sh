@@ -20,7 +20,10 @@ WRK_THREADS="${BENCH_WRK_THREADS:-1}"
 OUT="$ROOT/target/bench/proxy"
 SECRET_FILE="$ROOT/.run/jwt_secret"
 mkdir -p "$OUT"
-command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
+if ! command -v wrk >/dev/null; then
+    log "apt-get install wrk"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || die "wrk not found (apt-get install wrk)"
+fi
 [ -s "$SECRET_FILE" ] || die "no $SECRET_FILE: run scripts/proxy.sh start once"
 SECRET="$(cat "$SECRET_FILE")"
 
