@@ -45,6 +45,21 @@ async fn deployment_settings() {
     finish(outcome, &db, Vec::new()).await;
 }
 
+/// Polls `ok` every 100 ms, up to `tries` times: whether it became true.
+async fn eventually<F, Fut>(tries: usize, mut ok: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..tries {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if ok().await {
+            return true;
+        }
+    }
+    false
+}
+
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get(name)
@@ -337,14 +352,7 @@ async fn pool_settings(db: &TestDb) {
     // the connection is returned, then closed after a second unused
     assert_eq!(p.get("/units").send().await.unwrap().status(), 200);
     assert_eq!(p.running.state.pool.status().size, 1);
-    let mut closed = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if p.running.state.pool.status().size == 0 {
-            closed = true;
-            break;
-        }
-    }
+    let closed = eventually(40, || async { p.running.state.pool.status().size == 0 }).await;
     assert!(closed, "idle connection not closed");
     // and a new one is opened when needed
     assert_eq!(p.get("/units").send().await.unwrap().status(), 200);
@@ -457,14 +465,10 @@ async fn notify_channel(db: &TestDb, admin: &tokio_postgres::Client) {
         .batch_execute(&format!("NOTIFY \"{chan}\", 'reload schema'"))
         .await
         .unwrap();
-    let mut seen = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if p.get("/chan_t").send().await.unwrap().status() == 200 {
-            seen = true;
-            break;
-        }
-    }
+    let seen = eventually(50, || async {
+        p.get("/chan_t").send().await.unwrap().status() == 200
+    })
+    .await;
     assert!(seen, "reload on the configured channel");
     assert_eq!(off.get("/chan_t").send().await.unwrap().status(), 404);
     p.stop().await;
@@ -534,14 +538,10 @@ async fn recovery(db: &TestDb, admin: &tokio_postgres::Client) {
         ))
         .await
         .unwrap();
-    let mut up = false;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if p.get("/units").send().await.unwrap().status() == 200 {
-            up = true;
-            break;
-        }
-    }
+    let up = eventually(60, || async {
+        p.get("/units").send().await.unwrap().status() == 200
+    })
+    .await;
     assert!(up, "schema cache not loaded after recovery");
     assert_eq!(get("/ready").await.unwrap().status(), 200);
     p.stop().await;
@@ -621,14 +621,7 @@ async fn in_database_config(db: &TestDb, admin: &tokio_postgres::Client) {
         ))
         .await
         .unwrap();
-    let mut reloaded = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if openapi_doc(&p).await.0 == 200 {
-            reloaded = true;
-            break;
-        }
-    }
+    let reloaded = eventually(50, || async { openapi_doc(&p).await.0 == 200 }).await;
     assert!(reloaded, "config not reloaded");
     let (_, doc) = openapi_doc(&p).await;
     assert!(
