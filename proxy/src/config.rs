@@ -34,7 +34,7 @@ pub struct Config {
     #[arg(long, env = "PGRST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// The secret is base64 (URL-safe characters accepted).
-    #[arg(long, env = "PGRST_JWT_SECRET_IS_BASE64", alias = "secret-is-base64", default_value = "false", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_JWT_SECRET_IS_BASE64", alias = "secret-is-base64", default_value = "false", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub jwt_secret_is_base64: bool,
     /// The audience a token must name in `aud` (when it has one).
     #[arg(long, env = "PGRST_JWT_AUD")]
@@ -72,17 +72,26 @@ pub struct Config {
     pub server_cors_allowed_origins: Option<String>,
     /// Answer `Accept: application/vnd.pgrst.plan` with the statement's
     /// EXPLAIN (off by default: plans reveal table sizes and indexes).
-    #[arg(long, env = "PGRST_DB_PLAN_ENABLED", default_value = "false", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_DB_PLAN_ENABLED", default_value = "false", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub db_plan_enabled: bool,
     #[arg(long, env = "PGRST_DB_MAX_ROWS", alias = "max-rows")]
     pub db_max_rows: Option<u64>,
-    #[arg(long, env = "PGRST_DB_AGGREGATES_ENABLED", default_value = "false", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_DB_AGGREGATES_ENABLED", default_value = "false", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub db_aggregates_enabled: bool,
     #[arg(long, env = "PGRST_DB_POOL", default_value_t = 10)]
     pub db_pool: usize,
     /// Extra schemas on the search_path after the request's schema.
     #[arg(long, env = "PGRST_DB_EXTRA_SEARCH_PATH", default_value = "public")]
     pub db_extra_search_path: String,
+    /// Function settings (`CREATE FUNCTION … SET name = value`) applied to
+    /// the whole transaction of an RPC call, as PostgREST's
+    /// `db-hoisted-tx-settings` (names, comma-separated).
+    #[arg(
+        long,
+        env = "PGRST_DB_HOISTED_TX_SETTINGS",
+        default_value = "statement_timeout,plan_filter.statement_cost_limit,default_transaction_isolation"
+    )]
+    pub db_hoisted_tx_settings: String,
     /// What `GET /` describes: `follow-privileges` (what the request's role
     /// may use), `ignore-privileges` (everything exposed) or `disabled`
     /// (404 `PGRST126`).
@@ -90,7 +99,7 @@ pub struct Config {
     pub openapi_mode: String,
     /// Add `security` and `securityDefinitions` (a bearer JWT) to the
     /// OpenAPI document.
-    #[arg(long, env = "PGRST_OPENAPI_SECURITY_ACTIVE", default_value = "false", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_OPENAPI_SECURITY_ACTIVE", default_value = "false", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub openapi_security_active: bool,
     /// The public URI the API is reached at behind a reverse proxy
     /// (`https://api.example.com/v1`): the document's `host`, `basePath`
@@ -105,7 +114,7 @@ pub struct Config {
     #[arg(long, env = "PGRST_SERVER_TRACE_HEADER")]
     pub server_trace_header: Option<String>,
     /// Send `Server-Timing` (jwt, parse, plan, transaction, response in ms).
-    #[arg(long, env = "PGRST_SERVER_TIMING_ENABLED", default_value = "false", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_SERVER_TIMING_ENABLED", default_value = "false", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub server_timing_enabled: bool,
     /// Listen on this unix socket instead of `server-host:server-port`.
     #[arg(long, env = "PGRST_SERVER_UNIX_SOCKET")]
@@ -126,7 +135,7 @@ pub struct Config {
     pub db_channel: String,
     /// Listen on `db-channel` (off behind PgBouncer transaction pooling;
     /// SIGUSR1 still reloads).
-    #[arg(long, env = "PGRST_DB_CHANNEL_ENABLED", default_value = "true", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_DB_CHANNEL_ENABLED", default_value = "true", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub db_channel_enabled: bool,
     /// Seconds a request waits for a pooled connection before 504 `PGRST003`.
     #[arg(long, env = "PGRST_DB_POOL_ACQUISITION_TIMEOUT", default_value_t = 10)]
@@ -145,11 +154,11 @@ pub struct Config {
     /// When the database cannot be reached at start, keep retrying (1 s,
     /// doubling up to 32 s) and answer 503 `PGRST002` meanwhile; `false`:
     /// exit instead.
-    #[arg(long, env = "PGRST_DB_POOL_AUTOMATIC_RECOVERY", default_value = "true", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_DB_POOL_AUTOMATIC_RECOVERY", default_value = "true", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub db_pool_automatic_recovery: bool,
     /// Keep statements prepared on each connection; `false` sends every
     /// statement unnamed (for PgBouncer in transaction pooling mode).
-    #[arg(long, env = "PGRST_DB_PREPARED_STATEMENTS", default_value = "true", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_DB_PREPARED_STATEMENTS", default_value = "true", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub db_prepared_statements: bool,
     /// A connection that may read every tenant's plan (e.g. a tenancy_superadmin login);
     /// without it every tenant gets the default limit.
@@ -203,7 +212,7 @@ pub struct Config {
     pub threads: usize,
     /// Read settings from the database too (`pgrst.*`, see
     /// [`crate::db_config`]); they win over flags, environment and file.
-    #[arg(long, env = "PGRST_DB_CONFIG", default_value = "true", action = ArgAction::Set)]
+    #[arg(long, env = "PGRST_DB_CONFIG", default_value = "true", action = ArgAction::Set, value_parser = pgrst_bool)]
     pub db_config: bool,
     /// A function (`schema.name`) that sets `pgrst.*` settings with
     /// `set_config(…, true)`; read with the role settings.
@@ -260,6 +269,15 @@ impl Config {
         self.db_schemas
             .split(',')
             .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// `db-hoisted-tx-settings` as lowercase names.
+    pub fn hoisted_settings(&self) -> Vec<String> {
+        self.db_hoisted_tx_settings
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty())
             .collect()
     }
@@ -365,6 +383,23 @@ impl Config {
         }
         self.app_settings = all.into_iter().collect();
         self
+    }
+}
+
+/// A boolean setting as PostgREST reads one: `true`/`false` in any case,
+/// or an integer (above 0 is true), so `PGRST_DB_PLAN_ENABLED=1` works.
+pub fn pgrst_bool(s: &str) -> Result<bool, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if t.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else if let Ok(n) = t.parse::<i128>() {
+        Ok(n > 0)
+    } else {
+        Err(format!(
+            "{s:?} is not a boolean (true, false, or a number: above 0 is true)"
+        ))
     }
 }
 
@@ -615,6 +650,40 @@ mod tests {
             let e = parse_config_file(bad, env).unwrap_err();
             assert!(e.starts_with("line 1: "), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn booleans_as_postgrest_reads_them() {
+        for (v, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("True", true),
+            (" false ", false),
+            ("FaLsE", false),
+            ("1", true),
+            ("2", true),
+            ("0", false),
+            ("-1", false),
+        ] {
+            assert_eq!(pgrst_bool(v), Ok(want), "{v}");
+        }
+        for bad in ["", "yes", "on", "1.5", "truthy"] {
+            assert!(pgrst_bool(bad).is_err(), "{bad}");
+        }
+        // every boolean setting, from flags (env and file go the same way)
+        let c = Config::try_parse_from([
+            "p",
+            "--db-plan-enabled=1",
+            "--db-aggregates-enabled=TRUE",
+            "--db-prepared-statements=0",
+            "--openapi-security-active=True",
+            "--db-config=False",
+        ])
+        .unwrap();
+        assert!(c.db_plan_enabled && c.db_aggregates_enabled && c.openapi_security_active);
+        assert!(!c.db_prepared_statements && !c.db_config);
+        let e = Config::try_parse_from(["p", "--db-plan-enabled=maybe"]).unwrap_err();
+        assert!(e.to_string().contains("not a boolean"), "{e}");
     }
 
     #[test]
