@@ -186,7 +186,8 @@ struct Ctx<'a> {
     query: &'a Query,
     opts: &'a Options,
     params: Vec<Option<String>>,
-    aliases: usize,
+    /// The relation aliases given so far (quoted), see [`Ctx::alias`].
+    aliases: Vec<String>,
     /// Ignore the root level's filters/order/paging (the read-back of a write).
     skip_root: bool,
     /// The select items and embed path of each level whose conditions are
@@ -326,7 +327,7 @@ impl<'a> Ctx<'a> {
             query,
             opts,
             params: Vec::new(),
-            aliases: 0,
+            aliases: Vec::new(),
             skip_root: false,
             scopes: Vec::new(),
             untyped: Vec::new(),
@@ -340,9 +341,56 @@ impl<'a> Ctx<'a> {
         format!("${}", self.params.len())
     }
 
-    fn alias(&mut self) -> String {
-        let a = format!("\"t{}\"", self.aliases);
-        self.aliases += 1;
+    /// An alias for a relation named `name` below the statement's main one:
+    /// `name_1`, `name_2`, … (PostgREST's `cities_1`), so plans and errors
+    /// name the tables a request touches. Unique within the statement, and
+    /// short enough that PostgreSQL's 63-byte truncation cannot merge two.
+    fn alias(&mut self, name: &str) -> String {
+        let mut base = name;
+        while base.len() > 50 {
+            let mut cut = 50;
+            while !base.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            base = &base[..cut];
+        }
+        let mut n = 1;
+        loop {
+            let a = quote_ident(&format!("{base}_{n}"));
+            if !self.aliases.contains(&a) {
+                self.aliases.push(a.clone());
+                return a;
+            }
+            n += 1;
+        }
+    }
+
+    /// The alias of the statement's main relation: its own name, as
+    /// PostgREST's `FROM "schema"."name"` gives it, unless that is one of
+    /// the names the builder gives its own subqueries (then as [`Ctx::alias`]).
+    fn main_alias(&mut self, name: &str) -> String {
+        const FIXED: &[&str] = &[
+            "_",
+            "_args",
+            "_b",
+            "_c",
+            "_e",
+            "_g",
+            "_s",
+            "_v",
+            "_postgrest_t",
+            "j",
+            "s",
+            "t_w",
+            "pgrst_location",
+            "pgrst_scalar",
+            "pgrst_source",
+        ];
+        let a = quote_ident(name);
+        if FIXED.contains(&name) || self.aliases.contains(&a) {
+            return self.alias(name);
+        }
+        self.aliases.push(a.clone());
         a
     }
 
@@ -716,7 +764,7 @@ impl<'a> Ctx<'a> {
                 .collect::<Vec<_>>()
                 .join(" AND "),
             Some(j) => {
-                let ja = self.alias();
+                let ja = self.alias(&j.table);
                 let mut conds: Vec<String> = j
                     .parent_pairs
                     .iter()
@@ -957,7 +1005,7 @@ impl<'a> Ctx<'a> {
             }
         }
         let target = self.target(&rel)?;
-        let ta = self.alias();
+        let ta = self.alias(&target.name.clone());
         let e = self.field_expr(target, &ta, field)?;
         let (from, jc) = self.source(&rel, table, alias, &ta);
         let cond = jc.map(|c| format!(" WHERE {c}")).unwrap_or_default();
@@ -977,7 +1025,7 @@ impl<'a> Ctx<'a> {
         let target = self.target(&rel)?;
         let mut sub_path = path.to_vec();
         sub_path.push(embed.label().to_string());
-        let ta = self.alias();
+        let ta = self.alias(&target.name.clone());
         let (from, jc) = self.source(&rel, table, alias, &ta);
         // an embed that selects nothing (`rel()`, e.g. only for `!inner` or a
         // null filter) drops its SQL: its filters' parameters must go too
@@ -1029,7 +1077,7 @@ impl<'a> Ctx<'a> {
                         format!("COALESCE(pg_catalog.json_agg(\"_s\".{q}), '[]'::json) AS {q}")
                     })
                     .collect();
-                let sa = self.alias();
+                let sa = self.alias(&target.name.clone());
                 out.joins.push(format!(
                     "LEFT JOIN LATERAL (SELECT {} FROM ({inner_sql}) AS \"_s\") AS {sa} ON TRUE",
                     cols.join(", ")
@@ -1038,7 +1086,7 @@ impl<'a> Ctx<'a> {
             }
         } else if embed.spread {
             if !inner.select.is_empty() {
-                let sa = self.alias();
+                let sa = self.alias(&target.name.clone());
                 out.joins.push(format!(
                     "LEFT JOIN LATERAL ({inner_sql} LIMIT 1) AS {sa} ON TRUE"
                 ));
@@ -1112,7 +1160,7 @@ impl<'a> Ctx<'a> {
     ) -> Result<String, ApiError> {
         let rel = self.embed_rel(table, embed)?;
         let target = self.target(&rel)?;
-        let ea = self.alias();
+        let ea = self.alias(&target.name.clone());
         let query: &'a Query = self.query;
         let level = query.level(sub_path).unwrap_or(&EMPTY_LEVEL);
         let (from, jc) = self.source(&rel, table, alias, &ea);
@@ -1311,7 +1359,7 @@ pub fn read(
 ) -> Result<Statement, ApiError> {
     check_embedded_levels(query)?;
     let mut cx = Ctx::new(schema, query, opts);
-    let alias = cx.alias();
+    let alias = cx.main_alias(&table.name);
     let lv = match cx.level(table, &alias, &query.select, &[], true) {
         Ok(lv) => lv,
         Err(e) if e.code == "42703" => {
@@ -1491,7 +1539,7 @@ fn write_tail<'a>(
         Returning::Minimal => wrap(&cte, "SELECT 1 FROM pgrst_source", "NULL::text", total),
         Returning::Representation => {
             check_embedded_levels(query)?;
-            let alias = cx.alias();
+            let alias = cx.main_alias(&table.name);
             // `pgrst_source` rows are records with the table's columns.
             cx.untyped.push(alias.clone());
             // Only the select shape and the embeds' own levels apply to the read-back.
@@ -1760,7 +1808,7 @@ fn mutation_where(
         } else {
             table.primary_key.clone()
         };
-        let ka = cx.alias();
+        let ka = cx.alias(&table.name);
         let inner = cx.conditions(table, &ka, &root.conditions)?;
         let order = cx.order_terms(table, &ka, &query.select, &root.order)?;
         let mut picked = format!(
@@ -1809,7 +1857,7 @@ pub fn update(
     check_columns(table, columns)?;
     let mut cx = Ctx::new(schema, query, opts);
     let tq = quote_qualified(&table.schema, &table.name);
-    let alias = cx.alias();
+    let alias = cx.main_alias(&table.name);
     let b = cx.param(body.to_string());
     let filter = mutation_where(&mut cx, table, &alias, query)?;
     // a domain with a JSON data representation is made from the body's
@@ -1854,7 +1902,7 @@ pub fn delete(
     returning: Returning,
 ) -> Result<Statement, ApiError> {
     let mut cx = Ctx::new(schema, query, opts);
-    let alias = cx.alias();
+    let alias = cx.main_alias(&table.name);
     let filter = mutation_where(&mut cx, table, &alias, query)?;
     let mut cte = format!(
         "DELETE FROM {} AS {alias}{filter}",
@@ -2259,7 +2307,7 @@ pub fn call(
             columns: func.result_columns.clone(),
             ..Table::default()
         };
-        let alias = cx.alias();
+        let alias = cx.main_alias(&pseudo.name.clone());
         let lv = cx.level(&pseudo, &alias, &query.select, &[], true)?;
         let from = if from_args.is_empty() {
             format!("{call_expr} AS {alias}")
@@ -2364,13 +2412,40 @@ mod tests {
     }
 
     #[test]
+    fn aliases_name_tables_and_never_collide() {
+        let (s, q, o) = (Schema::default(), Query::default(), Options::default());
+        let mut cx = Ctx::new(&s, &q, &o);
+        // the main relation under its own name, the others numbered
+        assert_eq!(cx.main_alias("x_1"), "\"x_1\"");
+        assert_eq!(cx.alias("x"), "\"x_2\"");
+        assert_eq!(cx.alias("x"), "\"x_3\"");
+        assert_eq!(cx.alias("y"), "\"y_1\"");
+        // a long name is cut (at a character boundary) so PostgreSQL's
+        // 63-byte limit keeps the suffix
+        let long = "\u{e9}".repeat(40);
+        let a = cx.alias(&long);
+        assert_eq!(a, format!("\"{}_1\"", "\u{e9}".repeat(25)));
+        assert!(a.len() - 2 <= 63);
+        let b = cx.alias(&format!("{long}z"));
+        assert_eq!(b, format!("\"{}_2\"", "\u{e9}".repeat(25)));
+        // a table named like one of the builder's own subqueries is numbered
+        let mut cx = Ctx::new(&s, &q, &o);
+        assert_eq!(cx.main_alias("_b"), "\"_b_1\"");
+        assert_eq!(cx.main_alias("pgrst_source"), "\"pgrst_source_1\"");
+        // quoting holds for any name
+        let mut cx = Ctx::new(&s, &q, &o);
+        assert_eq!(cx.main_alias("a\"b"), "\"a\"\"b\"");
+        assert_eq!(cx.alias("a\"b"), "\"a\"\"b_1\"");
+    }
+
+    #[test]
     fn simple_read_is_parameterised() {
         let st = read_sql(
             "metrics",
             &[("select", "id,code"), ("code", "eq.scope1"), ("limit", "5")],
         )
         .unwrap();
-        assert!(st.sql.contains("\"t0\".\"code\" = $1"), "{}", st.sql);
+        assert!(st.sql.contains("\"metrics\".\"code\" = $1"), "{}", st.sql);
         assert!(st.sql.contains("LIMIT $2"), "{}", st.sql);
         assert_eq!(st.params, vec![Some("scope1".into()), Some("5".into())]);
         assert!(!st.sql.contains("scope1"));
@@ -2401,11 +2476,11 @@ mod tests {
             ("nxr.[1,2)", "&< $1"),
             ("nxl.[1,2)", "&> $1"),
             ("adj.[1,2)", "-|- $1"),
-            ("not.eq.1", "NOT (\"t0\".\"code\" = $1)"),
+            ("not.eq.1", "NOT (\"metrics\".\"code\" = $1)"),
             ("eq(any).{a,b}", "= ANY ($1)"),
             ("like(all).{a*,b*}", "LIKE ALL ($1)"),
-            ("fts.cat", "pg_catalog.to_tsvector(\"t0\".\"code\") @@ pg_catalog.to_tsquery($1)"),
-            ("plfts(english).cat", "pg_catalog.to_tsvector($1::regconfig, \"t0\".\"code\") @@ pg_catalog.plainto_tsquery($1::regconfig, $2)"),
+            ("fts.cat", "pg_catalog.to_tsvector(\"metrics\".\"code\") @@ pg_catalog.to_tsquery($1)"),
+            ("plfts(english).cat", "pg_catalog.to_tsvector($1::regconfig, \"metrics\".\"code\") @@ pg_catalog.plainto_tsquery($1::regconfig, $2)"),
             ("phfts.cat", "phraseto_tsquery($1)"),
             ("wfts.cat", "websearch_to_tsquery($1)"),
         ];
@@ -2416,7 +2491,7 @@ mod tests {
         let st = read_sql("metrics", &[("doc", "fts.cat")]).unwrap();
         assert!(
             st.sql
-                .contains("\"t0\".\"doc\" @@ pg_catalog.to_tsquery($1)"),
+                .contains("\"metrics\".\"doc\" @@ pg_catalog.to_tsquery($1)"),
             "{}",
             st.sql
         );
@@ -2425,7 +2500,7 @@ mod tests {
         let st = read_sql("metrics", &[("extra->a->>b", "eq.x")]).unwrap();
         assert!(
             st.sql
-                .contains("((\"t0\".\"extra\"->$1::text)->>$2::text) = $3"),
+                .contains("((\"metrics\".\"extra\"->$1::text)->>$2::text) = $3"),
             "{}",
             st.sql
         );
@@ -2443,13 +2518,13 @@ mod tests {
         .unwrap();
         assert!(
             st.sql
-                .contains("(\"t0\".\"code\" = $1 OR (\"t0\".\"id\" > $2 AND \"t0\".\"id\" < $3))"),
+                .contains("(\"metrics\".\"code\" = $1 OR (\"metrics\".\"id\" > $2 AND \"metrics\".\"id\" < $3))"),
             "{}",
             st.sql
         );
         assert!(
             st.sql
-                .contains("ORDER BY \"t0\".\"code\" DESC NULLS LAST, \"t0\".\"id\""),
+                .contains("ORDER BY \"metrics\".\"code\" DESC NULLS LAST, \"metrics\".\"id\""),
             "{}",
             st.sql
         );
@@ -2617,13 +2692,13 @@ mod tests {
             |select: &str| read(&s, &t, &q(&[("select", select)]), &opts, false).unwrap();
         let st = agg_read("metric_id,value.sum(),count()");
         assert!(
-            st.sql.contains("GROUP BY \"t0\".\"metric_id\""),
+            st.sql.contains("GROUP BY \"data_points\".\"metric_id\""),
             "{}",
             st.sql
         );
         assert!(
             st.sql
-                .contains("pg_catalog.sum(\"t0\".\"value\") AS \"sum\""),
+                .contains("pg_catalog.sum(\"data_points\".\"value\") AS \"sum\""),
             "{}",
             st.sql
         );
@@ -2633,22 +2708,28 @@ mod tests {
         let st = agg_read("...metrics(code,top:id.max()),total:value.sum(),count()");
         placeholders_match(&st);
         assert!(
-            st.sql
-                .contains("SELECT \"t1\".\"code\" AS \"code\", \"t1\".\"id\" AS \"top\" FROM"),
+            st.sql.contains(
+                "SELECT \"metrics_1\".\"code\" AS \"code\", \"metrics_1\".\"id\" AS \"top\" FROM"
+            ),
             "{}",
             st.sql
         );
         assert!(
-            st.sql
-                .contains("\"t2\".\"code\", pg_catalog.max(\"t2\".\"top\") AS \"top\""),
+            st.sql.contains(
+                "\"metrics_2\".\"code\", pg_catalog.max(\"metrics_2\".\"top\") AS \"top\""
+            ),
             "{}",
             st.sql
         );
-        assert!(st.sql.contains("GROUP BY \"t2\".\"code\""), "{}", st.sql);
+        assert!(
+            st.sql.contains("GROUP BY \"metrics_2\".\"code\""),
+            "{}",
+            st.sql
+        );
         // a spread with an aggregate makes its level aggregate
         let st = agg_read("metric_id,...metrics(n:id.count())");
         assert!(
-            st.sql.contains("GROUP BY \"t0\".\"metric_id\""),
+            st.sql.contains("GROUP BY \"data_points\".\"metric_id\""),
             "{}",
             st.sql
         );
@@ -2670,7 +2751,7 @@ mod tests {
         .unwrap();
         assert!(
             st.sql
-                .contains("GROUP BY \"t2\".\"code\" ORDER BY \"t2\".\"code\" DESC"),
+                .contains("GROUP BY \"metrics_2\".\"code\" ORDER BY \"metrics_2\".\"code\" DESC"),
             "{}",
             st.sql
         );
@@ -2716,7 +2797,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            st.sql.contains("GROUP BY \"t1\".\"metric_id\""),
+            st.sql.contains("GROUP BY \"data_points_1\".\"metric_id\""),
             "{}",
             st.sql
         );
@@ -2736,7 +2817,8 @@ mod tests {
         )
         .unwrap();
         assert!(
-            st.sql.contains("CAST(\"t0\".\"id\" AS \"text\") AS \"id\""),
+            st.sql
+                .contains("CAST(\"metrics\".\"id\" AS \"text\") AS \"id\""),
             "{}",
             st.sql
         );
@@ -2891,8 +2973,9 @@ mod tests {
         )
         .unwrap();
         assert!(
-            st.sql
-                .contains("UPDATE \"esg\".\"metrics\" AS \"t0\" SET \"name\" = \"_b\".\"name\""),
+            st.sql.contains(
+                "UPDATE \"esg\".\"metrics\" AS \"metrics\" SET \"name\" = \"_b\".\"name\""
+            ),
             "{}",
             st.sql
         );
@@ -2904,7 +2987,7 @@ mod tests {
             Returning::Representation,
         )
         .unwrap();
-        assert!(st.sql.starts_with("WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"t0\" WHERE \"t0\".\"code\" = $1 RETURNING \"t0\".*)"), "{}", st.sql);
+        assert!(st.sql.starts_with("WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"metrics\" WHERE \"metrics\".\"code\" = $1 RETURNING \"metrics\".*)"), "{}", st.sql);
     }
 
     #[test]
@@ -2931,9 +3014,9 @@ mod tests {
         .unwrap();
         assert!(
             st.sql.contains(
-                "WHERE \"t0\".\"code\" LIKE $2 AND (\"t0\".\"tenant_id\", \"t0\".\"id\") IN \
-                 (SELECT \"t1\".\"tenant_id\", \"t1\".\"id\" FROM \"esg\".\"metrics\" AS \"t1\" \
-                 WHERE \"t1\".\"code\" LIKE $3 ORDER BY \"t1\".\"id\" DESC LIMIT $4 OFFSET $5) RETURNING"
+                "WHERE \"metrics\".\"code\" LIKE $2 AND (\"metrics\".\"tenant_id\", \"metrics\".\"id\") IN \
+                 (SELECT \"metrics_1\".\"tenant_id\", \"metrics_1\".\"id\" FROM \"esg\".\"metrics\" AS \"metrics_1\" \
+                 WHERE \"metrics_1\".\"code\" LIKE $3 ORDER BY \"metrics_1\".\"id\" DESC LIMIT $4 OFFSET $5) RETURNING"
             ),
             "{}",
             st.sql
@@ -2980,8 +3063,8 @@ mod tests {
         .unwrap();
         assert!(
             st.sql.starts_with(
-                "WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"t0\" WHERE (\"t0\".\"ctid\") IN \
-                 (SELECT \"t1\".\"ctid\" FROM \"esg\".\"metrics\" AS \"t1\" ORDER BY \"t1\".\"code\" LIMIT $1) RETURNING \"t0\".*)"
+                "WITH pgrst_source AS (DELETE FROM \"esg\".\"metrics\" AS \"metrics\" WHERE (\"metrics\".\"ctid\") IN \
+                 (SELECT \"metrics_1\".\"ctid\" FROM \"esg\".\"metrics\" AS \"metrics_1\" ORDER BY \"metrics_1\".\"code\" LIMIT $1) RETURNING \"metrics\".*)"
             ),
             "{}",
             st.sql
@@ -3012,7 +3095,7 @@ mod tests {
             v.push(extra);
             read_sql("organisations", &v)
         };
-        let exists = "EXISTS (SELECT 1 FROM \"esg\".\"reporting_entities\" AS \"t2\" WHERE \"t2\".\"tenant_id\" = \"t0\".\"tenant_id\" AND \"t2\".\"organisation_id\" = \"t0\".\"id\" AND \"t2\".\"kind\" = $2)";
+        let exists = "EXISTS (SELECT 1 FROM \"esg\".\"reporting_entities\" AS \"reporting_entities_2\" WHERE \"reporting_entities_2\".\"tenant_id\" = \"organisations\".\"tenant_id\" AND \"reporting_entities_2\".\"organisation_id\" = \"organisations\".\"id\" AND \"reporting_entities_2\".\"kind\" = $2)";
         let st = with(("reporting_entities", "is.null")).unwrap();
         assert!(
             st.sql.contains(&format!("WHERE NOT {exists}")),
@@ -3080,7 +3163,8 @@ mod tests {
         )
         .unwrap();
         assert!(
-            st.sql.contains("\"t0\".\"parent_org_id\" IS NULL"),
+            st.sql
+                .contains("\"organisations\".\"parent_org_id\" IS NULL"),
             "{}",
             st.sql
         );
@@ -3128,6 +3212,7 @@ mod tests {
             volatility: super::super::schema::Volatility::Stable,
             media_type: None,
             media_binary: false,
+            settings: Vec::new(),
         };
         s.functions.push(f.clone());
         let query = q(&[
@@ -3137,12 +3222,13 @@ mod tests {
         let args = Args::Text(vec![]);
         let st = call(&s, &f, &args, &query, &Options::default(), false).unwrap();
         assert!(
-            st.sql.contains("FROM \"esg\".\"organisations\" AS \"t1\" WHERE \"t1\".\"tenant_id\" = \"t0\".\"tenant_id\""),
+            st.sql.contains("FROM \"esg\".\"organisations\" AS \"organisations_1\" WHERE \"organisations_1\".\"tenant_id\" = \"reporting_entities\".\"tenant_id\""),
             "{}",
             st.sql
         );
         assert!(
-            st.sql.contains("\"esg\".\"entities_of\"() AS \"t0\""),
+            st.sql
+                .contains("\"esg\".\"entities_of\"() AS \"reporting_entities\""),
             "{}",
             st.sql
         );
@@ -3227,18 +3313,20 @@ mod tests {
         placeholders_match(&st);
         assert!(
             st.sql.contains(
-                "\"api\".\"label\"(\"t0\".*) AS \"label\", \"api\".\"label\"(\"t0\".*) AS \"l\""
+                "\"api\".\"label\"(\"metrics\".*) AS \"label\", \"api\".\"label\"(\"metrics\".*) AS \"l\""
             ),
             "{}",
             st.sql
         );
         assert!(
-            st.sql.contains("WHERE \"api\".\"label\"(\"t0\".*) = $"),
+            st.sql
+                .contains("WHERE \"api\".\"label\"(\"metrics\".*) = $"),
             "{}",
             st.sql
         );
         assert!(
-            st.sql.contains("ORDER BY \"api\".\"label\"(\"t0\".*) DESC"),
+            st.sql
+                .contains("ORDER BY \"api\".\"label\"(\"metrics\".*) DESC"),
             "{}",
             st.sql
         );
@@ -3248,13 +3336,17 @@ mod tests {
         assert!(!st.sql.contains("label"), "{}", st.sql);
         // a column hides a computed field of the same name
         let st = read_m(&[("select", "code")]).unwrap();
-        assert!(st.sql.contains("\"t0\".\"code\" AS \"code\""), "{}", st.sql);
+        assert!(
+            st.sql.contains("\"metrics\".\"code\" AS \"code\""),
+            "{}",
+            st.sql
+        );
         assert!(!st.sql.contains("\"esg\".\"code\"("), "{}", st.sql);
         // a tsvector computed field is searched as it is
         let st = read_m(&[("words", "fts.coal")]).unwrap();
         assert!(
             st.sql
-                .contains("\"esg\".\"words\"(\"t0\".*) @@ pg_catalog.to_tsquery($"),
+                .contains("\"esg\".\"words\"(\"metrics\".*) @@ pg_catalog.to_tsquery($"),
             "{}",
             st.sql
         );
@@ -3273,7 +3365,7 @@ mod tests {
         placeholders_match(&st);
         assert!(
             st.sql.contains(
-                "FROM \"esg\".\"points_of\"(\"t0\".*) AS \"t1\" WHERE \"t1\".\"value\" > $1 ORDER BY \"t1\".\"period\")"
+                "FROM \"esg\".\"points_of\"(\"metrics\".*) AS \"data_points_1\" WHERE \"data_points_1\".\"value\" > $1 ORDER BY \"data_points_1\".\"period\")"
             ),
             "{}",
             st.sql
@@ -3281,7 +3373,7 @@ mod tests {
         assert!(st.sql.contains("pg_catalog.json_agg"), "{}", st.sql);
         // to-one: an object
         assert!(
-            st.sql.contains("row_to_json(\"_e\") FROM (SELECT \"t2\".\"period\" AS \"period\" FROM \"esg\".\"latest\"(\"t0\".*) AS \"t2\" LIMIT 1)"),
+            st.sql.contains("row_to_json(\"_e\") FROM (SELECT \"data_points_2\".\"period\" AS \"period\" FROM \"esg\".\"latest\"(\"metrics\".*) AS \"data_points_2\" LIMIT 1)"),
             "{}",
             st.sql
         );
@@ -3295,18 +3387,24 @@ mod tests {
         .unwrap();
         placeholders_match(&st);
         assert!(
-            st.sql
-                .contains("EXISTS (SELECT 1 FROM \"esg\".\"points_of\"(\"t0\".*) AS \"t"),
+            st.sql.contains(
+                "EXISTS (SELECT 1 FROM \"esg\".\"points_of\"(\"metrics\".*) AS \"data_points_"
+            ),
             "{}",
             st.sql
         );
         assert!(
-            st.sql
-                .contains("EXISTS (SELECT 1 FROM \"esg\".\"latest\"(\"t0\".*) AS \"t"),
+            st.sql.contains(
+                "EXISTS (SELECT 1 FROM \"esg\".\"latest\"(\"metrics\".*) AS \"data_points_"
+            ),
             "{}",
             st.sql
         );
-        assert!(st.sql.contains("ORDER BY (SELECT \"t"), "{}", st.sql);
+        assert!(
+            st.sql.contains("ORDER BY (SELECT \"data_points_"),
+            "{}",
+            st.sql
+        );
         // ordering by a to-many computed relationship is refused
         let e = read_m(&[("select", "id,points_of(id)"), ("order", "points_of(id)")]).unwrap_err();
         assert_eq!(e.code, "PGRST118");
@@ -3315,7 +3413,7 @@ mod tests {
         let st = read(&s, &dp, &q(&[("select", "id,metrics(code)")]), &opts, false).unwrap();
         assert!(
             st.sql
-                .contains("FROM \"esg\".\"metrics\"(\"t0\".*) AS \"t1\""),
+                .contains("FROM \"esg\".\"metrics\"(\"data_points\".*) AS \"metrics_1\""),
             "{}",
             st.sql
         );
@@ -3329,7 +3427,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            st.sql.contains("FROM \"esg\".\"metrics\" AS \"t1\" WHERE \"t1\".\"tenant_id\" = \"t0\".\"tenant_id\""),
+            st.sql.contains("FROM \"esg\".\"metrics\" AS \"metrics_1\" WHERE \"metrics_1\".\"tenant_id\" = \"data_points\".\"tenant_id\""),
             "{}",
             st.sql
         );
@@ -3352,14 +3450,14 @@ mod tests {
         .unwrap();
         assert!(
             st.sql.contains(
-                "\"api\".\"label\"(CAST(ROW(\"t0\".*) AS \"esg\".\"metrics\")) AS \"label\""
+                "\"api\".\"label\"(CAST(ROW(\"metrics\".*) AS \"esg\".\"metrics\")) AS \"label\""
             ),
             "{}",
             st.sql
         );
         assert!(
             st.sql.contains(
-                "\"esg\".\"points_of\"(CAST(ROW(\"t0\".*) AS \"esg\".\"metrics\")) AS \"t1\""
+                "\"esg\".\"points_of\"(CAST(ROW(\"metrics\".*) AS \"esg\".\"metrics\")) AS \"data_points_1\""
             ),
             "{}",
             st.sql
@@ -3386,6 +3484,7 @@ mod tests {
             volatility: super::super::schema::Volatility::Immutable,
             media_type: None,
             media_binary: false,
+            settings: Vec::new(),
         }
     }
 
