@@ -91,6 +91,7 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
         statement: w.statement.clone(),
         singular: false,
         settings: Vec::new(),
+        isolation: None,
         plan: None,
         max_affected: None,
         explain: None,

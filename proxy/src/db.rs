@@ -56,9 +56,13 @@ pub struct Exec {
     pub statement: Statement,
     /// Fail with PGRST116 (and roll back) unless exactly one row.
     pub singular: bool,
-    /// Extra transaction-local settings (`Prefer: timezone`), set after the
-    /// request's settings, before the pre-request function.
+    /// Extra transaction-local settings (`Prefer: timezone`, then an RPC
+    /// function's hoisted settings), set after the request's settings,
+    /// before the pre-request function.
     pub settings: Vec<(String, String)>,
+    /// The called function's `default_transaction_isolation` (lowercase):
+    /// wins over the role's.
+    pub isolation: Option<String>,
     /// `Prefer: count=planned|estimated`: an `EXPLAIN (FORMAT JSON)` of the
     /// count query, run after the statement in the same transaction.
     pub plan: Option<Statement>,
@@ -279,19 +283,23 @@ async fn run_on(
     let any = unspecified();
     let setup = stmt(client, prepared, SETUP).await.map_err(fail(false))?;
     let app_settings = &live.config.app_settings;
-    let set_extra = match e.settings.is_empty() && app_settings.is_empty() {
-        true => None,
-        false => Some(
-            stmt(client, prepared, SET_CONFIG)
-                .await
-                .map_err(fail(false))?,
-        ),
-    };
-    let begin = if e.read_only {
-        "BEGIN READ ONLY"
-    } else {
-        "BEGIN"
-    };
+    // the settings of the role the request runs as (`ALTER ROLE … SET`)
+    let role = live.roles.get(&e.identity.role);
+    let role_settings = role.map_or(&[][..], |r| &r.settings[..]);
+    let set_extra =
+        match e.settings.is_empty() && app_settings.is_empty() && role_settings.is_empty() {
+            true => None,
+            false => Some(
+                stmt(client, prepared, SET_CONFIG)
+                    .await
+                    .map_err(fail(false))?,
+            ),
+        };
+    let isolation = e
+        .isolation
+        .as_deref()
+        .or_else(|| role.and_then(|r| r.isolation.as_deref()));
+    let begin = begin(e.read_only, isolation);
     let pre = live
         .config
         .db_pre_request
@@ -313,9 +321,25 @@ async fn run_on(
         .chain(e.settings.iter())
         .map(|(k, v)| [k as &(dyn ToSql + Sync), v as &(dyn ToSql + Sync)])
         .collect();
-    // round trip 1: BEGIN; settings; pre-request
-    let (r_begin, r_setup, r_extra, r_pre) = tokio::join!(
+    let role_kv: Vec<[&(dyn ToSql + Sync); 2]> = role_settings
+        .iter()
+        .map(|(k, v)| [k as &(dyn ToSql + Sync), v as &(dyn ToSql + Sync)])
+        .collect();
+    // round trip 1: BEGIN; the role's settings (before the role, as
+    // PostgREST: `GRANT SET ON PARAMETER` is then the login role's);
+    // the request's settings; pre-request
+    let (r_begin, r_role, r_setup, r_extra, r_pre) = tokio::join!(
         client.batch_execute(begin),
+        async {
+            match &set_extra {
+                Some(set) if !role_kv.is_empty() => futures_util::future::try_join_all(
+                    role_kv.iter().map(|kv| query(client, set, kv, &Type::TEXT)),
+                )
+                .await
+                .map(drop),
+                _ => Ok(()),
+            }
+        },
         query(client, &setup, &settings, &Type::TEXT),
         async {
             match &set_extra {
@@ -335,6 +359,7 @@ async fn run_on(
         }
     );
     r_begin.map_err(fail(true))?;
+    r_role.map_err(fail(true))?;
     r_setup.map_err(fail(true))?;
     r_extra.map_err(fail(true))?;
     r_pre.map_err(fail(true))?;
@@ -480,6 +505,22 @@ async fn query(
                 params.iter().map(|p| (*p, ty.clone())).collect();
             client.query_typed(sql, &typed).await
         }
+    }
+}
+
+/// `BEGIN` with the access mode and, when the role or the function sets
+/// `default_transaction_isolation`, that isolation level (PostgREST's values:
+/// anything but `serializable` and `repeatable read` is `read committed`).
+fn begin(read_only: bool, isolation: Option<&str>) -> &'static str {
+    match (isolation.map(str::trim), read_only) {
+        (None, true) => "BEGIN READ ONLY",
+        (None, false) => "BEGIN",
+        (Some("serializable"), true) => "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
+        (Some("serializable"), false) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        (Some("repeatable read"), true) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        (Some("repeatable read"), false) => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        (Some(_), true) => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+        (Some(_), false) => "BEGIN ISOLATION LEVEL READ COMMITTED",
     }
 }
 

@@ -20,6 +20,7 @@ pub const KEYS: &[&str] = &[
     "db_aggregates_enabled",
     "db_anon_role",
     "db_extra_search_path",
+    "db_hoisted_tx_settings",
     "db_max_rows",
     "db_plan_enabled",
     "db_pre_request",
@@ -108,6 +109,68 @@ pub async fn read(
     Ok(out)
 }
 
+/// The settings of one role the login role can switch to (PostgREST's
+/// impersonated role settings), applied as transaction-local settings to
+/// every request that runs as that role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleSettings {
+    /// `(name, value)` as `ALTER ROLE … SET` stored them.
+    pub settings: Vec<(String, String)>,
+    /// Its `default_transaction_isolation`, lowercase, when set.
+    pub isolation: Option<String>,
+}
+
+/// `ALTER ROLE r [IN DATABASE d] SET name = value` of the roles the login
+/// role is a direct member of, this database's value before every
+/// database's; only settings the login role may set (context `user`, or
+/// `GRANT SET ON PARAMETER` on PostgreSQL 15+), as PostgREST.
+const IMPERSONATED_SETTINGS: &str = r#"
+WITH kv AS (
+  SELECT r.rolname::text AS role, s.setdatabase AS database,
+    pg_catalog.split_part(x, '=', 1) AS k, pg_catalog.substr(x, pg_catalog.strpos(x, '=') + 1) AS v
+  FROM pg_catalog.pg_auth_members m
+  JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+  JOIN pg_catalog.pg_db_role_setting s ON s.setrole = r.oid
+    AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))
+  CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) AS x
+  WHERE m.member = (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname = current_user)
+)
+SELECT DISTINCT ON (kv.role, kv.k) kv.role, kv.k, kv.v
+FROM kv JOIN pg_catalog.pg_settings ps ON ps.name = kv.k AND (ps.context = 'user' __PRIVILEGE__)
+ORDER BY kv.role, kv.k, kv.database DESC
+"#;
+
+/// Read [`RoleSettings`] of every role the login role can switch to.
+pub async fn role_settings(
+    client: &tokio_postgres::Client,
+) -> Result<std::collections::HashMap<String, RoleSettings>, String> {
+    let err = |e: tokio_postgres::Error| crate::pg::error_chain(&e);
+    let version: i32 = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int4",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .get(0);
+    let privilege = match version >= 150000 {
+        true => "OR pg_catalog.has_parameter_privilege(current_user, ps.name, 'SET')",
+        false => "",
+    };
+    let sql = IMPERSONATED_SETTINGS.replace("__PRIVILEGE__", privilege);
+    let mut out: std::collections::HashMap<String, RoleSettings> = Default::default();
+    for r in client.query(sql.as_str(), &[]).await.map_err(err)? {
+        let (role, k, v): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let entry = out.entry(role).or_default();
+        if k == "default_transaction_isolation" {
+            entry.isolation = Some(v.to_ascii_lowercase());
+        } else {
+            entry.settings.push((k, v));
+        }
+    }
+    Ok(out)
+}
+
 /// Apply database settings to `c`. Values are parsed as the command line
 /// parses them (`true`/`false`, numbers); a bad one is an error naming the
 /// setting, and `c` is left as it was.
@@ -134,6 +197,7 @@ pub fn apply(c: &mut Config, pairs: &[(String, String)]) -> Result<(), String> {
             "db_aggregates_enabled" => n.db_aggregates_enabled = f.db_aggregates_enabled,
             "db_anon_role" => n.db_anon_role = f.db_anon_role.clone(),
             "db_extra_search_path" => n.db_extra_search_path = f.db_extra_search_path.clone(),
+            "db_hoisted_tx_settings" => n.db_hoisted_tx_settings = f.db_hoisted_tx_settings.clone(),
             "db_max_rows" => n.db_max_rows = f.db_max_rows,
             "db_plan_enabled" => n.db_plan_enabled = f.db_plan_enabled,
             "db_pre_request" => n.db_pre_request = f.db_pre_request.clone(),

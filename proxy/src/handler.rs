@@ -843,6 +843,8 @@ async fn process(
         job: None,
         explain: explain.clone(),
         media_error,
+        func_settings: Vec::new(),
+        func_isolation: None,
     };
     let resp = if ctx.method == Method::OPTIONS {
         options(&ctx, &path)
@@ -1027,6 +1029,11 @@ struct Ctx {
     /// An `Accept` no builtin media type answers (PGRST107), kept for
     /// `/rpc/…`: a media type handler function may answer it.
     media_error: Option<ApiError>,
+    /// The called function's hoisted settings (`db-hoisted-tx-settings`),
+    /// applied to the whole transaction.
+    func_settings: Vec<(String, String)>,
+    /// The called function's `default_transaction_isolation`.
+    func_isolation: Option<String>,
 }
 
 impl Ctx {
@@ -1074,6 +1081,7 @@ impl Ctx {
             .timezone
             .iter()
             .map(|tz| ("timezone".to_string(), tz.clone()))
+            .chain(self.func_settings.iter().cloned())
             .collect();
         // an execution plan: the statement under EXPLAIN, no count, no
         // row-count checks (`process` answers with the plan)
@@ -1081,6 +1089,7 @@ impl Ctx {
         let explaining = explain.is_some();
         let e = Exec {
             settings,
+            isolation: self.func_isolation.clone(),
             plan: if explaining { None } else { plan },
             explain,
             max_affected: if explaining { None } else { max_affected },
@@ -1972,6 +1981,9 @@ async fn rpc(
         post_mime.as_deref(),
         single_object,
     )?;
+    // its SET clauses PostgREST hoists to the transaction
+    ctx.func_settings = func.hoisted_settings(&ctx.live.hoisted).cloned().collect();
+    ctx.func_isolation = func.isolation();
     // a media type handler answers with its value itself when `Accept`
     // asks for its type; otherwise an `Accept` no builtin type answers is 406
     let raw_media = func

@@ -21,6 +21,7 @@ use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +61,11 @@ pub struct Live {
     cors: Arc<tower_http::cors::CorsLayer>,
     /// `server-cors-allowed-origins` (empty: any origin).
     origins: Arc<[axum::http::HeaderValue]>,
+    /// Settings of the roles requests switch to (`ALTER ROLE … SET`), read
+    /// with the in-database configuration.
+    pub roles: Arc<HashMap<String, db_config::RoleSettings>>,
+    /// `db-hoisted-tx-settings`, lowercase.
+    pub hoisted: Arc<[String]>,
 }
 
 impl Live {
@@ -89,6 +95,8 @@ impl Live {
             .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
             .collect();
         Ok(Live {
+            roles: Arc::new(HashMap::new()),
+            hoisted: config.hoisted_settings().into(),
             schemas: config.schemas(),
             cors: Arc::new(cors(&origins)),
             origins,
@@ -125,12 +133,17 @@ impl AppState {
             Some(_) if self.config.from_command_line => Config::load()?,
             _ => self.config.clone(),
         };
+        let mut roles = None;
         if c.db_config {
             let client = self.pool.get().await.map_err(|e| pg::error_chain(&e))?;
             let pairs = db_config::read(&client, c.db_pre_config.as_deref()).await?;
             db_config::apply(&mut c, &pairs)?;
+            roles = Some(db_config::role_settings(&client).await?);
         }
-        let live = Live::new(c)?;
+        let mut live = Live::new(c)?;
+        if let Some(r) = roles {
+            live.roles = Arc::new(r);
+        }
         *self.live.write().expect("settings lock") = Arc::new(live);
         tracing::info!(target: "startup", "configuration loaded");
         Ok(())

@@ -101,7 +101,8 @@ SELECT n.nspname::text, p.proname::text, p.provolatile::text, p.proretset, p.pro
     OR rt.typname::text ~ '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$')
     THEN rt.typname::text END,
   rt.typtype = 'd' AND rt.typbasetype = 'bytea'::regtype,
-  p.prorettype = 'record'::regtype
+  p.prorettype = 'record'::regtype,
+  coalesce(p.proconfig, '{}')::text[]
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type rt ON rt.oid = p.prorettype
 -- the row type it returns, also through a domain over it (PostgREST embeds those)
 CROSS JOIN LATERAL (SELECT CASE WHEN rt.typtype = 'd'
@@ -326,6 +327,12 @@ pub async fn load(
             },
             media_type: row.get(12),
             media_binary: row.get(13),
+            settings: row
+                .get::<_, Vec<String>>(15)
+                .iter()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
         });
     }
     for row in client.query(MEDIA_AGGREGATES, &[&schemas]).await? {

@@ -2,8 +2,9 @@
 //! `server-trace-header`, `server-timing-enabled`, `openapi-mode`,
 //! `openapi-security-active`, `openapi-server-proxy-uri`, `db-root-spec`,
 //! `admin-server-port`, `server-unix-socket`, `db-pool-acquisition-timeout`,
-//! `db-pool-max-idletime`, `db-channel` / `db-channel-enabled`, and the
-//! startup errors of bad values.
+//! `db-pool-max-idletime`, `db-channel` / `db-channel-enabled`, settings
+//! from the database, the settings of impersonated roles and functions
+//! (`db-hoisted-tx-settings`), and the startup errors of bad values.
 
 mod common;
 use common::*;
@@ -40,6 +41,7 @@ async fn deployment_settings() {
         bad_values(&db).await;
         recovery(&db, &admin).await;
         in_database_config(&db, &admin).await;
+        transaction_settings(&db, &admin).await;
     })
     .await;
     finish(outcome, &db, Vec::new()).await;
@@ -660,6 +662,122 @@ async fn in_database_config(db: &TestDb, admin: &tokio_postgres::Client) {
     assert!(e.contains("db-max-rows"), "{e}");
     admin
         .batch_execute(&format!("ALTER ROLE {role} RESET ALL"))
+        .await
+        .unwrap();
+}
+
+/// Impersonated role settings (`ALTER ROLE anon SET statement_timeout`) and
+/// hoisted function settings, as PostgREST applies them: transaction-local,
+/// the function's over the role's, `default_transaction_isolation` as the
+/// transaction's isolation level; re-read on `reload config`.
+async fn transaction_settings(db: &TestDb, admin: &tokio_postgres::Client) {
+    let (anon, dbn) = (&db.anon_role, &db.name);
+    admin
+        .batch_execute(&format!(
+            r#"
+            CREATE FUNCTION esg.iso() RETURNS text LANGUAGE sql STABLE
+                AS $$ SELECT current_setting('transaction_isolation') $$;
+            CREATE FUNCTION esg.iso_serializable() RETURNS text LANGUAGE sql STABLE
+                SET default_transaction_isolation = 'SERIALIZABLE'
+                AS $$ SELECT current_setting('transaction_isolation') $$;
+            CREATE FUNCTION esg.nap_long(s float8) RETURNS int LANGUAGE sql VOLATILE
+                SET statement_timeout = '10s' SET work_mem = '7MB'
+                AS 'SELECT 1 FROM pg_sleep(s)';
+            CREATE FUNCTION esg.timeout() RETURNS text LANGUAGE sql STABLE
+                AS $$ SELECT current_setting('statement_timeout') $$;
+            CREATE FUNCTION esg.work_mem() RETURNS text LANGUAGE sql STABLE
+                SET work_mem = '9MB' AS $$ SELECT current_setting('work_mem') $$;
+            GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO PUBLIC;
+            ALTER ROLE {anon} IN DATABASE {dbn} SET statement_timeout = '150ms';
+            ALTER ROLE {anon} IN DATABASE {dbn} SET default_transaction_isolation = 'repeatable read';
+            -- a setting the login role may not set: left out, not an error
+            ALTER ROLE {anon} IN DATABASE {dbn} SET log_min_duration_statement = 0;
+            "#
+        ))
+        .await
+        .unwrap();
+    let call = |p: &Proxy, path: String| {
+        let rq = p.get(&path).send();
+        async move { json_of(rq.await.unwrap()).await }
+    };
+    let p = db.proxy(db.config()).await;
+    // the role's timeout cuts a statement that outlives it…
+    let (s, v) = call(&p, "/rpc/nap?s=0.6".into()).await;
+    assert_eq!(v["code"], "57014", "{s} {v}");
+    // …the function's own (hoisted) timeout wins over the role's
+    let (s, v) = call(&p, "/rpc/nap_long?s=0.3".into()).await;
+    assert_eq!((s, v.clone()), (200, json!(1)), "{v}");
+    // the role's isolation level, and the function's over it
+    let (s, v) = call(&p, "/rpc/iso".into()).await;
+    assert_eq!((s, v.clone()), (200, json!("repeatable read")), "{v}");
+    let (s, v) = call(&p, "/rpc/iso_serializable".into()).await;
+    assert_eq!((s, v.clone()), (200, json!("serializable")), "{v}");
+    // a table read runs under the role's settings too
+    let (s, v) = call(&p, "/units?limit=1".into()).await;
+    assert_eq!(s, 200, "{v}");
+    // not hoisted (work_mem is not in the list): the function sees its own
+    // value, and nothing leaks to the next request on the connection
+    let (_, v) = call(&p, "/rpc/work_mem".into()).await;
+    assert_eq!(v, json!("9MB"));
+    // transaction-local: a request as another role, on the same pooled
+    // connections, runs without the anonymous role's settings
+    for _ in 0..8 {
+        let (s, v) = json_of(
+            p.get("/rpc/timeout")
+                .bearer_auth(member("acme"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v.clone()), (200, json!("0")), "{v}");
+        let (_, v) = call(&p, "/rpc/timeout".into()).await;
+        assert_eq!(v, json!("150ms"));
+    }
+    drop(p);
+
+    // db-hoisted-tx-settings without statement_timeout: the function's
+    // timeout no longer covers the call (the isolation level still applies)
+    let mut c = db.config();
+    c.db_hoisted_tx_settings = "default_transaction_isolation".into();
+    let p = db.proxy(c).await;
+    let (s, v) = call(&p, "/rpc/nap_long?s=0.6".into()).await;
+    assert_eq!(v["code"], "57014", "{s} {v}");
+    let (_, v) = call(&p, "/rpc/iso_serializable".into()).await;
+    assert_eq!(v, json!("serializable"));
+
+    // role settings are re-read with the configuration
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {anon} IN DATABASE {dbn} RESET statement_timeout;
+             ALTER ROLE {anon} IN DATABASE {dbn} RESET default_transaction_isolation;
+             NOTIFY pgrst, 'reload config';"
+        ))
+        .await
+        .unwrap();
+    let reloaded = eventually(50, || async {
+        call(&p, "/rpc/iso".into()).await.1 == json!("read committed")
+    })
+    .await;
+    assert!(reloaded, "role settings not re-read");
+    let (s, v) = call(&p, "/rpc/nap?s=0.3".into()).await;
+    assert_eq!((s, v.clone()), (200, json!(1)), "{v}");
+
+    // with db-config off, role settings are not read (as PostgREST)
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {anon} IN DATABASE {dbn} SET default_transaction_isolation = 'serializable'"
+        ))
+        .await
+        .unwrap();
+    let mut c = db.config();
+    c.db_config = false;
+    let p = db.proxy(c).await;
+    let (_, v) = call(&p, "/rpc/iso".into()).await;
+    assert_eq!(v, json!("read committed"));
+    admin
+        .batch_execute(&format!("ALTER ROLE {anon} IN DATABASE {dbn} RESET ALL"))
         .await
         .unwrap();
 }

@@ -116,6 +116,32 @@ pub struct Function {
     pub media_type: Option<String>,
     /// That domain is over `bytea` (the body is the bytes; else its text).
     pub media_binary: bool,
+    /// Its `SET name = value` clauses (`pg_proc.proconfig`), names
+    /// lowercase: those in `db-hoisted-tx-settings` apply to the whole
+    /// transaction of an RPC call, `default_transaction_isolation` sets its
+    /// isolation level.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Function {
+    /// The settings of [`Function::settings`] named in `hoisted`, except
+    /// the isolation level (which starts the transaction instead).
+    pub fn hoisted_settings<'a>(
+        &'a self,
+        hoisted: &'a [String],
+    ) -> impl Iterator<Item = &'a (String, String)> + 'a {
+        self.settings
+            .iter()
+            .filter(move |(k, _)| k != "default_transaction_isolation" && hoisted.contains(k))
+    }
+
+    /// Its `SET default_transaction_isolation`, lowercase.
+    pub fn isolation(&self) -> Option<String> {
+        self.settings
+            .iter()
+            .find(|(k, _)| k == "default_transaction_isolation")
+            .map(|(_, v)| v.trim().to_ascii_lowercase())
+    }
 }
 
 /// The schema cache.
@@ -1047,6 +1073,7 @@ pub(crate) mod tests {
             volatility: Volatility::Stable,
             media_type: None,
             media_binary: false,
+            settings: Vec::new(),
         }];
         s
     }
