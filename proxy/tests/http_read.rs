@@ -375,7 +375,7 @@ async fn ranges_and_media(p: &Proxy) {
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.text().await.unwrap(),
-        "code,name\nm3,cubic metres\nMWh,megawatt hours"
+        "code,name\nm3,\"cubic metres\"\nMWh,\"megawatt hours\""
     );
     // csv keeps the select order
     let r = p
@@ -385,6 +385,15 @@ async fn ranges_and_media(p: &Proxy) {
         .await
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "name,code\ntonnes,t");
+    // no rows: PostgREST's document is a single line break (its header comes
+    // from the first row)
+    let r = p
+        .get("/units?select=name,code&code=eq.nope")
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "\n");
     let (s, v) = json_of(
         p.get("/units")
             .header("Accept", "image/png")

@@ -76,11 +76,16 @@ pub fn field(v: Option<&str>) -> String {
     }
 }
 
-/// The CSV document from the column names (select order) and each row's
-/// record text; no rows and no header give an empty document.
+/// The CSV document as PostgREST writes it: the column names (select order)
+/// on the first line, then each row's record text without its parentheses,
+/// lines joined by `\n` (no final line break). The fields so keep
+/// PostgreSQL's record quoting: a value is quoted when it is empty or holds
+/// whitespace, `,`, `"`, `\`, `(` or `)`, with `"` and `\` doubled inside;
+/// NULL is nothing. Without rows PostgREST's header (taken from the first
+/// row) is empty too: the document is a single `\n`.
 pub fn render(header: &[String], rows: &[String]) -> String {
-    if header.is_empty() {
-        return String::new();
+    if rows.is_empty() {
+        return "\n".to_string();
     }
     let mut out = header
         .iter()
@@ -89,13 +94,11 @@ pub fn render(header: &[String], rows: &[String]) -> String {
         .join(",");
     for r in rows {
         out.push('\n');
-        out.push_str(
-            &parse_record(r)
-                .iter()
-                .map(|f| field(f.as_deref()))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        let inner = r
+            .strip_prefix('(')
+            .and_then(|x| x.strip_suffix(')'))
+            .unwrap_or(r);
+        out.push_str(inner);
     }
     out
 }
@@ -263,9 +266,16 @@ mod tests {
         ];
         assert_eq!(
             render(&h, &rows),
-            "name,tags\ntonnes,\"{audit,scope1}\"\na b,"
+            "name,tags\ntonnes,\"{audit,scope1}\"\n\"a b\","
         );
-        assert_eq!(render(&[], &[]), "");
+        // PostgreSQL's quoting, kept: empty, backslash, parentheses, tabs
+        let rows = vec!["(\"\",\"a\\\\b\",\"(x)\",\"t\tu\",)".to_string()];
+        assert_eq!(
+            render(&h, &rows),
+            "name,tags\n\"\",\"a\\\\b\",\"(x)\",\"t\tu\","
+        );
+        assert_eq!(render(&h, &[]), "\n");
+        assert_eq!(render(&[], &[]), "\n");
         assert_eq!(field(Some("x\"y")), "\"x\"\"y\"");
     }
 

@@ -268,8 +268,9 @@ describe('csv', () => {
     const lines = text.trim().split('\n')
     assert.equal(lines[0], 'code,name')
     assert.equal(lines.length, 6)
-    assert.equal(lines[1], 'MWh,megawatt hours')
-    assert.ok(lines.includes('tCO2e,tonnes of CO2 equivalent'))
+    assert.equal(lines[1], 'MWh,"megawatt hours"')
+    // PostgREST's CSV: PostgreSQL's record quoting (a value with a space is quoted)
+    assert.ok(lines.includes('tCO2e,"tonnes of CO2 equivalent"'))
   })
 
   test('csv() of one row with a text value', async () => {
