@@ -86,7 +86,7 @@ def test_rpc_setof_single_and_maybe_single(globex):
 
 def test_rpc_setof_csv(globex):
     res = globex.rpc("entities_of", {"k": "office"}).select("name,kind").order("name").csv().execute()
-    assert res.data.strip().split("\n") == ["name,kind", "Globex Energy site 1,office", "Globex Energy site 4,office"]
+    assert res.data.strip().split("\n") == ['name,kind', '"Globex Energy site 1",office', '"Globex Energy site 4",office']
 
 
 def test_rpc_volatile_composite_with_single():
