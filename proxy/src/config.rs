@@ -7,6 +7,7 @@ use std::collections::HashMap;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "tenancy-proxy",
+    version,
     about = "PostgREST-compatible HTTP API for pg_tenancy"
 )]
 pub struct Config {

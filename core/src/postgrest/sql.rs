@@ -265,11 +265,18 @@ impl LevelSql {
     }
 }
 
-fn undefined_column(table: &str, column: &str) -> ApiError {
+/// PostgreSQL's 42703 for `alias.column` (the quoted alias the statement
+/// gives the relation: `users`, or `messages_1` in an embed, as PostgREST's).
+fn undefined_column(alias: &str, column: &str) -> ApiError {
+    let name = alias
+        .strip_prefix('"')
+        .and_then(|a| a.strip_suffix('"'))
+        .map(|a| a.replace("\"\"", "\""))
+        .unwrap_or_else(|| alias.to_string());
     ApiError::new(
         400,
         "42703",
-        format!("column {table}.{column} does not exist"),
+        format!("column {name}.{column} does not exist"),
     )
 }
 
@@ -466,7 +473,7 @@ impl<'a> Ctx<'a> {
                 self.whole_row(table, alias)
             )
         } else {
-            return Err(undefined_column(&table.name, &field.name));
+            return Err(undefined_column(alias, &field.name));
         };
         // arrows on a column that is not JSON (a composite, an array) go
         // through its JSON form, as in PostgREST
@@ -2589,6 +2596,19 @@ mod tests {
         assert_eq!(
             read_sql("metrics", &[("select", "nope")]).unwrap_err().code,
             "42703"
+        );
+        // PostgreSQL's message names the relation's alias in the statement
+        assert_eq!(
+            read_sql("metrics", &[("select", "nope")])
+                .unwrap_err()
+                .message,
+            "column metrics.nope does not exist"
+        );
+        assert_eq!(
+            read_sql("metrics", &[("select", "code,data_points(nope)")])
+                .unwrap_err()
+                .message,
+            "column data_points_1.nope does not exist"
         );
         assert_eq!(
             read_sql("metrics", &[("select", "id,organisations(*)")])
