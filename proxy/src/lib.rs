@@ -432,15 +432,22 @@ fn cors(origins: &[axum::http::HeaderValue]) -> tower_http::cors::CorsLayer {
 
 /// Listen for `NOTIFY pgrst, 'reload schema'` and SIGUSR1; reload the cache.
 /// The tasks' handles: [`Running::stop`] ends them.
-fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
+/// `listening` is told when the first `LISTEN` is in place.
+fn spawn_reloaders(
+    state: Arc<AppState>,
+    listening: tokio::sync::oneshot::Sender<()>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let st = state.clone();
     if st.config.db_channel_enabled {
         tasks.push(tokio::spawn(async move {
+            let mut listening = Some(listening);
+            let mut lost = false;
             loop {
-                if let Err(e) = listen_once(&st).await {
+                if let Err(e) = listen_once(&st, &mut listening, lost).await {
                     tracing::warn!(error = %e, "schema listener lost; retrying");
                 }
+                lost = true;
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
         }));
@@ -505,7 +512,15 @@ fn spawn_reloaders(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
     tasks
 }
 
-async fn listen_once(state: &Arc<AppState>) -> Result<(), String> {
+/// One listening connection: `LISTEN`, then reload on each notification.
+/// Once listening, `listening` is told (the first time); after a lost
+/// connection (`missed`) the configuration and the schema cache are
+/// reloaded, since notifications sent meanwhile went nowhere.
+async fn listen_once(
+    state: &Arc<AppState>,
+    listening: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    missed: bool,
+) -> Result<(), String> {
     use futures_util::StreamExt;
     let (client, mut conn) = state
         .db
@@ -534,6 +549,19 @@ async fn listen_once(state: &Arc<AppState>) -> Result<(), String> {
         ))
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(tx) = listening.take() {
+        let _ = tx.send(());
+    }
+    if missed {
+        tracing::info!("schema listener back; reloading the configuration and the schema cache");
+        if state.config.db_config {
+            if let Err(e) = state.reload_config().await {
+                tracing::error!(error = %e, "configuration not reloaded");
+            }
+        }
+        let _ = state.reload_schema().await;
+        state.reload_limits().await;
+    }
     while let Some(payload) = rx.recv().await {
         // PostgREST's payloads: `reload config`, `reload schema`, or none
         // for both; the schema follows a config reload (`db-schemas` may
@@ -707,8 +735,14 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
         ));
         join.push(serve_on(listener, admin, rx.clone()));
     }
-    let mut background = spawn_reloaders(state.clone());
+    let (listening, listen_rx) = tokio::sync::oneshot::channel();
+    let mut background = spawn_reloaders(state.clone(), listening);
     background.extend(retry);
+    // a NOTIFY sent right after start is not missed: wait (briefly: the
+    // database may be down, see automatic recovery) for the LISTEN
+    if state.config.db_channel_enabled {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), listen_rx).await;
+    }
     Ok(Running {
         addr: bound,
         admin_addr,

@@ -448,9 +448,8 @@ async fn notify_channel(db: &TestDb, admin: &tokio_postgres::Client) {
     let p = db.proxy(c).await;
     let mut c = db.config();
     c.db_channel_enabled = false;
+    // start returns once the listener is in place: no wait before NOTIFY
     let off = db.proxy(c).await;
-    // give the listeners a moment to LISTEN
-    tokio::time::sleep(Duration::from_millis(500)).await;
     admin
         .batch_execute(&format!(
             "CREATE TABLE esg.chan_t (id int); GRANT SELECT ON esg.chan_t TO {};
@@ -473,6 +472,30 @@ async fn notify_channel(db: &TestDb, admin: &tokio_postgres::Client) {
     .await;
     assert!(seen, "reload on the configured channel");
     assert_eq!(off.get("/chan_t").send().await.unwrap().status(), 404);
+    // the listening connection dies; what changes before it is back (no
+    // NOTIFY reaches it) is still picked up: it reloads when it reconnects
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query = $1",
+            &[&format!("LISTEN \"{chan}\"")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE esg.chan_t2 (id int); GRANT SELECT ON esg.chan_t2 TO {};",
+            db.anon_role
+        ))
+        .await
+        .unwrap();
+    let seen = eventually(80, || async {
+        p.get("/chan_t2").send().await.unwrap().status() == 200
+    })
+    .await;
+    assert!(seen, "reload after the listener reconnected");
     p.stop().await;
     off.stop().await;
 }
@@ -612,8 +635,6 @@ async fn in_database_config(db: &TestDb, admin: &tokio_postgres::Client) {
         .await
         .unwrap();
     assert_ne!(r.status(), 406);
-    // the listening connection is opened in the background after start
-    tokio::time::sleep(Duration::from_millis(500)).await;
     admin
         .batch_execute(&format!(
             "ALTER ROLE {role} IN DATABASE {db} RESET pgrst.openapi_mode;
@@ -747,7 +768,6 @@ async fn transaction_settings(db: &TestDb, admin: &tokio_postgres::Client) {
     assert_eq!(v, json!("serializable"));
 
     // role settings are re-read with the configuration
-    tokio::time::sleep(Duration::from_millis(500)).await;
     admin
         .batch_execute(&format!(
             "ALTER ROLE {anon} IN DATABASE {dbn} RESET statement_timeout;
