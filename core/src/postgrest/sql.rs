@@ -1301,18 +1301,21 @@ impl Ctx<'_> {
 
 /// Check that every embed path with filters names an embed in `select`.
 fn check_embedded_levels(query: &Query) -> Result<(), ApiError> {
-    fn has_path(items: &[SelectItem], path: &[String]) -> bool {
-        match path.split_first() {
-            None => true,
-            Some((head, rest)) => items.iter().any(|i| match i {
-                SelectItem::Embed(e) => e.label() == head && has_path(&e.select, rest),
-                _ => false,
-            }),
+    /// The first segment of `path` the select tree has no embed for
+    /// (PostgREST names that one: `projects.tasks2` is about `tasks2`).
+    fn missing<'p>(items: &[SelectItem], path: &'p [String]) -> Option<&'p str> {
+        let (head, rest) = path.split_first()?;
+        let found = items.iter().find_map(|i| match i {
+            SelectItem::Embed(e) if e.label() == head => Some(e),
+            _ => None,
+        });
+        match found {
+            Some(e) => missing(&e.select, rest),
+            None => Some(head),
         }
     }
     for (path, _) in &query.embedded {
-        if !has_path(&query.select, path) {
-            let name = path.join(".");
+        if let Some(name) = missing(&query.select, path) {
             return Err(ApiError::new(
                 400,
                 "PGRST108",
@@ -2631,6 +2634,26 @@ mod tests {
                 .unwrap_err()
                 .code,
             "PGRST108"
+        );
+        // the message names the first segment that is not embedded
+        let e = read_sql(
+            "metrics",
+            &[
+                ("select", "id,data_points(id)"),
+                ("data_points.nope.id", "eq.1"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            (
+                "PGRST108",
+                "'nope' is not an embedded resource in this request"
+            )
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("Verify that 'nope' is included in the 'select' query parameter.")
         );
         assert_eq!(
             read_sql("metrics", &[("select", "count()")])
