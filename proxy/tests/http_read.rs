@@ -456,6 +456,12 @@ async fn errors(p: &Proxy) {
         ("/metrics?select=code&units.code=eq.x", 400, "PGRST108"),
         ("/metrics?id=eq.notanumber", 400, "22P02"),
         ("/rpc/nope", 404, "PGRST202"),
+        // one name embedded twice: PostgREST's statement fails with 42712
+        (
+            "/metrics?select=code,data_points(id),data_points(value)",
+            400,
+            "42712",
+        ),
     ];
     for (path, status, code) in cases {
         let (s, v) = json_of(p.get(path).bearer_auth(&t).send().await.unwrap()).await;

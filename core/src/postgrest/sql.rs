@@ -265,6 +265,37 @@ impl LevelSql {
     }
 }
 
+/// Two embeds of one level under the same name (`users!a(*),users!b(*)`,
+/// or the same alias) would give an object with a repeated key: PostgREST's
+/// statement names each embed's join `<parent>_<name>_<depth>`, so PostgreSQL
+/// refuses it with 42712, and so does this.
+fn duplicate_embeds(table: &Table, items: &[SelectItem], depth: usize) -> Result<(), ApiError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for item in items {
+        let SelectItem::Embed(e) = item else { continue };
+        if e.spread {
+            continue;
+        }
+        let label = e.label();
+        if seen.contains(&label) {
+            let mut name = format!("{}_{label}_{depth}", table.name);
+            // PostgreSQL truncates identifiers to 63 bytes
+            let mut cut = name.len().min(63);
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            name.truncate(cut);
+            return Err(ApiError::new(
+                400,
+                "42712",
+                format!("table name \"{name}\" specified more than once"),
+            ));
+        }
+        seen.push(label);
+    }
+    Ok(())
+}
+
 /// PostgreSQL's 42703 for `alias.column` (the quoted alias the statement
 /// gives the relation: `users`, or `messages_1` in an embed, as PostgREST's).
 fn undefined_column(alias: &str, column: &str) -> ApiError {
@@ -918,6 +949,9 @@ impl<'a> Ctx<'a> {
             let p = self.param(o.to_string());
             out.paging.push_str(&format!(" OFFSET {p}"));
         }
+        // after the request's own errors (unknown relationships, …): in
+        // PostgREST this one comes from the database
+        duplicate_embeds(table, items, path.len() + 1)?;
         Ok(out)
     }
 
@@ -2635,6 +2669,29 @@ mod tests {
                 .code,
             "PGRST108"
         );
+        // the same name embedded twice: PostgREST's statement fails with 42712
+        for select in [
+            "code,data_points(id),data_points(value)",
+            "code,x:data_points(id),x:units(code)",
+        ] {
+            let e = read_sql("metrics", &[("select", select)]).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, "42712"), "{select}");
+        }
+        let e = read_sql(
+            "metrics",
+            &[("select", "code,data_points(id),data_points(value)")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "table name \"metrics_data_points_1\" specified more than once"
+        );
+        // a name used once per level is fine
+        assert!(read_sql(
+            "metrics",
+            &[("select", "code,a:data_points(id),b:data_points(value)")]
+        )
+        .is_ok());
         // the message names the first segment that is not embedded
         let e = read_sql(
             "metrics",
