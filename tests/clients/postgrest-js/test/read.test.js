@@ -330,7 +330,15 @@ describe('computed fields and relationships', () => {
   })
 })
 
+// run.sh sets PGRST_DB_PLAN_ENABLED=1: PostgREST's numeric boolean
 describe('explain (db-plan-enabled)', () => {
+  test('the plan names an embedded table <table>_<n>, as PostgREST\'s statement does', async () => {
+    const plan = ok(
+      await globex.from('metrics').select('code,data_points!inner(value)').eq('code', 'scope1').explain()
+    )
+    assert.match(plan, /data_points data_points_1/)
+  })
+
   test('explain() gives the text plan of the tenant query', async () => {
     const plan = ok(await globex.from('metrics').select('code').eq('code', 'scope1').explain())
     assert.equal(typeof plan, 'string')
