@@ -1537,7 +1537,11 @@ async fn table(
     }
     if matches!(ctx.method, Method::GET | Method::HEAD) {
         let (count, exact) = read_count(&mut ctx, &mut opts);
-        let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        // PostgREST reads `Range` on GET only (HEAD answers as an unranged GET)
+        let range = headers
+            .get(header::RANGE)
+            .filter(|_| ctx.method == Method::GET)
+            .and_then(|v| v.to_str().ok());
         // everything the statement is built from (crate::statements)
         let key = ReadKey {
             generation: schema.generation,
@@ -2056,8 +2060,9 @@ async fn rpc(
         }
     };
     let mut query = parse_query(&rest)?;
-    // a Range header pages a GET/HEAD call as it pages a table read
-    if matches!(ctx.method, Method::GET | Method::HEAD) {
+    // a Range header pages a GET call as it pages a table read (PostgREST
+    // reads it on GET only)
+    if ctx.method == Method::GET {
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
         (query.root.offset, query.root.limit) =
             apply_range(range, query.root.offset, query.root.limit)?;

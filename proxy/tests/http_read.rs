@@ -317,6 +317,20 @@ async fn ranges_and_media(p: &Proxy) {
         .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "1-2/5");
+    // PostgREST reads Range on GET only: a HEAD (table or function) is unranged
+    for path in ["/metrics?order=code", "/rpc/entities_of?k=office"] {
+        let r = p
+            .head(path)
+            .bearer_auth(&t)
+            .header("Range", "1-1")
+            .header("Prefer", "count=exact")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let cr = r.headers()["content-range"].to_str().unwrap().to_string();
+        assert!(cr.starts_with("0-"), "{path}: {cr}");
+    }
     let r = p
         .get("/metrics?limit=2")
         .bearer_auth(&t)
