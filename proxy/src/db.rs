@@ -159,6 +159,14 @@ pub(crate) fn qualified_function(name: &str) -> String {
         .join(".")
 }
 
+/// The end of a request's transaction, and `RESET ALL` in the same round
+/// trip: what the statement set for the whole session (`set_config(…,
+/// false)`, `SET statement_timeout` in a function) does not reach the next
+/// request on the pooled connection, another tenant's maybe. Prepared
+/// statements stay.
+const COMMIT: &str = "COMMIT; RESET ALL";
+const ROLLBACK: &str = "ROLLBACK; RESET ALL";
+
 /// The per-request settings, one statement (all values are parameters).
 const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true), \
@@ -233,9 +241,9 @@ pub async fn run_client(
             // singular / max-affected: commit or roll back now that the count is known
             let over = e.max_affected.is_some_and(|m| out.page > m);
             let end = if e.singular && out.page != 1 || e.rollback || over {
-                "ROLLBACK"
+                ROLLBACK
             } else {
-                "COMMIT"
+                COMMIT
             };
             if let Err(err) = client.batch_execute(end).await {
                 return (Err(db_error(&err, auth)), false);
@@ -251,7 +259,7 @@ pub async fn run_client(
         Err((err, in_tx)) => {
             // outside a transaction the connection is clean; inside, only once
             // the rollback went through
-            let clean = !in_tx || client.batch_execute("ROLLBACK").await.is_ok();
+            let clean = !in_tx || client.batch_execute(ROLLBACK).await.is_ok();
             (Err(err), clean)
         }
     }
@@ -368,7 +376,7 @@ async fn run_on(
     if let Some(prefix) = &e.explain {
         // not cached on the connection: plans are asked for rarely
         let sql = format!("{prefix} {}", e.statement.sql);
-        let end = if e.rollback { "ROLLBACK" } else { "COMMIT" };
+        let end = if e.rollback { ROLLBACK } else { COMMIT };
         // prepared first: a pipelined COMMIT must not overtake the statement
         let explained = match prepared {
             true => Stmt::Prepared(client.prepare(&sql).await.map_err(fail(true))?),
@@ -417,7 +425,7 @@ async fn run_on(
     // round trip 2: the statement (and the EXPLAIN of a planned count), and
     // the end of the transaction unless the response depends on the row count
     let ends_now = !e.singular && e.max_affected.is_none();
-    let end = if e.rollback { "ROLLBACK" } else { "COMMIT" };
+    let end = if e.rollback { ROLLBACK } else { COMMIT };
     let (rows, r_plan, r_end) = tokio::join!(
         query(client, &main, &refs, &any),
         async {

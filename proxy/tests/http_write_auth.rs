@@ -795,7 +795,58 @@ async fn pooled_isolation(db: &TestDb) {
             .unwrap();
         assert!(tenant_of(&p, &none).await.is_empty());
     }
+    // what one tenant's call sets for the whole session (set_config(…,
+    // false)) does not reach the next request on the connection
+    let admin = db.admin().await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION esg.leak(v text) RETURNS void LANGUAGE sql VOLATILE AS $$
+               SELECT set_config('app.secret', v, false), set_config('statement_timeout', '5', false)
+             $$;
+             CREATE FUNCTION esg.peek() RETURNS json LANGUAGE sql STABLE AS $$
+               SELECT json_build_object('secret', current_setting('app.secret', true),
+                                        'timeout', current_setting('statement_timeout'))
+             $$;
+             GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek() TO PUBLIC;
+             NOTIFY pgrst, 'reload schema';",
+        )
+        .await
+        .unwrap();
+    let seen = common_eventually(&p, "/rpc/peek", &acme).await;
+    assert!(seen, "schema reload");
+    for _ in 0..3 {
+        let r = p
+            .post("/rpc/leak")
+            .bearer_auth(&globex)
+            .json(&json!({"v": "globex-secret"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let (s, v) = json_of(p.get("/rpc/peek").bearer_auth(&acme).send().await.unwrap()).await;
+        assert_eq!(s, 200, "{v}");
+        assert_ne!(v["secret"], "globex-secret", "{v}");
+        assert_eq!(v["timeout"], "0", "{v}");
+    }
     p.stop().await;
+}
+
+/// Until `path` answers 200 (a schema reload), up to 5 s.
+async fn common_eventually(p: &Proxy, path: &str, token: &str) -> bool {
+    for _ in 0..50 {
+        if p.get(path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
 
 async fn rate_limits(db: &TestDb) {
