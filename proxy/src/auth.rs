@@ -470,8 +470,22 @@ impl Jwt {
                 ))
             }
         };
-        let exp = claims.get("exp").and_then(Json::as_f64);
-        let nbf = claims.get("nbf").and_then(Json::as_f64);
+        // jsonwebtoken skips an `exp`/`nbf` it cannot read as a u64 (a
+        // string, a negative number): both must be numbers, checked here
+        let number = |name: &str| -> Result<Option<f64>, ApiError> {
+            match claims.get(name) {
+                None | Some(Json::Null) => Ok(None),
+                Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                    unauthorized(
+                        "PGRST303",
+                        &format!("The JWT '{name}' claim must be a number"),
+                    )
+                }),
+            }
+        };
+        let exp = number("exp")?;
+        let nbf = number("nbf")?;
+        check_times(exp, nbf, now)?;
         Ok(Verified {
             identity: Identity::new(&role, claims, tenant, true),
             exp,
