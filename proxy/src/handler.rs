@@ -790,14 +790,22 @@ async fn process(
         })
     });
     let raw_query = uri.query().unwrap_or("");
-    let path = uri.path().trim_start_matches('/');
-    let path: String = form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let async_ok = path.starts_with("rpc/")
-        && matches!(*method, Method::GET | Method::POST)
-        && explain.is_none();
+    // each segment decoded on its own, as PostgREST (Warp's pathInfo): an
+    // encoded slash stays inside its segment, so `/rpc%2Fwhoami` names a
+    // table `rpc/whoami`, not the function
+    let segments: Vec<String> = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(decode_segment)
+        .collect();
+    let path = segments.join("/");
+    let rpc_name = match segments.as_slice() {
+        [rpc, f] if rpc == "rpc" => Some(f.as_str()),
+        _ => None,
+    };
+    let async_ok =
+        rpc_name.is_some() && matches!(*method, Method::GET | Method::POST) && explain.is_none();
     let (pref, respond_async) = prefer(st, headers, async_ok).await.map_err(fail)?;
     let headers_json = tenancy_core::postgrest::parse::headers_json(
         headers
@@ -861,7 +869,7 @@ async fn process(
             .await;
         ctx.mark(DONE);
         r
-    } else if let Some(f) = path.strip_prefix("rpc/").filter(|f| !f.contains('/')) {
+    } else if let Some(f) = rpc_name {
         let mut ctx = ctx;
         let pairs = query_pairs(raw_query);
         if respond_async {
@@ -877,14 +885,14 @@ async fn process(
         } else {
             rpc(&mut ctx, f, pairs, headers, &body).await
         }
-    } else if path.contains('/') {
+    } else if segments.len() != 1 {
         Err(ApiError::new(
             404,
             "PGRST125",
             format!("Invalid path specified in request URL: /{path}"),
         ))
     } else {
-        table(ctx, &path, raw_query, headers, &body).await
+        table(ctx, &segments[0], raw_query, headers, &body).await
     };
     if let Some(x) = &explain {
         let plan = x.plan.lock().ok().and_then(|mut p| p.take());
@@ -950,6 +958,27 @@ async fn root_spec(
 
 /// `OPTIONS` without a CORS preflight: the methods the resource answers
 /// (PostgREST's `Allow` header).
+/// One path segment, percent-decoded (`+`, `&`, `=` stay as they are; a
+/// `%` not followed by two hex digits is kept).
+fn decode_segment(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
     use tenancy_core::postgrest::schema::Volatility;
     let schema = ctx.st.schema();
@@ -2120,4 +2149,23 @@ async fn rpc(
     };
     let range = content_range(from, out.page, total);
     Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_segment;
+
+    #[test]
+    fn path_segments_decode_on_their_own() {
+        assert_eq!(decode_segment("units"), "units");
+        assert_eq!(decode_segment("rpc%2Fwhoami"), "rpc/whoami");
+        assert_eq!(decode_segment("caf%C3%A9"), "caf\u{e9}");
+        // `+`, `&`, `=` are path characters, not form syntax
+        assert_eq!(decode_segment("a+b&c=d"), "a+b&c=d");
+        // a stray `%` stays
+        assert_eq!(decode_segment("50%"), "50%");
+        assert_eq!(decode_segment("%zz%4"), "%zz%4");
+        assert_eq!(decode_segment("%41%42"), "AB");
+        assert_eq!(decode_segment(""), "");
+    }
 }
