@@ -101,6 +101,20 @@ pub fn db_error(e: &tokio_postgres::Error, authenticated: bool) -> ApiError {
             err.hint = d.hint().map(str::to_string);
             err
         }
+        // the request held something the protocol cannot carry (a NUL in
+        // a name): the client's fault, nothing reached the database
+        None if !e.is_closed()
+            && ["error encoding message", "error serializing parameter"]
+                .iter()
+                .any(|p| e.to_string().starts_with(p)) =>
+        {
+            ApiError::new(
+                400,
+                "PGRST100",
+                "The request holds a value PostgreSQL cannot take",
+            )
+            .details(crate::pg::error_chain(e))
+        }
         None => ApiError::new(
             503,
             "PGRST001",

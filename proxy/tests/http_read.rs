@@ -470,6 +470,9 @@ async fn errors(p: &Proxy) {
         ("/metrics?select=code&units.code=eq.x", 400, "PGRST108"),
         ("/metrics?id=eq.notanumber", 400, "22P02"),
         ("/rpc/nope", 404, "PGRST202"),
+        // a NUL in a name, a JSON path too deep: parse errors, not 5xx
+        ("/metrics?select=%00:code", 400, "PGRST100"),
+        ("/metrics?select=code&order=co%00de", 400, "PGRST100"),
         // an encoded slash stays in its segment: a table name, not /rpc/
         ("/rpc%2Fentities_of?k=office", 404, "PGRST205"),
         // one name embedded twice: PostgREST's statement fails with 42712

@@ -26,11 +26,32 @@ const LEVEL_KEYS: [&str; 7] = ["not.or", "not.and", "order", "limit", "offset", 
 /// Parse a whole query string, already split into decoded `(key, value)`
 /// pairs. Keys that are not reserved are filters; `rel.col=…`, `rel.order=…`
 /// and friends apply to the embedded resource labelled `rel`.
+/// The longest JSON path (`->`/`->>` steps) a field may have: deeper ones
+/// would only exhaust PostgreSQL's stack (54001).
+pub const MAX_JSON_PATH: usize = 100;
+
 pub fn parse_query(pairs: &[(String, String)]) -> Result<Query, ApiError> {
     let mut q = Query::default();
     let mut select_seen = false;
     for (key, value) in pairs {
         let key = key.as_str();
+        // a NUL cannot be part of a name in a statement (PostgreSQL's
+        // protocol ends strings there): refused here, not at the database
+        let names = matches!(
+            key.rsplit('.').next(),
+            Some("select" | "order" | "columns" | "on_conflict")
+        );
+        if key.contains('\0') || names && value.contains('\0') {
+            return Err(ApiError::new(
+                400,
+                "PGRST100",
+                format!(
+                    "\"failed to parse {} parameter\" (NUL character)",
+                    key.replace('\0', "\\0")
+                ),
+            )
+            .details("A NUL character (%00) is not allowed in a name".to_string()));
+        }
         match key {
             "select" => {
                 q.select = parse_select(value)?;
@@ -496,6 +517,13 @@ impl<'a> Cursor<'a> {
                 JsonKey::Name(self.json_key()?)
             };
             path.push(JsonStep { arrow, key });
+            if path.len() > MAX_JSON_PATH {
+                return Err(ApiError::new(
+                    400,
+                    "PGRST100",
+                    format!("\"failed to parse JSON path\" (more than {MAX_JSON_PATH} arrows)"),
+                ));
+            }
         }
     }
 
@@ -1120,7 +1148,12 @@ pub fn apply_range(
             "The Range header and the limit/offset of the query do not overlap.",
         ));
     }
-    Ok((Some(lo), hi.map(|hi| hi - lo + 1)))
+    // `Range: 0-18446744073709551615` is "all": no wrap-around, and a
+    // LIMIT PostgreSQL's bigint can take
+    Ok((
+        Some(lo),
+        hi.map(|hi| (hi - lo).saturating_add(1).min(i64::MAX as u64)),
+    ))
 }
 
 /// The `Content-Range` of a response: `from-to/total` for `page` rows
@@ -1655,7 +1688,44 @@ mod tests {
     }
 
     #[test]
+    fn nul_and_deep_json_paths_are_parse_errors() {
+        let q = |k: &str, v: &str| parse_query(&[(k.to_string(), v.to_string())]);
+        for (k, v) in [
+            ("select", "\0:code"),
+            ("select", "doc->\0"),
+            ("order", "co\0de"),
+            ("columns", "a\0"),
+            ("on_conflict", "a\0"),
+            ("co\0de", "eq.1"),
+            ("rel.select", "a\0"),
+        ] {
+            let e = q(k, v).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str()),
+                (400, "PGRST100"),
+                "{k:?}={v:?}"
+            );
+        }
+        // a NUL in a filter value is a value (PostgreSQL refuses it as data)
+        assert!(q("code", "eq.a\0b").is_ok());
+        let deep = format!("doc{}", "->a".repeat(MAX_JSON_PATH + 1));
+        let e = q("select", &deep).unwrap_err();
+        assert_eq!(e.code, "PGRST100");
+        assert!(e.message.contains("JSON path"), "{}", e.message);
+        assert!(q("select", &format!("doc{}", "->a".repeat(MAX_JSON_PATH))).is_ok());
+    }
+
+    #[test]
     fn range_header() {
+        // the widest range: no wrap-around, a limit bigint takes
+        assert_eq!(
+            apply_range(Some("0-18446744073709551615"), None, None).unwrap(),
+            (Some(0), Some(i64::MAX as u64))
+        );
+        assert_eq!(
+            apply_range(Some("5-18446744073709551615"), None, None).unwrap(),
+            (Some(5), Some(i64::MAX as u64))
+        );
         // the header and offset/limit intersect
         assert_eq!(
             apply_range(None, Some(3), Some(2)).unwrap(),
