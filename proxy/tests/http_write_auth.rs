@@ -52,6 +52,30 @@ async fn writes(p: &Proxy) {
         .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.text().await.unwrap(), "");
+    // the written rows come back in the top-level order (insert, update)
+    let r = p
+        .post("/metrics?select=code&order=code.desc")
+        .bearer_auth(&t)
+        .header("Prefer", "return=representation")
+        .json(&json!([{"code": "o1", "name": "O1", "unit": "t"}, {"code": "o2", "name": "O2", "unit": "t"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!([{"code": "o2"}, {"code": "o1"}]));
+    let r = p
+        .patch("/metrics?select=code&code=in.(o1,o2)&order=code.desc")
+        .bearer_auth(&t)
+        .header("Prefer", "return=representation")
+        .json(&json!({"name": "O"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!([{"code": "o2"}, {"code": "o1"}]));
+    // (the tenant's plan allows 20 requests a second: let the bucket refill)
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     // keys must match
     let (s, v) = json_of(
         p.post("/metrics")

@@ -1588,7 +1588,10 @@ fn write_tail<'a>(
             cx.untyped.push(alias.clone());
             // Only the select shape and the embeds' own levels apply to the read-back.
             cx.skip_root = true;
-            let lv = cx.level(table, &alias, &query.select, &[], false)?;
+            let mut lv = cx.level(table, &alias, &query.select, &[], false)?;
+            // …and the top-level `order`: the written rows come back in it
+            // (filters and paging picked the rows to write)
+            lv.order = cx.order_terms(table, &alias, &query.select, &query.root.order)?;
             let inner = format!(
                 "SELECT {} FROM pgrst_source AS {alias}{}",
                 lv.select_list(),
