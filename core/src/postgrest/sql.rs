@@ -1541,6 +1541,10 @@ fn returning_clause(table: &Table, query: &Query, returning: Returning, alias: &
     let cols: Option<Vec<&str>> = match returning {
         Returning::Minimal => None,
         Returning::HeadersOnly => Some(table.primary_key.iter().map(String::as_str).collect()),
+        // the read-back orders by `order=`: its columns must come back too
+        Returning::Representation if !query.root.order.is_empty() => {
+            return format!(" RETURNING {alias}.*")
+        }
         Returning::Representation => {
             let mut cols: Vec<&str> = Vec::new();
             for item in &query.select {
