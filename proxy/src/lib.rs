@@ -11,6 +11,7 @@ pub mod db;
 pub mod db_config;
 pub mod handler;
 pub mod jobs;
+pub mod lenient;
 pub mod limits;
 pub mod openapi;
 pub mod pg;
@@ -710,7 +711,7 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
             let mode = config::unix_socket_mode(&state.config.server_unix_socket_mode)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("server-unix-socket {path}: {e}"))?;
-            join.push(serve_on(listener, app, rx.clone()));
+            join.push(serve_on(lenient::Lenient(listener), app, rx.clone()));
         }
         #[cfg(not(unix))]
         return Err(format!(
@@ -721,7 +722,11 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         bound = listener.local_addr().map_err(|e| e.to_string())?;
-        join.push(serve_on(listener, app, rx.clone()));
+        // no Nagle delay on responses; request lines as PostgREST takes them
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        join.push(serve_on(lenient::Lenient(listener), app, rx.clone()));
     }
     let mut admin_addr = None;
     if let Some(port) = state.config.admin_server_port {

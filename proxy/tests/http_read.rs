@@ -16,6 +16,7 @@ async fn reads_filters_embeds_errors() {
         embeds(&p).await;
         ranges_and_media(&p).await;
         errors(&p).await;
+        raw_request_targets(&db, &p).await;
         schema_reload(&db, &p).await;
         statement_cache(&db, &p).await;
         fuzz(&p).await;
@@ -498,6 +499,69 @@ async fn errors(p: &Proxy) {
         v["message"].as_str().unwrap().contains("column 4"),
         "{s} {v}"
     );
+}
+
+/// Raw HTTP/1.1 on one connection: `requests` written at once (pipelined),
+/// the whole answer read back.
+async fn raw_exchange(p: &Proxy, requests: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = p.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(requests).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// curl sends `"`, `<`, `>` in a URL as they are (PostgREST's docs write
+/// `select=j->>k` and `in.("a","b")`); the proxy takes them as PostgREST does,
+/// and bodies on the same connection are left alone.
+async fn raw_request_targets(db: &TestDb, p: &Proxy) {
+    db.admin()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION esg.echo_code(code text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT code';
+             GRANT EXECUTE ON FUNCTION esg.echo_code(text) TO PUBLIC;
+             NOTIFY pgrst, 'reload schema';",
+        )
+        .await
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..50 {
+        if p.get("/rpc/echo_code?code=a")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "schema reload");
+    let body = r#"{"code":"<a> \"b\""}"#;
+    let reqs = format!(
+        "GET /units?select=code&code=in.(\"t\",\"kg\")&order=code HTTP/1.1\r\nHost: x\r\n\r\n\
+         POST /rpc/echo_code HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /units?select=c:code&code=gt.<m>&limit=1&order=code HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let out = raw_exchange(p, reqs.as_bytes()).await;
+    let statuses: Vec<&str> = out
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &out[i..i + 12])
+        .collect();
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 200", "HTTP/1.1 200", "HTTP/1.1 200"],
+        "{out}"
+    );
+    assert!(out.contains(r#"[{"code":"t"}]"#), "{out}");
+    // the body reached the function byte for byte
+    assert!(out.contains(r#""<a> \"b\"""#), "{out}");
+    assert!(out.contains(r#"[{"c":"MWh"}]"#), "{out}");
 }
 
 async fn schema_reload(db: &TestDb, p: &Proxy) {
