@@ -16,7 +16,7 @@
 use super::ast::*;
 use super::error::ApiError;
 use super::schema::{ComputedField, Function, Relationship, Schema, Table};
-use crate::ident::{quote_ident, quote_qualified};
+use crate::ident::{quote_ident, quote_qualified, unquote_ident};
 
 /// A statement and its parameters (text, or NULL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,11 +299,7 @@ fn duplicate_embeds(table: &Table, items: &[SelectItem], depth: usize) -> Result
 /// PostgreSQL's 42703 for `alias.column` (the quoted alias the statement
 /// gives the relation: `users`, or `messages_1` in an embed, as PostgREST's).
 fn undefined_column(alias: &str, column: &str) -> ApiError {
-    let name = alias
-        .strip_prefix('"')
-        .and_then(|a| a.strip_suffix('"'))
-        .map(|a| a.replace("\"\"", "\""))
-        .unwrap_or_else(|| alias.to_string());
+    let name = unquote_ident(alias).unwrap_or_else(|| alias.to_string());
     ApiError::new(
         400,
         "42703",
