@@ -47,21 +47,6 @@ async fn deployment_settings() {
     finish(outcome, &db, Vec::new()).await;
 }
 
-/// Polls `ok` every 100 ms, up to `tries` times: whether it became true.
-async fn eventually<F, Fut>(tries: usize, mut ok: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..tries {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if ok().await {
-            return true;
-        }
-    }
-    false
-}
-
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get(name)

@@ -526,21 +526,10 @@ async fn raw_request_targets(db: &TestDb, p: &Proxy) {
         )
         .await
         .unwrap();
-    let mut ready = false;
-    for _ in 0..50 {
-        if p.get("/rpc/echo_code?code=a")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "schema reload");
+    assert!(
+        answers_200(p, "/rpc/echo_code?code=a", None).await,
+        "schema reload"
+    );
     let body = r#"{"code":"<a> \"b\""}"#;
     let reqs = format!(
         "GET /units?select=code&code=in.(\"t\",\"kg\")&order=code HTTP/1.1\r\nHost: x\r\n\r\n\

@@ -853,7 +853,7 @@ async fn pooled_isolation(db: &TestDb) {
         )
         .await
         .unwrap();
-    let seen = common_eventually(&p, "/rpc/peek", &acme).await;
+    let seen = answers_200(&p, "/rpc/peek", Some(&acme)).await;
     assert!(seen, "schema reload");
     for _ in 0..3 {
         let r = p
@@ -870,24 +870,6 @@ async fn pooled_isolation(db: &TestDb) {
         assert_eq!(v["timeout"], "0", "{v}");
     }
     p.stop().await;
-}
-
-/// Until `path` answers 200 (a schema reload), up to 5 s.
-async fn common_eventually(p: &Proxy, path: &str, token: &str) -> bool {
-    for _ in 0..50 {
-        if p.get(path)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    false
 }
 
 async fn rate_limits(db: &TestDb) {

@@ -254,3 +254,31 @@ pub async fn guarded<F: std::future::Future<Output = ()>>(f: F) -> std::thread::
     use futures_util::FutureExt;
     std::panic::AssertUnwindSafe(f).catch_unwind().await
 }
+
+/// Polls `ok` every 100 ms, up to `tries` times: whether it became true.
+pub async fn eventually<F, Fut>(tries: usize, mut ok: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..tries {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if ok().await {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `path` answers 200 (with `token`, if any) within 5 s: a schema
+/// reload has reached the proxy.
+pub async fn answers_200(p: &Proxy, path: &str, token: Option<&str>) -> bool {
+    eventually(50, || async {
+        let mut r = p.get(path);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await
+}
