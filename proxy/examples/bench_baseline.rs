@@ -96,7 +96,10 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
         max_affected: None,
         explain: None,
     };
-    let out = db::run(state.clone(), exec)
+    // the client never goes away here; the proxy's handler holds the same
+    // channel (see db::run)
+    let (_alive, abandoned) = tokio::sync::oneshot::channel::<()>();
+    let out = db::run(state.clone(), exec, abandoned)
         .await
         .map_err(|e| format!("{} {}", e.code, e.message))?;
     Ok(out.body.map_or(0, |b| b.len()))

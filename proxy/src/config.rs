@@ -193,6 +193,17 @@ pub struct Config {
     /// get 413 with a JSON error.
     #[arg(long, env = "TENANCY_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Milliseconds a client has to send a request's line and headers,
+    /// counted from the end of the previous response on a kept-alive
+    /// connection; past it the connection is closed (slow clients cannot
+    /// hold connections open by trickling headers). 0 = no limit.
+    #[arg(long, env = "TENANCY_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub header_read_timeout_ms: u64,
+    /// Client connections served at once, per listener; further clients
+    /// wait in the kernel's listen backlog until one closes. 0 = the
+    /// process's open-file limit less 256 (pool, jobs, files).
+    #[arg(long, env = "TENANCY_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
     /// Bytes of built read statements kept for reuse by requests with the
     /// same resource, query string and headers that shape the statement
     /// (0 = build every statement).

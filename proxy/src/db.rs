@@ -191,9 +191,14 @@ const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.
 /// unless the request's transaction was seen to end (commit or rollback):
 /// a future dropped half-way can never hand the next request a connection
 /// inside someone else's transaction.
+///
+/// Closing the socket does not stop the backend (PostgreSQL notices a gone
+/// client only when it next reads or writes), so the statement in flight is
+/// cancelled too, best effort: the backend is not reused either way.
 struct Conn {
     obj: Option<deadpool_postgres::Object>,
     clean: bool,
+    tls: crate::pg::Tls,
 }
 
 impl Conn {
@@ -206,7 +211,16 @@ impl Drop for Conn {
     fn drop(&mut self) {
         if !self.clean {
             if let Some(obj) = self.obj.take() {
+                let token = obj.cancel_token();
+                let tls = self.tls.clone();
                 drop(deadpool_postgres::Object::take(obj));
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if let Err(e) = token.cancel_query(tls).await {
+                            tracing::warn!(error = %e, "cancelling an abandoned statement failed");
+                        }
+                    });
+                }
             }
         }
     }
@@ -219,13 +233,49 @@ impl Drop for Conn {
 /// for the row count before ending the transaction. The statement is prepared
 /// inside the transaction, after `search_path` is set, so a cache miss
 /// resolves names exactly as the request sees them.
-pub async fn run(state: Arc<AppState>, e: Exec) -> Result<Outcome, ApiError> {
-    let obj = connection(&state).await?;
+///
+/// `abandoned` resolves when the client has gone away (its sender is
+/// dropped with the request's future). The statement in flight is then
+/// cancelled — PostgreSQL's cancel request, awaited, so that it cannot
+/// reach the backend after the connection went back to the pool — and the
+/// transaction ends as on any error: rolled back, the connection clean and
+/// reused. A write already committed stays committed. PostgREST lets such
+/// statements run to their end (its issues #699, #3517), which lets a
+/// client that starts slow requests and hangs up hold the whole pool.
+pub async fn run(
+    state: Arc<AppState>,
+    e: Exec,
+    mut abandoned: tokio::sync::oneshot::Receiver<()>,
+) -> Result<Outcome, ApiError> {
+    // a client that left while waiting for a connection is not served
+    let obj = tokio::select! {
+        biased;
+        c = connection(&state) => c?,
+        _ = &mut abandoned => {
+            return Err(ApiError::new(499, "TENANCY499", "The client closed the request"));
+        }
+    };
     let mut conn = Conn {
         obj: Some(obj),
         clean: false,
+        tls: state.db.tls.clone(),
     };
-    let (out, clean) = run_client(&state, &e, conn.client()).await;
+    let (out, clean) = {
+        let work = run_client(&state, &e, conn.client());
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            r = &mut work => r,
+            _ = &mut abandoned => {
+                metrics::counter!("tenancy_proxy_cancelled_statements_total").increment(1);
+                let token = conn.client().cancel_token();
+                if let Err(err) = token.cancel_query(state.db.tls.clone()).await {
+                    tracing::warn!(error = %err, "cancelling an abandoned request's statement failed");
+                }
+                work.await
+            }
+        }
+    };
     conn.clean = clean;
     // Each distinct statement text stays prepared on its connection (in
     // the backend's memory too) until the connection closes; clients choose

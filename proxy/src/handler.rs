@@ -1137,12 +1137,16 @@ impl Ctx {
             return crate::jobs::exec(job, e).await;
         }
         self.mark(SENT);
-        // A task of its own: a client that goes away cannot cancel the
-        // transaction half-way and leave the pooled connection mid-statement.
+        // A task of its own: a client that goes away cannot stop the
+        // transaction half-way and leave the pooled connection
+        // mid-statement. It drops `alive` instead, and the task cancels the
+        // statement and rolls back (see db::run).
         let st = self.st.clone();
-        let out = tokio::spawn(Box::pin(db::run(st, e)))
+        let (alive, abandoned) = tokio::sync::oneshot::channel::<()>();
+        let out = tokio::spawn(Box::pin(db::run(st, e, abandoned)))
             .await
             .map_err(|_| ApiError::new(500, "PGRST000", "request task failed"));
+        drop(alive);
         self.mark(DONE);
         let out = out??;
         match &self.explain {

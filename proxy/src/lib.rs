@@ -16,6 +16,7 @@ pub mod limits;
 pub mod openapi;
 pub mod pg;
 pub mod schema_cache;
+pub mod serve;
 pub mod statements;
 
 use axum::routing::get;
@@ -622,37 +623,6 @@ impl Running {
     }
 }
 
-/// Serve `make` on `listener` until `stop` turns true.
-fn serve_on<L, M, S>(
-    listener: L,
-    make: M,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-    M: for<'a> tower::Service<axum::serve::IncomingStream<'a, L>, Error = Infallible, Response = S>
-        + Send
-        + 'static,
-    for<'a> <M as tower::Service<axum::serve::IncomingStream<'a, L>>>::Future: Send,
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, make)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-    })
-}
-
 /// The admin server (`admin-server-port`): PostgREST's `/live` and
 /// `/ready`, and `/metrics`.
 fn admin_router(state: Arc<AppState>) -> Router {
@@ -695,7 +665,11 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
     }
     state.reload_limits().await;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = axum::ServiceExt::into_make_service(service(state.clone()));
+    let app = service(state.clone());
+    let conn_limits = serve::ConnLimits::new(
+        state.config.max_connections,
+        state.config.header_read_timeout_ms,
+    );
     let mut join = Vec::new();
     let mut bound = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
     if let Some(path) = &state.config.server_unix_socket {
@@ -711,7 +685,12 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
             let mode = config::unix_socket_mode(&state.config.server_unix_socket_mode)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("server-unix-socket {path}: {e}"))?;
-            join.push(serve_on(lenient::Lenient(listener), app, rx.clone()));
+            join.push(serve::serve(
+                lenient::Lenient(listener),
+                app,
+                conn_limits,
+                rx.clone(),
+            ));
         }
         #[cfg(not(unix))]
         return Err(format!(
@@ -726,7 +705,12 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        join.push(serve_on(lenient::Lenient(listener), app, rx.clone()));
+        join.push(serve::serve(
+            lenient::Lenient(listener),
+            app,
+            conn_limits,
+            rx.clone(),
+        ));
     }
     let mut admin_addr = None;
     if let Some(port) = state.config.admin_server_port {
@@ -735,10 +719,12 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<Running, String> 
             .await
             .map_err(|e| format!("admin-server-port: cannot listen on {at}: {e}"))?;
         admin_addr = Some(listener.local_addr().map_err(|e| e.to_string())?);
-        let admin = axum::ServiceExt::<axum::extract::Request>::into_make_service(admin_router(
-            state.clone(),
+        join.push(serve::serve(
+            listener,
+            admin_router(state.clone()),
+            conn_limits,
+            rx.clone(),
         ));
-        join.push(serve_on(listener, admin, rx.clone()));
     }
     let (listening, listen_rx) = tokio::sync::oneshot::channel();
     let mut background = spawn_reloaders(state.clone(), listening);
