@@ -193,6 +193,11 @@ pub struct Config {
     /// get 413 with a JSON error.
     #[arg(long, env = "TENANCY_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Request body bytes held by all requests at once; a body that does
+    /// not fit waits up to `db-pool-acquisition-timeout` seconds, then gets
+    /// 503 (see [`crate::body`]). 0 = no budget.
+    #[arg(long, env = "TENANCY_BODY_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub body_budget_bytes: usize,
     /// Milliseconds a client has to send a request's line and headers,
     /// counted from the end of the previous response on a kept-alive
     /// connection; past it the connection is closed (slow clients cannot

@@ -181,6 +181,9 @@ pub(crate) fn qualified_function(name: &str) -> String {
 const COMMIT: &str = "COMMIT; RESET ALL";
 const ROLLBACK: &str = "ROLLBACK; RESET ALL";
 
+/// Parameter bytes past which a connection is not reused (see [`run`]).
+const LARGE_STATEMENT_BYTES: usize = 4 << 20;
+
 /// The per-request settings, one statement (all values are parameters).
 const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true), \
@@ -277,6 +280,21 @@ pub async fn run(
         }
     };
     conn.clean = clean;
+    // A connection's buffers grow to the largest message it sent and keep
+    // that size: one that carried a large body (a bulk insert) is closed
+    // instead of going back to the pool, so its memory is released.
+    let sent: usize = e
+        .statement
+        .params
+        .iter()
+        .map(|p| p.as_ref().map_or(0, String::len))
+        .sum();
+    if clean && sent > LARGE_STATEMENT_BYTES {
+        if let Some(obj) = conn.obj.take() {
+            drop(deadpool_postgres::Object::take(obj));
+        }
+        return out;
+    }
     // Each distinct statement text stays prepared on its connection (in
     // the backend's memory too) until the connection closes; clients choose
     // the texts (select lists, filters, embeds), so the set is bounded here:

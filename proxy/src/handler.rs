@@ -16,6 +16,7 @@ use std::time::Instant;
 use tenancy_core::postgrest::ast::{Condition, Operator, Query, Value};
 use tenancy_core::postgrest::csv;
 use tenancy_core::postgrest::parse::{apply_range, content_range, is_rpc_argument, parse_query};
+use tenancy_core::postgrest::payload;
 use tenancy_core::postgrest::prefer::{self, Count, Missing, Preferences, Return};
 use tenancy_core::postgrest::schema::Volatility;
 use tenancy_core::postgrest::sql::{
@@ -498,10 +499,7 @@ fn to_csv(body: &str) -> String {
 /// The first element of a JSON array, byte for byte as PostgreSQL wrote it
 /// (key order, number precision): the array is split, not re-encoded.
 fn first_element(body: &str) -> String {
-    match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(body) {
-        Ok(a) if !a.is_empty() => a[0].get().to_string(),
-        _ => "null".to_string(),
-    }
+    payload::first_element(body).unwrap_or("null").to_string()
 }
 
 /// The PostgREST API (tables, views and `/rpc/fn`): every request outside
@@ -509,24 +507,16 @@ fn first_element(body: &str) -> String {
 pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
-    let body = match axum::body::to_bytes(body, st.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            let status = if too_big { 413 } else { 400 };
-            let err = ApiError::new(
-                status,
-                &format!("TENANCY{status}"),
-                format!("Failed to buffer the request body: {e}"),
-            )
-            .hint(format!(
-                "Request bodies are limited to {} bytes (TENANCY_MAX_BODY_BYTES).",
-                st.config.max_body_bytes
-            ));
-            return error_response(&err);
-        }
-    };
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    // `_held`: the body's bytes count against the budget until the response
+    let (body, _held) =
+        match crate::body::read(body, content_length, st.config.max_body_bytes, &st.bodies).await {
+            Ok(b) => b,
+            Err(e) => return error_response(&e),
+        };
     // `/health`, `/ready` and `/metrics` are operational endpoints unless the
     // default schema has a table of that name (the demo has `esg.metrics`);
     // they are always at `/_tenancy/…`.
@@ -1396,6 +1386,73 @@ fn csv_rows(body: &Bytes) -> Result<Vec<Json>, ApiError> {
         .collect())
 }
 
+/// A `text/csv` body as the JSON array of its records (objects of text
+/// values, `NULL` → null), written straight from the parsed records.
+fn csv_json(body: &Bytes) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::body("parse error (the body is not UTF-8)"))?;
+    let doc = csv::parse_body(text).map_err(|e| ApiError::body(e.0))?;
+    let names: Vec<String> = doc
+        .columns
+        .iter()
+        .map(|c| Json::String(c.clone()).to_string())
+        .collect();
+    let mut out = String::with_capacity(text.len() * 2);
+    out.push('[');
+    for (i, row) in doc.rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        for (j, (name, v)) in names.iter().zip(row).enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(name);
+            out.push(':');
+            match v {
+                Some(v) => out.push_str(&Json::String(v.clone()).to_string()),
+                None => out.push_str("null"),
+            }
+        }
+        out.push('}');
+    }
+    out.push(']');
+    Ok(out)
+}
+
+/// The body of a POST/PUT to a table as JSON text — a JSON body as sent, a
+/// CSV body or a form turned into JSON — and its shape (objects, keys;
+/// see [`payload::scan`]), refused with PostgREST's messages.
+fn insert_body<'a>(
+    headers: &HeaderMap,
+    body: &'a Bytes,
+    first_only: bool,
+    keep_keys: bool,
+) -> Result<(std::borrow::Cow<'a, str>, payload::Shape), ApiError> {
+    use std::borrow::Cow;
+    let text = match body_kind(headers)? {
+        BodyKind::Json => Cow::Borrowed(
+            std::str::from_utf8(body).map_err(|_| ApiError::body("Empty or invalid json"))?,
+        ),
+        BodyKind::Csv => Cow::Owned(csv_json(body)?),
+        BodyKind::Form => Cow::Owned(
+            Json::Object(
+                form_pairs(body)
+                    .into_iter()
+                    .map(|(k, v)| (k, Json::String(v)))
+                    .collect(),
+            )
+            .to_string(),
+        ),
+    };
+    let shape = payload::scan(&text, first_only, keep_keys).map_err(|e| {
+        tracing::debug!(error = ?e, "request body refused");
+        ApiError::body(e.message())
+    })?;
+    Ok((text, shape))
+}
+
 /// An `application/x-www-form-urlencoded` body as name/text pairs.
 fn form_pairs(body: &Bytes) -> Vec<(String, String)> {
     form_urlencoded::parse(body).into_owned().collect()
@@ -1640,57 +1697,18 @@ async fn table(
             let insert = ctx.method == Method::POST;
             let ret = returning(&mut ctx, insert);
             let count = write_count(&mut ctx);
-            let json = table_body(headers, body)?;
-            let mut rows: Vec<Json> = match json {
-                Json::Array(a) => a,
-                o @ Json::Object(_) => vec![o],
-                _ => {
-                    return Err(ApiError::body(
-                        "The request body must be a JSON object or an array of objects",
-                    ))
-                }
-            };
-            if rows.iter().any(|r| !r.is_object()) {
-                // PostgREST's wording: an element that is not an object
-                // has no keys to match the first's
-                return Err(ApiError::body("All object keys must match"));
-            }
-            if ctx.method == Method::PUT {
-                // PostgREST puts the first element of an array and
-                // ignores the rest
-                rows.truncate(1);
-            }
-            let keys = |r: &Json| -> Vec<String> {
-                r.as_object()
-                    .map(|o| o.keys().cloned().collect())
-                    .unwrap_or_default()
-            };
+            let put = ctx.method == Method::PUT;
+            let missing_default = ctx.pref.missing == Some(Missing::Default);
+            // PostgREST puts the first element of an array and ignores the rest
+            let (text, shape) = insert_body(headers, body, put, missing_default)?;
             let columns = match &query.columns {
                 Some(c) => c.clone(),
+                None if missing_default => shape.all_keys.clone(),
                 None => {
-                    let first = rows.first().map(keys).unwrap_or_default();
-                    if ctx.pref.missing != Some(Missing::Default) {
-                        for r in &rows {
-                            let mut k = keys(r);
-                            let mut f = first.clone();
-                            k.sort();
-                            f.sort();
-                            if k != f {
-                                return Err(ApiError::body("All object keys must match"));
-                            }
-                        }
-                        first
-                    } else {
-                        let mut all: Vec<String> = Vec::new();
-                        for r in &rows {
-                            for k in keys(r) {
-                                if !all.contains(&k) {
-                                    all.push(k);
-                                }
-                            }
-                        }
-                        all
+                    if !shape.keys_match {
+                        return Err(ApiError::body("All object keys must match"));
                     }
+                    shape.first_keys.clone()
                 }
             };
             if ctx.method == Method::POST {
@@ -1700,15 +1718,26 @@ async fn table(
                     None => {}
                 }
             }
-            let present = (ctx.pref.missing == Some(Missing::Default)).then(|| {
-                rows.iter()
-                    .map(|r| columns.iter().map(|c| r.get(c).is_some()).collect())
+            let rows = if put { shape.rows.min(1) } else { shape.rows };
+            // each object's keys are sorted (payload::scan)
+            let present = shape.row_keys.as_ref().map(|rk| {
+                rk.iter()
+                    .take(rows)
+                    .map(|keys| {
+                        columns
+                            .iter()
+                            .map(|c| keys.binary_search(c).is_ok())
+                            .collect()
+                    })
                     .collect()
             });
             // no conflict target: PostgREST inserts and does not apply it
             let mut resolution = sql::upsert_resolution(table, &query, ctx.pref.resolution);
             if ctx.method == Method::PUT {
-                put_checks(&table.primary_key, &query, &rows)?;
+                let one = shape.array_text(&text, true);
+                let first =
+                    payload::first_element(&one).and_then(|t| serde_json::from_str::<Json>(t).ok());
+                put_checks(&table.primary_key, &query, first.as_ref())?;
                 resolution = Some(Resolution::MergeDuplicates);
                 query.root.conditions.clear();
             } else if let Some(r) = resolution {
@@ -1721,7 +1750,7 @@ async fn table(
                 );
             }
             let merge = resolution == Some(Resolution::MergeDuplicates);
-            if rows.is_empty() {
+            if rows == 0 {
                 if singular {
                     return Err(db::singular_error(0));
                 }
@@ -1736,7 +1765,7 @@ async fn table(
             }
             let spec = InsertSpec {
                 columns,
-                body: Json::Array(rows).to_string(),
+                body: shape.array_text(&text, put),
                 present,
                 resolution,
             };
@@ -1871,7 +1900,7 @@ fn location_of(table: &str, body: Option<&str>) -> Option<String> {
 
 /// PUT: filters are exactly `eq` on every primary key column, the body one
 /// object carrying the same key values.
-fn put_checks(pk: &[String], query: &Query, rows: &[Json]) -> Result<(), ApiError> {
+fn put_checks(pk: &[String], query: &Query, row: Option<&Json>) -> Result<(), ApiError> {
     let bad = || {
         ApiError::new(
             405,
@@ -1905,11 +1934,11 @@ fn put_checks(pk: &[String], query: &Query, rows: &[Json]) -> Result<(), ApiErro
     if pk.is_empty() || seen.len() != pk.len() {
         return Err(bad());
     }
-    if rows.len() != 1 {
+    let Some(row) = row else {
         return Err(ApiError::body("PUT requires a single JSON object"));
-    }
+    };
     for (col, v) in &seen {
-        let matches = match rows[0].get(col) {
+        let matches = match row.get(col) {
             Some(Json::String(s)) => s == v,
             Some(Json::Null) | None => false,
             Some(other) => &other.to_string() == v,

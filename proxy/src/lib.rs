@@ -6,6 +6,7 @@
 //! the search_path and `tenancy.tenant_id` (all local to the transaction).
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod db;
 pub mod db_config;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub jobs: Arc<jobs::Jobs>,
     /// Built read statements ([`statements`]).
     pub statements: statements::Statements,
+    /// Request body bytes held at once ([`body`]).
+    pub bodies: body::Budget,
 }
 
 /// The settings a running proxy re-reads on `NOTIFY pgrst, 'reload
@@ -265,6 +268,10 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
     ));
     let metrics = metrics_handle();
     let statements = statements::Statements::new(config.statement_cache_bytes);
+    let bodies = body::Budget::new(
+        config.body_budget_bytes,
+        std::time::Duration::from_secs(config.db_pool_acquisition_timeout),
+    );
     Ok(Arc::new(AppState {
         db,
         config,
@@ -276,6 +283,7 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
         metrics,
         jobs,
         statements,
+        bodies,
     }))
 }
 

@@ -13,7 +13,7 @@ async fn deployment_compat() {
         .batch_execute(&format!(
             "CREATE TABLE esg.precise (id int PRIMARY KEY, v numeric, z text, a int);
              INSERT INTO esg.precise VALUES (1, 12345678901234567890.123456789, 'x', 2);
-             GRANT SELECT ON esg.precise TO {anon};
+             GRANT SELECT, INSERT ON esg.precise TO {anon};
              CREATE VIEW esg.precise_v AS SELECT v, z FROM esg.precise;
              GRANT SELECT ON esg.precise_v TO {anon};
              CREATE FUNCTION esg.cookies() RETURNS json LANGUAGE sql STABLE
@@ -30,6 +30,7 @@ async fn deployment_compat() {
         cors(&p).await;
         options(&p).await;
         body_limit(&p).await;
+        insert_as_sent(&p).await;
         singular_bytes(&p).await;
         bearer_scheme(&p).await;
         rpc_paths(&p).await;
@@ -177,6 +178,46 @@ async fn body_limit(p: &Proxy) {
     // the connection and the proxy are fine afterwards
     let r = p.get("/units?limit=1").send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// An insert's JSON body reaches PostgreSQL as written, as under PostgREST:
+/// digits beyond a double's range, and the last of a repeated key.
+async fn insert_as_sent(p: &Proxy) {
+    let r = p
+        .post("/precise?select=id,v,z")
+        .header("Content-Type", "application/json")
+        .header("Prefer", "return=representation")
+        .body(
+            r#"[{"id": 7, "v": 1e400, "z": "first", "z": "last", "a": 1},
+                  {"a": 2, "z": "\u00e9", "v": 0.1000000000000000000000000001, "id": 8}]"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let text = r.text().await.unwrap();
+    let want_v = format!("1{}", "0".repeat(400));
+    assert!(
+        text.starts_with(&format!(r#"[{{"id":7,"v":{want_v},"z":"last"}}"#)),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(r#"{"id":8,"v":0.1000000000000000000000000001,"z":"é"}]"#),
+        "{text}"
+    );
+    // keys that differ between objects are refused before anything is written
+    let r = p
+        .post("/precise")
+        .header("Content-Type", "application/json")
+        .body(r#"[{"id": 9, "v": 1}, {"id": 10, "z": "x"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["message"], "All object keys must match", "{v}");
+    let r = p.get("/precise?id=gte.9").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "[]");
 }
 
 async fn singular_bytes(p: &Proxy) {

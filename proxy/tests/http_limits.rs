@@ -1,7 +1,8 @@
 //! What a hostile or careless client can hold, end to end against the real
 //! cluster: slow headers and idle connections (`header-read-timeout-ms`),
 //! connection floods (`max-connections`), and requests abandoned half-way
-//! (the statement is cancelled, the connection is not reused).
+//! (the statement is cancelled, the transaction rolled back), and the
+//! request body bytes held at once (`body-budget-bytes`).
 
 mod common;
 use common::*;
@@ -30,6 +31,7 @@ async fn resource_limits() {
         slow_and_idle_clients(&db).await;
         connection_cap(&db).await;
         abandoned_request(&db, &admin).await;
+        body_budget(&db).await;
     })
     .await;
     finish(outcome, &db, Vec::new()).await;
@@ -272,4 +274,99 @@ async fn abandoned_request(db: &TestDb, admin: &tokio_postgres::Client) {
         "{m}"
     );
     p.stop().await;
+}
+
+async fn body_budget(db: &TestDb) {
+    let mut c = db.config();
+    c.body_budget_bytes = 64 * 1024;
+    c.db_pool_acquisition_timeout = 1;
+    let p = db.proxy(c).await;
+    // a slow upload holds what it has sent: 50 kB of a 60 kB body
+    let total = 60_000;
+    let body = format!("{}[]", " ".repeat(total - 2));
+    let mut slow = TcpStream::connect(p.running.addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /units HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    slow.write_all(&body.as_bytes()[..50_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // another body does not fit: it waits, then 503 with Retry-After
+    let other = format!("[{}]", vec![r#"{"code":"zz","name":"zz"}"#; 800].join(","));
+    assert!(other.len() > 16 * 1024);
+    let t = Instant::now();
+    let r = p
+        .post("/units")
+        .header("Content-Type", "application/json")
+        .body(other.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(header_of(&r, "retry-after").as_deref(), Some("1"));
+    let (_, v) = json_of(r).await;
+    assert_eq!(v["code"], "TENANCY503", "{v}");
+    // a small body still fits
+    let r = p
+        .post("/rpc/nap")
+        .json(&serde_json::json!({"s": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // the slow upload finishes and is answered; its bytes are released
+    slow.write_all(&body.as_bytes()[50_000..]).await.unwrap();
+    let (got, _) = read_until_closed(&mut slow, Duration::from_secs(10)).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let r = p
+        .post("/units")
+        .header("Content-Type", "application/json")
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 503);
+    // a body declared larger than the whole budget: 413 before it is read
+    let r = p
+        .post("/units")
+        .header("Content-Type", "application/json")
+        .body(" ".repeat(70 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let (_, v) = json_of(r).await;
+    assert!(
+        v["hint"]
+            .as_str()
+            .unwrap()
+            .contains("TENANCY_BODY_BUDGET_BYTES"),
+        "{v}"
+    );
+    let m = p.metrics_text().await;
+    assert!(
+        m.lines()
+            .any(|l| l == "tenancy_proxy_body_budget_timeouts_total 1"),
+        "{m}"
+    );
+    p.stop().await;
+}
+
+fn header_of(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
 }

@@ -15,6 +15,7 @@ pub mod csv;
 pub mod error;
 pub mod fuzzy;
 pub mod parse;
+pub mod payload;
 pub mod prefer;
 pub mod schema;
 pub mod sql;
