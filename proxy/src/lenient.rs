@@ -38,11 +38,13 @@ impl<L: axum::serve::Listener> axum::serve::Listener for Lenient<L> {
     }
 }
 
-/// One connection: reads go through a [`Framer`].
+/// One connection: reads go through a [`Framer`]. They land in hyper's
+/// own buffer; only when a request line needs rewriting do the bytes from
+/// there on take a detour through `out`.
 pub struct LenientIo<T> {
     inner: T,
     framer: Framer,
-    raw: Box<[u8]>,
+    /// Rewritten bytes not yet handed to the reader, from `at`.
     out: Vec<u8>,
     at: usize,
 }
@@ -52,10 +54,16 @@ impl<T> LenientIo<T> {
         LenientIo {
             inner,
             framer: Framer::default(),
-            raw: vec![0; 16 * 1024].into_boxed_slice(),
             out: Vec::new(),
             at: 0,
         }
+    }
+
+    /// Move pending rewritten bytes into `buf`, as many as fit.
+    fn drain_into(&mut self, buf: &mut ReadBuf<'_>) {
+        let take = (self.out.len() - self.at).min(buf.remaining());
+        buf.put_slice(&self.out[self.at..self.at + take]);
+        self.at += take;
     }
 }
 
@@ -66,26 +74,28 @@ impl<T: AsyncRead + Unpin> AsyncRead for LenientIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let me = self.get_mut();
-        if me.at == me.out.len() {
-            if me.framer.passing() {
-                return Pin::new(&mut me.inner).poll_read(cx, buf);
-            }
-            let mut rb = ReadBuf::new(&mut me.raw);
-            match Pin::new(&mut me.inner).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
-            let n = rb.filled().len();
-            if n == 0 {
-                return Poll::Ready(Ok(()));
-            }
-            me.out.clear();
-            me.at = 0;
-            me.framer.feed(&me.raw[..n], &mut me.out);
+        if me.at < me.out.len() {
+            me.drain_into(buf);
+            return Poll::Ready(Ok(()));
         }
-        let take = (me.out.len() - me.at).min(buf.remaining());
-        buf.put_slice(&me.out[me.at..me.at + take]);
-        me.at += take;
+        if me.framer.passing() {
+            return Pin::new(&mut me.inner).poll_read(cx, buf);
+        }
+        let start = buf.filled().len();
+        match Pin::new(&mut me.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        // the common case: nothing to rewrite, the bytes stay where they are
+        let Some(pos) = me.framer.scan(&buf.filled()[start..]) else {
+            return Poll::Ready(Ok(()));
+        };
+        // from the first byte to rewrite on, through `out`
+        me.out.clear();
+        me.at = 0;
+        me.framer.feed(&buf.filled()[start + pos..], &mut me.out);
+        buf.set_filled(start + pos);
+        me.drain_into(buf);
         Poll::Ready(Ok(()))
     }
 }
@@ -117,6 +127,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for LenientIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+fn needs_encoding(b: u8) -> bool {
+    matches!(b, b'"' | b'<' | b'>')
+}
+
+/// `bytes` with `"`, `<`, `>` percent-encoded.
+fn encode_into(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(b"%22"),
+            b'<' => out.extend_from_slice(b"%3C"),
+            b'>' => out.extend_from_slice(b"%3E"),
+            b => out.push(b),
+        }
     }
 }
 
@@ -154,16 +180,31 @@ impl Framer {
 
     /// Append `input`, transformed, to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.run(input, Some(out));
+    }
+
+    /// Follow `input` as [`Framer::feed`] would, without copying it, up to
+    /// the first byte that would be rewritten: its position (the framer
+    /// stands just before it), or `None` when `input` passes unchanged.
+    pub fn scan(&mut self, input: &[u8]) -> Option<usize> {
+        self.run(input, None)
+    }
+
+    fn run(&mut self, input: &[u8], mut out: Option<&mut Vec<u8>>) -> Option<usize> {
         let mut i = 0;
         while i < input.len() {
             match self.state {
                 State::Pass => {
-                    out.extend_from_slice(&input[i..]);
-                    return;
+                    if let Some(o) = out {
+                        o.extend_from_slice(&input[i..]);
+                    }
+                    return None;
                 }
                 State::Body(n) | State::ChunkData(n) => {
                     let take = (input.len() - i).min(usize::try_from(n).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&input[i..i + take]);
+                    if let Some(o) = out.as_deref_mut() {
+                        o.extend_from_slice(&input[i..i + take]);
+                    }
                     i += take;
                     let left = n - take as u64;
                     self.state = match (self.state, left) {
@@ -174,28 +215,44 @@ impl Framer {
                     };
                 }
                 _ => {
-                    let b = input[i];
-                    i += 1;
-                    if self.state == State::RequestLine {
-                        match b {
-                            b'"' => out.extend_from_slice(b"%22"),
-                            b'<' => out.extend_from_slice(b"%3C"),
-                            b'>' => out.extend_from_slice(b"%3E"),
-                            b => out.push(b),
+                    // a line's worth at once: up to and with its `\n`, or to
+                    // the byte that makes the line too long
+                    let rest = &input[i..];
+                    let newline = rest.iter().position(|&b| b == b'\n');
+                    let text_len = newline.unwrap_or(rest.len());
+                    let room = MAX_LINE - self.line.len();
+                    let (emit, too_long) = if text_len > room {
+                        (room + 1, true)
+                    } else {
+                        (newline.map_or(rest.len(), |p| p + 1), false)
+                    };
+                    let seg = &rest[..emit];
+                    let encode = self.state == State::RequestLine;
+                    match out.as_deref_mut() {
+                        Some(o) if encode => encode_into(seg, o),
+                        Some(o) => o.extend_from_slice(seg),
+                        None if encode => {
+                            if let Some(j) = seg.iter().position(|&b| needs_encoding(b)) {
+                                self.line.extend_from_slice(&seg[..j]);
+                                return Some(i + j);
+                            }
                         }
-                    } else {
-                        out.push(b);
+                        None => {}
                     }
-                    if b == b'\n' {
-                        self.end_of_line();
-                    } else if self.line.len() >= MAX_LINE {
+                    i += emit;
+                    if too_long {
+                        self.line.extend_from_slice(&seg[..room]);
                         self.state = State::Pass;
+                    } else if newline.is_some() && emit == text_len + 1 {
+                        self.line.extend_from_slice(&seg[..text_len]);
+                        self.end_of_line();
                     } else {
-                        self.line.push(b);
+                        self.line.extend_from_slice(seg);
                     }
                 }
             }
         }
+        None
     }
 
     fn end_of_line(&mut self) {
@@ -279,13 +336,33 @@ mod tests {
         out
     }
 
-    /// The same output whether the stream comes whole or byte by byte.
+    /// As LenientIo reads: each piece scanned in place, fed from the first
+    /// byte to rewrite.
+    fn in_place(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = Framer::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            match f.scan(c) {
+                None => out.extend_from_slice(c),
+                Some(p) => {
+                    out.extend_from_slice(&c[..p]);
+                    f.feed(&c[p..], &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// The same output whether the stream comes whole or byte by byte, fed
+    /// or scanned in place.
     fn both(input: &[u8]) -> Vec<u8> {
         let whole = run(&[input]);
-        let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(run(&bytes), whole, "byte by byte");
-        let threes: Vec<&[u8]> = input.chunks(3).collect();
-        assert_eq!(run(&threes), whole, "in threes");
+        for n in [1, 2, 3, 7, 64] {
+            let pieces: Vec<&[u8]> = input.chunks(n).collect();
+            assert_eq!(run(&pieces), whole, "in pieces of {n}");
+            assert_eq!(in_place(&pieces), whole, "in place, in pieces of {n}");
+        }
+        assert_eq!(in_place(&[input]), whole, "in place");
         whole
     }
 
@@ -347,8 +424,19 @@ mod tests {
         let mut long = b"GET /".to_vec();
         long.extend(std::iter::repeat_n(b'a', MAX_LINE + 10));
         long.extend_from_slice(b"\"");
-        let out = run(&[&long]);
-        assert_eq!(out, long);
+        assert_eq!(run(&[&long]), long);
+        assert_eq!(in_place(&[&long]), long);
+        // a request line just under the limit is still followed
+        // (its text, `\r` included, exactly MAX_LINE bytes)
+        let mut near = b"GET /?q=\"".to_vec();
+        near.extend(std::iter::repeat_n(
+            b'a',
+            MAX_LINE - near.len() - b" HTTP/1.1\r".len(),
+        ));
+        near.extend_from_slice(b" HTTP/1.1\r\n\r\nGET /?r=<> HTTP/1.1\r\n\r\n");
+        let got = both(&near);
+        assert!(got.starts_with(b"GET /?q=%22aaa"));
+        assert!(got.ends_with(b"GET /?r=%3C%3E HTTP/1.1\r\n\r\n"));
     }
 
     #[test]
@@ -357,5 +445,54 @@ mod tests {
             both(b"\r\n\nGET /?a=\"b\" HTTP/1.1\nHost: h\n\nGET /?c=<d> HTTP/1.1\r\n\r\n"),
             b"\r\n\nGET /?a=%22b%22 HTTP/1.1\nHost: h\n\nGET /?c=%3Cd%3E HTTP/1.1\r\n\r\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Scanning in place and feeding agree on any byte stream cut
+        /// anywhere (request-like bytes, to reach every state).
+        #[test]
+        fn in_place_equals_feed(
+            parts in prop::collection::vec(prop_oneof![
+                Just(&b"GET /a?b=\"<x>\" HTTP/1.1\r\n"[..]),
+                Just(&b"POST /t HTTP/1.1\r\n"[..]),
+                Just(&b"Content-Length: 5\r\n"[..]),
+                Just(&b"Transfer-Encoding: chunked\r\n"[..]),
+                Just(&b"\r\n"[..]),
+                Just(&b"3\r\n<\">\r\n0\r\n"[..]),
+                Just(&b"\"<>\"x"[..]),
+                Just(&b"\n"[..]),
+            ], 0..24),
+            cuts in prop::collection::vec(1usize..9, 1..8),
+        ) {
+            let input: Vec<u8> = parts.concat();
+            let mut whole = Vec::new();
+            Framer::default().feed(&input, &mut whole);
+            let mut pieces = Vec::new();
+            let (mut at, mut k) = (0, 0);
+            while at < input.len() {
+                let n = cuts[k % cuts.len()].min(input.len() - at);
+                pieces.push(&input[at..at + n]);
+                at += n;
+                k += 1;
+            }
+            let mut f = Framer::default();
+            let mut got = Vec::new();
+            for c in &pieces {
+                match f.scan(c) {
+                    None => got.extend_from_slice(c),
+                    Some(p) => {
+                        got.extend_from_slice(&c[..p]);
+                        f.feed(&c[p..], &mut got);
+                    }
+                }
+            }
+            prop_assert_eq!(got, whole);
+        }
     }
 }
