@@ -47,10 +47,6 @@ async fn deployment_compat() {
     }
 }
 
-fn header(r: &reqwest::Response, h: &str) -> Option<String> {
-    r.headers().get(h).map(|v| v.to_str().unwrap().to_string())
-}
-
 async fn cors(p: &Proxy) {
     // a browser's preflight for a PATCH with a JSON body and a token
     let r = p

@@ -47,12 +47,6 @@ async fn deployment_settings() {
     finish(outcome, &db, Vec::new()).await;
 }
 
-fn header(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-}
-
 /// `name;dur=1.2, …`: the step names, each with one decimal of milliseconds.
 fn timing_steps(h: &str) -> Vec<String> {
     h.split(", ")

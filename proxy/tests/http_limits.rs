@@ -125,7 +125,8 @@ async fn slow_and_idle_clients(db: &TestDb) {
 async fn connection_cap(db: &TestDb) {
     let mut c = db.config();
     c.max_connections = 3;
-    c.header_read_timeout_ms = 2000;
+    // long enough that only a holder leaving frees a slot below
+    c.header_read_timeout_ms = 10_000;
     let p = db.proxy(c).await;
     let addr = p.running.addr;
     let mut held = Vec::new();
@@ -151,11 +152,7 @@ async fn connection_cap(db: &TestDb) {
     let (got, _) = read_until_closed(&mut fourth, Duration::from_secs(10)).await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(
-        t.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     drop(held);
     let m = p.metrics_text().await;
     assert!(
@@ -180,6 +177,21 @@ async fn sleeping(admin: &tokio_postgres::Client) -> i64 {
         .get(0)
 }
 
+/// A JSON POST written on a raw connection, left open for the caller.
+async fn post_raw(addr: std::net::SocketAddr, path: &str, body: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s
+}
+
 async fn abandoned_request(db: &TestDb, admin: &tokio_postgres::Client) {
     let mut c = db.config();
     c.db_pool = 1;
@@ -189,16 +201,7 @@ async fn abandoned_request(db: &TestDb, admin: &tokio_postgres::Client) {
         // a write the client gives up on is rolled back, not committed later
         ("/rpc/mark_then_nap", r#"{"note": "abandoned", "s": 60}"#),
     ] {
-        let mut s = TcpStream::connect(p.running.addr).await.unwrap();
-        s.write_all(
-            format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+        let s = post_raw(p.running.addr, path, body).await;
         assert!(
             eventually(50, || async { sleeping(admin).await == 1 }).await,
             "the statement started"
@@ -217,25 +220,14 @@ async fn abandoned_request(db: &TestDb, admin: &tokio_postgres::Client) {
         assert_eq!(r.text().await.unwrap(), "1");
     }
     // a request still waiting for the pool when its client leaves never runs
-    let send = |path: &'static str, body: &'static str| {
-        let addr = p.running.addr;
-        async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(
-                format!(
-                    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
-            s
-        }
-    };
-    let holder = send("/rpc/nap", r#"{"s": 60}"#).await;
+    let holder = post_raw(p.running.addr, "/rpc/nap", r#"{"s": 60}"#).await;
     assert!(eventually(50, || async { sleeping(admin).await == 1 }).await);
-    let queued = send("/rpc/mark_then_nap", r#"{"note": "queued", "s": 0}"#).await;
+    let queued = post_raw(
+        p.running.addr,
+        "/rpc/mark_then_nap",
+        r#"{"note": "queued", "s": 0}"#,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(queued);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -312,7 +304,7 @@ async fn body_budget(db: &TestDb) {
         "{:?}",
         t.elapsed()
     );
-    assert_eq!(header_of(&r, "retry-after").as_deref(), Some("1"));
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("1"));
     let (_, v) = json_of(r).await;
     assert_eq!(v["code"], "TENANCY503", "{v}");
     // a small body still fits
@@ -363,10 +355,4 @@ async fn body_budget(db: &TestDb) {
         "{m}"
     );
     p.stop().await;
-}
-
-fn header_of(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
 }

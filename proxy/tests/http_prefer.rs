@@ -85,12 +85,6 @@ async fn explain(db: &TestDb, sql: &str) -> i64 {
     v[0]["Plan"]["Plan Rows"].as_f64().unwrap() as i64
 }
 
-fn header(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-}
-
 async fn location(p: &Proxy, db: &TestDb) {
     let t = member("globex");
     let (_, ents) = json_of(

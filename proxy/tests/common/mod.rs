@@ -282,3 +282,10 @@ pub async fn answers_200(p: &Proxy, path: &str, token: Option<&str>) -> bool {
     })
     .await
 }
+
+/// A response header as text.
+pub fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+}
