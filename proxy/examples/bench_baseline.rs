@@ -1,9 +1,9 @@
 //! Baseline for `benches/proxy/run.sh`: the database work tenancy-proxy does
 //! per GET request, minus HTTP, JWT and rate limiting. It calls the proxy's
 //! own `tenancy_proxy::db::run` (same deadpool of `--pool` connections as the
-//! proxy's login, same pipelined round trips: BEGIN + `set_config` of role,
-//! claims, request settings, search_path and `tenancy.tenant_id`, then the
-//! statement + COMMIT) with the statement the proxy generates for the same
+//! proxy's login, same pipeline: BEGIN + `set_config` of role, claims,
+//! request settings, search_path and `tenancy.tenant_id` + the statement +
+//! COMMIT, one round trip once the statement is prepared on the connection) with the statement the proxy generates for the same
 //! query string (tenancy_core's PostgREST SQL builder over the same schema
 //! cache), from `--concurrency` tasks for `--duration` seconds — so the ratio
 //! against the proxy measures the HTTP layer alone.

@@ -229,13 +229,15 @@ impl Drop for Conn {
     }
 }
 
-/// Run one request: `BEGIN`, the settings and the pre-request function are
-/// sent in one round trip (pipelined), then the statement and `COMMIT` (or
-/// `ROLLBACK`) in a second one — where a failed statement turns the `COMMIT`
-/// into a rollback server-side. A singular (`vnd.pgrst.object`) request waits
-/// for the row count before ending the transaction. The statement is prepared
-/// inside the transaction, after `search_path` is set, so a cache miss
-/// resolves names exactly as the request sees them.
+/// Run one request: `BEGIN`, the settings, the pre-request function, the
+/// statement and `COMMIT` (or `ROLLBACK`) are pipelined — one round trip
+/// when the statement is already prepared on the connection, two on a
+/// statement-cache miss, when it is prepared after `search_path` is set so
+/// names resolve exactly as the request sees them (see [`run_on`]). A failed
+/// step aborts the transaction: what follows it fails, and the pipelined
+/// `COMMIT` is a rollback server-side. A singular (`vnd.pgrst.object`) or
+/// `max-affected` request waits for the row count before ending the
+/// transaction.
 ///
 /// `abandoned` resolves when the client has gone away (its sender is
 /// dropped with the request's future). The statement in flight is then
@@ -415,10 +417,34 @@ async fn run_on(
         .iter()
         .map(|(k, v)| [k as &(dyn ToSql + Sync), v as &(dyn ToSql + Sync)])
         .collect();
-    // round trip 1: BEGIN; the role's settings (before the role, as
-    // PostgREST: `GRANT SET ON PARAMETER` is then the login role's);
-    // the request's settings; pre-request
-    let (r_begin, r_role, r_setup, r_extra, r_pre) = tokio::join!(
+    let params: Vec<Untyped> = e.statement.params.iter().cloned().map(Untyped).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let plan_params: Vec<Untyped> = e
+        .plan
+        .iter()
+        .flat_map(|p| p.params.iter().cloned().map(Untyped))
+        .collect();
+    let plan_refs: Vec<&(dyn ToSql + Sync)> = plan_params
+        .iter()
+        .map(|p| p as &(dyn ToSql + Sync))
+        .collect();
+    let ends_now = !e.singular && e.max_affected.is_none() && e.explain.is_none();
+    let end = if e.rollback { ROLLBACK } else { COMMIT };
+    // One pipeline, in this order: BEGIN; the role's settings (before the
+    // role, as PostgREST: `GRANT SET ON PARAMETER` is then the login
+    // role's); the request's settings; pre-request; the statement (and the
+    // EXPLAIN of a planned count); the end of the transaction unless the
+    // response depends on the row count. `tokio::join!` polls in order and
+    // each future sends its messages on its first poll, so they reach the
+    // backend in this order. A statement already prepared on this
+    // connection goes out in the same round trip as the settings (one
+    // round trip per request); on a cache miss it is prepared there, after
+    // `search_path` is set, so names resolve exactly as the request sees
+    // them, and the statement and `COMMIT` follow in a second round trip.
+    // Any error aborts the transaction, so what follows it fails (25P02)
+    // and never runs without the request's role and tenant; a `COMMIT` of
+    // an aborted transaction is a rollback.
+    let (r_begin, r_role, r_setup, r_extra, r_pre, r_main) = tokio::join!(
         client.batch_execute(begin),
         async {
             match &set_extra {
@@ -446,97 +472,80 @@ async fn run_on(
                 Some(p) => client.batch_execute(p).await,
                 None => Ok(()),
             }
-        }
-    );
-    r_begin.map_err(fail(true))?;
-    r_role.map_err(fail(true))?;
-    r_setup.map_err(fail(true))?;
-    r_extra.map_err(fail(true))?;
-    r_pre.map_err(fail(true))?;
-    let params: Vec<Untyped> = e.statement.params.iter().cloned().map(Untyped).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    if let Some(prefix) = &e.explain {
-        // not cached on the connection: plans are asked for rarely
-        let sql = format!("{prefix} {}", e.statement.sql);
-        let end = if e.rollback { ROLLBACK } else { COMMIT };
-        // prepared first: a pipelined COMMIT must not overtake the statement
-        let explained = match prepared {
-            true => Stmt::Prepared(client.prepare(&sql).await.map_err(fail(true))?),
-            false => Stmt::Unnamed(&sql),
-        };
-        let (rows, r_end) = tokio::join!(
-            query(client, &explained, &refs, &any),
-            client.batch_execute(end)
-        );
-        let rows = rows.map_err(|err| (db_error(&err, auth), r_end.is_err()))?;
-        r_end.map_err(fail(false))?;
-        let body = match rows.first().map(|r| r.columns()[0].type_().clone()) {
-            Some(t) if t == tokio_postgres::types::Type::JSON => rows
-                .first()
-                .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
-                .map(|v| v.to_string()),
-            _ => Some(
-                rows.iter()
-                    .filter_map(|r| r.try_get::<_, String>(0).ok())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
-        };
-        let out = Outcome {
-            body,
-            ..Outcome::default()
-        };
-        return Ok((out, true));
-    }
-    let main = stmt(client, prepared, &e.statement.sql)
-        .await
-        .map_err(fail(true))?;
-    let plan = match &e.plan {
-        Some(p) => Some(stmt(client, prepared, &p.sql).await.map_err(fail(true))?),
-        None => None,
-    };
-    let plan_params: Vec<Untyped> = e
-        .plan
-        .iter()
-        .flat_map(|p| p.params.iter().cloned().map(Untyped))
-        .collect();
-    let plan_refs: Vec<&(dyn ToSql + Sync)> = plan_params
-        .iter()
-        .map(|p| p as &(dyn ToSql + Sync))
-        .collect();
-    // round trip 2: the statement (and the EXPLAIN of a planned count), and
-    // the end of the transaction unless the response depends on the row count
-    let ends_now = !e.singular && e.max_affected.is_none();
-    let end = if e.rollback { ROLLBACK } else { COMMIT };
-    let (rows, r_plan, r_end) = tokio::join!(
-        query(client, &main, &refs, &any),
-        async {
-            match &plan {
-                Some(p) => query(client, p, &plan_refs, &any)
-                    .await
-                    .map(|r| plan_rows(&r)),
-                None => Ok(None),
-            }
         },
         async {
-            if ends_now {
-                client.batch_execute(end).await
-            } else {
-                Ok(())
+            if let Some(prefix) = &e.explain {
+                // not cached on the connection: plans are asked for rarely
+                let sql = format!("{prefix} {}", e.statement.sql);
+                let explained = match prepared {
+                    true => Stmt::Prepared(client.prepare(&sql).await?),
+                    false => Stmt::Unnamed(&sql),
+                };
+                let rows = query(client, &explained, &refs, &any).await?;
+                return Ok(Main::Explain(rows));
             }
+            let main = stmt(client, prepared, &e.statement.sql).await?;
+            let plan = match &e.plan {
+                Some(p) => Some(stmt(client, prepared, &p.sql).await?),
+                None => None,
+            };
+            let (rows, r_plan, r_end) = tokio::join!(
+                query(client, &main, &refs, &any),
+                async {
+                    match &plan {
+                        Some(p) => query(client, p, &plan_refs, &any)
+                            .await
+                            .map(|r| plan_rows(&r)),
+                        None => Ok(None),
+                    }
+                },
+                async {
+                    if ends_now {
+                        client.batch_execute(end).await
+                    } else {
+                        Ok(())
+                    }
+                }
+            );
+            Ok::<_, tokio_postgres::Error>(Main::Rows(rows, r_plan, r_end))
         }
     );
+    // the first error in pipeline order is the request's; the transaction
+    // is over only when the pipelined end went through
+    let ended = |m: &Result<Main, tokio_postgres::Error>| match m {
+        Ok(Main::Rows(_, _, r_end)) => ends_now && r_end.is_ok(),
+        _ => false,
+    };
+    let first_err = r_begin
+        .err()
+        .or(r_role.err())
+        .or(r_setup.err())
+        .or(r_extra.err())
+        .or(r_pre.err());
+    if let Some(err) = first_err {
+        return Err((db_error(&err, auth), !ended(&r_main)));
+    }
+    let in_tx = !ended(&r_main);
+    let (rows, r_plan, r_end) = match r_main {
+        Err(err) => return Err((db_error(&err, auth), in_tx)),
+        Ok(Main::Explain(rows)) => {
+            let r_end = client.batch_execute(end).await;
+            r_end.map_err(fail(true))?;
+            return Ok((explain_outcome(&rows), true));
+        }
+        Ok(Main::Rows(rows, r_plan, r_end)) => (rows, r_plan, r_end),
+    };
     let rows = match rows.and_then(|rows| r_plan.map(|p| (rows, p))) {
         Ok(rows) => rows,
         // a failed statement makes the pipelined COMMIT a rollback
-        Err(err) => return Err((db_error(&err, auth), !(ends_now && r_end.is_ok()))),
+        Err(err) => return Err((db_error(&err, auth), in_tx)),
     };
     let (rows, planned) = rows;
     r_end.map_err(fail(false))?;
     let row = rows.first().ok_or_else(|| {
         (
             ApiError::new(500, "PGRST000", "the statement returned no row"),
-            !ends_now,
+            in_tx,
         )
     })?;
     let out = Outcome {
@@ -548,6 +557,38 @@ async fn run_on(
         planned,
     };
     Ok((out, ends_now))
+}
+
+/// What the request's statement gave: an execution plan, or the rows (and
+/// the planned count's estimate, and the pipelined end of the transaction).
+enum Main {
+    Explain(Vec<tokio_postgres::Row>),
+    Rows(
+        Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+        Result<Option<i64>, tokio_postgres::Error>,
+        Result<(), tokio_postgres::Error>,
+    ),
+}
+
+/// The response of an `EXPLAIN` (`Accept: application/vnd.pgrst.plan`):
+/// its JSON document, or its text lines.
+fn explain_outcome(rows: &[tokio_postgres::Row]) -> Outcome {
+    let body = match rows.first().map(|r| r.columns()[0].type_().clone()) {
+        Some(t) if t == tokio_postgres::types::Type::JSON => rows
+            .first()
+            .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
+            .map(|v| v.to_string()),
+        _ => Some(
+            rows.iter()
+                .filter_map(|r| r.try_get::<_, String>(0).ok())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    };
+    Outcome {
+        body,
+        ..Outcome::default()
+    }
 }
 
 /// A statement to run: prepared once per connection and kept

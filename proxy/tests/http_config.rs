@@ -4,7 +4,8 @@
 //! `admin-server-port`, `server-unix-socket`, `db-pool-acquisition-timeout`,
 //! `db-pool-max-idletime`, `db-channel` / `db-channel-enabled`, settings
 //! from the database, the settings of impersonated roles and functions
-//! (`db-hoisted-tx-settings`), and the startup errors of bad values.
+//! (`db-hoisted-tx-settings`), `db-pre-request`, and the startup errors of
+//! bad values.
 
 mod common;
 use common::*;
@@ -42,6 +43,7 @@ async fn deployment_settings() {
         recovery(&db, &admin).await;
         in_database_config(&db, &admin).await;
         transaction_settings(&db, &admin).await;
+        pre_request(&db, &admin).await;
     })
     .await;
     finish(outcome, &db, Vec::new()).await;
@@ -779,4 +781,116 @@ async fn transaction_settings(db: &TestDb, admin: &tokio_postgres::Client) {
         .batch_execute(&format!("ALTER ROLE {anon} IN DATABASE {dbn} RESET ALL"))
         .await
         .unwrap();
+}
+
+/// `db-pre-request`: the function runs in the request's transaction after
+/// the settings (it sees the role, the tenant and the headers) and before the
+/// statement; an error it raises is the response, and the statement — sent
+/// in the same round trip once prepared on the connection — never runs.
+async fn pre_request(db: &TestDb, admin: &tokio_postgres::Client) {
+    admin
+        .batch_execute(
+            r#"
+            CREATE FUNCTION esg.check_request() RETURNS void LANGUAGE plpgsql AS $$
+            BEGIN
+                IF current_setting('request.headers', true)::json->>'x-block' = 'yes' THEN
+                    RAISE EXCEPTION 'blocked by the pre-request function'
+                        USING ERRCODE = 'PT403', DETAIL = 'x-block', HINT = 'drop the header';
+                END IF;
+                PERFORM set_config('response.headers', json_build_array(json_build_object(
+                    'X-Pre', current_user || '/' || coalesce(nullif(current_setting('tenancy.tenant_id', true), ''), '-')
+                        || '/' || current_setting('request.method')))::text, true);
+            END $$;
+            GRANT EXECUTE ON FUNCTION esg.check_request() TO PUBLIC;
+            "#,
+        )
+        .await
+        .unwrap();
+    let mut c = db.config();
+    c.db_pre_request = Some("esg.check_request".into());
+    c.db_pool = 1; // one connection: the statements below are prepared on it
+    let p = db.proxy(c).await;
+    let t = member("initech");
+    // it ran with the request's role, tenant (the claim as sent) and
+    // method, before the statement
+    let r = p
+        .get("/metrics?select=code&limit=1")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "x-pre").as_deref(),
+        Some("tenancy_member/initech/GET")
+    );
+    let r = p.get("/units?limit=1").send().await.unwrap();
+    assert_eq!(
+        header(&r, "x-pre").as_deref(),
+        Some(format!("{}/-/GET", db.anon_role).as_str())
+    );
+    let count = || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM esg.metrics WHERE code LIKE 'pre%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let insert = |code: &str, block: bool| {
+        let mut rq = p
+            .post("/metrics")
+            .bearer_auth(&t)
+            .json(&json!({"code": code, "name": "P", "unit": "t"}));
+        if block {
+            rq = rq.header("X-Block", "yes");
+        }
+        async move { json_of(rq.send().await.unwrap()).await }
+    };
+    // blocked on a cold connection (the insert is prepared after the
+    // settings), then allowed (now prepared), then blocked again: the
+    // pipelined insert runs in the aborted transaction and writes nothing
+    for (i, block) in [true, false, true, true].into_iter().enumerate() {
+        let (s, v) = insert(&format!("pre{i}"), block).await;
+        if block {
+            assert_eq!(s, 403, "{v}");
+            assert_eq!(
+                v,
+                json!({"code": "PT403", "message": "blocked by the pre-request function",
+                       "details": "x-block", "hint": "drop the header"})
+            );
+        } else {
+            assert_eq!(s, 201, "{v}");
+        }
+    }
+    assert_eq!(count().await, 1, "only the allowed insert was written");
+    // a blocked RPC write and PATCH, after the same statements ran once
+    for block in [false, true] {
+        let mut rq = p
+            .patch("/metrics?code=eq.pre1")
+            .bearer_auth(&t)
+            .json(&json!({"name": if block { "blocked" } else { "ok" }}));
+        if block {
+            rq = rq.header("X-Block", "yes");
+        }
+        let s = rq.send().await.unwrap().status().as_u16();
+        assert_eq!(s, if block { 403 } else { 204 });
+    }
+    let name: String = admin
+        .query_one("SELECT name FROM esg.metrics WHERE code = 'pre1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "ok");
+    // the connection is clean afterwards: the next request succeeds
+    let r = p
+        .get("/metrics?select=code&code=eq.pre1")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!([{"code": "pre1"}]));
 }
