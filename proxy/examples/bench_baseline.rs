@@ -94,6 +94,7 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
         isolation: None,
         plan: None,
         max_affected: None,
+        limit_cap: None,
         explain: None,
     };
     // the client never goes away here; the proxy's handler holds the same

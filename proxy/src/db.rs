@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tenancy_core::ident::quote_ident;
 use tenancy_core::postgrest::error::sqlstate_status;
 use tenancy_core::postgrest::prefer::max_affected_error;
+use tenancy_core::postgrest::sql::limit_exceeded;
 use tenancy_core::postgrest::sql::Statement;
 use tenancy_core::postgrest::ApiError;
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
@@ -69,6 +70,10 @@ pub struct Exec {
     /// `Prefer: handling=strict, max-affected=n`: fail with PGRST124 (and
     /// roll back) when the statement touches more rows.
     pub max_affected: Option<i64>,
+    /// A limited PATCH/DELETE whose rows are picked by non-key `order`
+    /// columns (a view without a key): fail with PGRST110 (and roll back)
+    /// when more rows than `limit` changed.
+    pub limit_cap: Option<i64>,
     /// `EXPLAIN (…)`: run the statement under it and answer with the plan
     /// (the JSON document, or the text lines) as the body.
     pub explain: Option<String>,
@@ -324,7 +329,8 @@ pub async fn run_client(
         Ok((out, false)) => {
             // singular / max-affected: commit or roll back now that the count is known
             let over = e.max_affected.is_some_and(|m| out.page > m);
-            let end = if e.singular && out.page != 1 || e.rollback || over {
+            let off_limits = e.limit_cap.filter(|&l| out.page > l);
+            let end = if e.singular && out.page != 1 || e.rollback || over || off_limits.is_some() {
                 ROLLBACK
             } else {
                 COMMIT
@@ -334,6 +340,9 @@ pub async fn run_client(
             }
             if e.singular && out.page != 1 {
                 return (Err(singular_error(out.page)), true);
+            }
+            if let Some(limit) = off_limits {
+                return (Err(limit_exceeded(out.page, limit)), true);
             }
             if over {
                 return (Err(max_affected_error(out.page)), true);
@@ -428,7 +437,8 @@ async fn run_on(
         .iter()
         .map(|p| p as &(dyn ToSql + Sync))
         .collect();
-    let ends_now = !e.singular && e.max_affected.is_none() && e.explain.is_none();
+    let ends_now =
+        !e.singular && e.max_affected.is_none() && e.limit_cap.is_none() && e.explain.is_none();
     let end = if e.rollback { ROLLBACK } else { COMMIT };
     // One pipeline, in this order: BEGIN; the role's settings (before the
     // role, as PostgREST: `GRANT SET ON PARAMETER` is then the login

@@ -843,6 +843,7 @@ async fn process(
         media_error,
         func_settings: Vec::new(),
         func_isolation: None,
+        limit_cap: None,
     };
     let resp = if ctx.method == Method::OPTIONS {
         options(&ctx, &path)
@@ -1053,6 +1054,8 @@ struct Ctx {
     func_settings: Vec<(String, String)>,
     /// The called function's `default_transaction_isolation`.
     func_isolation: Option<String>,
+    /// See [`Exec::limit_cap`].
+    limit_cap: Option<i64>,
 }
 
 impl Ctx {
@@ -1112,6 +1115,7 @@ impl Ctx {
             plan: if explaining { None } else { plan },
             explain,
             max_affected: if explaining { None } else { max_affected },
+            limit_cap: if explaining { None } else { self.limit_cap },
             identity: self.identity.clone(),
             method: self.method.to_string(),
             path: self.path.clone(),
@@ -1855,6 +1859,7 @@ async fn table(
             } else {
                 sql::delete(&schema, table, &query, &opts, ret)?
             };
+            ctx.limit_cap = sql::limit_cap(table, &query);
             let out = ctx.exec_counted(stmt, false, singular, None, max).await?;
             // PostgREST: PATCH says which rows (`0-2/3`), DELETE only how many (`*/3`)
             let shown = if ctx.method == Method::PATCH {

@@ -9,12 +9,25 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgrest_gaps() {
     let db = TestDb::create("gaps").await;
+    // a table without a primary key, and views of it without a key
+    db.admin()
+        .await
+        .batch_execute(
+            "CREATE TABLE esg.lim_nopk (id int, name text);
+             INSERT INTO esg.lim_nopk VALUES (1, 'item-1'), (2, 'item-2'), (3, 'item-3');
+             CREATE VIEW esg.lim_nopk_view AS SELECT id, name FROM esg.lim_nopk;
+             CREATE VIEW esg.lim_nonuniq_view AS SELECT id, name, 'static'::text AS static FROM esg.lim_nopk;
+             GRANT SELECT, UPDATE, DELETE ON esg.lim_nopk, esg.lim_nopk_view, esg.lim_nonuniq_view TO tenancy_member;",
+        )
+        .await
+        .unwrap();
     let mut config = db.config();
     // many requests per tenant in a short time: no plan limits here
     config.plan_rate_limits = "starter=100000,pro=100000,enterprise=100000".into();
     let p = db.proxy(config).await;
     let outcome = guarded(async {
         limited_update_delete(&p).await;
+        limited_without_key(&p).await;
         null_filter_on_embeds(&p).await;
         stripped_nulls(&p).await;
         rpc_embeds(&p).await;
@@ -189,6 +202,84 @@ async fn limited_update_delete(p: &Proxy) {
     assert_eq!(lim_rows(p, &t).await.as_array().unwrap().len(), 2);
     // globex still has its three
     assert_eq!(lim_rows(p, &g).await.as_array().unwrap().len(), 3);
+}
+
+/// Limited writes where there is no key to pick rows by: a table pages
+/// by `ctid` (a system column, orderable like PostgREST's), a view by its
+/// order columns — and changing more rows than `limit` (non-unique order
+/// values) is PGRST110, rolled back.
+async fn limited_without_key(p: &Proxy) {
+    let t = member("initech");
+    let names = || async {
+        let (s, v) = get_json(p, "/lim_nopk?select=name&order=id", &member("initech")).await;
+        assert_eq!(s, 200, "{v}");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // the table: by ctid, second row in physical order
+    let r = p
+        .patch("/lim_nopk?order=ctid&limit=1&offset=1")
+        .bearer_auth(&t)
+        .json(&json!({"name": "by-ctid"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    assert_eq!(names().await, ["item-1", "by-ctid", "item-3"]);
+    // system columns read like columns on tables
+    let (s, v) = get_json(p, "/lim_nopk?select=id,ctid&id=eq.1", &t).await;
+    assert_eq!((s, v[0]["ctid"].is_string()), (200, true), "{v}");
+    // ... and not on views, which have none
+    let (s, v) = get_json(p, "/lim_nopk_view?select=ctid", &t).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("42703")), "{v}");
+    // a view without a key: the page's rows by their order column
+    let r = p
+        .patch("/lim_nopk_view?order=id.desc&limit=1")
+        .bearer_auth(&t)
+        .header("Prefer", "return=representation")
+        .json(&json!({"name": "last"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!([{"id": 3, "name": "last"}])
+    );
+    // ordered by a value all rows share: three rows would change for
+    // limit=1, so PGRST110 and nothing written, PATCH and DELETE
+    for req in [
+        p.patch("/lim_nonuniq_view?order=static&limit=1")
+            .json(&json!({"name": "all"})),
+        p.delete("/lim_nonuniq_view?order=static&limit=1"),
+    ] {
+        let (s, v) = json_of(req.bearer_auth(&t).send().await.unwrap()).await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(
+            v,
+            json!({
+                "code": "PGRST110",
+                "message": "The maximum number of rows allowed to change was surpassed",
+                "details": "Results contain 3 rows changed but the maximum number allowed is 1",
+                "hint": null
+            })
+        );
+    }
+    assert_eq!(names().await, ["item-1", "by-ctid", "last"]);
+    // within the limit it goes through
+    let r = p
+        .delete("/lim_nonuniq_view?order=static&limit=3")
+        .bearer_auth(&t)
+        .header("Prefer", "count=exact")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["content-range"], "*/3");
+    assert!(names().await.is_empty());
 }
 
 async fn get_json(p: &Proxy, path: &str, tok: &str) -> (u16, Value) {

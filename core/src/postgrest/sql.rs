@@ -296,6 +296,23 @@ fn duplicate_embeds(table: &Table, items: &[SelectItem], depth: usize) -> Result
     Ok(())
 }
 
+/// The type of a system column of a table (`ctid`, `xmin`, …: PostgreSQL
+/// has them on every table, not on views), which PostgREST passes through
+/// like any column — `order=ctid` pages a limited PATCH on a table without
+/// a key.
+fn system_column(table: &Table, name: &str) -> Option<&'static str> {
+    if table.is_view {
+        return None;
+    }
+    match name {
+        "ctid" => Some("tid"),
+        "xmin" | "xmax" => Some("xid"),
+        "cmin" | "cmax" => Some("cid"),
+        "tableoid" => Some("oid"),
+        _ => None,
+    }
+}
+
 /// PostgreSQL's 42703 for `alias.column` (the quoted alias the statement
 /// gives the relation: `users`, or `messages_1` in an embed, as PostgREST's).
 fn undefined_column(alias: &str, column: &str) -> ApiError {
@@ -481,7 +498,8 @@ impl<'a> Ctx<'a> {
             Some(c) => Some(&c.data_type),
             None => self
                 .computed_field(table, name)
-                .map(|c| c.data_type.as_str()),
+                .map(|c| c.data_type.as_str())
+                .or_else(|| system_column(table, name)),
         }
     }
 
@@ -491,17 +509,18 @@ impl<'a> Ctx<'a> {
         alias: &str,
         field: &Field,
     ) -> Result<String, ApiError> {
-        let mut e = if table.column(&field.name).is_some() {
-            format!("{alias}.{}", quote_ident(&field.name))
-        } else if let Some(cf) = self.computed_field(table, &field.name) {
-            format!(
-                "{}({})",
-                quote_qualified(&cf.schema, &cf.name),
-                self.whole_row(table, alias)
-            )
-        } else {
-            return Err(undefined_column(alias, &field.name));
-        };
+        let mut e =
+            if table.column(&field.name).is_some() || system_column(table, &field.name).is_some() {
+                format!("{alias}.{}", quote_ident(&field.name))
+            } else if let Some(cf) = self.computed_field(table, &field.name) {
+                format!(
+                    "{}({})",
+                    quote_qualified(&cf.schema, &cf.name),
+                    self.whole_row(table, alias)
+                )
+            } else {
+                return Err(undefined_column(alias, &field.name));
+            };
         // arrows on a column that is not JSON (a composite, an array) go
         // through its JSON form, as in PostgREST
         if !field.path.is_empty()
@@ -1830,11 +1849,40 @@ pub fn limit_without_order() -> ApiError {
     .hint("Apply an 'order' using unique column(s)")
 }
 
+/// PGRST110: a limited PATCH or DELETE changed more rows than its `limit`.
+pub fn limit_exceeded(changed: i64, limit: i64) -> ApiError {
+    ApiError::new(
+        400,
+        "PGRST110",
+        "The maximum number of rows allowed to change was surpassed",
+    )
+    .details(format!(
+        "Results contain {changed} rows changed but the maximum number allowed is {limit}"
+    ))
+}
+
+/// The most rows a limited PATCH or DELETE may change when its rows are
+/// picked by the `order` columns (a view without a key, see
+/// [`mutation_where`]; non-unique order values match more rows than the
+/// page): the caller rolls back past it with [`limit_exceeded`]. `None`
+/// where rows are picked by their key and the page is exact.
+pub fn limit_cap(table: &Table, query: &Query) -> Option<i64> {
+    if table.primary_key.is_empty() && table.is_view {
+        query
+            .root
+            .limit
+            .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+    } else {
+        None
+    }
+}
+
 /// The ` WHERE …` of a PATCH or DELETE on `alias` (empty without filters).
 ///
 /// With `limit`/`offset` (PostgREST's limited update/delete), the rows
 /// are those the filters select, ordered by the required `order` and
-/// paged, picked by their primary key (`ctid` without one):
+/// paged, picked by their primary key (`ctid` without one; a view without
+/// a key by the order columns, capped by [`limit_cap`]):
 /// `(key) IN (SELECT key … ORDER BY … LIMIT … OFFSET …)`. The filters also
 /// stay on the written row itself, so a row a concurrent write moved out
 /// of them is left alone.
@@ -1850,10 +1898,24 @@ fn mutation_where(
         if root.order.is_empty() {
             return Err(limit_without_order());
         }
-        let key: Vec<String> = if table.primary_key.is_empty() {
+        let key: Vec<String> = if !table.primary_key.is_empty() {
+            table.primary_key.clone()
+        } else if !table.is_view {
             vec!["ctid".to_string()]
         } else {
-            table.primary_key.clone()
+            // a view without a key has no `ctid` either: its rows are
+            // picked by the order columns, as PostgREST does, and the
+            // caller caps the rows written at `limit` (PGRST110)
+            let mut cols: Vec<String> = Vec::new();
+            for t in root.order.iter().filter(|t| t.relation.is_none()) {
+                if !cols.contains(&t.field.name) {
+                    cols.push(t.field.name.clone());
+                }
+            }
+            if cols.is_empty() {
+                return Err(limit_without_order());
+            }
+            cols
         };
         let ka = cx.alias(&table.name);
         let inner = cx.conditions(table, &ka, &root.conditions)?;
@@ -3173,6 +3235,64 @@ mod tests {
             st.sql
         );
         assert_eq!(st.params, vec![Some("1".to_string())]);
+        assert_eq!(
+            limit_cap(&nopk, &q(&[("order", "code"), ("limit", "1")])),
+            None
+        );
+        // a table's system columns are columns: `order=ctid` pages it
+        let st = delete(
+            &s,
+            &nopk,
+            &q(&[("order", "ctid.desc"), ("limit", "1")]),
+            &Options::default(),
+            Returning::Minimal,
+        )
+        .unwrap();
+        assert!(
+            st.sql
+                .contains("ORDER BY \"metrics_1\".\"ctid\" DESC LIMIT $1"),
+            "{}",
+            st.sql
+        );
+        // a view without a key has no ctid: rows are picked by the order
+        // columns (PostgREST's way), and the handler caps them at the limit
+        let mut view = nopk.clone();
+        view.is_view = true;
+        let paged = q(&[
+            ("order", "code,code.desc,name"),
+            ("limit", "2"),
+            ("offset", "1"),
+        ]);
+        let st = delete(&s, &view, &paged, &Options::default(), Returning::Minimal).unwrap();
+        assert!(
+            st.sql.contains(
+                "WHERE (\"metrics\".\"code\", \"metrics\".\"name\") IN (SELECT \"metrics_1\".\"code\", \"metrics_1\".\"name\" \
+                 FROM \"esg\".\"metrics\" AS \"metrics_1\" ORDER BY"
+            ),
+            "{}",
+            st.sql
+        );
+        assert_eq!(limit_cap(&view, &paged), Some(2));
+        assert_eq!(limit_cap(&t, &paged), None);
+        assert_eq!(
+            limit_cap(&view, &q(&[("order", "code"), ("offset", "1")])),
+            None
+        );
+        let e = delete(
+            &s,
+            &view,
+            &q(&[("order", "ctid"), ("limit", "1")]),
+            &Options::default(),
+            Returning::Minimal,
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "42703"));
+        let e = limit_exceeded(3, 1);
+        assert_eq!((e.status, e.code.as_str()), (400, "PGRST110"));
+        assert_eq!(
+            e.details.as_deref(),
+            Some("Results contain 3 rows changed but the maximum number allowed is 1")
+        );
         assert_eq!(
             delete(
                 &s,
