@@ -2153,11 +2153,43 @@ pub fn find_function<'s>(
             "PGRST203",
             format!(
                 "Could not choose the best candidate function between: {}",
-                many.iter().map(|f| signature(f)).collect::<Vec<_>>().join(", ")
+                in_routine_order(many)
+                    .iter()
+                    .map(|f| signature(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
         .hint("Try renaming the parameters or the function itself in the database so function overloading can be resolved")),
     }
+}
+
+/// Overloads in the order PostgREST's schema cache keeps them (its
+/// `Ord Routine`): fewer parameters first, then by the parameters, each
+/// compared by name, type, required, variadic — so the PGRST203 list reads
+/// the same whatever order the functions were created in.
+fn in_routine_order<'s>(fs: &[&'s Function]) -> Vec<&'s Function> {
+    let mut v = fs.to_vec();
+    v.sort_by(|a, b| {
+        let key = |f: &'s Function| {
+            f.args
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.as_str(),
+                        p.data_type.as_str(),
+                        !p.has_default,
+                        p.variadic,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        a.args
+            .len()
+            .cmp(&b.args.len())
+            .then_with(|| key(a).cmp(&key(b)))
+    });
+    v
 }
 
 /// PGRST202 as PostgREST words it, with a "Perhaps you meant" hint: the
@@ -3831,8 +3863,15 @@ mod tests {
         s.functions.push(f("poly", vec![("", "text")]));
         let mut with_default = f("dflt", vec![("", "text")]);
         with_default.args[0].has_default = true;
-        s.functions.push(f("dflt", vec![]));
         s.functions.push(with_default);
+        s.functions.push(f("dflt", vec![]));
+        // created text, xml, then a longer one, then integer
+        s.functions.push(f("same", vec![("a", "text")]));
+        s.functions.push(f("same", vec![("a", "xml")]));
+        let mut longer = f("same", vec![("a", "text"), ("n", "integer")]);
+        longer.args[1].has_default = true;
+        s.functions.push(longer);
+        s.functions.push(f("same", vec![("a", "integer")]));
         assert_eq!(raw_body_types("text/plain"), &["text"]);
         assert!(raw_body_types("text/csv").is_empty());
         let json = Some("application/json");
@@ -3872,6 +3911,14 @@ mod tests {
         assert_eq!(
             e.message,
             "Could not choose the best candidate function between: esg.dflt(), esg.dflt( => text)"
+        );
+        // listed in PostgREST's order, not the catalog's: fewer parameters
+        // first, then by parameter name and type
+        let e = find("same", &["a".into()], None).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Could not choose the best candidate function between: esg.same(a => integer), \
+             esg.same(a => text), esg.same(a => xml), esg.same(a => text, n => integer)"
         );
         // none: PGRST202 with PostgREST's message, details and hint
         let e = find("nope", &[""], json).unwrap_err();
