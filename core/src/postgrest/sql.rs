@@ -3914,7 +3914,7 @@ mod tests {
         );
         // listed in PostgREST's order, not the catalog's: fewer parameters
         // first, then by parameter name and type
-        let e = find("same", &["a".into()], None).unwrap_err();
+        let e = find("same", &["a"], None).unwrap_err();
         assert_eq!(
             e.message,
             "Could not choose the best candidate function between: esg.same(a => integer), \
