@@ -320,6 +320,11 @@ impl Jwt {
                 None => Err(unauthorized("PGRST302", "Anonymous access is disabled")),
             };
         };
+        let empty = || unauthorized("PGRST301", "Empty JWT is sent in Authorization header");
+        // `Bearer` with nothing after it (HTTP drops the trailing space)
+        if h.trim().eq_ignore_ascii_case("bearer") {
+            return Err(empty());
+        }
         // the scheme is case-insensitive (RFC 7235 §2.1)
         let token = h
             .split_once(' ')
@@ -331,6 +336,9 @@ impl Jwt {
                     "Authorization header is not of the form 'Bearer <token>'",
                 )
             })?;
+        if token.is_empty() {
+            return Err(empty());
+        }
         let keys = self
             .keys
             .as_ref()
@@ -441,6 +449,18 @@ impl Jwt {
                 }
             }
         }
+        // `aud` is a string or an array of strings (RFC 7519 §4.1.3),
+        // whether or not an audience is configured
+        match claims.get("aud") {
+            None | Some(Json::Null) | Some(Json::String(_)) => {}
+            Some(Json::Array(a)) if a.iter().all(Json::is_string) => {}
+            Some(_) => {
+                return Err(unauthorized(
+                    "PGRST303",
+                    "The JWT 'aud' claim must be a string or an array of strings",
+                ))
+            }
+        }
         if let Some(aud) = &self.aud {
             if !audience_ok(&claims, aud) {
                 return Err(unauthorized("PGRST303", "JWT not in audience"));
@@ -486,8 +506,12 @@ impl Jwt {
         let exp = number("exp")?;
         let nbf = number("nbf")?;
         check_times(exp, nbf, now)?;
+        // PostgREST's "authenticated": the request runs as a role other
+        // than the anonymous one (a token without a role claim is not) —
+        // it decides 401 against 403 for a permission error
+        let authenticated = self.anon_role.as_deref() != Some(role.as_str());
         Ok(Verified {
-            identity: Identity::new(&role, claims, tenant, true),
+            identity: Identity::new(&role, claims, tenant, authenticated),
             exp,
             nbf,
             at: Instant::now(),
@@ -568,6 +592,53 @@ mod tests {
         assert_eq!(e.code, "PGRST302");
         assert!(Jwt::new(Some(SECRET), false, None, "role", None, 0).is_err());
         assert!(Jwt::new(Some("short"), false, None, ".role", None, 0).is_err());
+    }
+
+    #[test]
+    fn anonymous_fallback_empty_token_and_malformed_aud() {
+        let jwt = Jwt::new(Some(SECRET), false, None, ".role", Some("anon"), 0).unwrap();
+        // a token without a role runs as the anonymous role and counts as
+        // unauthenticated (a permission error is then 401), like one naming it
+        for claims in [json!({"id": "jdoe"}), json!({}), json!({"role": "anon"})] {
+            let i = jwt
+                .identify(Some(&format!("Bearer {}", token(claims))))
+                .unwrap();
+            assert_eq!((i.role.as_str(), i.authenticated), ("anon", false));
+        }
+        let i = jwt
+            .identify(Some(&format!("Bearer {}", token(json!({"role": "r"})))))
+            .unwrap();
+        assert!(i.authenticated);
+        // `Bearer` with no token
+        for h in ["Bearer", "bearer ", "Bearer    "] {
+            let e = jwt.identify(Some(h)).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str(), e.message.as_str()),
+                (401, "PGRST301", "Empty JWT is sent in Authorization header"),
+                "{h:?}"
+            );
+        }
+        // `aud` must be a string or strings, with or without an audience set
+        for aud in [
+            json!({"invalid": "value"}),
+            json!([{"invalid": "value"}, "test"]),
+            json!(3),
+        ] {
+            let t = token(json!({"aud": aud, "role": "r"}));
+            let e = jwt.identify(Some(&format!("Bearer {t}"))).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_str(), e.message.as_str()),
+                (
+                    401,
+                    "PGRST303",
+                    "The JWT 'aud' claim must be a string or an array of strings"
+                )
+            );
+        }
+        for aud in [json!("x"), json!(["x", "y"]), json!(null)] {
+            let t = token(json!({"aud": aud, "role": "r"}));
+            assert!(jwt.identify(Some(&format!("Bearer {t}"))).is_ok());
+        }
     }
 
     const JWKS: &str = include_str!("../tests/fixtures/jwt/jwks.json");

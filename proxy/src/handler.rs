@@ -859,7 +859,16 @@ async fn process(
         let r = crate::openapi::respond(&ctx.st, &ctx.identity, &ctx.schema, &ctx.method, headers)
             .await;
         ctx.mark(DONE);
-        r
+        // the description is of one schema: say which, as other bodies do
+        r.map(|mut r| {
+            if ctx.negotiated_profile && r.status().is_success() {
+                if let Ok(v) = HeaderValue::from_str(&ctx.schema) {
+                    r.headers_mut()
+                        .insert(HeaderName::from_static("content-profile"), v);
+                }
+            }
+            r
+        })
     } else if let Some(f) = rpc_name {
         let mut ctx = ctx;
         let pairs = query_pairs(raw_query);
@@ -880,7 +889,8 @@ async fn process(
         Err(ApiError::new(
             404,
             "PGRST125",
-            format!("Invalid path specified in request URL: /{path}"),
+            // PostgREST's text exactly (the path is the client's own)
+            "Invalid path specified in request URL",
         ))
     } else {
         table(ctx, &segments[0], raw_query, headers, &body).await

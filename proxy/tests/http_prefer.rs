@@ -1010,6 +1010,36 @@ async fn estimated_counts(db: &TestDb) {
         assert_eq!(header(&r, "content-range").as_deref(), Some("0-2/3"));
         p.stop().await;
     }
+    // db-max-rows caps every level that returns rows: the top level and
+    // each embedded array (PostgREST's QueryLimitedSpec "works on all levels")
+    let mut c = db.config();
+    c.db_max_rows = Some(2);
+    let p = db.proxy(c).await;
+    let r = p
+        .get("/metrics?select=code,data_points(id)&order=code&data_points.order=id")
+        .bearer_auth(member("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-range").as_deref(), Some("0-1/*"));
+    let v: Value = r.json().await.unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for row in rows {
+        assert_eq!(row["data_points"].as_array().unwrap().len(), 2, "{v}");
+    }
+    // to-one embeds stay objects (no second LIMIT on their one row)
+    let r = p
+        .get("/data_points?select=id,metrics(code)")
+        .bearer_auth(member("acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v[0]["metrics"].is_object(), "{v}");
+    p.stop().await;
 }
 
 async fn anon_rate_limits(db: &TestDb) {

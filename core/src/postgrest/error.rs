@@ -221,6 +221,9 @@ pub fn sqlstate_status(code: &str, message: &str, authenticated: bool) -> u16 {
         "53400" => return 500,
         "P0001" => return 400,
         "42883" | "42P01" => return 404,
+        // pg-safeupdate's "UPDATE requires a WHERE clause" is the client's
+        // doing (PostgREST 12.0.3+); other cardinality violations are not
+        "21000" if message.ends_with("requires a WHERE clause") => return 400,
         "42P17" | "21000" => return 500,
         "42501" => return if authenticated { 403 } else { 401 },
         "22023" if message.starts_with("role ") && message.ends_with("does not exist") => {
@@ -258,6 +261,18 @@ mod tests {
         assert_eq!(sqlstate_status("42P01", "", true), 404);
         assert_eq!(sqlstate_status("42883", "", true), 404);
         assert_eq!(sqlstate_status("P0001", "", true), 400);
+        assert_eq!(
+            sqlstate_status("21000", "DELETE requires a WHERE clause", true),
+            400
+        );
+        assert_eq!(
+            sqlstate_status(
+                "21000",
+                "more than one row returned by a subquery used as an expression",
+                true
+            ),
+            500
+        );
         assert_eq!(sqlstate_status("P0002", "", true), 500);
         assert_eq!(sqlstate_status("PT402", "", true), 402);
         assert_eq!(sqlstate_status("PT40A", "", true), 500);

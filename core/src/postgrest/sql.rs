@@ -453,9 +453,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// `count` alone in an embed's select on a table without such a column:
-    /// PostgREST's embedded count (`rel(count)`), which it keeps working
-    /// whether or not aggregates are enabled.
+    /// `count` in a select on a table without such a column: PostgREST's
+    /// "count as a column" (`select=count`, `rel(count)`), which it keeps
+    /// working whether or not aggregates are enabled — PostgreSQL reads
+    /// `t.count` as `count(t)`.
     fn is_legacy_count(&self, table: &Table, item: &SelectItem) -> bool {
         matches!(item, SelectItem::Column { field, cast: None, aggregate: None, .. }
             if field.name == "count"
@@ -845,14 +846,15 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Render one level: `table` under `alias`, with `items`, at embed `path`.
+    /// Render one level: `table` under `alias`, with `items`, at embed
+    /// `path`; `capped`: db-max-rows applies to it.
     fn level(
         &mut self,
         table: &Table,
         alias: &str,
         items: &'a [SelectItem],
         path: &[String],
-        root: bool,
+        capped: bool,
     ) -> Result<LevelSql, ApiError> {
         let mut out = LevelSql::default();
         let query: &'a Query = self.query;
@@ -869,7 +871,7 @@ impl<'a> Ctx<'a> {
                 .any(|i| matches!(i, SelectItem::Embed(e) if e.spread && has_aggregate(&e.select)));
         let legacy: Vec<bool> = items
             .iter()
-            .map(|i| !root && self.is_legacy_count(table, i))
+            .map(|i| self.is_legacy_count(table, i))
             .collect();
         let has_aggregate = explicit_aggregate || legacy.contains(&true);
         if explicit_aggregate && !self.opts.aggregates {
@@ -952,7 +954,10 @@ impl<'a> Ctx<'a> {
         self.scopes.pop();
         out.conditions.extend(conds?);
         out.order = self.order_terms(table, alias, items, &level.order)?;
-        let limit = match (level.limit, root.then_some(self.opts.max_rows).flatten()) {
+        // db-max-rows caps every level that returns rows, as PostgREST's
+        // range restriction of its whole read plan: the top level and each
+        // to-many embed
+        let limit = match (level.limit, capped.then_some(self.opts.max_rows).flatten()) {
             (Some(l), Some(m)) => Some(l.min(m)),
             (l, m) => l.or(m),
         };
@@ -1088,7 +1093,8 @@ impl<'a> Ctx<'a> {
         let mark = self.params.len();
         let to_one_spread = embed.spread && rel.cardinality.to_one();
         self.defer_aggregates = grouping && to_one_spread;
-        let inner = self.level(target, &ta, &embed.select, &sub_path, false);
+        let to_many = !rel.cardinality.to_one();
+        let inner = self.level(target, &ta, &embed.select, &sub_path, to_many);
         self.defer_aggregates = false;
         let inner = inner?;
         let used = if embed.spread {
@@ -2872,6 +2878,44 @@ mod tests {
     }
 
     #[test]
+    fn max_rows_caps_every_level_that_returns_rows() {
+        let s = demo();
+        let opts = Options {
+            max_rows: Some(2),
+            ..Options::default()
+        };
+        let metrics = s.table("esg", "metrics").unwrap().clone();
+        let st = read(
+            &s,
+            &metrics,
+            &q(&[
+                ("select", "code,data_points(id)"),
+                ("data_points.limit", "5"),
+            ]),
+            &opts,
+            false,
+        )
+        .unwrap();
+        // the to-many embed: the smaller of its limit and the cap; the top level: the cap
+        assert_eq!(st.sql.matches(" LIMIT $").count(), 2, "{}", st.sql);
+        assert!(
+            st.params.contains(&Some("2".to_string())),
+            "{:?}",
+            st.params
+        );
+        assert!(
+            !st.params.contains(&Some("5".to_string())),
+            "{:?}",
+            st.params
+        );
+        // a to-one embed is one row anyway: no second LIMIT
+        let dp = s.table("esg", "data_points").unwrap().clone();
+        let st = read(&s, &dp, &q(&[("select", "id,metrics(code)")]), &opts, false).unwrap();
+        assert_eq!(st.sql.matches(" LIMIT $").count(), 1, "{}", st.sql);
+        assert!(!st.sql.contains("LIMIT $1 LIMIT 1"), "{}", st.sql);
+    }
+
+    #[test]
     fn aggregates_group_by() {
         let s = demo();
         let t = s.table("esg", "data_points").unwrap().clone();
@@ -2998,9 +3042,20 @@ mod tests {
             "{}",
             st.sql
         );
-        // at the top level, `count` is a column name
-        let e = read_sql("metrics", &[("select", "count")]).unwrap_err();
-        assert_eq!(e.code, "42703");
+        // at the top level too, `count` without such a column counts the
+        // rows (PostgreSQL reads `metrics.count` as `count(metrics)`)
+        let st = read_sql("metrics", &[("select", "count")]).unwrap();
+        assert!(
+            st.sql.contains("pg_catalog.count(*) AS \"count\""),
+            "{}",
+            st.sql
+        );
+        let st = read_sql("metrics", &[("select", "unit,count")]).unwrap();
+        assert!(
+            st.sql.contains("GROUP BY \"metrics\".\"unit\""),
+            "{}",
+            st.sql
+        );
         // an explicit aggregate still needs db-aggregates-enabled
         let e = read_sql("metrics", &[("select", "code,data_points(count())")]).unwrap_err();
         assert_eq!(e.code, "PGRST123");
