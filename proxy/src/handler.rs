@@ -178,6 +178,21 @@ pub fn error_response(e: &ApiError) -> Response {
             }
         }
     }
+    // PostgREST v13's `Proxy-Status` (RFC 9209): which error, for proxies
+    // and logs in front of us; harmless to v12 clients
+    let token = !e.code.is_empty()
+        && e.code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    let code = if token {
+        e.code.clone()
+    } else {
+        format!("\"{}\"", e.code.replace('\\', "\\\\").replace('"', "\\\""))
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("PostgREST; error={code}")) {
+        r.headers_mut()
+            .insert(HeaderName::from_static("proxy-status"), v);
+    }
     if e.status == 401 {
         let v = if e.code == "PGRST302" || e.code == "42501" {
             "Bearer".to_string()
@@ -957,8 +972,6 @@ async fn root_spec(
     Ok(r)
 }
 
-/// `OPTIONS` without a CORS preflight: the methods the resource answers
-/// (PostgREST's `Allow` header).
 /// One path segment, percent-decoded (`+`, `&`, `=` stay as they are; a
 /// `%` not followed by two hex digits is kept).
 fn decode_segment(s: &str) -> String {
@@ -980,6 +993,8 @@ fn decode_segment(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `OPTIONS` without a CORS preflight: the methods the resource answers
+/// (PostgREST's `Allow` header).
 fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
     use tenancy_core::postgrest::schema::Volatility;
     let schema = ctx.st.schema();
@@ -1010,11 +1025,23 @@ fn options(ctx: &Ctx, path: &str) -> Result<Response, ApiError> {
         let t = schema.table(&ctx.schema, path).ok_or_else(|| {
             ApiError::no_table(&ctx.schema, path, schema.table_hint(&ctx.schema, path))
         })?;
-        let mut m = vec!["OPTIONS,GET,HEAD", "POST"];
-        if !t.primary_key.is_empty() {
+        // as PostgREST: what the relation takes (a view: what it or its
+        // INSTEAD OF triggers allow), PUT when it can insert and update by
+        // a primary key
+        let w = t.writable;
+        let mut m = vec!["OPTIONS,GET,HEAD"];
+        if w.insert {
+            m.push("POST");
+        }
+        if w.insert && w.update && !t.primary_key.is_empty() {
             m.push("PUT");
         }
-        m.extend(["PATCH", "DELETE"]);
+        if w.update {
+            m.push("PATCH");
+        }
+        if w.delete {
+            m.push("DELETE");
+        }
         m.join(",")
     };
     let mut r = StatusCode::OK.into_response();

@@ -4,7 +4,7 @@ use serde_json::Value as Json;
 use std::collections::HashMap;
 use tenancy_core::postgrest::schema::{
     Column, ComputedField, ComputedRelationship, ForeignKey, Function, FunctionArg, KeyDepKind,
-    MediaAggregate, Schema, Table, ViewKeyDep, Volatility,
+    MediaAggregate, Schema, Table, ViewKeyDep, Volatility, Writable,
 };
 
 const TABLES: &str = r#"
@@ -17,7 +17,8 @@ SELECT n.nspname::text, c.relname::text, c.relkind::text,
               'cols', (SELECT json_agg(a.attname ORDER BY k.ord)
                          FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
                          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)))
-            FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), '[]')::text
+            FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL), '[]')::text,
+  pg_relation_is_updatable(c.oid::regclass, true)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 "#;
@@ -204,6 +205,7 @@ pub async fn load(
             schema: row.get(0),
             name: row.get(1),
             is_view: row.get::<_, String>(2) == "v" || row.get::<_, String>(2) == "m",
+            writable: Writable::from_bits(row.get(5)),
             columns: cols
                 .as_array()
                 .map(|a| a.iter().map(col).collect())

@@ -16,6 +16,14 @@ async fn deployment_compat() {
              GRANT SELECT, INSERT ON esg.precise TO {anon};
              CREATE VIEW esg.precise_v AS SELECT v, z FROM esg.precise;
              GRANT SELECT ON esg.precise_v TO {anon};
+             CREATE VIEW esg.precise_ro AS SELECT DISTINCT z FROM esg.precise;
+             CREATE VIEW esg.precise_trg AS SELECT DISTINCT z FROM esg.precise;
+             CREATE FUNCTION esg.precise_trg_ins() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER ins INSTEAD OF INSERT ON esg.precise_trg
+                 FOR EACH ROW EXECUTE FUNCTION esg.precise_trg_ins();
+             CREATE MATERIALIZED VIEW esg.precise_mv AS SELECT * FROM esg.precise;
+             GRANT SELECT ON esg.precise_ro, esg.precise_trg, esg.precise_mv TO {anon};
              CREATE FUNCTION esg.cookies() RETURNS json LANGUAGE sql STABLE
                  AS $$ SELECT current_setting('request.cookies', true)::json $$;
              GRANT EXECUTE ON FUNCTION esg.cookies() TO {anon};",
@@ -140,6 +148,16 @@ async fn options(p: &Proxy) {
         header(&r, "allow").as_deref(),
         Some("OPTIONS,GET,HEAD,POST,PATCH,DELETE")
     );
+    // what a view takes: nothing (not auto-updatable), or what its
+    // INSTEAD OF triggers do; a materialized view is read-only
+    for (path, allow) in [
+        ("/precise_ro", "OPTIONS,GET,HEAD"),
+        ("/precise_trg", "OPTIONS,GET,HEAD,POST"),
+        ("/precise_mv", "OPTIONS,GET,HEAD"),
+    ] {
+        let r = opt(path).await.unwrap();
+        assert_eq!(header(&r, "allow").as_deref(), Some(allow), "{path}");
+    }
     let r = opt("/rpc/noop").await.unwrap();
     assert_eq!(header(&r, "allow").as_deref(), Some("OPTIONS,POST"));
     let r = opt("/rpc/add").await.unwrap();
@@ -312,6 +330,9 @@ async fn bearer_scheme(p: &Proxy) {
 }
 
 async fn rpc_paths(p: &Proxy) {
+    // errors name their code in Proxy-Status (PostgREST v13, RFC 9209)
+    let r = p.get("/rpc/add/extra?a=1").send().await.unwrap();
+    assert_eq!(r.headers()["proxy-status"], "PostgREST; error=PGRST125");
     let (s, v) = json_of(p.get("/rpc/add/extra?a=1").send().await.unwrap()).await;
     assert_eq!(
         (s, v),

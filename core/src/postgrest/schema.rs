@@ -23,6 +23,39 @@ pub struct Table {
     /// Every unique key (primary key included), for one-to-one detection.
     pub unique_keys: Vec<Vec<String>>,
     pub is_view: bool,
+    /// The writes it takes (OPTIONS' `Allow`).
+    pub writable: Writable,
+}
+
+/// Which writes a relation takes: PostgreSQL's `pg_relation_is_updatable`
+/// (INSTEAD OF triggers included) — everything for a table, what an
+/// auto-updatable view or its triggers allow, nothing for a materialized view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writable {
+    pub insert: bool,
+    pub update: bool,
+    pub delete: bool,
+}
+
+impl Default for Writable {
+    fn default() -> Self {
+        Writable {
+            insert: true,
+            update: true,
+            delete: true,
+        }
+    }
+}
+
+impl Writable {
+    /// From `pg_relation_is_updatable(rel, true)`'s bits (1 << CMD_*).
+    pub fn from_bits(bits: i32) -> Writable {
+        Writable {
+            update: bits & 4 != 0,
+            insert: bits & 8 != 0,
+            delete: bits & 16 != 0,
+        }
+    }
 }
 
 impl Table {
@@ -938,6 +971,7 @@ pub(crate) mod tests {
                     primary_key: pk,
                     unique_keys: uk,
                     is_view: false,
+                    writable: Default::default(),
                 },
             );
         };
@@ -1199,6 +1233,7 @@ pub(crate) mod tests {
                     primary_key: vec!["id".into()],
                     unique_keys: vec![vec!["id".into()]],
                     is_view: false,
+                    writable: Default::default(),
                 },
             );
         }
@@ -1362,6 +1397,7 @@ pub(crate) mod tests {
                 primary_key: vec!["follower".into(), "followed".into()],
                 unique_keys: vec![vec!["follower".into(), "followed".into()]],
                 is_view: false,
+                writable: Default::default(),
             },
         );
         s.foreign_keys.extend([
@@ -1659,6 +1695,7 @@ pub(crate) mod tests {
                 primary_key: vec!["entity_id".into()],
                 unique_keys: vec![vec!["entity_id".into()]],
                 is_view: false,
+                writable: Default::default(),
             },
         );
         s.foreign_keys.push(fk(
