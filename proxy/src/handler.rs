@@ -2104,8 +2104,34 @@ async fn rpc(
                 mt,
             )
         });
-    if let (None, Some(e)) = (&raw_media, ctx.media_error.take()) {
-        return Err(e);
+    // a function returning a table's rows answers in that table's media
+    // type handlers too (an aggregate over its rows), as in PostgREST
+    let row_handler = match (&raw_media, &func.return_table) {
+        (None, Some((ts, tn)))
+            if func.returns_set
+                && ctx.explain.is_none()
+                && ctx.media != Media::Object
+                && !schema.media_aggregates.is_empty() =>
+        {
+            schema.table(ts, tn).and_then(|t| {
+                let default_select = !rest.iter().any(|(k, _)| k == "select");
+                table_handler(
+                    &schema,
+                    t,
+                    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+                    default_select,
+                )
+            })
+        }
+        _ => None,
+    };
+    if raw_media.is_none() && row_handler.is_none() {
+        if let Some(e) = ctx.media_error.take() {
+            return Err(e);
+        }
+    }
+    if let Some((agg, _)) = &row_handler {
+        opts.handler = Some(sql::AggHandler::of(agg));
     }
     if raw_media.is_some() {
         opts.raw = Some(if func.media_binary {
@@ -2223,6 +2249,16 @@ async fn rpc(
         Err(r) => return Ok(r),
     };
     let range = content_range(from, out.page, total);
+    if let Some((agg, content_type)) = row_handler {
+        let bytes = handler_bytes(&out, agg.binary)?;
+        return Ok(ctx.reply(
+            status,
+            &out,
+            HeaderValue::from_str(&content_type).ok(),
+            bytes,
+            vec![(header::CONTENT_RANGE, range)],
+        ));
+    }
     Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
 }
 

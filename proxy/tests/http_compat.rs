@@ -2406,6 +2406,8 @@ async fn postgrest_spec_data_representations_and_errors() {
                AS $$ SELECT (E'id\tword\n' || state)::esg."text/tab-separated-values" $$;
              CREATE AGGREGATE esg.s_tsv(esg.s_words) (initcond = '', stype = text,
                sfunc = esg.s_tsv_trans, finalfunc = esg.s_tsv_final);
+             CREATE FUNCTION esg.s_all_words() RETURNS SETOF esg.s_words LANGUAGE sql STABLE
+               AS $$ SELECT * FROM esg.s_words $$;
              CREATE DOMAIN esg."pg/outfunc" AS text;
              CREATE FUNCTION esg.s_out_trans(state esg."pg/outfunc", next anyelement) RETURNS esg."pg/outfunc"
                LANGUAGE sql AS $$ SELECT (state || next::text || E'\n')::esg."pg/outfunc" $$;
@@ -2754,6 +2756,27 @@ async fn postgrest_spec_data_representations_and_errors() {
         assert_eq!((s, ct.as_str()), (200, "application/json; charset=utf-8"));
         let (s, _, _) = accept("/s_words", "text/bogus").await;
         assert_eq!(s, 406);
+        // a function returning the table's rows answers in its handlers too
+        assert_eq!(
+            accept("/rpc/s_all_words?order=id", "text/tab-separated-values").await,
+            (
+                200,
+                "text/tab-separated-values".to_string(),
+                "id\tword\n1\tone\n2\ttwo\n".to_string()
+            )
+        );
+        assert_eq!(
+            accept(
+                "/rpc/s_all_words?select=word,id&order=id&limit=1",
+                "pg/outfunc"
+            )
+            .await,
+            (200, "pg/outfunc".to_string(), "(one,1)\n".to_string())
+        );
+        let (s, _, _) = accept("/rpc/s_all_words", "text/bogus").await;
+        assert_eq!(s, 406);
+        let (s, ct, _) = accept("/rpc/s_all_words", "application/json").await;
+        assert_eq!((s, ct.as_str()), (200, "application/json; charset=utf-8"));
         // a raw text body gets no hint
         let r = p
             .post("/rpc/s_pair")

@@ -496,7 +496,9 @@ async fn jwt_cases(p: &Proxy) {
             .unwrap(),
     )
     .await;
-    assert_eq!((s, v["code"].as_str()), (403, Some("42501")), "{v}");
+    // ...and, running as the anonymous role, is anonymous: 401 as without a
+    // token (PostgREST: authenticated means a role other than the anonymous one)
+    assert_eq!((s, v["code"].as_str()), (401, Some("42501")), "{v}");
     let (s, v) = json_of(p.get("/metrics").send().await.unwrap()).await;
     assert_eq!((s, v["code"].as_str()), (401, Some("42501")), "{v}");
 }
@@ -526,7 +528,7 @@ async fn jwt_options(db: &TestDb) {
         assert_eq!(s, 200, "{aud}: {v}");
         assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
     }
-    for aud in [json!("web"), json!(["web"]), json!(7)] {
+    for aud in [json!("web"), json!(["web"])] {
         let (s, v) = get(member(aud.clone())).await;
         assert_eq!(
             (s, v["code"].as_str()),
@@ -535,10 +537,20 @@ async fn jwt_options(db: &TestDb) {
         );
         assert_eq!(v["message"], "JWT not in audience");
     }
+    // not a string or strings: refused for its shape
+    let (s, v) = get(member(json!(7))).await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (
+            401,
+            Some("The JWT 'aud' claim must be a string or an array of strings")
+        )
+    );
     // `role` at the top level is not where this deployment keeps it: the
-    // anon role, which may not read tenant tables (403: a token was sent)
+    // anon role, which may not read tenant tables (401: as the anonymous role
+    // the request is anonymous, token or not)
     let (s, v) = get(jwt(json!({"role": "tenancy_member", "tenant_id": "acme"}))).await;
-    assert_eq!((s, v["code"].as_str()), (403, Some("42501")), "{v}");
+    assert_eq!((s, v["code"].as_str()), (401, Some("42501")), "{v}");
     // a cached token is re-checked against the clock: valid now (inside the
     // 30 s leeway), expired three seconds later
     let tok = jwt(

@@ -2481,10 +2481,12 @@ pub fn call(
             )
         };
         count_query = cq.filter(|_| opts.plan_count);
+        // a table's media type handler over the function's rows of it
+        let body = opts.handler.as_ref().map(AggHandler::body);
         wrap(
             &cte,
             "SELECT * FROM pgrst_source",
-            rows_body(opts),
+            body.as_deref().unwrap_or_else(|| rows_body(opts)),
             &count_sql,
         )
     };
