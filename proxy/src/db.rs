@@ -181,10 +181,18 @@ pub(crate) fn qualified_function(name: &str) -> String {
 /// The end of a request's transaction, and `RESET ALL` in the same round
 /// trip: what the statement set for the whole session (`set_config(…,
 /// false)`, `SET statement_timeout` in a function) does not reach the next
-/// request on the pooled connection, another tenant's maybe. Prepared
-/// statements stay.
-const COMMIT: &str = "COMMIT; RESET ALL";
-const ROLLBACK: &str = "ROLLBACK; RESET ALL";
+/// request on the pooled connection, another tenant's maybe. `RESET ALL`
+/// skips the role (PostgreSQL's GUC_NO_RESET_ALL): a function's
+/// `set_config('role', …, false)` is undone by `RESET ROLE`. Prepared
+/// statements stay. Not undone (as in PostgREST): temporary tables,
+/// session advisory locks, `lastval()` — see docs/proxy.md.
+const COMMIT: &str = "COMMIT; RESET ALL; RESET ROLE";
+const ROLLBACK: &str = "ROLLBACK; RESET ALL; RESET ROLE";
+/// A transaction the request asked to end in a rollback (`Prefer:
+/// tx=rollback`, `db-tx-end`): deferred constraints are checked first, so a
+/// violation is the response as it would be on commit (PostgREST). On an
+/// error the rest of the string is skipped and the caller rolls back.
+const ROLLBACK_CHECKED: &str = "SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK; RESET ALL; RESET ROLE";
 
 /// Parameter bytes past which a connection is not reused (see [`run`]).
 const LARGE_STATEMENT_BYTES: usize = 4 << 20;
@@ -330,13 +338,17 @@ pub async fn run_client(
             // singular / max-affected: commit or roll back now that the count is known
             let over = e.max_affected.is_some_and(|m| out.page > m);
             let off_limits = e.limit_cap.filter(|&l| out.page > l);
-            let end = if e.singular && out.page != 1 || e.rollback || over || off_limits.is_some() {
+            let end = if e.singular && out.page != 1 || over || off_limits.is_some() {
                 ROLLBACK
+            } else if e.rollback {
+                ROLLBACK_CHECKED
             } else {
                 COMMIT
             };
             if let Err(err) = client.batch_execute(end).await {
-                return (Err(db_error(&err, auth)), false);
+                // still in the (failed) transaction: clean once rolled back
+                let clean = client.batch_execute(ROLLBACK).await.is_ok();
+                return (Err(db_error(&err, auth)), clean);
             }
             if e.singular && out.page != 1 {
                 return (Err(singular_error(out.page)), true);
@@ -439,7 +451,7 @@ async fn run_on(
         .collect();
     let ends_now =
         !e.singular && e.max_affected.is_none() && e.limit_cap.is_none() && e.explain.is_none();
-    let end = if e.rollback { ROLLBACK } else { COMMIT };
+    let end = if e.rollback { ROLLBACK_CHECKED } else { COMMIT };
     // One pipeline, in this order: BEGIN; the role's settings (before the
     // role, as PostgREST: `GRANT SET ON PARAMETER` is then the login
     // role's); the request's settings; pre-request; the statement (and the
@@ -551,7 +563,9 @@ async fn run_on(
         Err(err) => return Err((db_error(&err, auth), in_tx)),
     };
     let (rows, planned) = rows;
-    r_end.map_err(fail(false))?;
+    // a failed COMMIT has ended the transaction, a failed deferred-constraint
+    // check before a ROLLBACK has not: roll back to be sure (harmless after)
+    r_end.map_err(fail(in_tx))?;
     let row = rows.first().ok_or_else(|| {
         (
             ApiError::new(500, "PGRST000", "the statement returned no row"),

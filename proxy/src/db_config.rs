@@ -45,7 +45,7 @@ const ROLE_SETTINGS: &str = r#"
 WITH setting AS (
   SELECT s.setdatabase AS database, pg_catalog.unnest(s.setconfig) AS kv
   FROM pg_catalog.pg_db_role_setting s
-  WHERE s.setrole = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+  WHERE s.setrole = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
     AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))
 ), pair AS (
   SELECT database, pg_catalog.split_part(kv, '=', 1) AS k, pg_catalog.substr(kv, pg_catalog.strpos(kv, '=') + 1) AS v
@@ -133,7 +133,7 @@ WITH kv AS (
   JOIN pg_catalog.pg_db_role_setting s ON s.setrole = r.oid
     AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))
   CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) AS x
-  WHERE m.member = (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname = current_user)
+  WHERE m.member = (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname = session_user)
 )
 SELECT DISTINCT ON (kv.role, kv.k) kv.role, kv.k, kv.v
 FROM kv JOIN pg_catalog.pg_settings ps ON ps.name = kv.k AND (ps.context = 'user' __PRIVILEGE__)
@@ -154,7 +154,7 @@ pub async fn role_settings(
         .map_err(err)?
         .get(0);
     let privilege = match version >= 150000 {
-        true => "OR pg_catalog.has_parameter_privilege(current_user, ps.name, 'SET')",
+        true => "OR pg_catalog.has_parameter_privilege(session_user, ps.name, 'SET')",
         false => "",
     };
     let sql = IMPERSONATED_SETTINGS.replace("__PRIVILEGE__", privilege);

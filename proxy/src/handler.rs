@@ -1752,6 +1752,9 @@ async fn table(
                     shape.first_keys.clone()
                 }
             };
+            // unknown keys fail now, before anything is sized by them (a
+            // body naming thousands of keys must not cost rows x keys)
+            sql::check_columns(table, &columns)?;
             if ctx.method == Method::POST {
                 match ctx.pref.missing {
                     Some(Missing::Default) => ctx.applied.push("missing=default".into()),

@@ -55,12 +55,17 @@ impl Limits {
 
     /// The tenant's slug when the claim (uuid or slug) names a known tenant:
     /// one bucket and one metrics label per tenant however its tokens name it.
+    /// A uuid counts however it is spelt (PostgreSQL takes upper case,
+    /// braces, no hyphens, hyphens after any group of four digits): else
+    /// each spelling of one tenant's uuid would get a bucket of its own.
     pub fn canonical(&self, tenant: &str) -> String {
+        let key = uuid_key(tenant);
+        let key = key.as_deref().unwrap_or(tenant);
         self.tenants
             .read()
             .expect("limits lock")
-            .get(tenant)
-            .map_or_else(|| tenant.to_string(), |t| t.0.to_string())
+            .get(key)
+            .map_or_else(|| key.to_string(), |t| t.0.to_string())
     }
 
     /// `Ok` or the time to wait before retrying; `tenant` as [`Limits::canonical`]
@@ -75,6 +80,23 @@ impl Limits {
     pub fn check_anon(&self, role: &str, rps: u32) -> Result<(), Duration> {
         take(&self.anon, role, rps)
     }
+}
+
+/// The lowercase hyphenated form of a uuid in any spelling PostgreSQL's
+/// `uuid` input accepts (`{…}`, upper case, hyphens after any group of four
+/// hex digits or none); `None` for anything else (a slug).
+fn uuid_key(claim: &str) -> Option<String> {
+    let inner = claim
+        .strip_prefix('{')
+        .and_then(|c| c.strip_suffix('}'))
+        .unwrap_or(claim);
+    let hex: String = inner.chars().filter(|&c| c != '-').collect();
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    uuid::Uuid::parse_str(&hex)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
 }
 
 /// Take one request from `key`'s bucket in the limiter for `rps`.
@@ -119,6 +141,28 @@ mod tests {
             assert!(l.check("acme").is_ok());
         }
         assert!(l.check("acme").is_err());
+    }
+
+    #[test]
+    fn every_spelling_of_a_uuid_is_one_tenant() {
+        let u = "5f58792f-1c2b-4d3e-8f90-a1b2c3d4e5f6";
+        let l = Limits::new(2, HashMap::new());
+        l.set_tenants(vec![(u.into(), "initech".into(), None, None)]);
+        for spelt in [
+            u.to_string(),
+            u.to_uppercase(),
+            u.replace('-', ""),
+            format!("{{{u}}}"),
+            "5f58-792f-1c2b-4d3e-8f90-a1b2-c3d4-e5f6".to_string(),
+        ] {
+            assert_eq!(l.canonical(&spelt), "initech", "{spelt}");
+        }
+        // an unknown uuid: one key for all its spellings; slugs as they are
+        let other = "00000000-0000-4000-8000-00000000000A";
+        assert_eq!(l.canonical(other), other.to_lowercase());
+        assert_eq!(l.canonical(&other.replace('-', "")), other.to_lowercase());
+        assert_eq!(l.canonical("acme"), "acme");
+        assert_eq!(l.canonical("deadbeef"), "deadbeef");
     }
 
     #[test]

@@ -2408,6 +2408,9 @@ async fn postgrest_spec_data_representations_and_errors() {
                sfunc = esg.s_tsv_trans, finalfunc = esg.s_tsv_final);
              CREATE FUNCTION esg.s_all_words() RETURNS SETOF esg.s_words LANGUAGE sql STABLE
                AS $$ SELECT * FROM esg.s_words $$;
+             CREATE TABLE esg.s_deferred (c int UNIQUE DEFERRABLE INITIALLY IMMEDIATE);
+             CREATE FUNCTION esg.s_raise_deferred() RETURNS void LANGUAGE plpgsql AS $$
+               BEGIN SET CONSTRAINTS ALL DEFERRED; INSERT INTO esg.s_deferred VALUES (1), (1); END $$;
              CREATE DOMAIN esg."pg/outfunc" AS text;
              CREATE FUNCTION esg.s_out_trans(state esg."pg/outfunc", next anyelement) RETURNS esg."pg/outfunc"
                LANGUAGE sql AS $$ SELECT (state || next::text || E'\n')::esg."pg/outfunc" $$;
@@ -2545,6 +2548,28 @@ async fn postgrest_spec_data_representations_and_errors() {
         )
         .await;
         assert_eq!((s, v["code"].as_str()), (400, Some("23514")), "{v}");
+
+        // a deferred constraint is checked before a rollback too: the
+        // violation is the response, as on commit (PostgREST's RollbackSpec)
+        for prefer in ["tx=rollback", "tx=commit"] {
+            let (s, v) = json_of(
+                p.post("/rpc/s_raise_deferred")
+                    .bearer_auth(&acme)
+                    .header("Prefer", prefer)
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (409, Some("23505")),
+                "{prefer}: {v}"
+            );
+        }
+        let (s, v) = get("/s_deferred?select=c").await;
+        assert_eq!((s, v), (200, serde_json::json!([])));
 
         // the singular error has the singular media type and, with a tx
         // preference, says which it applied

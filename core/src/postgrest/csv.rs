@@ -204,15 +204,15 @@ pub fn parse_body(text: &str) -> Result<CsvBody, CsvError> {
         .next()
         .ok_or_else(|| CsvError("parse error (not enough input)".into()))?;
     let mut columns: Vec<String> = Vec::new();
-    // for each header field, its column index
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // for each header field, its column index (a repeated name: the same)
     let slots: Vec<usize> = header
         .iter()
-        .map(|h| match columns.iter().position(|c| c == h) {
-            Some(i) => i,
-            None => {
+        .map(|h| {
+            *index.entry(h.as_str()).or_insert_with(|| {
                 columns.push(h.clone());
                 columns.len() - 1
-            }
+            })
         })
         .collect();
     let mut rows = Vec::new();
@@ -232,6 +232,23 @@ pub fn parse_body(text: &str) -> Result<CsvBody, CsvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_headers_parse_in_linear_time() {
+        let n = 100_000;
+        let header: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let text = format!("{},c1\n{}\n", header.join(","), vec!["1"; n + 1].join(","));
+        let t = std::time::Instant::now();
+        let b = parse_body(&text).unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        // a repeated name is one column (its last value wins)
+        assert_eq!(b.columns.len(), n);
+        assert_eq!(b.rows.len(), 1);
+    }
 
     #[test]
     fn records() {

@@ -164,6 +164,9 @@ impl<'de> Visitor<'de> for TopVisitor {
             }
             return Ok(shape);
         }
+        // the keys seen so far, for a linear scan however many distinct
+        // keys the objects have (all_keys keeps their first-seen order)
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         while let Some(keys) = seq.next_element_seed(ElementSeed)? {
             if shape.rows == 0 {
                 shape.first_keys = keys.clone();
@@ -171,7 +174,8 @@ impl<'de> Visitor<'de> for TopVisitor {
                 shape.keys_match = false;
             }
             for k in &keys {
-                if !shape.all_keys.contains(k) {
+                if !seen.contains(k) {
+                    seen.insert(k.clone());
                     shape.all_keys.push(k.clone());
                 }
             }
@@ -289,6 +293,30 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
+
+    #[test]
+    fn many_distinct_keys_scan_in_linear_time() {
+        // 100k objects, each with a key of its own: first-seen order, and
+        // no quadratic search (was ~5e9 comparisons, seconds to minutes)
+        let n = 100_000;
+        let body = format!(
+            "[{}]",
+            (0..n)
+                .map(|i| format!("{{\"k{i}\":1}}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let t = std::time::Instant::now();
+        let s = scan(&body, false, false).unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(s.all_keys.len(), n);
+        assert_eq!(s.all_keys[..3], ["k0", "k1", "k2"]);
+        assert!(!s.keys_match);
+    }
 
     #[test]
     fn objects_and_arrays() {

@@ -1543,7 +1543,8 @@ pub fn compact_params(sql: &str, params: &[Option<String>]) -> (String, Vec<Opti
     (out, kept)
 }
 
-fn check_columns(table: &Table, cols: &[String]) -> Result<(), ApiError> {
+/// PGRST204 for the first of `cols` the table does not have.
+pub fn check_columns(table: &Table, cols: &[String]) -> Result<(), ApiError> {
     for c in cols {
         if table.column(c).is_none() {
             return Err(ApiError::no_column(c, &table.name));
