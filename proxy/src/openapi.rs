@@ -78,7 +78,11 @@ SELECT
       pg_catalog.obj_description(p.oid, 'pg_proc') AS description,
       p.provolatile = 'v' AS volatile,
       coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
-          'name', x.name, 'type', x.type::pg_catalog.regtype::text,
+          'name', x.name,
+          -- a type of the function's own schema is named bare, as PostgREST
+          'type', CASE WHEN pg_catalog.starts_with(x.type::pg_catalog.regtype::text, pg_catalog.quote_ident(n.nspname) || '.')
+                  THEN pg_catalog.substr(x.type::pg_catalog.regtype::text, pg_catalog.length(pg_catalog.quote_ident(n.nspname)) + 2)
+                  ELSE x.type::pg_catalog.regtype::text END,
           'required', x.k <= p.pronargs - p.pronargdefaults, 'variadic', x.mode = 'v') ORDER BY x.k)
         FROM (SELECT u.name, u.type, u.mode, row_number() OVER (ORDER BY u.idx) AS k
               FROM unnest(coalesce(p.proallargtypes, p.proargtypes::pg_catalog.oid[]),
@@ -598,6 +602,16 @@ fn document(st: &AppState, schema: &Schema, ns: &str, seen: &Visible) -> Json {
             .iter()
             .any(|c| c.schema == ns && c.name == name)
         {
+            continue;
+        }
+        // an overload that cannot be called by name (unnamed parameters,
+        // other than one raw-body parameter) is not in the schema cache:
+        // not documented either
+        let args = f["args"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let unnamed = |a: &Json| a["name"].as_str().is_none_or(str::is_empty);
+        let raw_body = matches!(args, [a] if unnamed(a)
+            && a["type"].as_str().is_some_and(|t| tenancy_core::postgrest::sql::RAW_BODY_TYPES.contains(&t)));
+        if args.iter().any(unnamed) && !raw_body {
             continue;
         }
         paths.insert(format!("/rpc/{name}"), function_path(f));

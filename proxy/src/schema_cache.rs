@@ -291,6 +291,11 @@ pub async fn load(
         if args.iter().any(|a| a.name.is_empty()) && !raw_body_function(&args) {
             continue;
         }
+        // pg_tenancy's internal helpers (`tenancy._…`) are not an API: with
+        // `tenancy` exposed, its functions are reachable, those are not
+        if row.get::<_, &str>(0) == "tenancy" && row.get::<_, &str>(1).starts_with('_') {
+            continue;
+        }
         let composite: Json = serde_json::from_str(row.get::<_, &str>(10)).unwrap_or(Json::Null);
         let mut result_columns: Vec<Column> = composite
             .as_array()

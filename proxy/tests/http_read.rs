@@ -438,6 +438,26 @@ async fn ranges_and_media(p: &Proxy) {
     )
     .await;
     assert_eq!(s, 200);
+    // the extension's functions are reachable, its internal helpers are not
+    for (path, want) in [
+        ("/rpc/current_tenant", 200),
+        ("/rpc/_is_uuid?t=acme", 404),
+        (
+            "/rpc/_check_set_tenant?tenant=acme&session_oid=0&current_oid=0",
+            404,
+        ),
+    ] {
+        let (s, v) = json_of(
+            p.get(path)
+                .bearer_auth(&t)
+                .header("Accept-Profile", "tenancy")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, want, "{path}: {v}");
+    }
     // HEAD
     let r = p.head_like("/units").await;
     assert_eq!(r, 200);

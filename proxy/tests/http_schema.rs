@@ -46,6 +46,13 @@ Shared by every tenant$$;
         COMMENT ON FUNCTION esg.members_only(int) IS 'Only for members';
         REVOKE EXECUTE ON FUNCTION esg.members_only(int) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION esg.members_only(int) TO tenancy_member;
+        -- overloads: only the one callable by name is documented; a type of
+        -- the function's schema is named bare
+        CREATE TYPE esg.mood AS ENUM ('ok', 'meh');
+        CREATE FUNCTION esg.pair_up(mood esg.mood) RETURNS int LANGUAGE sql STABLE AS 'SELECT 1';
+        CREATE FUNCTION esg.pair_up(int, int) RETURNS int LANGUAGE sql STABLE AS 'SELECT 2';
+        REVOKE EXECUTE ON FUNCTION esg.pair_up(esg.mood), esg.pair_up(int, int) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION esg.pair_up(esg.mood), esg.pair_up(int, int) TO tenancy_member;
 
         DROP ROLE IF EXISTS {nobody};
         CREATE ROLE {nobody} NOLOGIN;
@@ -421,6 +428,9 @@ async fn openapi_by_role(p: &Proxy, bare: &Proxy) {
         doc["paths"]["/rpc/members_only"]["get"]["summary"],
         "Only for members"
     );
+    let body = &doc["paths"]["/rpc/pair_up"]["post"]["parameters"][0]["schema"];
+    assert_eq!(body["required"], json!(["mood"]), "{body}");
+    assert_eq!(body["properties"]["mood"]["format"], "mood", "{body}");
     let metrics = &doc["definitions"]["metrics"];
     assert_eq!(metrics["properties"]["id"]["format"], "bigint");
     assert_eq!(metrics["properties"]["id"]["type"], "integer");
