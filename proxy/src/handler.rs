@@ -694,14 +694,12 @@ async fn process(
         t.mark(JWT);
     }
     let identity = identity.map_err(|e| (e, "none".to_string()))?;
-    // by slug, whether the token names the tenant by uuid or by slug
-    let tenant = identity
-        .tenant
-        .as_deref()
-        .map_or_else(|| "none".to_string(), |t| st.limits.canonical(t));
+    // the metrics label: by slug, whether the token names the tenant by uuid
+    // or by slug (`unknown` for a claim naming no known tenant)
+    let tenant = st.limits.label(identity.tenant.as_deref());
     let fail = |e: ApiError| (e, tenant.clone());
     if let Some(t) = &identity.tenant {
-        if let Err(wait) = st.limits.check(&tenant) {
+        if let Err(wait) = st.limits.check(&st.limits.canonical(t)) {
             metrics::counter!("tenancy_proxy_rate_limited_total", "tenant" => tenant.clone())
                 .increment(1);
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;

@@ -308,7 +308,8 @@ where
     Fut: Future<Output = Response> + Send + 'static,
 {
     let owner = owner_of(identity)?;
-    let tenant = identity.tenant.as_deref().unwrap_or("none");
+    // the metrics label, as for requests (slug, `unknown`, `none`)
+    let tenant = &st.limits.label(identity.tenant.as_deref());
     let id = uuid::Uuid::new_v4().to_string();
     st.jobs.start(&id, &function, owner, tenant)?;
     let (tx, rx) = oneshot::channel();

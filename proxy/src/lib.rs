@@ -516,6 +516,7 @@ fn spawn_reloaders(
         let every = std::time::Duration::from_secs(st.config.limits_refresh_secs.max(1));
         loop {
             st.reload_limits().await;
+            st.limits.shed_idle();
             tokio::time::sleep(every).await;
         }
     }));

@@ -68,6 +68,37 @@ impl Limits {
             .map_or_else(|| key.to_string(), |t| t.0.to_string())
     }
 
+    /// The `tenant` label of a request's metrics: the tenant's slug; `unknown`
+    /// for a claim no tenant known here matches (validly signed tokens with
+    /// made-up claims must not mint series without bound — a tenant created
+    /// since the last refresh shows so until `limits-refresh-secs`); `none`
+    /// without a claim.
+    pub fn label(&self, claim: Option<&str>) -> String {
+        let Some(claim) = claim else {
+            return "none".to_string();
+        };
+        let key = uuid_key(claim);
+        let key = key.as_deref().unwrap_or(claim);
+        self.tenants
+            .read()
+            .expect("limits lock")
+            .get(key)
+            .map_or_else(|| "unknown".to_string(), |t| t.0.to_string())
+    }
+
+    /// Forget buckets that are full again (idle keys): made-up tenant claims
+    /// and idle tenants cost no memory once their bucket has refilled.
+    pub fn shed_idle(&self) {
+        for l in self.limiters.read().expect("limits lock").values() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        for l in self.anon.read().expect("limits lock").values() {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
     /// `Ok` or the time to wait before retrying; `tenant` as [`Limits::canonical`]
     /// gives it (an unknown key has a bucket of its own at the default rate).
     pub fn check(&self, tenant: &str) -> Result<(), Duration> {
@@ -163,6 +194,17 @@ mod tests {
         assert_eq!(l.canonical(&other.replace('-', "")), other.to_lowercase());
         assert_eq!(l.canonical("acme"), "acme");
         assert_eq!(l.canonical("deadbeef"), "deadbeef");
+        // metrics labels: known tenants by slug, any other claim one label
+        assert_eq!(l.label(Some(&u.to_uppercase())), "initech");
+        assert_eq!(l.label(Some("initech")), "initech");
+        assert_eq!(l.label(Some(other)), "unknown");
+        assert_eq!(l.label(Some("made-up")), "unknown");
+        assert_eq!(l.label(None), "none");
+        // idle buckets are shed
+        for i in 0..100 {
+            let _ = l.check(&format!("claim-{i}"));
+        }
+        l.shed_idle();
     }
 
     #[test]

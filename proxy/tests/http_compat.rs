@@ -375,9 +375,33 @@ async fn one_bucket_per_tenant(db: &TestDb) {
     }
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 429).count(), 2, "{codes:?}");
+    // other spellings of the uuid, and claims naming no tenant
+    for t in [
+        id.to_uppercase(),
+        id.replace('-', ""),
+        "made-up-1".into(),
+        "made-up-2".into(),
+    ] {
+        let r = p
+            .get("/metrics?select=code&limit=1")
+            .bearer_auth(member(&t))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 500, "{t}");
+    }
     let m = p.metrics_text().await;
     assert!(m.contains("tenant=\"initech\""), "{m}");
     assert!(!m.contains(&id), "metrics labelled by uuid: {m}");
+    assert!(
+        !m.contains(&id.replace('-', "")),
+        "metrics labelled by uuid: {m}"
+    );
+    assert!(
+        !m.contains("made-up"),
+        "metrics labelled by made-up claims: {m}"
+    );
+    assert!(m.contains("tenant=\"unknown\""), "{m}");
     p.stop().await;
 }
 

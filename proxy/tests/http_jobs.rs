@@ -527,7 +527,16 @@ async fn jobs_stay_off_the_pool_are_bounded_and_stop_with_the_proxy() {
                 .get(0);
             (n, admin)
         };
-        let (n, admin) = sleeping(admin).await;
+        // both jobs report running once their backend has the statement; on a
+        // loaded host it may take a moment to reach pg_sleep
+        let (mut n, mut admin) = sleeping(admin).await;
+        for _ in 0..50 {
+            if n == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (n, admin) = sleeping(admin).await;
+        }
         assert_eq!(n, 2, "two job backends run the statement");
         // ending one frees a slot
         let (s, _) = json_of(p.delete(&a).bearer_auth(&acme).send().await.unwrap()).await;
