@@ -106,7 +106,9 @@ BEGIN
 END
 $$;
 
--- Validate a set_tenant() request; returns the tenant's uuid.
+-- Validate a set_tenant() request; returns the tenant's uuid. Trusts the
+-- role oids it is given, so only the extension owner runs it: set_tenant()
+-- goes through tenancy._checked_tenant(), which passes the caller's own.
 CREATE FUNCTION tenancy._check_set_tenant(tenant text, session_oid oid, current_oid oid) RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -150,9 +152,7 @@ $$;
  */
 CREATE FUNCTION tenancy.set_tenant(tenant text, is_local boolean DEFAULT false) RETURNS uuid
 LANGUAGE sql VOLATILE AS $$
-    SELECT pg_catalog.set_config('tenancy.tenant_id',
-             tenancy._check_set_tenant(tenant, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user),
-                                               (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))::text,
+    SELECT pg_catalog.set_config('tenancy.tenant_id', tenancy._checked_tenant(tenant)::text,
              COALESCE(is_local, false))::uuid
 $$;
 

@@ -270,6 +270,32 @@ pub fn resolve(tenant: Option<&str>) -> pgrx::Uuid {
     })
 }
 
+/// Internal, behind `tenancy.set_tenant()`: validate a switch to `tenant` for
+/// the invoker's own session user and current role, and return its uuid.
+///
+/// `tenancy._check_set_tenant(text, oid, oid)` does the work as the extension
+/// owner; it trusts the role oids it is given, so it is not executable by
+/// PUBLIC (any caller could ask about another role's binding with a forged
+/// oid). This entry point passes the real ones.
+///
+/// Errors: 22004 NULL, 22023 malformed, P0002 unknown, 55000 not active,
+/// 42501 the login or role is bound to another tenant.
+///
+/// ```sql
+/// SELECT tenancy._checked_tenant('acme');  -- what set_tenant('acme') would set
+/// ```
+#[pg_extern(stable, parallel_safe, name = "_checked_tenant")]
+pub fn checked_tenant(tenant: Option<&str>) -> Option<pgrx::Uuid> {
+    let (session, current) = invoker();
+    as_owner(|| {
+        crate::error::select_one::<pgrx::Uuid>(
+            "SELECT tenancy._check_set_tenant($1, $2, $3)",
+            &[tenant.into(), session.into(), current.into()],
+        )
+    })
+    .or_raise("checking the tenant to switch to")
+}
+
 /// Trigger helper: send a relcache invalidation for `rel`, which makes every
 /// backend drop its cached tenant context before its next statement.
 #[pg_extern(volatile, parallel_unsafe, name = "_invalidate_context")]

@@ -40,7 +40,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/registry.sql",
     name = "registry_sql",
-    requires = ["audit_sql"]
+    requires = ["audit_sql", context::checked_tenant]
 );
 extension_sql_file!(
     "../../sql/policy.sql",
