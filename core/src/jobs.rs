@@ -133,6 +133,9 @@ pub struct Job<D> {
     pub id: String,
     pub function: String,
     pub owner: Owner,
+    /// The fairness group (the tenant): how many jobs one group runs at
+    /// once, and keeps finished, is capped so it cannot crowd out others.
+    pub group: String,
     pub status: Status,
     /// Milliseconds since the Unix epoch.
     pub started_at: u64,
@@ -177,31 +180,57 @@ fn push_capped<T>(q: &mut VecDeque<T>, item: T) {
     q.push_back(item);
 }
 
-/// Why a job could not start.
+/// Why a job could not start: `max` jobs run already, in all
+/// (`per_group == false`) or in the job's group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full {
     pub max: usize,
+    pub per_group: bool,
 }
 
 /// Every known job: running ones, and finished ones until their time to
-/// live has passed (or more than `max_finished` finished jobs are kept: the
-/// oldest go first).
+/// live has passed. Caps, so one group (tenant) cannot starve the others:
+/// at most `max_running` jobs run, at most `max_running_per_group` of one
+/// group; at most `max_finished_per_group` finished jobs of a group are kept
+/// (its oldest go first), and at most `max_finished` in all (the oldest of
+/// the group keeping the most go first, so a busy group evicts its own).
 #[derive(Debug)]
 pub struct Registry<D> {
     jobs: HashMap<String, Job<D>>,
     max_running: usize,
+    max_running_per_group: usize,
     ttl_ms: u64,
     max_finished: usize,
+    max_finished_per_group: usize,
 }
 
 impl<D> Registry<D> {
+    /// No per-group caps (see [`Registry::per_group`]).
     pub fn new(max_running: usize, ttl_ms: u64, max_finished: usize) -> Self {
         Registry {
             jobs: HashMap::new(),
             max_running,
+            max_running_per_group: usize::MAX,
             ttl_ms,
             max_finished,
+            max_finished_per_group: usize::MAX,
         }
+    }
+
+    /// Cap what one group runs at once and keeps finished (`0`: no cap).
+    pub fn per_group(mut self, max_running: usize, max_finished: usize) -> Self {
+        let cap = |n: usize| if n == 0 { usize::MAX } else { n };
+        self.max_running_per_group = cap(max_running);
+        self.max_finished_per_group = cap(max_finished);
+        self
+    }
+
+    /// Jobs of `group` running now.
+    pub fn running_in(&self, group: &str) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| j.status == Status::Running && j.group == group)
+            .count()
     }
 
     pub fn running(&self) -> usize {
@@ -215,12 +244,14 @@ impl<D> Registry<D> {
         self.max_running
     }
 
-    /// Register a running job, unless `max_running` jobs already run.
+    /// Register a running job of `group`, unless `max_running` jobs run
+    /// already, or `max_running_per_group` of that group.
     pub fn start(
         &mut self,
         id: &str,
         function: &str,
         owner: Owner,
+        group: &str,
         data: D,
         now: u64,
     ) -> Result<(), Full> {
@@ -228,6 +259,13 @@ impl<D> Registry<D> {
         if self.running() >= self.max_running {
             return Err(Full {
                 max: self.max_running,
+                per_group: false,
+            });
+        }
+        if self.running_in(group) >= self.max_running_per_group {
+            return Err(Full {
+                max: self.max_running_per_group,
+                per_group: true,
             });
         }
         self.jobs.insert(
@@ -236,6 +274,7 @@ impl<D> Registry<D> {
                 id: id.to_string(),
                 function: function.to_string(),
                 owner,
+                group: group.to_string(),
                 status: Status::Running,
                 started_at: now,
                 finished_at: None,
@@ -307,23 +346,56 @@ impl<D> Registry<D> {
         self.jobs.remove(id)
     }
 
-    /// Forget finished jobs older than the time to live, and the oldest
-    /// finished ones beyond `max_finished`.
+    /// Forget finished jobs older than the time to live, then the oldest
+    /// finished ones of a group beyond `max_finished_per_group`, then, while
+    /// more than `max_finished` are kept, the oldest of the group keeping
+    /// the most.
     pub fn expire(&mut self, now: u64) {
         let ttl = self.ttl_ms;
         self.jobs
             .retain(|_, j| j.finished_at.is_none_or(|f| now.saturating_sub(f) < ttl));
-        let mut finished: Vec<(u64, String)> = self
-            .jobs
-            .values()
-            .filter_map(|j| Some((j.finished_at?, j.id.clone())))
-            .collect();
-        if finished.len() > self.max_finished {
-            finished.sort();
-            let excess = finished.len() - self.max_finished;
-            for (_, id) in finished.into_iter().take(excess) {
-                self.jobs.remove(&id);
+        let mut groups: HashMap<&str, Vec<(u64, &str)>> = HashMap::new();
+        let mut total = 0usize;
+        for j in self.jobs.values() {
+            if let Some(f) = j.finished_at {
+                groups.entry(&j.group).or_default().push((f, &j.id));
+                total += 1;
             }
+        }
+        if total <= self.max_finished
+            && groups
+                .values()
+                .all(|g| g.len() <= self.max_finished_per_group)
+        {
+            return;
+        }
+        let mut evict: Vec<String> = Vec::new();
+        let mut queues: Vec<std::collections::VecDeque<(u64, &str)>> = groups
+            .into_values()
+            .map(|mut g| {
+                g.sort_unstable();
+                let excess = g.len().saturating_sub(self.max_finished_per_group);
+                evict.extend(g.drain(..excess).map(|(_, id)| id.to_string()));
+                total -= excess;
+                g.into()
+            })
+            .collect();
+        while total > self.max_finished {
+            // the group keeping the most; between equals, the older job
+            let Some(q) = queues
+                .iter_mut()
+                .filter(|q| !q.is_empty())
+                .max_by(|a, b| a.len().cmp(&b.len()).then(b[0].cmp(&a[0])))
+            else {
+                break;
+            };
+            if let Some((_, id)) = q.pop_front() {
+                evict.push(id.to_string());
+            }
+            total -= 1;
+        }
+        for id in evict {
+            self.jobs.remove(&id);
         }
     }
 
@@ -415,7 +487,7 @@ mod tests {
     fn notes_are_capped_and_counted() {
         let mut r: Registry<()> = Registry::new(4, 1000, 10);
         let o = owner("r", Some("t"), None);
-        r.start("a", "f", o.clone(), (), 0).unwrap();
+        r.start("a", "f", o.clone(), "g", (), 0).unwrap();
         let j = r.job_mut("a").unwrap();
         for i in 0..250 {
             j.note("NOTICE", &format!("tenancy progress: step {i}/250: x"));
@@ -433,7 +505,7 @@ mod tests {
     fn only_the_owner_sees_a_job() {
         let mut r: Registry<()> = Registry::new(4, 1000, 10);
         let o = owner("member", Some("acme"), Some("u1"));
-        r.start("a", "f", o.clone(), (), 0).unwrap();
+        r.start("a", "f", o.clone(), "g", (), 0).unwrap();
         assert!(r.get("a", &o, 1).is_some());
         for other in [
             owner("member", Some("globex"), Some("u1")),
@@ -452,7 +524,7 @@ mod tests {
     fn state_machine() {
         let mut r: Registry<()> = Registry::new(4, 1000, 10);
         let o = owner("r", None, Some("s"));
-        r.start("a", "f", o.clone(), (), 0).unwrap();
+        r.start("a", "f", o.clone(), "g", (), 0).unwrap();
         assert!(!r.finish("a", Status::Running, 5));
         assert_eq!(r.request_cancel("a", &o, 5), Some(true));
         assert!(r.get("a", &o, 5).unwrap().cancel_requested);
@@ -480,12 +552,18 @@ mod tests {
     fn at_most_max_running() {
         let mut r: Registry<()> = Registry::new(2, 1000, 10);
         let o = owner("r", None, None);
-        r.start("a", "f", o.clone(), (), 0).unwrap();
-        r.start("b", "f", o.clone(), (), 0).unwrap();
-        assert_eq!(r.start("c", "f", o.clone(), (), 0), Err(Full { max: 2 }));
+        r.start("a", "f", o.clone(), "g", (), 0).unwrap();
+        r.start("b", "f", o.clone(), "g", (), 0).unwrap();
+        assert_eq!(
+            r.start("c", "f", o.clone(), "g", (), 0),
+            Err(Full {
+                max: 2,
+                per_group: false
+            })
+        );
         // finished jobs do not count
         r.finish("a", Status::Succeeded, 1);
-        r.start("c", "f", o.clone(), (), 1).unwrap();
+        r.start("c", "f", o.clone(), "g", (), 1).unwrap();
         assert_eq!(r.running(), 2);
         r.request_cancel_all();
         assert!(r.get("b", &o, 1).unwrap().cancel_requested);
@@ -497,8 +575,8 @@ mod tests {
     fn finished_jobs_expire() {
         let mut r: Registry<()> = Registry::new(10, 1000, 2);
         let o = owner("r", None, None);
-        r.start("a", "f", o.clone(), (), 0).unwrap();
-        r.start("b", "f", o.clone(), (), 0).unwrap();
+        r.start("a", "f", o.clone(), "g", (), 0).unwrap();
+        r.start("b", "f", o.clone(), "g", (), 0).unwrap();
         r.finish("a", Status::Succeeded, 100);
         assert!(r.get("a", &o, 1099).is_some());
         assert!(r.get("a", &o, 1100).is_none());
@@ -506,7 +584,7 @@ mod tests {
         assert!(r.get("b", &o, 1_000_000).is_some());
         // beyond max_finished, the oldest finished go first
         for (i, id) in ["c", "d", "e"].iter().enumerate() {
-            r.start(id, "f", o.clone(), (), 2000).unwrap();
+            r.start(id, "f", o.clone(), "g", (), 2000).unwrap();
             r.finish(id, Status::Failed, 2000 + i as u64);
         }
         r.expire(2010);
@@ -516,6 +594,114 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert!(r.remove("b").is_some());
         assert_eq!(r.running(), 0);
+    }
+
+    #[test]
+    fn one_group_cannot_take_every_slot() {
+        let mut r: Registry<()> = Registry::new(4, 1000, 10).per_group(2, 0);
+        let o = owner("r", Some("acme"), None);
+        r.start("a1", "f", o.clone(), "acme", (), 0).unwrap();
+        r.start("a2", "f", o.clone(), "acme", (), 0).unwrap();
+        assert_eq!(
+            r.start("a3", "f", o.clone(), "acme", (), 0),
+            Err(Full {
+                max: 2,
+                per_group: true
+            })
+        );
+        // another tenant still gets its slots, up to the global cap
+        r.start("b1", "f", o.clone(), "globex", (), 0).unwrap();
+        r.start("b2", "f", o.clone(), "globex", (), 0).unwrap();
+        assert_eq!(
+            r.start("c1", "f", o.clone(), "initech", (), 0),
+            Err(Full {
+                max: 4,
+                per_group: false
+            })
+        );
+        assert_eq!((r.running_in("acme"), r.running_in("globex")), (2, 2));
+        r.finish("a1", Status::Succeeded, 1);
+        r.start("a3", "f", o.clone(), "acme", (), 1).unwrap();
+        // 0 = no per-group cap
+        let mut r: Registry<()> = Registry::new(3, 1000, 10).per_group(0, 0);
+        for id in ["x", "y", "z"] {
+            r.start(id, "f", o.clone(), "acme", (), 0).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_busy_group_evicts_its_own_finished_jobs() {
+        let o = owner("r", None, None);
+        let mut r: Registry<()> = Registry::new(100, 1_000_000, 6).per_group(0, 3);
+        r.start("quiet", "f", o.clone(), "quiet", (), 0).unwrap();
+        r.finish("quiet", Status::Succeeded, 1);
+        // a busy tenant finishes many jobs after the quiet one's
+        for i in 0..20u64 {
+            let id = format!("busy{i}");
+            r.start(&id, "f", o.clone(), "busy", (), 10 + i).unwrap();
+            r.finish(&id, Status::Succeeded, 10 + i);
+        }
+        r.expire(100);
+        assert!(
+            r.job_mut("quiet").is_some(),
+            "the quiet tenant's result survives"
+        );
+        let busy: Vec<_> = (0..20)
+            .filter(|i| r.job_mut(&format!("busy{i}")).is_some())
+            .collect();
+        assert_eq!(busy, vec![17, 18, 19], "the busy tenant keeps its newest 3");
+        // the global cap takes from the group keeping the most
+        let mut r: Registry<()> = Registry::new(100, 1_000_000, 4).per_group(0, 0);
+        for (id, g, t) in [
+            ("q", "quiet", 1),
+            ("b1", "busy", 2),
+            ("b2", "busy", 3),
+            ("b3", "busy", 4),
+            ("b4", "busy", 5),
+        ] {
+            r.start(id, "f", o.clone(), g, (), t).unwrap();
+            r.finish(id, Status::Succeeded, t);
+        }
+        r.expire(10);
+        assert!(
+            r.job_mut("q").is_some(),
+            "the oldest, but its group keeps one"
+        );
+        assert!(r.job_mut("b1").is_none());
+        assert_eq!(r.len(), 4);
+    }
+
+    proptest::proptest! {
+        /// Whatever jobs start and finish, in whatever groups: the caps hold
+        /// after every step, and a running job is never evicted.
+        #[test]
+        fn caps_hold(ops in proptest::collection::vec((0u8..4, 0u8..3, proptest::bool::ANY), 1..200)) {
+            let o = owner("r", None, None);
+            let mut r: Registry<()> = Registry::new(5, 1_000_000, 8).per_group(2, 4);
+            let mut running: Vec<String> = Vec::new();
+            for (n, (group, _, finish)) in ops.into_iter().enumerate() {
+                let now = n as u64;
+                let g = format!("g{group}");
+                let id = format!("j{n}");
+                if finish && !running.is_empty() {
+                    let id = running.remove(0);
+                    proptest::prop_assert!(r.finish(&id, Status::Succeeded, now));
+                } else if r.start(&id, "f", o.clone(), &g, (), now).is_ok() {
+                    running.push(id);
+                }
+                r.expire(now);
+                proptest::prop_assert!(r.running() <= 5);
+                for g in ["g0", "g1", "g2", "g3"] {
+                    proptest::prop_assert!(r.running_in(g) <= 2);
+                    let kept = r.jobs.values().filter(|j| j.group == g && j.finished_at.is_some()).count();
+                    proptest::prop_assert!(kept <= 4);
+                }
+                proptest::prop_assert!(r.len() - r.running() <= 8);
+                for id in &running {
+                    proptest::prop_assert!(r.job_mut(id).is_some());
+                }
+            }
+        }
     }
 
     #[test]

@@ -186,6 +186,11 @@ pub struct Config {
     /// holds its own database connection, outside the pool (0 = none allowed).
     #[arg(long, env = "TENANCY_MAX_JOBS", default_value_t = 4)]
     pub max_jobs: usize,
+    /// Of those, how many one tenant (the token's `tenant_id`; tokens
+    /// without one form one group) may run at once, so a tenant cannot take
+    /// every slot (0 = no per-tenant cap).
+    #[arg(long, env = "TENANCY_MAX_JOBS_PER_TENANT", default_value_t = 2)]
+    pub max_jobs_per_tenant: usize,
     /// How long a finished job's status and result stay readable.
     #[arg(long, env = "TENANCY_JOBS_TTL_SECS", default_value_t = 3600)]
     pub jobs_ttl_secs: u64,

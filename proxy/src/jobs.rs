@@ -31,8 +31,10 @@ use tenancy_core::postgrest::ApiError;
 use tokio::sync::oneshot;
 use tokio_postgres::{AsyncMessage, CancelToken};
 
-/// Finished jobs kept at most (the oldest go first), whatever the TTL.
+/// Finished jobs kept at most, whatever the TTL: in all, and of one tenant
+/// (a busy tenant evicts its own oldest, not another tenant's results).
 const MAX_FINISHED: usize = 1000;
+const MAX_FINISHED_PER_TENANT: usize = 100;
 /// A result larger than this is not kept (the job still succeeds).
 const MAX_RESULT_BYTES: usize = 16 << 20;
 /// How often, and how many times, a cancel is sent until the job ends: a
@@ -98,13 +100,17 @@ fn not_found(id: &str) -> ApiError {
 }
 
 impl Jobs {
-    pub fn new(max_running: usize, ttl_secs: u64, tls: crate::pg::Tls) -> Jobs {
+    pub fn new(
+        max_running: usize,
+        max_running_per_tenant: usize,
+        ttl_secs: u64,
+        tls: crate::pg::Tls,
+    ) -> Jobs {
         Jobs {
-            reg: Mutex::new(Registry::new(
-                max_running,
-                ttl_secs.saturating_mul(1000),
-                MAX_FINISHED,
-            )),
+            reg: Mutex::new(
+                Registry::new(max_running, ttl_secs.saturating_mul(1000), MAX_FINISHED)
+                    .per_group(max_running_per_tenant, MAX_FINISHED_PER_TENANT),
+            ),
             tls,
         }
     }
@@ -125,16 +131,25 @@ impl Jobs {
             tenant: tenant.to_string(),
             ..Data::default()
         };
-        reg.start(id, function, owner, data, now_ms()).map_err(|f| {
-            metrics::counter!("tenancy_proxy_jobs_rejected_total", "tenant" => tenant.to_string())
-                .increment(1);
-            ApiError::new(503, "TENANCY503", "Too many asynchronous calls running")
-                .details(format!(
-                    "At most {} jobs run at once (TENANCY_MAX_JOBS)",
-                    f.max
-                ))
-                .hint("Retry when a job has ended, or call without Prefer: respond-async.")
-        })?;
+        // the group is the metrics label: one per known tenant however its
+        // claim is spelt (slug, uuid), `unknown`, `none`
+        reg.start(id, function, owner, tenant, data, now_ms())
+            .map_err(|f| {
+                metrics::counter!("tenancy_proxy_jobs_rejected_total", "tenant" => tenant.to_string())
+                    .increment(1);
+                let details = if f.per_group {
+                    format!(
+                        "This tenant runs {} jobs already, its most at once (TENANCY_MAX_JOBS_PER_TENANT)",
+                        f.max
+                    )
+                } else {
+                    format!("At most {} jobs run at once (TENANCY_MAX_JOBS)", f.max)
+                };
+                ApiError::new(503, "TENANCY503", "Too many asynchronous calls running")
+                    .details(details)
+                    .hint("Retry when a job has ended, or call without Prefer: respond-async.")
+                    .header("Retry-After", "5")
+            })?;
         metrics::gauge!("tenancy_proxy_jobs_running").set(reg.running() as f64);
         Ok(())
     }

@@ -263,6 +263,7 @@ pub fn state(mut config: Config) -> Result<Arc<AppState>, String> {
     let limits = limits::Limits::new(config.default_rate_limit, config.plan_limits());
     let jobs = Arc::new(jobs::Jobs::new(
         config.max_jobs,
+        config.max_jobs_per_tenant,
         config.jobs_ttl_secs,
         db.tls.clone(),
     ));

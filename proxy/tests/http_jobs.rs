@@ -564,3 +564,81 @@ async fn jobs_stay_off_the_pool_are_bounded_and_stop_with_the_proxy() {
         assert_eq!(n, 0, "no job backend left running");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_tenant_cannot_take_every_job_slot() {
+    let config = |db: &TestDb| {
+        let mut c = db.config();
+        c.max_jobs = 3;
+        c.max_jobs_per_tenant = 2;
+        c
+    };
+    with_proxy!("jobs_fair", config, |db, p| {
+        let acme = token("tenancy_member", Some("acme"), Some("u1"));
+        let a1 = start(p, "/rpc/nap", &acme, json!({"secs": 60})).await;
+        let a2 = start(p, "/rpc/nap", &acme, json!({"secs": 60})).await;
+        let refused = |tok: String| async move {
+            let r = p
+                .post("/rpc/nap")
+                .bearer_auth(&tok)
+                .header("Prefer", "respond-async")
+                .json(&json!({"secs": 1}))
+                .send()
+                .await
+                .unwrap();
+            let retry = r.headers().get("retry-after").cloned();
+            let (s, v) = json_of(r).await;
+            assert_eq!((s, v["code"].as_str()), (503, Some("TENANCY503")), "{v}");
+            assert!(retry.is_some(), "503 carries Retry-After");
+            v
+        };
+        // a third for acme is refused: its own cap, not the global one
+        let v = refused(acme.clone()).await;
+        assert!(
+            v["details"]
+                .as_str()
+                .unwrap()
+                .contains("TENANCY_MAX_JOBS_PER_TENANT"),
+            "{v}"
+        );
+        // the same tenant under its uuid, upper-cased, is the same tenant
+        let id: uuid::Uuid = db
+            .admin()
+            .await
+            .query_one("SELECT id FROM tenancy.tenants WHERE slug = 'acme'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let by_uuid = token(
+            "tenancy_member",
+            Some(&id.to_string().to_uppercase()),
+            Some("u2"),
+        );
+        let v = refused(by_uuid).await;
+        assert!(
+            v["details"]
+                .as_str()
+                .unwrap()
+                .contains("TENANCY_MAX_JOBS_PER_TENANT"),
+            "{v}"
+        );
+        // another tenant still gets the slot acme could not take
+        let globex = token("tenancy_member", Some("globex"), Some("u1"));
+        let g = start(p, "/rpc/nap", &globex, json!({"secs": 60})).await;
+        // now every slot is taken: the global cap answers
+        let other = token("tenancy_member", Some("initech"), Some("u1"));
+        let v = refused(other).await;
+        assert!(
+            v["details"].as_str().unwrap().contains("TENANCY_MAX_JOBS)"),
+            "{v}"
+        );
+        for (loc, tok) in [(&a1, &acme), (&a2, &acme), (&g, &globex)] {
+            let (s, _) = json_of(p.delete(loc).bearer_auth(tok).send().await.unwrap()).await;
+            assert_eq!(s, 202);
+            assert_eq!(wait_done(p, loc, tok).await["status"], "cancelled");
+        }
+        // a slot freed: acme runs again
+        let a3 = start(p, "/rpc/nap", &acme, json!({"secs": 0})).await;
+        assert_eq!(wait_done(p, &a3, &acme).await["status"], "succeeded");
+    });
+}
