@@ -84,6 +84,23 @@ async fn start(p: &Proxy, path: &str, tok: &str, body: Value) -> String {
     loc
 }
 
+/// Try to start a job that must be refused: the 503's body.
+async fn refused(p: &Proxy, tok: &str) -> Value {
+    let r = p
+        .post("/rpc/nap")
+        .bearer_auth(tok)
+        .header("Prefer", "respond-async")
+        .json(&json!({"secs": 1}))
+        .send()
+        .await
+        .unwrap();
+    let retry = r.headers().get("retry-after").cloned();
+    let (s, v) = json_of(r).await;
+    assert_eq!((s, v["code"].as_str()), (503, Some("TENANCY503")), "{v}");
+    assert!(retry.is_some(), "503 carries Retry-After");
+    v
+}
+
 async fn status(p: &Proxy, loc: &str, tok: &str) -> (u16, Value) {
     json_of(p.get(loc).bearer_auth(tok).send().await.unwrap()).await
 }
@@ -479,17 +496,7 @@ async fn jobs_stay_off_the_pool_are_bounded_and_stop_with_the_proxy() {
         let a = start(p, "/rpc/nap", &acme, json!({"secs": 60})).await;
         let b = start(p, "/rpc/nap", &acme, json!({"secs": 60})).await;
         // a third is refused while two run
-        let r = p
-            .post("/rpc/nap")
-            .bearer_auth(&acme)
-            .header("Prefer", "respond-async")
-            .json(&json!({"secs": 1}))
-            .send()
-            .await
-            .unwrap();
-        let (s, v) = json_of(r).await;
-        assert_eq!(s, 503, "{v}");
-        assert_eq!(v["code"], "TENANCY503");
+        refused(p, &acme).await;
         // the pool (one connection) still serves requests while both jobs sleep
         for _ in 0..5 {
             let t = Instant::now();
@@ -577,23 +584,8 @@ async fn one_tenant_cannot_take_every_job_slot() {
         let acme = token("tenancy_member", Some("acme"), Some("u1"));
         let a1 = start(p, "/rpc/nap", &acme, json!({"secs": 60})).await;
         let a2 = start(p, "/rpc/nap", &acme, json!({"secs": 60})).await;
-        let refused = |tok: String| async move {
-            let r = p
-                .post("/rpc/nap")
-                .bearer_auth(&tok)
-                .header("Prefer", "respond-async")
-                .json(&json!({"secs": 1}))
-                .send()
-                .await
-                .unwrap();
-            let retry = r.headers().get("retry-after").cloned();
-            let (s, v) = json_of(r).await;
-            assert_eq!((s, v["code"].as_str()), (503, Some("TENANCY503")), "{v}");
-            assert!(retry.is_some(), "503 carries Retry-After");
-            v
-        };
         // a third for acme is refused: its own cap, not the global one
-        let v = refused(acme.clone()).await;
+        let v = refused(p, &acme).await;
         assert!(
             v["details"]
                 .as_str()
@@ -614,7 +606,7 @@ async fn one_tenant_cannot_take_every_job_slot() {
             Some(&id.to_string().to_uppercase()),
             Some("u2"),
         );
-        let v = refused(by_uuid).await;
+        let v = refused(p, &by_uuid).await;
         assert!(
             v["details"]
                 .as_str()
@@ -627,7 +619,7 @@ async fn one_tenant_cannot_take_every_job_slot() {
         let g = start(p, "/rpc/nap", &globex, json!({"secs": 60})).await;
         // now every slot is taken: the global cap answers
         let other = token("tenancy_member", Some("initech"), Some("u1"));
-        let v = refused(other).await;
+        let v = refused(p, &other).await;
         assert!(
             v["details"].as_str().unwrap().contains("TENANCY_MAX_JOBS)"),
             "{v}"
