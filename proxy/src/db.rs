@@ -178,21 +178,26 @@ pub(crate) fn qualified_function(name: &str) -> String {
         .join(".")
 }
 
-/// The end of a request's transaction, and `RESET ALL` in the same round
-/// trip: what the statement set for the whole session (`set_config(…,
-/// false)`, `SET statement_timeout` in a function) does not reach the next
-/// request on the pooled connection, another tenant's maybe. `RESET ALL`
-/// skips the role (PostgreSQL's GUC_NO_RESET_ALL): a function's
-/// `set_config('role', …, false)` is undone by `RESET ROLE`. Prepared
-/// statements stay. Not undone (as in PostgREST): temporary tables,
-/// session advisory locks, `lastval()` — see docs/proxy.md.
-const COMMIT: &str = "COMMIT; RESET ALL; RESET ROLE";
-const ROLLBACK: &str = "ROLLBACK; RESET ALL; RESET ROLE";
+/// The end of a request's transaction, and a reset of the session in the
+/// same round trip: what the statement set for the whole session
+/// (`set_config(…, false)`, `SET statement_timeout` in a function) does not
+/// reach the next request on the pooled connection, another tenant's maybe.
+/// `RESET ALL` skips the role (PostgreSQL's GUC_NO_RESET_ALL): a function's
+/// `set_config('role', …, false)` is undone by `RESET ROLE`. `DISCARD TEMP`
+/// drops temporary tables a function left (a scratch table created `IF NOT
+/// EXISTS` and never emptied would otherwise hand one tenant's rows to the
+/// next; temporary tables have no row-level security); free when there are
+/// none (pgbench: within noise). Prepared statements stay. Not undone:
+/// session advisory locks and `lastval()` (`pg_advisory_unlock_all()` as a
+/// `SELECT` cost ~15 % of a trivial transaction) — see docs/proxy.md.
+const COMMIT: &str = "COMMIT; RESET ALL; RESET ROLE; DISCARD TEMP";
+const ROLLBACK: &str = "ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP";
 /// A transaction the request asked to end in a rollback (`Prefer:
 /// tx=rollback`, `db-tx-end`): deferred constraints are checked first, so a
 /// violation is the response as it would be on commit (PostgREST). On an
 /// error the rest of the string is skipped and the caller rolls back.
-const ROLLBACK_CHECKED: &str = "SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK; RESET ALL; RESET ROLE";
+const ROLLBACK_CHECKED: &str =
+    "SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP";
 
 /// Parameter bytes past which a connection is not reused (see [`run`]).
 const LARGE_STATEMENT_BYTES: usize = 4 << 20;

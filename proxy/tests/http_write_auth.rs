@@ -860,7 +860,13 @@ async fn pooled_isolation(db: &TestDb) {
                SELECT json_build_object('secret', current_setting('app.secret', true),
                                         'timeout', current_setting('statement_timeout'))
              $$;
-             GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek() TO PUBLIC;
+             CREATE FUNCTION esg.scratch(v text) RETURNS text[] LANGUAGE plpgsql VOLATILE AS $$
+               BEGIN
+                 CREATE TEMP TABLE IF NOT EXISTS scratch (v text);
+                 INSERT INTO scratch VALUES (v);
+                 RETURN ARRAY(SELECT s.v FROM scratch s ORDER BY 1);
+               END $$;
+             GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek(), esg.scratch(text) TO PUBLIC;
              NOTIFY pgrst, 'reload schema';",
         )
         .await
@@ -880,6 +886,23 @@ async fn pooled_isolation(db: &TestDb) {
         assert_eq!(s, 200, "{v}");
         assert_ne!(v["secret"], "globex-secret", "{v}");
         assert_eq!(v["timeout"], "0", "{v}");
+        // a temporary table one tenant's call left is gone for the next request
+        for (tok, v) in [(&globex, "globex-row"), (&acme, "acme-row")] {
+            let (s, got) = json_of(
+                p.post("/rpc/scratch")
+                    .bearer_auth(tok)
+                    .json(&json!({ "v": v }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                (s, got),
+                (200, json!([v])),
+                "temporary table survived the request"
+            );
+        }
     }
     p.stop().await;
 }
