@@ -361,10 +361,16 @@ impl tower::Service<axum::extract::Request> for App {
             && (req.method() != Method::OPTIONS
                 || h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
         if cors {
+            let requested = h.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
             let app = self.clone();
             let layer = self.state.live().cors.clone();
             let svc = tower::Layer::layer(&*layer, tower::service_fn(move |req| app.route(req)));
-            return Box::pin(tower::ServiceExt::oneshot(svc, req));
+            let fut = tower::ServiceExt::oneshot(svc, req);
+            return Box::pin(async move {
+                let mut r = fut.await?;
+                cors_as_postgrest(r.headers_mut(), requested.as_ref());
+                Ok(r)
+            });
         }
         let fut = self.route(req);
         Box::pin(async move {
@@ -395,6 +401,47 @@ pub fn service(
     tower::ServiceExt::map_response(traced, |r: axum::http::Response<_>| {
         r.map(axum::body::Body::new)
     })
+}
+
+/// PostgREST's `Access-Control-Expose-Headers` (wai-cors as PostgREST
+/// configures it), in its spelling.
+const CORS_EXPOSED: &str = "Content-Encoding, Content-Location, Content-Range, Content-Type, \
+     Date, Location, Server, Transfer-Encoding, Range-Unit";
+const CORS_METHODS: &str = "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD";
+
+/// The CORS headers tower-http set, spelt as PostgREST (wai-cors) spells
+/// them, so clients and tests comparing them byte for byte see the same
+/// values: methods and exposed headers joined by `", "`, and a preflight's
+/// allowed headers `Authorization`, the requested ones, then the simple
+/// ones (`Accept`, `Accept-Language`, `Content-Language`), each once.
+fn cors_as_postgrest(h: &mut axum::http::HeaderMap, requested: Option<&axum::http::HeaderValue>) {
+    use axum::http::{header, HeaderValue};
+    if h.contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS) {
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(CORS_EXPOSED),
+        );
+    }
+    if !h.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS) {
+        return; // not a preflight
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(CORS_METHODS),
+    );
+    let asked = requested.and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut names: Vec<&str> = Vec::new();
+    let listed = std::iter::once("Authorization")
+        .chain(asked.split(',').map(str::trim))
+        .chain(["Accept", "Accept-Language", "Content-Language"]);
+    for n in listed {
+        if !n.is_empty() && !names.iter().any(|m| m.eq_ignore_ascii_case(n)) {
+            names.push(n);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+    }
 }
 
 /// CORS as PostgREST answers it: any origin (or those of
@@ -434,7 +481,6 @@ fn cors(origins: &[axum::http::HeaderValue]) -> tower_http::cors::CorsLayer {
                 "server",
                 "transfer-encoding",
                 "range-unit",
-                "preference-applied",
             ]
             .map(HeaderName::from_static),
         )
