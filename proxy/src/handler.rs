@@ -1223,6 +1223,26 @@ impl Ctx {
         )
     }
 
+    /// A page answered by a media type handler (the aggregate's text, or
+    /// its bytes when `binary`), as `content_type`, with its Content-Range.
+    fn handler_reply(
+        &self,
+        status: StatusCode,
+        out: &Outcome,
+        binary: bool,
+        content_type: &str,
+        range: String,
+    ) -> Result<Response, ApiError> {
+        let bytes = handler_bytes(out, binary)?;
+        Ok(self.reply(
+            status,
+            out,
+            HeaderValue::from_str(content_type).ok(),
+            bytes,
+            vec![(header::CONTENT_RANGE, range)],
+        ))
+    }
+
     /// The response: `body` as `ctype` (none: no body, no Content-Type),
     /// then `Preference-Applied` and what the function set in
     /// `response.status` / `response.headers`.
@@ -1711,14 +1731,7 @@ async fn table(
         };
         let range = content_range(from, out.page, total);
         if let Some((agg, content_type)) = handler {
-            let bytes = handler_bytes(&out, agg.binary)?;
-            return Ok(ctx.reply(
-                status,
-                &out,
-                HeaderValue::from_str(&content_type).ok(),
-                bytes,
-                vec![(header::CONTENT_RANGE, range)],
-            ));
+            return ctx.handler_reply(status, &out, agg.binary, &content_type, range);
         }
         let body = out
             .body
@@ -2251,14 +2264,7 @@ async fn rpc(
     };
     let range = content_range(from, out.page, total);
     if let Some((agg, content_type)) = row_handler {
-        let bytes = handler_bytes(&out, agg.binary)?;
-        return Ok(ctx.reply(
-            status,
-            &out,
-            HeaderValue::from_str(&content_type).ok(),
-            bytes,
-            vec![(header::CONTENT_RANGE, range)],
-        ));
+        return ctx.handler_reply(status, &out, agg.binary, &content_type, range);
     }
     Ok(ctx.respond(status, &out, body, vec![(header::CONTENT_RANGE, range)]))
 }
