@@ -11,7 +11,7 @@ POOL="${BENCH_POOL:-10}"           # PGRST_DB_POOL, and the baseline's pool
 CONC="${BENCH_CONNECTIONS:-32}"
 SECS="${BENCH_SECONDS:-10}"
 ROUNDS="${BENCH_ROUNDS:-5}"
-THREADS="${BENCH_THREADS:-0}"      # TENANCY_PROXY_THREADS, and the baseline's runtime (0 = per core)
+THREADS="${BENCH_THREADS:-0}"      # TENANCY_PROXY_THREADS, and the baseline's runtime (0 = automatic: 1 on <= 2 cores, else per core)
 TENANT="${BENCH_TENANT:-acme}"
 # wrk's threads: one drives 32 connections at these rates, and every core
 # wrk does not take is left to the proxy and PostgreSQL (the baseline has
@@ -121,7 +121,7 @@ for q in "${QUERIES[@]}"; do
 done
 
 echo
-echo "tenancy-proxy vs tokio-postgres baseline: $CONC connections, pool $POOL, runtime threads $THREADS (0 = per core), wrk threads $WRK_THREADS, ${SECS}s x $ROUNDS rounds (alternating), tenant $TENANT, $(nproc) CPUs shared by wrk, proxy, baseline and PostgreSQL"
+echo "tenancy-proxy vs tokio-postgres baseline: $CONC connections, pool $POOL, runtime threads $THREADS (0 = automatic: single-threaded on <= 2 cores), wrk threads $WRK_THREADS, ${SECS}s x $ROUNDS rounds (alternating), tenant $TENANT, $(nproc) CPUs shared by wrk, proxy, baseline and PostgreSQL"
 echo
 python3 - "$RAW" "${QNAME[pk]}" "${QNAME[embed]}" <<'PY'
 import csv, statistics as st, sys

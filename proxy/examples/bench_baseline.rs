@@ -60,7 +60,7 @@ struct Args {
     /// Bearer token, only to make request.headers the same size as the proxy's.
     #[arg(long, default_value = "")]
     token: String,
-    /// Runtime worker threads (match the proxy's TENANCY_PROXY_THREADS; 0 = one per core).
+    /// Runtime worker threads, as the proxy reads TENANCY_PROXY_THREADS (0 = automatic).
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// PGRST_DB_AGGREGATES_ENABLED.
@@ -109,13 +109,14 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     // the same runtime choice as the proxy (see Config::threads)
-    let mut rt = if args.threads == 1 {
+    let threads = tenancy_proxy::config::host_runtime_threads(args.threads);
+    let mut rt = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    if args.threads > 1 {
-        rt.worker_threads(args.threads);
+    if threads > 1 {
+        rt.worker_threads(threads);
     }
     rt.enable_all().build()?.block_on(bench(args))
 }

@@ -17,13 +17,14 @@ fn main() {
         }
     };
     // one thread: everything on the main thread, no cross-thread wake-ups
-    let mut rt = if config.threads == 1 {
+    let threads = tenancy_proxy::config::host_runtime_threads(config.threads);
+    let mut rt = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    if config.threads > 1 {
-        rt.worker_threads(config.threads);
+    if threads > 1 {
+        rt.worker_threads(threads);
     }
     let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
