@@ -91,9 +91,8 @@ start() {
     local admin_uri; admin_uri="$(db_url "$DB")"
     local host_part="${SERVER_URL#*://}"; host_part="${host_part#*@}"
     local db_uri="${PROXY_DB_URI:-postgresql://authenticator@$host_part/$DB}"
-    # the demo's PostgreSQL runs on the same host: on two cores or fewer a
-    # single runtime thread measured faster with a shorter tail (benches/proxy)
-    local threads=0; [ "$(nproc)" -le 2 ] && threads=1
+    # TENANCY_PROXY_THREADS=0: single-threaded on <= 2 cores (the demo's
+    # PostgreSQL shares them), a worker per core beyond
     log "starting tenancy-proxy on 127.0.0.1:$PORT (log: $LOG_FILE)"
     # setsid: its own session, so it outlives the shell that started it.
     PGRST_DB_URI="$db_uri" \
@@ -103,7 +102,7 @@ start() {
     PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$PORT" \
     PGRST_DB_AGGREGATES_ENABLED=true \
     TENANCY_ADMIN_DB_URI="$admin_uri" \
-    TENANCY_PROXY_THREADS="${TENANCY_PROXY_THREADS:-$threads}" \
+    TENANCY_PROXY_THREADS="${TENANCY_PROXY_THREADS:-0}" \
         setsid "$BIN" </dev/null >>"$LOG_FILE" 2>&1 &
     echo $! >"$PID_FILE"
     local ok=0
