@@ -393,7 +393,11 @@ fn function_path(f: &Json) -> Json {
         o.insert("tags".into(), json!([format!("(rpc) {name}")]));
         o.insert(
             "produces".into(),
-            json!(["application/json", "application/vnd.pgrst.object+json"]),
+            json!([
+                "application/json",
+                "application/vnd.pgrst.object+json;nulls=stripped",
+                "application/vnd.pgrst.object+json"
+            ]),
         );
         o.insert(
             "responses".into(),
@@ -498,7 +502,10 @@ fn parameters(tables: &[TableColumns]) -> Map<String, Json> {
         "resolution=merge-duplicates",
     ]);
     let mut m = Map::new();
-    m.insert("preferParams".into(), prefer_param(&[]));
+    m.insert(
+        "preferParams".into(),
+        prefer_param(&["params=single-object"]),
+    );
     m.insert("preferReturn".into(), prefer_param(&ret));
     m.insert(
         "preferCount".into(),
@@ -617,8 +624,10 @@ fn document(st: &AppState, schema: &Schema, ns: &str, seen: &Visible) -> Json {
         paths.insert(format!("/rpc/{name}"), function_path(f));
     }
     let (title, description) = summary_and_description(seen.schema_comment.as_deref());
+    // PostgREST v12's list, the null-stripping singular variant included
     let media = [
         "application/json",
+        "application/vnd.pgrst.object+json;nulls=stripped",
         "application/vnd.pgrst.object+json",
         "text/csv",
     ];

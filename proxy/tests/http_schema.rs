@@ -412,6 +412,27 @@ async fn openapi_by_role(p: &Proxy, bare: &Proxy) {
         json!({ "format": "integer", "type": "integer" })
     );
     assert_eq!(methods(&anon, "/rpc/new_metric"), ["post"]);
+    // PostgREST v12's media lists and Prefer enums, which generated clients read
+    let media = json!([
+        "application/json",
+        "application/vnd.pgrst.object+json;nulls=stripped",
+        "application/vnd.pgrst.object+json",
+        "text/csv"
+    ]);
+    assert_eq!(anon["consumes"], media);
+    assert_eq!(anon["produces"], media);
+    assert_eq!(
+        add["post"]["produces"],
+        json!([
+            "application/json",
+            "application/vnd.pgrst.object+json;nulls=stripped",
+            "application/vnd.pgrst.object+json"
+        ])
+    );
+    assert_eq!(
+        anon["parameters"]["preferParams"]["enum"],
+        json!(["params=single-object"])
+    );
 
     // a member: the tables with every method its privileges allow
     let (s, doc) = get(p, "/", Some(&member("acme"))).await;
