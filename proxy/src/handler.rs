@@ -390,6 +390,10 @@ fn plan_accept(accept: Option<&str>) -> Option<PlanAccept> {
         };
         let v = v.trim().trim_matches('"');
         match k.trim().to_ascii_lowercase().as_str() {
+            // PostgREST names the singular type by its full name
+            "for" if v.eq_ignore_ascii_case("application/vnd.pgrst.object") => {
+                p.for_media = "application/vnd.pgrst.object+json".to_string()
+            }
             "for" if !v.is_empty() => p.for_media = v.to_string(),
             "options" => {
                 let asked: Vec<String> = v

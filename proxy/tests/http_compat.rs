@@ -868,6 +868,19 @@ async fn explain_plans() {
         .await
         .unwrap();
         assert_eq!(r.status(), 200);
+        // and under its short name too, answered with PostgREST's full one
+        let r = get(
+            &p,
+            "/metrics",
+            r#"application/vnd.pgrst.plan+json; for="application/vnd.pgrst.object""#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"],
+            r#"application/vnd.pgrst.plan+json; for="application/vnd.pgrst.object+json"; charset=utf-8"#
+        );
         // errors in the request are errors, not plans
         let (s, v) = json_of(
             get(&p, "/metrics?select=nope", "application/vnd.pgrst.plan")
