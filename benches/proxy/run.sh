@@ -89,8 +89,31 @@ LUA
 # wrk latency "99%   12.34ms" -> milliseconds
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v}'; }
 
+# Where the CPU goes, per run (both cores summed, in clock ticks): the proxy
+# process (/proc/<pid>/stat), this script's children — wrk, or the baseline
+# — (the shell's `times`: user + sys of waited-for children, so the RSS
+# sampler's few awk/sleep calls are in it too), the host's busy, softirq
+# (the kernel's loopback TCP work, in no process's account) and idle time
+# (/proc/stat). PostgreSQL is the busy time left (the baseline's backends are
+# gone when it exits, so it is not read per process); other processes on the
+# host land there too.
+TCK="$(getconf CLK_TCK)"
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+host_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7, $8, $5 + $6}' /proc/stat; } # busy-but-softirq softirq idle
+children_ticks() { # user + sys of waited-for children, in ticks (run in this shell, not in $(…))
+    times >"$OUT/times.txt"
+    awk -v hz="$TCK" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { v = $i; split(v, a, "m"); sub(/s$/, "", a[2]); t += a[1] * 60 + a[2] }
+        printf "%d\n", t * hz + 0.5 }' "$OUT/times.txt"
+}
+# CPU_MARK="<proxy> <children> <busy> <softirq> <idle>" (ticks)
+cpu_mark() { children_ticks >"$OUT/children.txt"; CPU_MARK="$(proc_ticks "$PROXY_PID") $(cat "$OUT/children.txt") $(host_ticks)"; }
+# "<ticks> per <requests>" -> microseconds of CPU per request
+per_req() { awk -v t="$1" -v n="$2" -v hz="$TCK" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "nan" }'; }
+
 RAW="$OUT/raw.tsv"
-printf 'query\tround\tproxy_rps\tproxy_p99_ms\tbase_rps\tbase_p99_ms\tproxy_rss_kb\tproxy_hwm_kb\tnon2xx\n' >"$RAW"
+printf 'query\tround\tproxy_rps\tproxy_p99_ms\tbase_rps\tbase_p99_ms\tproxy_rss_kb\tproxy_hwm_kb\tnon2xx\tp_proxy_us\tp_pg_us\tp_wrk_us\tp_softirq_us\tp_idle_us\tb_base_us\tb_pg_us\tb_softirq_us\tb_idle_us\n' >"$RAW"
 for q in "${QUERIES[@]}"; do
     url="http://127.0.0.1:$PORT/data_points?${QSTR[$q]}"
     code="$(curl -s -o "$OUT/$q.body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url")"
@@ -103,7 +126,9 @@ for q in "${QUERIES[@]}"; do
         rss_file="$OUT/rss.$q.$r"; : >"$rss_file"
         ( while kill -0 "$PROXY_PID" 2>/dev/null; do awk '/VmRSS/{print $2}' "/proc/$PROXY_PID/status" >>"$rss_file"; sleep 0.5; done ) &
         sampler=$!
+        cpu_mark; read -r pp0 ch0 bu0 si0 id0 <<<"$CPU_MARK"
         wrk -t"$WRK_THREADS" -c"$CONC" -d"${SECS}s" --latency -s "$OUT/auth.lua" "$url" >"$OUT/wrk.$q.$r.txt"
+        cpu_mark; read -r pp1 ch1 bu1 si1 id1 <<<"$CPU_MARK"
         kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
         rss="$(sort -n "$rss_file" | tail -1)"
         hwm="$(awk '/VmHWM/{print $2}' "/proc/$PROXY_PID/status")"
@@ -111,12 +136,23 @@ for q in "${QUERIES[@]}"; do
         p_p99="$(awk '$1=="99%"{print $2}' "$OUT/wrk.$q.$r.txt" | to_ms)"
         non2xx="$(awk '/Non-2xx/{print $NF}' "$OUT/wrk.$q.$r.txt")"; non2xx="${non2xx:-0}"
         # baseline: same SQL, same pool size and concurrency
+        cpu_mark; read -r _ bc0 bb0 bs0 bi0 <<<"$CPU_MARK"
         "$BASE" --db-uri "$DB_URI" --pool "$POOL" --threads "$THREADS" --concurrency "$CONC" --duration "$SECS" \
             --table data_points --query "${QSTR[$q]}" --tenant "$TENANT" --token "$TOKEN" >"$OUT/base.$q.$r.txt"
+        cpu_mark; read -r _ bc1 bb1 bs1 bi1 <<<"$CPU_MARK"
         b_rps="$(sed -n 's/.*req_s=\([0-9.]*\).*/\1/p' "$OUT/base.$q.$r.txt")"
         b_p99="$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' "$OUT/base.$q.$r.txt")"
+        # requests in each CPU window: wrk's; the baseline's 1 s warm-up
+        # (not in its count) at its measured rate, its start-up left over
+        p_n="$(awk -v r="$p_rps" -v s="$SECS" 'BEGIN { printf "%d", r * s }')"
+        b_n="$(awk -v r="$b_rps" -v s="$SECS" 'BEGIN { printf "%d", r * (s + 1) }')"
+        pp=$((pp1 - pp0)); ch=$((ch1 - ch0)); bc=$((bc1 - bc0))
+        cpu_p="$(per_req $pp "$p_n") $(per_req $((bu1 - bu0 - pp - ch)) "$p_n") $(per_req $ch "$p_n") $(per_req $((si1 - si0)) "$p_n") $(per_req $((id1 - id0)) "$p_n")"
+        cpu_b="$(per_req $bc "$b_n") $(per_req $((bb1 - bb0 - bc)) "$b_n") $(per_req $((bs1 - bs0)) "$b_n") $(per_req $((bi1 - bi0)) "$b_n")"
         log "$q round $r: proxy $p_rps req/s p99 ${p_p99} ms (RSS ${rss} kB, non-2xx $non2xx) | baseline $b_rps req/s p99 ${b_p99} ms"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$q" "$r" "$p_rps" "$p_p99" "$b_rps" "$b_p99" "$rss" "$hwm" "$non2xx" >>"$RAW"
+        log "  CPU µs/request: proxy run (proxy postgres wrk softirq idle) $cpu_p | baseline run (baseline postgres softirq idle) $cpu_b"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$q" "$r" "$p_rps" "$p_p99" "$b_rps" "$b_p99" "$rss" "$hwm" "$non2xx" \
+            "$(echo "$cpu_p $cpu_b" | tr ' ' '\t')" >>"$RAW"
     done
 done
 
@@ -140,6 +176,18 @@ for q in ("pk", "embed"):
     print(f"| {names[q]} | {pr:.0f} | {br:.0f} | **{pr/br:.2f}** | {st.median(ratios):.2f} | {pp:.2f} | {bp:.2f} | **{pp/bp:.2f}** | {rss:.1f} MB | {per} |")
     if bad:
         print(f"\n(warning: {bad} non-2xx responses from the proxy for {q})")
+print()
+print("CPU per request, µs (both cores summed; medians over the rounds; /proc accounting; the baseline's include its start-up):")
+print()
+print("| query | run | proxy or baseline process | PostgreSQL (+ other) | wrk | kernel network (softirq) | idle | total |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for q in ("pk", "embed"):
+    rs = [r for r in rows if r["query"] == q]
+    m = lambda k: st.median(float(r[k]) for r in rs)
+    p = [m("p_proxy_us"), m("p_pg_us"), m("p_wrk_us"), m("p_softirq_us"), m("p_idle_us")]
+    b = [m("b_base_us"), m("b_pg_us"), 0.0, m("b_softirq_us"), m("b_idle_us")]
+    print(f"| {names[q]} | proxy | {p[0]:.1f} | {p[1]:.1f} | {p[2]:.1f} | {p[3]:.1f} | {p[4]:.1f} | {sum(p):.1f} |")
+    print(f"| {names[q]} | baseline | {b[0]:.1f} | {b[1]:.1f} | – | {b[3]:.1f} | {b[4]:.1f} | {sum(b):.1f} |")
 hwm = max(int(r["proxy_hwm_kb"]) for r in rows) / 1024
 print(f"\nMedians over the rounds; a round is the proxy then the baseline, back to back, so its ratio is paired against the host's drift. Proxy peak RSS (VmHWM) over the whole run: {hwm:.1f} MB.")
 PY
