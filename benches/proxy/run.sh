@@ -92,7 +92,7 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v 
 # Where the CPU goes, per run (both cores summed, in clock ticks): the proxy
 # process (/proc/<pid>/stat), this script's children — wrk, or the baseline
 # — (the shell's `times`: user + sys of waited-for children, so the RSS
-# sampler's few awk/sleep calls are in it too), the host's busy, softirq
+# `times` marks' own awk calls are in it too), the host's busy, softirq
 # (the kernel's loopback TCP work, in no process's account) and idle time
 # (/proc/stat). PostgreSQL is the busy time left (the baseline's backends are
 # gone when it exits, so it is not read per process); other processes on the
@@ -113,7 +113,7 @@ cpu_mark() { children_ticks >"$OUT/children.txt"; CPU_MARK="$(proc_ticks "$PROXY
 per_req() { awk -v t="$1" -v n="$2" -v hz="$TCK" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "nan" }'; }
 
 RAW="$OUT/raw.tsv"
-printf 'query\tround\tproxy_rps\tproxy_p99_ms\tbase_rps\tbase_p99_ms\tproxy_rss_kb\tproxy_hwm_kb\tnon2xx\tp_proxy_us\tp_pg_us\tp_wrk_us\tp_softirq_us\tp_idle_us\tb_base_us\tb_pg_us\tb_softirq_us\tb_idle_us\n' >"$RAW"
+printf 'query\tround\tproxy_rps\tproxy_p99_ms\tbase_rps\tbase_p99_ms\tproxy_rss_kb\tproxy_rss_end_kb\tnon2xx\tp_proxy_us\tp_pg_us\tp_wrk_us\tp_softirq_us\tp_idle_us\tb_base_us\tb_pg_us\tb_softirq_us\tb_idle_us\n' >"$RAW"
 for q in "${QUERIES[@]}"; do
     url="http://127.0.0.1:$PORT/data_points?${QSTR[$q]}"
     code="$(curl -s -o "$OUT/$q.body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url")"
@@ -122,16 +122,15 @@ for q in "${QUERIES[@]}"; do
     # warm both up (statement caches, pool connections)
     wrk -t"$WRK_THREADS" -c"$CONC" -d2s -s "$OUT/auth.lua" "$url" >/dev/null
     for r in $(seq 1 "$ROUNDS"); do
-        # proxy, sampling its RSS every 0.5 s during the run
-        rss_file="$OUT/rss.$q.$r"; : >"$rss_file"
-        ( while kill -0 "$PROXY_PID" 2>/dev/null; do awk '/VmRSS/{print $2}' "/proc/$PROXY_PID/status" >>"$rss_file"; sleep 0.5; done ) &
-        sampler=$!
+        # the proxy's peak RSS during this run: reset its high-water mark
+        # (clear_refs 5) and read VmHWM after — no sampler process forking
+        # next to the proxy while it is measured
+        echo 5 >"/proc/$PROXY_PID/clear_refs" 2>/dev/null || log "cannot reset VmHWM: RSS is the peak since start"
         cpu_mark; read -r pp0 ch0 bu0 si0 id0 <<<"$CPU_MARK"
         wrk -t"$WRK_THREADS" -c"$CONC" -d"${SECS}s" --latency -s "$OUT/auth.lua" "$url" >"$OUT/wrk.$q.$r.txt"
         cpu_mark; read -r pp1 ch1 bu1 si1 id1 <<<"$CPU_MARK"
-        kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
-        rss="$(sort -n "$rss_file" | tail -1)"
-        hwm="$(awk '/VmHWM/{print $2}' "/proc/$PROXY_PID/status")"
+        rss="$(awk '/VmHWM/{print $2}' "/proc/$PROXY_PID/status")"
+        rss_end="$(awk '/VmRSS/{print $2}' "/proc/$PROXY_PID/status")"
         p_rps="$(awk '/^Requests\/sec/{print $2}' "$OUT/wrk.$q.$r.txt")"
         p_p99="$(awk '$1=="99%"{print $2}' "$OUT/wrk.$q.$r.txt" | to_ms)"
         non2xx="$(awk '/Non-2xx/{print $NF}' "$OUT/wrk.$q.$r.txt")"; non2xx="${non2xx:-0}"
@@ -151,7 +150,7 @@ for q in "${QUERIES[@]}"; do
         cpu_b="$(per_req $bc "$b_n") $(per_req $((bb1 - bb0 - bc)) "$b_n") $(per_req $((bs1 - bs0)) "$b_n") $(per_req $((bi1 - bi0)) "$b_n")"
         log "$q round $r: proxy $p_rps req/s p99 ${p_p99} ms (RSS ${rss} kB, non-2xx $non2xx) | baseline $b_rps req/s p99 ${b_p99} ms"
         log "  CPU µs/request: proxy run (proxy postgres wrk softirq idle) $cpu_p | baseline run (baseline postgres softirq idle) $cpu_b"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$q" "$r" "$p_rps" "$p_p99" "$b_rps" "$b_p99" "$rss" "$hwm" "$non2xx" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$q" "$r" "$p_rps" "$p_p99" "$b_rps" "$b_p99" "$rss" "$rss_end" "$non2xx" \
             "$(echo "$cpu_p $cpu_b" | tr ' ' '\t')" >>"$RAW"
     done
 done
@@ -188,6 +187,6 @@ for q in ("pk", "embed"):
     b = [m("b_base_us"), m("b_pg_us"), 0.0, m("b_softirq_us"), m("b_idle_us")]
     print(f"| {names[q]} | proxy | {p[0]:.1f} | {p[1]:.1f} | {p[2]:.1f} | {p[3]:.1f} | {p[4]:.1f} | {sum(p):.1f} |")
     print(f"| {names[q]} | baseline | {b[0]:.1f} | {b[1]:.1f} | – | {b[3]:.1f} | {b[4]:.1f} | {sum(b):.1f} |")
-hwm = max(int(r["proxy_hwm_kb"]) for r in rows) / 1024
-print(f"\nMedians over the rounds; a round is the proxy then the baseline, back to back, so its ratio is paired against the host's drift. Proxy peak RSS (VmHWM) over the whole run: {hwm:.1f} MB.")
+end = int(rows[-1]["proxy_rss_end_kb"]) / 1024
+print(f"\nMedians over the rounds; a round is the proxy then the baseline, back to back, so its ratio is paired against the host's drift. Proxy RSS under load: its peak during each wrk run (VmHWM, reset before the run), the largest shown; {end:.1f} MB at the end of the last run.")
 PY
