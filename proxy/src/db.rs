@@ -186,18 +186,20 @@ pub(crate) fn qualified_function(name: &str) -> String {
 /// `set_config('role', …, false)` is undone by `RESET ROLE`. `DISCARD TEMP`
 /// drops temporary tables a function left (a scratch table created `IF NOT
 /// EXISTS` and never emptied would otherwise hand one tenant's rows to the
-/// next; temporary tables have no row-level security); free when there are
-/// none (pgbench: within noise). Prepared statements stay. Not undone:
-/// session advisory locks and `lastval()` (`pg_advisory_unlock_all()` as a
-/// `SELECT` cost ~15 % of a trivial transaction) — see docs/proxy.md.
-const COMMIT: &str = "COMMIT; RESET ALL; RESET ROLE; DISCARD TEMP";
-const ROLLBACK: &str = "ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP";
+/// next; temporary tables have no row-level security); `DISCARD SEQUENCES`
+/// forgets `lastval()`/`currval()` (the id another tenant just inserted);
+/// both free when there is nothing to drop (pgbench: within noise).
+/// Prepared statements stay. Not undone: session advisory locks
+/// (`pg_advisory_unlock_all()` as a `SELECT` cost ~15 % of a trivial
+/// transaction) — see docs/proxy.md.
+const COMMIT: &str = "COMMIT; RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES";
+const ROLLBACK: &str = "ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES";
 /// A transaction the request asked to end in a rollback (`Prefer:
 /// tx=rollback`, `db-tx-end`): deferred constraints are checked first, so a
 /// violation is the response as it would be on commit (PostgREST). On an
 /// error the rest of the string is skipped and the caller rolls back.
 const ROLLBACK_CHECKED: &str =
-    "SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP";
+    "SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES";
 
 /// Parameter bytes past which a connection is not reused (see [`run`]).
 const LARGE_STATEMENT_BYTES: usize = 4 << 20;

@@ -866,7 +866,19 @@ async fn pooled_isolation(db: &TestDb) {
                  INSERT INTO scratch VALUES (v);
                  RETURN ARRAY(SELECT s.v FROM scratch s ORDER BY 1);
                END $$;
-             GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek(), esg.scratch(text) TO PUBLIC;
+             CREATE SEQUENCE esg.tickets;
+             GRANT USAGE ON SEQUENCE esg.tickets TO PUBLIC;
+             CREATE FUNCTION esg.take_ticket() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+               SELECT nextval('esg.tickets')
+             $$;
+             CREATE FUNCTION esg.last_ticket() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+               BEGIN
+                 RETURN lastval();
+               EXCEPTION WHEN object_not_in_prerequisite_state THEN
+                 RETURN NULL;
+               END $$;
+             GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek(), esg.scratch(text),
+               esg.take_ticket(), esg.last_ticket() TO PUBLIC;
              NOTIFY pgrst, 'reload schema';",
         )
         .await
@@ -903,6 +915,27 @@ async fn pooled_isolation(db: &TestDb) {
                 "temporary table survived the request"
             );
         }
+        // nor does lastval(): one tenant's last sequence value (an id it
+        // just inserted) is not the next request's to read
+        let (s, t) = json_of(
+            p.post("/rpc/take_ticket")
+                .bearer_auth(&globex)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{t}");
+        assert!(t.as_i64().is_some(), "{t}");
+        let (s, v) = json_of(
+            p.post("/rpc/last_ticket")
+                .bearer_auth(&acme)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, Value::Null), "lastval() survived the request");
     }
     p.stop().await;
 }
