@@ -1757,7 +1757,7 @@ async fn table(
             let missing_default = ctx.pref.missing == Some(Missing::Default);
             // PostgREST puts the first element of an array and ignores the rest
             let (text, shape) = insert_body(headers, body, put, missing_default)?;
-            let columns = match &query.columns {
+            let mut columns = match &query.columns {
                 Some(c) => c.clone(),
                 None if missing_default => shape.all_keys.clone(),
                 None => {
@@ -1778,20 +1778,28 @@ async fn table(
                 }
             }
             let rows = if put { shape.rows.min(1) } else { shape.rows };
-            // each object's keys are sorted (payload::scan)
-            let present = shape.row_keys.as_ref().map(|rk| {
-                rk.iter()
-                    .take(rows)
-                    .map(|keys| {
-                        columns
-                            .iter()
-                            .map(|c| keys.binary_search(c).is_ok())
-                            .collect()
-                    })
-                    .collect()
-            });
             // no conflict target: PostgREST inserts and does not apply it
             let mut resolution = sql::upsert_resolution(table, &query, ctx.pref.resolution);
+            // each object's keys are sorted (payload::scan)
+            let present = match shape.row_keys.as_ref() {
+                Some(rk) => {
+                    let flags = rk
+                        .iter()
+                        .take(rows)
+                        .map(|keys| {
+                            columns
+                                .iter()
+                                .map(|c| keys.binary_search(c).is_ok())
+                                .collect()
+                        })
+                        .collect();
+                    let upsert = resolution.is_some() || put;
+                    let (kept, present) = sql::missing_default_columns(columns, flags, upsert);
+                    columns = kept;
+                    present
+                }
+                None => None,
+            };
             if ctx.method == Method::PUT {
                 let one = shape.array_text(&text, true);
                 let first =

@@ -168,8 +168,8 @@ impl AppState {
         let end = client
             .batch_execute(if loaded.is_ok() { "COMMIT" } else { "ROLLBACK" })
             .await;
-        let mut s = loaded.map_err(|e| e.to_string())?;
-        end.map_err(|e| e.to_string())?;
+        let mut s = loaded.map_err(|e| pg::error_chain(&e))?;
+        end.map_err(|e| pg::error_chain(&e))?;
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         s.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         *self.schema.write().expect("schema lock") = Arc::new(s);

@@ -23,6 +23,32 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 "#;
 
+/// What a row gets for each column it leaves out, for `Prefer:
+/// missing=default` over rows with different keys (see
+/// [`Column::default_expr`]): the column's default, `nextval` of an identity
+/// `BY DEFAULT`, else its domain's default — cast to the column's type. Run
+/// with `search_path` = `pg_catalog` so that `pg_get_expr` and `format_type`
+/// qualify every name: the expression is evaluated under each request's
+/// search path. Identity `ALWAYS` and generated columns: none (PostgreSQL
+/// refuses a value for them).
+const DEFAULTS: &str = r#"
+SELECT n.nspname::text, c.relname::text, a.attname::text,
+  '(' || CASE WHEN a.attidentity = 'd'
+              THEN format('nextval(%L::regclass)',
+                          (SELECT dep.objid::regclass::text FROM pg_depend dep
+                           WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+                             AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'))
+              ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), pg_get_expr(t.typdefaultbin, 0)) END
+      || ')::' || format_type(a.atttypid, NULL)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  AND a.attgenerated = '' AND a.attidentity <> 'a'
+  AND (a.attidentity = 'd' OR d.adbin IS NOT NULL OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL))
+"#;
+
 /// Every foreign key (views may expose tables of any schema), with whether
 /// its columns are unique (one-to-one). Not the copies PostgreSQL keeps on
 /// partitions (`conparentid`): a partitioned table relates through its
@@ -179,6 +205,7 @@ fn col(j: &Json) -> Column {
         data_type: j["type"].as_str().unwrap_or("text").to_string(),
         nullable: j["nullable"].as_bool().unwrap_or(true),
         has_default: j["default"].as_bool().unwrap_or(false),
+        default_expr: None,
     }
 }
 
@@ -220,6 +247,25 @@ pub async fn load(
             t.unique_keys.push(cols);
         }
         s.tables.insert((t.schema.clone(), t.name.clone()), t);
+    }
+    // fully qualified names in the defaults (see DEFAULTS), then the
+    // connection's own search path back (the load runs in a transaction: on
+    // an error the rollback undoes the SET)
+    client
+        .batch_execute("SET search_path TO pg_catalog")
+        .await?;
+    let defaults = client.query(DEFAULTS, &[&schemas]).await?;
+    client.batch_execute("RESET search_path").await?;
+    for row in defaults {
+        let (schema, table, column): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        if let Some(c) = s
+            .tables
+            .get_mut(&(schema, table))
+            .and_then(|t| t.columns.iter_mut().find(|c| c.name == column))
+        {
+            c.default_expr = row.get(3);
+        }
     }
     let mut all_fks = Vec::new();
     for row in client.query(FKS, &[]).await? {
@@ -268,6 +314,7 @@ pub async fn load(
                             data_type: ty.clone(),
                             nullable: true,
                             has_default: false,
+                            default_expr: None,
                         });
                     }
                 }
@@ -276,6 +323,7 @@ pub async fn load(
                     data_type: ty.clone(),
                     nullable: true,
                     has_default: false,
+                    default_expr: None,
                 }),
             }
         }

@@ -12,6 +12,12 @@ pub struct Column {
     pub data_type: String,
     pub nullable: bool,
     pub has_default: bool,
+    /// The value a row gets when it leaves the column out, as SQL of the
+    /// column's type, fully qualified (the column's default, an identity's
+    /// `nextval`, or its domain's default); `None` when there is none to
+    /// write (no default: NULL; an identity `ALWAYS` or generated column).
+    /// Read for `Prefer: missing=default` when rows differ in their keys.
+    pub default_expr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -937,6 +943,7 @@ pub(crate) mod tests {
             data_type: ty.into(),
             nullable: true,
             has_default: false,
+            default_expr: None,
         }
     }
 

@@ -1674,6 +1674,124 @@ pub fn upsert_resolution(
     resolution.filter(|_| has_target)
 }
 
+/// `Prefer: missing=default` when rows differ in which of the columns they
+/// have: one `INSERT … SELECT` over the body's objects in their order, each
+/// column the row's value when it has the key, else the column's default
+/// ([`Column::default_expr`], evaluated per row like `DEFAULT`; NULL when
+/// there is none). The rows' key sets are one parameter (`'1'`/`'0'` per
+/// column), so the statement's size does not grow with the body and
+/// PostgreSQL reads the body once — a `VALUES` row per object with a cell
+/// per column, each extracting its object from the bound body, cost rows ×
+/// columns body reads and, planned with the body as a constant, exhausted
+/// the server's memory (20,000 objects of 60 bytes: 24 GB, and the
+/// postmaster restarted every backend).
+#[allow(clippy::too_many_arguments)]
+fn missing_default_insert(
+    cx: &mut Ctx,
+    table: &Table,
+    spec: &InsertSpec,
+    present: &[Vec<bool>],
+    reps: &[Option<&str>],
+    tq: &str,
+    cols: &[String],
+    body: &str,
+) -> String {
+    let masks: Vec<String> = present
+        .iter()
+        .map(|flags| flags.iter().map(|&p| if p { '1' } else { '0' }).collect())
+        .collect();
+    let masks = cx.param(array_literal(&masks));
+    // the row as the table's record; represented columns are made from
+    // their JSON by their function instead, so their keys are left out
+    let record = if reps.iter().any(Option::is_some) {
+        let rep_keys: Vec<String> = spec
+            .columns
+            .iter()
+            .zip(reps)
+            .filter(|(_, r)| r.is_some())
+            .map(|(c, _)| c.clone())
+            .collect();
+        let keys = cx.param(array_literal(&rep_keys));
+        format!("pg_catalog.jsonb_populate_record(NULL::{tq}, \"pgrst_x\".\"e\"::jsonb - {keys}::text[])")
+    } else {
+        format!("pg_catalog.json_populate_record(NULL::{tq}, \"pgrst_x\".\"e\")")
+    };
+    let mut cells = Vec::with_capacity(spec.columns.len());
+    for (j, (c, rep)) in spec.columns.iter().zip(reps).enumerate() {
+        let value = match rep {
+            Some(f) => {
+                let k = cx.param(c.clone());
+                format!("{f}(\"pgrst_x\".\"e\"->{k})")
+            }
+            None => format!("\"pgrst_r\".{}", quote_ident(c)),
+        };
+        let default = table
+            .column(c)
+            .and_then(|col| col.default_expr.as_deref())
+            .unwrap_or("NULL");
+        cells.push(format!(
+            "CASE WHEN pg_catalog.substr(\"pgrst_x\".\"m\", {}, 1) = '1' THEN {value} ELSE {default} END",
+            j + 1
+        ));
+    }
+    format!(
+        "INSERT INTO {tq} AS \"t_w\" ({}) SELECT {} \
+         FROM ROWS FROM (pg_catalog.json_array_elements({body}::json), pg_catalog.unnest({masks}::text[])) \
+         WITH ORDINALITY AS \"pgrst_x\"(\"e\", \"m\", \"n\") \
+         CROSS JOIN LATERAL {record} AS \"pgrst_r\" ORDER BY \"pgrst_x\".\"n\"",
+        cols.join(", "),
+        cells.join(", ")
+    )
+}
+
+/// `missing=default`: which columns the statement lists and, when rows
+/// differ, each row's flags (`None`: every row has every column, the plain
+/// path applies and PostgreSQL fills the unlisted columns' defaults). A
+/// column no row has is left out of the list (it takes its `DEFAULT`
+/// exactly, identity and generated columns included) unless `keep_absent`
+/// (an upsert, whose update writes every listed column).
+pub fn missing_default_columns(
+    columns: Vec<String>,
+    present: Vec<Vec<bool>>,
+    keep_absent: bool,
+) -> (Vec<String>, Option<Vec<Vec<bool>>>) {
+    if present.is_empty() {
+        return (columns, None);
+    }
+    let mut keep: Vec<bool> = (0..columns.len())
+        .map(|j| {
+            keep_absent
+                || present
+                    .iter()
+                    .any(|row| row.get(j).copied().unwrap_or(false))
+        })
+        .collect();
+    // objects with no key at all: one `DEFAULT VALUES` row would not do for
+    // several, so the columns stay (each row takes their defaults)
+    if present.len() > 1 && !keep.iter().any(|&k| k) {
+        keep.iter_mut().for_each(|k| *k = true);
+    }
+    let columns: Vec<String> = columns
+        .into_iter()
+        .zip(&keep)
+        .filter_map(|(c, &k)| k.then_some(c))
+        .collect();
+    let present: Vec<Vec<bool>> = present
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .zip(&keep)
+                .filter_map(|(p, &k)| k.then_some(p))
+                .collect()
+        })
+        .collect();
+    if present.iter().all(|row| row.iter().all(|&p| p)) {
+        (columns, None)
+    } else {
+        (columns, Some(present))
+    }
+}
+
 /// `POST /table` (and `PUT`, as a one-row upsert). With a merging
 /// resolution the statement's `total_count` is the number of rows inserted
 /// (the rest were updated).
@@ -1712,39 +1830,8 @@ pub fn insert(
     let mut cte = if spec.columns.is_empty() {
         // `{}`: one row of defaults (the body carries nothing to write).
         format!("INSERT INTO {tq} AS \"t_w\" DEFAULT VALUES")
-    } else if let (Some(present), true) = (&spec.present, has_reps) {
-        // the other columns from the object without the represented keys
-        let rep_keys: Vec<String> = spec
-            .columns
-            .iter()
-            .zip(&reps)
-            .filter(|(_, r)| r.is_some())
-            .map(|(c, _)| c.clone())
-            .collect();
-        let keys = cx.param(array_literal(&rep_keys));
-        let mut rows = Vec::new();
-        for (i, flags) in present.iter().enumerate() {
-            let mut vals = Vec::new();
-            for ((c, has), rep) in spec.columns.iter().zip(flags).zip(&reps) {
-                vals.push(match (has, rep) {
-                    (false, _) => "DEFAULT".to_string(),
-                    (true, Some(f)) => {
-                        let k = cx.param(c.clone());
-                        format!("{f}({body}::json->{i}->{k})")
-                    }
-                    (true, None) => format!(
-                        "(pg_catalog.jsonb_populate_record(NULL::{tq}, ({body}::json->{i})::jsonb - {keys}::text[])).{}",
-                        quote_ident(c)
-                    ),
-                });
-            }
-            rows.push(format!("({})", vals.join(", ")));
-        }
-        format!(
-            "INSERT INTO {tq} AS \"t_w\" ({}) VALUES {}",
-            cols.join(", "),
-            rows.join(", ")
-        )
+    } else if let Some(present) = &spec.present {
+        missing_default_insert(&mut cx, table, spec, present, &reps, &tq, &cols, &body)
     } else if has_reps {
         // typed columns straight from the body: json for the represented ones
         let mut defs = Vec::new();
@@ -1768,31 +1855,6 @@ pub fn insert(
             cols.join(", "),
             exprs.join(", "),
             defs.join(", ")
-        )
-    } else if let Some(present) = &spec.present {
-        let rows: Vec<String> = present
-            .iter()
-            .enumerate()
-            .map(|(i, flags)| {
-                let vals: Vec<String> = spec
-                    .columns
-                    .iter()
-                    .zip(flags)
-                    .map(|(c, has)| {
-                        if *has {
-                            format!("(pg_catalog.json_populate_record(NULL::{tq}, {body}::json->{i})).{}", quote_ident(c))
-                        } else {
-                            "DEFAULT".to_string()
-                        }
-                    })
-                    .collect();
-                format!("({})", vals.join(", "))
-            })
-            .collect();
-        format!(
-            "INSERT INTO {tq} AS \"t_w\" ({}) VALUES {}",
-            cols.join(", "),
-            rows.join(", ")
         )
     } else {
         format!(
@@ -3199,7 +3261,59 @@ mod tests {
             Returning::Minimal,
         )
         .unwrap();
-        assert!(st.sql.contains("DEFAULT)"), "{}", st.sql);
+        // missing=default over rows lacking keys: one INSERT … SELECT over
+        // the body in order, the rows' key sets one parameter; a column
+        // without a default expression takes NULL
+        assert!(
+            st.sql.contains(
+                "CASE WHEN pg_catalog.substr(\"pgrst_x\".\"m\", 2, 1) = '1' THEN \"pgrst_r\".\"name\" ELSE NULL END"
+            ),
+            "{}",
+            st.sql
+        );
+        assert!(st.sql.contains("ORDER BY \"pgrst_x\".\"n\""), "{}", st.sql);
+        assert!(
+            st.params.contains(&Some("{\"10\"}".to_string())),
+            "{:?}",
+            st.params
+        );
+        // a default expression from the schema cache is what a row lacking
+        // the key gets, and the statement's text does not grow with the rows
+        let mut with_default = t.clone();
+        with_default
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "name")
+            .unwrap()
+            .default_expr = Some("('unnamed'::text)::text".into());
+        let many = InsertSpec {
+            present: Some(vec![vec![true, false]; 500]),
+            ..spec2.clone()
+        };
+        let a = insert(
+            &s,
+            &with_default,
+            &q(&[]),
+            &Options::default(),
+            &spec2,
+            Returning::Minimal,
+        )
+        .unwrap();
+        let b = insert(
+            &s,
+            &with_default,
+            &q(&[]),
+            &Options::default(),
+            &many,
+            Returning::Minimal,
+        )
+        .unwrap();
+        assert!(
+            a.sql.contains("ELSE ('unnamed'::text)::text END"),
+            "{}",
+            a.sql
+        );
+        assert_eq!(a.sql, b.sql);
         let bad = InsertSpec {
             columns: vec!["nope".into()],
             ..spec
@@ -4252,6 +4366,51 @@ mod tests {
 
     fn op_strategy() -> impl Strategy<Value = Operator> {
         prop::sample::select(Operator::ALL.to_vec())
+    }
+
+    #[test]
+    fn missing_default_columns_prune_and_fast_path() {
+        let cols = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        // every row has every column: the plain path
+        assert_eq!(
+            missing_default_columns(cols(&["a", "b"]), vec![vec![true, true]; 3], false),
+            (cols(&["a", "b"]), None)
+        );
+        // a column no row has is left out (it takes its DEFAULT exactly)…
+        assert_eq!(
+            missing_default_columns(cols(&["a", "b"]), vec![vec![true, false]; 2], false),
+            (cols(&["a"]), None)
+        );
+        // …unless an upsert writes it
+        assert_eq!(
+            missing_default_columns(cols(&["a", "b"]), vec![vec![true, false]; 2], true),
+            (cols(&["a", "b"]), Some(vec![vec![true, false]; 2]))
+        );
+        // rows that differ keep their flags, pruned alike
+        assert_eq!(
+            missing_default_columns(
+                cols(&["a", "b", "c"]),
+                vec![vec![true, false, false], vec![false, false, true]],
+                false
+            ),
+            (
+                cols(&["a", "c"]),
+                Some(vec![vec![true, false], vec![false, true]])
+            )
+        );
+        // objects without keys: one DEFAULT VALUES row would not do for two
+        assert_eq!(
+            missing_default_columns(cols(&["a"]), vec![vec![false]; 2], false),
+            (cols(&["a"]), Some(vec![vec![false]; 2]))
+        );
+        assert_eq!(
+            missing_default_columns(cols(&["a"]), vec![vec![false]], false),
+            (cols(&[]), None)
+        );
+        assert_eq!(
+            missing_default_columns(cols(&["a"]), vec![], false),
+            (cols(&["a"]), None)
+        );
     }
 
     proptest! {
