@@ -49,6 +49,32 @@ WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
   AND (a.attidentity = 'd' OR d.adbin IS NOT NULL OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL))
 "#;
 
+/// A view column without a default of its own, on a view PostgreSQL
+/// inserts through by itself (auto-updatable: not through `INSTEAD OF`
+/// triggers): the base column's default, which is what its `DEFAULT` gets
+/// (same search path as [`DEFAULTS`]). `$1`–`$4`: the (view, view column,
+/// base table, base column) quadruples of the exposed views.
+const VIEW_DEFAULTS: &str = r#"
+SELECT vn.nspname::text, vc.relname::text, va.attname::text,
+  '(' || CASE WHEN a.attidentity = 'd'
+              THEN format('nextval(%L::regclass)',
+                          (SELECT dep.objid::regclass::text FROM pg_depend dep
+                           WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+                             AND dep.refobjid = m.tbl AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'))
+              ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), pg_get_expr(t.typdefaultbin, 0)) END
+      || ')::' || format_type(va.atttypid, NULL)
+FROM unnest($1::oid[], $2::int4[], $3::oid[], $4::int4[]) AS m(view_id, view_col, tbl, tbl_col)
+JOIN pg_class vc ON vc.oid = m.view_id JOIN pg_namespace vn ON vn.oid = vc.relnamespace
+JOIN pg_attribute va ON va.attrelid = m.view_id AND va.attnum = m.view_col AND NOT va.attisdropped
+JOIN pg_attribute a ON a.attrelid = m.tbl AND a.attnum = m.tbl_col AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE vc.relkind = 'v' AND (pg_relation_is_updatable(m.view_id, false) & 8) = 8
+  AND NOT EXISTS (SELECT 1 FROM pg_attrdef vd WHERE vd.adrelid = m.view_id AND vd.adnum = m.view_col)
+  AND a.attgenerated = '' AND a.attidentity <> 'a'
+  AND (a.attidentity = 'd' OR d.adbin IS NOT NULL OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL))
+"#;
+
 /// Every foreign key (views may expose tables of any schema), with whether
 /// its columns are unique (one-to-one). Not the copies PostgreSQL keeps on
 /// partitions (`conparentid`): a partitioned table relates through its
@@ -248,25 +274,6 @@ pub async fn load(
         }
         s.tables.insert((t.schema.clone(), t.name.clone()), t);
     }
-    // fully qualified names in the defaults (see DEFAULTS), then the
-    // connection's own search path back (the load runs in a transaction: on
-    // an error the rollback undoes the SET)
-    client
-        .batch_execute("SET search_path TO pg_catalog")
-        .await?;
-    let defaults = client.query(DEFAULTS, &[&schemas]).await?;
-    client.batch_execute("RESET search_path").await?;
-    for row in defaults {
-        let (schema, table, column): (String, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        if let Some(c) = s
-            .tables
-            .get_mut(&(schema, table))
-            .and_then(|t| t.columns.iter_mut().find(|c| c.name == column))
-        {
-            c.default_expr = row.get(3);
-        }
-    }
     let mut all_fks = Vec::new();
     for row in client.query(FKS, &[]).await? {
         all_fks.push(ForeignKey {
@@ -287,8 +294,41 @@ pub async fn load(
         .filter(|f| schemas.contains(&f.schema) || schemas.contains(&f.ref_schema))
         .cloned()
         .collect();
-    let deps = view_key_deps(client, schemas).await?;
+    let (deps, quads) = view_key_deps(client, schemas).await?;
     s.add_view_relationships(&deps, &all_fks);
+    // fully qualified names in the defaults (see DEFAULTS), then the
+    // connection's own search path back (the load runs in a transaction: on
+    // an error the rollback undoes the SET); a view column's own default
+    // first, else its base column's
+    client
+        .batch_execute("SET search_path TO pg_catalog")
+        .await?;
+    let mut defaults = client.query(DEFAULTS, &[&schemas]).await?;
+    if !quads.is_empty() {
+        let views: Vec<u32> = quads.iter().map(|q| q.0).collect();
+        let view_cols: Vec<i32> = quads.iter().map(|q| q.1).collect();
+        let tables: Vec<u32> = quads.iter().map(|q| q.2).collect();
+        let table_cols: Vec<i32> = quads.iter().map(|q| q.3).collect();
+        defaults.extend(
+            client
+                .query(VIEW_DEFAULTS, &[&views, &view_cols, &tables, &table_cols])
+                .await?,
+        );
+    }
+    client.batch_execute("RESET search_path").await?;
+    for row in defaults {
+        let (schema, table, column): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        if let Some(c) = s
+            .tables
+            .get_mut(&(schema, table))
+            .and_then(|t| t.columns.iter_mut().find(|c| c.name == column))
+        {
+            if c.default_expr.is_none() {
+                c.default_expr = row.get(3);
+            }
+        }
+    }
     for row in client.query(FUNCTIONS, &[&schemas]).await? {
         let names: Vec<String> = row.get(5);
         let modes: Vec<String> = row.get(6);
@@ -598,10 +638,12 @@ fn resolve_view_columns(
 /// The primary and foreign keys the views of `schemas` show, as PostgREST
 /// finds them: from each view's target list (`resorigtbl`/`resorigcol`),
 /// recursively through views of views.
+/// Also returns the (view, view column, base table, base column)
+/// quadruples it found (see [`VIEW_DEFAULTS`]).
 async fn view_key_deps(
     client: &tokio_postgres::Client,
     schemas: &[String],
-) -> Result<Vec<ViewKeyDep>, tokio_postgres::Error> {
+) -> Result<(Vec<ViewKeyDep>, Vec<(u32, i32, u32, i32)>), tokio_postgres::Error> {
     let mut targets: HashMap<u32, Vec<TargetEntry>> = HashMap::new();
     let mut exposed: Vec<u32> = Vec::new();
     // Oids asked for by number so far (tables among them are not loaded).
@@ -633,7 +675,7 @@ async fn view_key_deps(
     }
     let quads = resolve_view_columns(&targets, &exposed);
     if quads.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), quads));
     }
     let views: Vec<u32> = quads.iter().map(|q| q.0).collect();
     let view_cols: Vec<i32> = quads.iter().map(|q| q.1).collect();
@@ -669,7 +711,7 @@ async fn view_key_deps(
                 .collect(),
         });
     }
-    Ok(deps)
+    Ok((deps, quads))
 }
 
 #[cfg(test)]
