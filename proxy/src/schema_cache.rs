@@ -29,21 +29,27 @@ WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 /// `BY DEFAULT`, else its domain's default — cast to the column's type. Run
 /// with `search_path` = `pg_catalog` so that `pg_get_expr` and `format_type`
 /// qualify every name: the expression is evaluated under each request's
-/// search path. Identity `ALWAYS` and generated columns: none (PostgreSQL
+/// search path. A column's own sequence (serial, identity) is named by oid,
+/// so a role without `USAGE` on the sequence's schema — an API view over a
+/// private table — can still take its next value, as `DEFAULT` can. Identity `ALWAYS` and generated columns: none (PostgreSQL
 /// refuses a value for them).
 const DEFAULTS: &str = r#"
 SELECT n.nspname::text, c.relname::text, a.attname::text,
-  '(' || CASE WHEN a.attidentity = 'd'
-              THEN format('nextval(%L::regclass)',
-                          (SELECT dep.objid::regclass::text FROM pg_depend dep
-                           WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-                             AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'))
+  '(' || CASE WHEN seq.objid IS NOT NULL
+                   AND (a.attidentity = 'd'
+                        OR pg_get_expr(d.adbin, d.adrelid) = format('nextval(%L::regclass)', seq.objid::regclass::text))
+              THEN format('nextval(%s::oid::regclass)', seq.objid)
               ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), pg_get_expr(t.typdefaultbin, 0)) END
       || ')::' || format_type(a.atttypid, NULL)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN LATERAL (
+  SELECT dep.objid FROM pg_depend dep JOIN pg_class sc ON sc.oid = dep.objid AND sc.relkind = 'S'
+  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+    AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
+  LIMIT 1) seq ON true
 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
   AND a.attgenerated = '' AND a.attidentity <> 'a'
   AND (a.attidentity = 'd' OR d.adbin IS NOT NULL OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL))
@@ -56,11 +62,10 @@ WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 /// base table, base column) quadruples of the exposed views.
 const VIEW_DEFAULTS: &str = r#"
 SELECT vn.nspname::text, vc.relname::text, va.attname::text,
-  '(' || CASE WHEN a.attidentity = 'd'
-              THEN format('nextval(%L::regclass)',
-                          (SELECT dep.objid::regclass::text FROM pg_depend dep
-                           WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-                             AND dep.refobjid = m.tbl AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'))
+  '(' || CASE WHEN seq.objid IS NOT NULL
+                   AND (a.attidentity = 'd'
+                        OR pg_get_expr(d.adbin, d.adrelid) = format('nextval(%L::regclass)', seq.objid::regclass::text))
+              THEN format('nextval(%s::oid::regclass)', seq.objid)
               ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), pg_get_expr(t.typdefaultbin, 0)) END
       || ')::' || format_type(va.atttypid, NULL)
 FROM unnest($1::oid[], $2::int4[], $3::oid[], $4::int4[]) AS m(view_id, view_col, tbl, tbl_col)
@@ -69,6 +74,11 @@ JOIN pg_attribute va ON va.attrelid = m.view_id AND va.attnum = m.view_col AND N
 JOIN pg_attribute a ON a.attrelid = m.tbl AND a.attnum = m.tbl_col AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN LATERAL (
+  SELECT dep.objid FROM pg_depend dep JOIN pg_class sc ON sc.oid = dep.objid AND sc.relkind = 'S'
+  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+    AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
+  LIMIT 1) seq ON true
 WHERE vc.relkind = 'v' AND (pg_relation_is_updatable(m.view_id, false) & 8) = 8
   AND NOT EXISTS (SELECT 1 FROM pg_attrdef vd WHERE vd.adrelid = m.view_id AND vd.adnum = m.view_col)
   AND a.attgenerated = '' AND a.attidentity <> 'a'

@@ -27,6 +27,12 @@ fn setup_sql(anon: &str, nobody: &str, auth: &str) -> String {
         CREATE VIEW esg.metrics_twice WITH (security_invoker = true) AS
             SELECT tenant_id, id, id AS id_again, code FROM esg.metrics;
         GRANT INSERT ON esg.metrics_v TO tenancy_member;
+        -- an API view over a table of a schema its callers cannot use
+        CREATE SCHEMA private_s;
+        CREATE TABLE private_s.notes (id serial PRIMARY KEY, body text NOT NULL, tag text NOT NULL DEFAULT 'none');
+        CREATE VIEW esg.notes_v AS SELECT id, body, tag FROM private_s.notes;
+        GRANT SELECT, INSERT ON esg.notes_v TO tenancy_member;
+        GRANT USAGE ON SEQUENCE private_s.notes_id_seq TO tenancy_member;
         GRANT USAGE ON SCHEMA internal TO tenancy_member, tenancy_viewer;
         GRANT SELECT ON internal.m TO tenancy_member, tenancy_viewer;
         GRANT SELECT ON esg.points_v, esg.metrics_v, esg.metrics_vv, esg.metrics_via, esg.metrics_twice
@@ -530,6 +536,23 @@ async fn view_missing_default(p: &Proxy) {
     assert_eq!(
         v,
         json!([{"code": "mv1", "tenant_id": tenant}, {"code": "mv2", "tenant_id": tenant}])
+    );
+    // the base table's serial through a view, for a role without USAGE on
+    // the table's schema: its sequence is named by oid, as DEFAULT does
+    let r = p
+        .post("/notes_v?columns=id,body,tag&select=id,body,tag")
+        .bearer_auth(&acme)
+        .header("Prefer", "return=representation,missing=default")
+        .json(&json!([{"body": "a"}, {"id": 1000, "body": "b", "tag": "t"}]))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(
+        v,
+        json!([{"id": 1, "body": "a", "tag": "none"}, {"id": 1000, "body": "b", "tag": "t"}])
     );
 }
 
