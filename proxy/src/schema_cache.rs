@@ -26,23 +26,42 @@ WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 /// What a row gets for each column it leaves out, for `Prefer:
 /// missing=default` over rows with different keys (see
 /// [`Column::default_expr`]): the column's default, `nextval` of an identity
-/// `BY DEFAULT`, else its domain's default — cast to the column's type. Run
+/// `BY DEFAULT`, else its domain's default — cast to the column's type.
+/// A view column without a default of its own, on a view PostgreSQL inserts
+/// through by itself (auto-updatable: not through `INSTEAD OF` triggers),
+/// gets its base column's, as its `DEFAULT` does (`$2`–`$5`: the (view, view
+/// column, base table, base column) quadruples of the exposed views). Run
 /// with `search_path` = `pg_catalog` so that `pg_get_expr` and `format_type`
 /// qualify every name: the expression is evaluated under each request's
 /// search path. A column's own sequence (serial, identity) is named by oid,
 /// so a role without `USAGE` on the sequence's schema — an API view over a
-/// private table — can still take its next value, as `DEFAULT` can. Identity `ALWAYS` and generated columns: none (PostgreSQL
-/// refuses a value for them).
+/// private table — can still take its next value, as `DEFAULT` can.
+/// Identity `ALWAYS` and generated columns: none (PostgreSQL refuses a
+/// value for them).
 const DEFAULTS: &str = r#"
-SELECT n.nspname::text, c.relname::text, a.attname::text,
+WITH src AS (
+  SELECT a.attrelid AS rel, a.attnum AS col, a.attrelid AS srel, a.attnum AS scol
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  UNION ALL
+  SELECT m.view_id, m.view_col, m.tbl, m.tbl_col
+  FROM unnest($2::oid[], $3::int4[], $4::oid[], $5::int4[]) AS m(view_id, view_col, tbl, tbl_col)
+  JOIN pg_class vc ON vc.oid = m.view_id AND vc.relkind = 'v'
+  WHERE (pg_relation_is_updatable(m.view_id, false) & 8) = 8
+    AND NOT EXISTS (SELECT 1 FROM pg_attrdef vd WHERE vd.adrelid = m.view_id AND vd.adnum = m.view_col)
+)
+SELECT n.nspname::text, c.relname::text, ta.attname::text,
   '(' || CASE WHEN seq.objid IS NOT NULL
                    AND (a.attidentity = 'd'
                         OR pg_get_expr(d.adbin, d.adrelid) = format('nextval(%L::regclass)', seq.objid::regclass::text))
               THEN format('nextval(%s::oid::regclass)', seq.objid)
               ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), pg_get_expr(t.typdefaultbin, 0)) END
-      || ')::' || format_type(a.atttypid, NULL)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      || ')::' || format_type(ta.atttypid, NULL)
+FROM src
+JOIN pg_class c ON c.oid = src.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute ta ON ta.attrelid = src.rel AND ta.attnum = src.col AND NOT ta.attisdropped
+JOIN pg_attribute a ON a.attrelid = src.srel AND a.attnum = src.scol AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 LEFT JOIN LATERAL (
@@ -50,38 +69,7 @@ LEFT JOIN LATERAL (
   WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
     AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
   LIMIT 1) seq ON true
-WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
-  AND a.attgenerated = '' AND a.attidentity <> 'a'
-  AND (a.attidentity = 'd' OR d.adbin IS NOT NULL OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL))
-"#;
-
-/// A view column without a default of its own, on a view PostgreSQL
-/// inserts through by itself (auto-updatable: not through `INSTEAD OF`
-/// triggers): the base column's default, which is what its `DEFAULT` gets
-/// (same search path as [`DEFAULTS`]). `$1`–`$4`: the (view, view column,
-/// base table, base column) quadruples of the exposed views.
-const VIEW_DEFAULTS: &str = r#"
-SELECT vn.nspname::text, vc.relname::text, va.attname::text,
-  '(' || CASE WHEN seq.objid IS NOT NULL
-                   AND (a.attidentity = 'd'
-                        OR pg_get_expr(d.adbin, d.adrelid) = format('nextval(%L::regclass)', seq.objid::regclass::text))
-              THEN format('nextval(%s::oid::regclass)', seq.objid)
-              ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), pg_get_expr(t.typdefaultbin, 0)) END
-      || ')::' || format_type(va.atttypid, NULL)
-FROM unnest($1::oid[], $2::int4[], $3::oid[], $4::int4[]) AS m(view_id, view_col, tbl, tbl_col)
-JOIN pg_class vc ON vc.oid = m.view_id JOIN pg_namespace vn ON vn.oid = vc.relnamespace
-JOIN pg_attribute va ON va.attrelid = m.view_id AND va.attnum = m.view_col AND NOT va.attisdropped
-JOIN pg_attribute a ON a.attrelid = m.tbl AND a.attnum = m.tbl_col AND NOT a.attisdropped
-JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-LEFT JOIN LATERAL (
-  SELECT dep.objid FROM pg_depend dep JOIN pg_class sc ON sc.oid = dep.objid AND sc.relkind = 'S'
-  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-    AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
-  LIMIT 1) seq ON true
-WHERE vc.relkind = 'v' AND (pg_relation_is_updatable(m.view_id, false) & 8) = 8
-  AND NOT EXISTS (SELECT 1 FROM pg_attrdef vd WHERE vd.adrelid = m.view_id AND vd.adnum = m.view_col)
-  AND a.attgenerated = '' AND a.attidentity <> 'a'
+WHERE a.attgenerated = '' AND a.attidentity <> 'a'
   AND (a.attidentity = 'd' OR d.adbin IS NOT NULL OR (t.typtype = 'd' AND t.typdefaultbin IS NOT NULL))
 "#;
 
@@ -308,23 +296,20 @@ pub async fn load(
     s.add_view_relationships(&deps, &all_fks);
     // fully qualified names in the defaults (see DEFAULTS), then the
     // connection's own search path back (the load runs in a transaction: on
-    // an error the rollback undoes the SET); a view column's own default
-    // first, else its base column's
+    // an error the rollback undoes the SET)
+    let views: Vec<u32> = quads.iter().map(|q| q.0).collect();
+    let view_cols: Vec<i32> = quads.iter().map(|q| q.1).collect();
+    let tables: Vec<u32> = quads.iter().map(|q| q.2).collect();
+    let table_cols: Vec<i32> = quads.iter().map(|q| q.3).collect();
     client
         .batch_execute("SET search_path TO pg_catalog")
         .await?;
-    let mut defaults = client.query(DEFAULTS, &[&schemas]).await?;
-    if !quads.is_empty() {
-        let views: Vec<u32> = quads.iter().map(|q| q.0).collect();
-        let view_cols: Vec<i32> = quads.iter().map(|q| q.1).collect();
-        let tables: Vec<u32> = quads.iter().map(|q| q.2).collect();
-        let table_cols: Vec<i32> = quads.iter().map(|q| q.3).collect();
-        defaults.extend(
-            client
-                .query(VIEW_DEFAULTS, &[&views, &view_cols, &tables, &table_cols])
-                .await?,
-        );
-    }
+    let defaults = client
+        .query(
+            DEFAULTS,
+            &[&schemas, &views, &view_cols, &tables, &table_cols],
+        )
+        .await?;
     client.batch_execute("RESET search_path").await?;
     for row in defaults {
         let (schema, table, column): (String, String, String) =
@@ -334,9 +319,7 @@ pub async fn load(
             .get_mut(&(schema, table))
             .and_then(|t| t.columns.iter_mut().find(|c| c.name == column))
         {
-            if c.default_expr.is_none() {
-                c.default_expr = row.get(3);
-            }
+            c.default_expr = row.get(3);
         }
     }
     for row in client.query(FUNCTIONS, &[&schemas]).await? {
@@ -649,7 +632,7 @@ fn resolve_view_columns(
 /// finds them: from each view's target list (`resorigtbl`/`resorigcol`),
 /// recursively through views of views.
 /// Also returns the (view, view column, base table, base column)
-/// quadruples it found (see [`VIEW_DEFAULTS`]).
+/// quadruples it found (see [`DEFAULTS`]).
 async fn view_key_deps(
     client: &tokio_postgres::Client,
     schemas: &[String],
