@@ -178,28 +178,41 @@ pub(crate) fn qualified_function(name: &str) -> String {
         .join(".")
 }
 
-/// The end of a request's transaction, and a reset of the session in the
-/// same round trip: what the statement set for the whole session
-/// (`set_config(…, false)`, `SET statement_timeout` in a function) does not
-/// reach the next request on the pooled connection, another tenant's maybe.
-/// `RESET ALL` skips the role (PostgreSQL's GUC_NO_RESET_ALL): a function's
-/// `set_config('role', …, false)` is undone by `RESET ROLE`. `DISCARD TEMP`
+/// The session reset that follows every `COMMIT`/`ROLLBACK`, in the same
+/// round trip: what the statement set for the whole session does not reach
+/// the next request on the pooled connection, another tenant's maybe.
+/// `RESET ALL` undoes `set_config(…, false)` and `SET` in a function, but
+/// skips the role (PostgreSQL's GUC_NO_RESET_ALL): a function's
+/// `set_config('role', …, false)` is undone by `RESET ROLE`. `CLOSE ALL`
+/// closes `WITH HOLD` cursors a function declared (their rows were read
+/// under this request's role and tenant, and any later request could
+/// `FETCH` them); `UNLISTEN *` drops a function's `LISTEN`s; `DISCARD TEMP`
 /// drops temporary tables a function left (a scratch table created `IF NOT
 /// EXISTS` and never emptied would otherwise hand one tenant's rows to the
 /// next; temporary tables have no row-level security); `DISCARD SEQUENCES`
-/// forgets `lastval()`/`currval()` (the id another tenant just inserted);
-/// both free when there is nothing to drop (pgbench: within noise).
-/// Prepared statements stay. Not undone: session advisory locks
-/// (`pg_advisory_unlock_all()` as a `SELECT` cost ~15 % of a trivial
-/// transaction) — see docs/proxy.md.
-const COMMIT: &str = "COMMIT; RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES";
-const ROLLBACK: &str = "ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES";
+/// forgets `lastval()`/`currval()` (the id another tenant just inserted).
+/// All free when there is nothing to undo (pgbench, 8 clients, 3 × 4 s
+/// alternating, `CLOSE ALL; UNLISTEN *` added: 28.8/28.4, 29.6/29.5,
+/// 30.1/28.6k tps). Prepared statements stay (the pool's own). Not undone:
+/// session advisory locks (`pg_advisory_unlock_all()` as a `SELECT`: −11 %
+/// in the same pgbench runs) — see docs/proxy.md.
+macro_rules! session_reset {
+    () => {
+        "RESET ALL; RESET ROLE; CLOSE ALL; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES"
+    };
+}
+/// A request's transaction ends: commit (a rollback server-side when the
+/// transaction failed), then the [`session_reset!`].
+const COMMIT: &str = concat!("COMMIT; ", session_reset!());
+const ROLLBACK: &str = concat!("ROLLBACK; ", session_reset!());
 /// A transaction the request asked to end in a rollback (`Prefer:
 /// tx=rollback`, `db-tx-end`): deferred constraints are checked first, so a
 /// violation is the response as it would be on commit (PostgREST). On an
 /// error the rest of the string is skipped and the caller rolls back.
-const ROLLBACK_CHECKED: &str =
-    "SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK; RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES";
+const ROLLBACK_CHECKED: &str = concat!(
+    "SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK; ",
+    session_reset!()
+);
 
 /// Parameter bytes past which a connection is not reused (see [`run`]).
 const LARGE_STATEMENT_BYTES: usize = 4 << 20;

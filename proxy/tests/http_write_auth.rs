@@ -955,8 +955,25 @@ async fn pooled_isolation(db: &TestDb) {
                EXCEPTION WHEN object_not_in_prerequisite_state THEN
                  RETURN NULL;
                END $$;
+             CREATE FUNCTION esg.hold_rows() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+               BEGIN
+                 EXECUTE 'DECLARE held CURSOR WITH HOLD FOR SELECT tenant_id::text AS t FROM esg.metrics';
+               END $$;
+             CREATE FUNCTION esg.held() RETURNS SETOF text LANGUAGE plpgsql VOLATILE AS $$
+               DECLARE r record;
+               BEGIN
+                 IF EXISTS (SELECT FROM pg_cursors WHERE name = 'held') THEN
+                   FOR r IN EXECUTE 'FETCH ALL FROM held' LOOP RETURN NEXT r.t; END LOOP;
+                 END IF;
+               END $$;
+             CREATE FUNCTION esg.listen_news() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+               BEGIN EXECUTE 'LISTEN tenant_news'; END $$;
+             CREATE FUNCTION esg.channels() RETURNS text[] LANGUAGE sql STABLE AS $$
+               SELECT ARRAY(SELECT pg_listening_channels())
+             $$;
              GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek(), esg.scratch(text),
-               esg.take_ticket(), esg.last_ticket() TO PUBLIC;
+               esg.take_ticket(), esg.last_ticket(), esg.hold_rows(), esg.held(),
+               esg.listen_news(), esg.channels() TO PUBLIC;
              NOTIFY pgrst, 'reload schema';",
         )
         .await
@@ -1014,6 +1031,38 @@ async fn pooled_isolation(db: &TestDb) {
         )
         .await;
         assert_eq!((s, v), (200, Value::Null), "lastval() survived the request");
+        // nor a WITH HOLD cursor: its rows were read under the first
+        // tenant's policies and would be fetched by the next request
+        let r = p
+            .post("/rpc/hold_rows")
+            .bearer_auth(&globex)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        let (s, v) = json_of(p.post("/rpc/held").bearer_auth(&acme).send().await.unwrap()).await;
+        assert_eq!(
+            (s, v),
+            (200, json!([])),
+            "a WITH HOLD cursor survived the request"
+        );
+        // nor a LISTEN
+        let r = p
+            .post("/rpc/listen_news")
+            .bearer_auth(&globex)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        let (s, v) = json_of(
+            p.get("/rpc/channels")
+                .bearer_auth(&acme)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v), (200, json!([])), "a LISTEN survived the request");
     }
     p.stop().await;
 }
