@@ -285,36 +285,62 @@ pub async fn run(
     e: Exec,
     mut abandoned: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Outcome, ApiError> {
-    // a client that left while waiting for a connection is not served
-    let obj = tokio::select! {
-        biased;
-        c = connection(&state) => c?,
-        _ = &mut abandoned => {
-            return Err(ApiError::new(499, "TENANCY499", "The client closed the request"));
-        }
-    };
-    let mut conn = Conn {
-        obj: Some(obj),
-        clean: false,
-        tls: state.db.tls.clone(),
-    };
-    let (out, clean) = {
-        let work = run_client(&state, &e, conn.client());
-        tokio::pin!(work);
-        tokio::select! {
+    let mut retried = false;
+    let (mut conn, out) = loop {
+        // a client that left while waiting for a connection is not served
+        let obj = tokio::select! {
             biased;
-            r = &mut work => r,
+            c = connection(&state) => c?,
             _ = &mut abandoned => {
-                metrics::counter!("tenancy_proxy_cancelled_statements_total").increment(1);
-                let token = conn.client().cancel_token();
-                if let Err(err) = token.cancel_query(state.db.tls.clone()).await {
-                    tracing::warn!(error = %err, "cancelling an abandoned request's statement failed");
-                }
-                work.await
+                return Err(ApiError::new(499, "TENANCY499", "The client closed the request"));
             }
+        };
+        let mut conn = Conn {
+            obj: Some(obj),
+            clean: false,
+            tls: state.db.tls.clone(),
+        };
+        let (out, clean) = {
+            let work = run_client(&state, &e, conn.client());
+            tokio::pin!(work);
+            tokio::select! {
+                biased;
+                r = &mut work => r,
+                _ = &mut abandoned => {
+                    metrics::counter!("tenancy_proxy_cancelled_statements_total").increment(1);
+                    let token = conn.client().cancel_token();
+                    if let Err(err) = token.cancel_query(state.db.tls.clone()).await {
+                        tracing::warn!(error = %err, "cancelling an abandoned request's statement failed");
+                    }
+                    work.await
+                }
+            }
+        };
+        conn.clean = clean;
+        // A function the previous requests ran can `DEALLOCATE` the pool's
+        // prepared statements or `PREPARE` one under the name the pool
+        // picks next: the connection's statement cache no longer matches
+        // its backend, and every request on it would fail. It is closed,
+        // and the request — rolled back, nothing of it committed — runs
+        // once more on another connection.
+        match &out {
+            Err(err) if clean && stale_statement(err) => {
+                tracing::warn!(code = %err.code, message = %err.message,
+                    "a prepared statement of the pool was dropped or taken on the connection; closing it");
+                metrics::counter!("tenancy_proxy_stale_connections_total").increment(1);
+                if let Some(obj) = conn.obj.take() {
+                    drop(deadpool_postgres::Object::take(obj));
+                }
+                if !retried {
+                    retried = true;
+                    continue;
+                }
+                return out;
+            }
+            _ => break (conn, out),
         }
     };
-    conn.clean = clean;
+    let clean = conn.clean;
     // A connection's buffers grow to the largest message it sent and keep
     // that size: one that carried a large body (a bulk insert) is closed
     // instead of going back to the pool, so its memory is released.
@@ -341,6 +367,23 @@ pub async fn run(
         metrics::counter!("tenancy_proxy_prepared_statement_resets_total").increment(1);
     }
     out
+}
+
+/// Whether a request failed because the connection's prepared statements
+/// are not the ones its statement cache names (`26000` "prepared statement
+/// \"s12\" does not exist" after a `DEALLOCATE`, `42P05` "… already
+/// exists" when a `PREPARE` took the name the pool chose): the pool's
+/// statements are named `s` and a number.
+fn stale_statement(err: &ApiError) -> bool {
+    let tail = match err.code.as_str() {
+        "26000" => "\" does not exist",
+        "42P05" => "\" already exists",
+        _ => return false,
+    };
+    err.message
+        .strip_prefix("prepared statement \"s")
+        .and_then(|m| m.strip_suffix(tail))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// [`run`] on a given connection (the pool's, or an asynchronous job's own):
@@ -707,4 +750,46 @@ fn plan_rows(rows: &[tokio_postgres::Row]) -> Option<i64> {
     let plan: serde_json::Value = rows.first()?.try_get(0).ok()?;
     let n = plan.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64()?;
     Some(n.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: &str, message: &str) -> ApiError {
+        ApiError::new(500, code, message)
+    }
+
+    #[test]
+    fn stale_statement_only_for_the_pools_names() {
+        assert!(stale_statement(&err(
+            "26000",
+            r#"prepared statement "s12" does not exist"#
+        )));
+        assert!(stale_statement(&err(
+            "42P05",
+            r#"prepared statement "s0" already exists"#
+        )));
+        // a function's own statements, other codes, other shapes
+        assert!(!stale_statement(&err(
+            "26000",
+            r#"prepared statement "mine" does not exist"#
+        )));
+        assert!(!stale_statement(&err(
+            "26000",
+            r#"prepared statement "s" does not exist"#
+        )));
+        assert!(!stale_statement(&err(
+            "26000",
+            r#"prepared statement "s1x" does not exist"#
+        )));
+        assert!(!stale_statement(&err(
+            "42P05",
+            r#"prepared statement "s1" does not exist"#
+        )));
+        assert!(!stale_statement(&err(
+            "P0001",
+            r#"prepared statement "s1" does not exist"#
+        )));
+    }
 }

@@ -971,9 +971,22 @@ async fn pooled_isolation(db: &TestDb) {
              CREATE FUNCTION esg.channels() RETURNS text[] LANGUAGE sql STABLE AS $$
                SELECT ARRAY(SELECT pg_listening_channels())
              $$;
+             CREATE FUNCTION esg.forget_plans() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+               BEGIN EXECUTE 'DEALLOCATE ALL'; END $$;
+             -- takes the names the pool's next prepared statements will get
+             CREATE FUNCTION esg.squat() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+               DECLARE top int;
+               BEGIN
+                 SELECT coalesce(max(substr(name, 2)::int), 0) INTO top
+                   FROM pg_prepared_statements WHERE name ~ '^s[0-9]+$';
+                 FOR i IN top + 1 .. top + 300 LOOP
+                   EXECUTE format('PREPARE %I AS SELECT 1', 's' || i);
+                 END LOOP;
+                 RETURN top;
+               END $$;
              GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek(), esg.scratch(text),
                esg.take_ticket(), esg.last_ticket(), esg.hold_rows(), esg.held(),
-               esg.listen_news(), esg.channels() TO PUBLIC;
+               esg.listen_news(), esg.channels(), esg.forget_plans(), esg.squat() TO PUBLIC;
              NOTIFY pgrst, 'reload schema';",
         )
         .await
@@ -1063,6 +1076,43 @@ async fn pooled_isolation(db: &TestDb) {
         )
         .await;
         assert_eq!((s, v), (200, json!([])), "a LISTEN survived the request");
+    }
+    // a function that drops the pool's prepared statements, or takes the
+    // names it will use next, fails no later request: the connection is
+    // replaced and the request runs again
+    for round in 0..2 {
+        let r = p
+            .post("/rpc/forget_plans")
+            .bearer_auth(&globex)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        let (s, v) = json_of(p.get("/rpc/peek").bearer_auth(&acme).send().await.unwrap()).await;
+        assert_eq!(s, 200, "after DEALLOCATE ALL: {v}");
+        let (s, top) = json_of(
+            p.post("/rpc/squat")
+                .bearer_auth(&globex)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "{top}");
+        assert!(
+            top.as_i64().unwrap() > 0,
+            "the pool prepares statements: {top}"
+        );
+        // a statement text the connection has not prepared yet
+        let (s, v) = json_of(
+            p.get(&format!("/metrics?select=id&limit={}", 40 + round))
+                .bearer_auth(&acme)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, 200, "after PREPARE of the pool's next names: {v}");
     }
     p.stop().await;
 }
