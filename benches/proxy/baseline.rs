@@ -109,16 +109,9 @@ async fn one(state: &Arc<AppState>, w: &Work) -> Result<usize, BoxError> {
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     // the same runtime choice as the proxy (see Config::threads)
-    let threads = tenancy_proxy::config::host_runtime_threads(args.threads);
-    let mut rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    if threads > 1 {
-        rt.worker_threads(threads);
-    }
-    rt.enable_all().build()?.block_on(bench(args))
+    tenancy_proxy::config::runtime_builder(args.threads)
+        .build()?
+        .block_on(bench(args))
 }
 
 async fn bench(args: Args) -> Result<(), BoxError> {

@@ -273,6 +273,23 @@ pub fn host_runtime_threads(threads: usize) -> usize {
     runtime_threads(threads, cores)
 }
 
+/// The Tokio runtime for `threads` ([`host_runtime_threads`]): one thread
+/// runs everything on the calling thread, no cross-thread wake-ups; more
+/// are that many workers. Shared by the proxy and the benchmark baseline.
+pub fn runtime_builder(threads: usize) -> tokio::runtime::Builder {
+    let threads = host_runtime_threads(threads);
+    let mut rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if threads > 1 {
+        rt.worker_threads(threads);
+    }
+    rt.enable_all();
+    rt
+}
+
 impl Config {
     /// `server-cors-allowed-origins` as a list (empty: any origin).
     pub fn cors_origins(&self) -> Vec<String> {

@@ -756,40 +756,25 @@ fn plan_rows(rows: &[tokio_postgres::Row]) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn err(code: &str, message: &str) -> ApiError {
-        ApiError::new(500, code, message)
-    }
-
     #[test]
     fn stale_statement_only_for_the_pools_names() {
-        assert!(stale_statement(&err(
-            "26000",
-            r#"prepared statement "s12" does not exist"#
-        )));
-        assert!(stale_statement(&err(
-            "42P05",
-            r#"prepared statement "s0" already exists"#
-        )));
-        // a function's own statements, other codes, other shapes
-        assert!(!stale_statement(&err(
-            "26000",
-            r#"prepared statement "mine" does not exist"#
-        )));
-        assert!(!stale_statement(&err(
-            "26000",
-            r#"prepared statement "s" does not exist"#
-        )));
-        assert!(!stale_statement(&err(
-            "26000",
-            r#"prepared statement "s1x" does not exist"#
-        )));
-        assert!(!stale_statement(&err(
-            "42P05",
-            r#"prepared statement "s1" does not exist"#
-        )));
-        assert!(!stale_statement(&err(
-            "P0001",
-            r#"prepared statement "s1" does not exist"#
-        )));
+        let cases = [
+            ("26000", r#"prepared statement "s12" does not exist"#, true),
+            ("42P05", r#"prepared statement "s0" already exists"#, true),
+            // a function's own statements, other codes, other shapes
+            (
+                "26000",
+                r#"prepared statement "mine" does not exist"#,
+                false,
+            ),
+            ("26000", r#"prepared statement "s" does not exist"#, false),
+            ("26000", r#"prepared statement "s1x" does not exist"#, false),
+            ("42P05", r#"prepared statement "s1" does not exist"#, false),
+            ("P0001", r#"prepared statement "s1" does not exist"#, false),
+        ];
+        for (code, message, stale) in cases {
+            let e = ApiError::new(500, code, message);
+            assert_eq!(stale_statement(&e), stale, "{code} {message}");
+        }
     }
 }

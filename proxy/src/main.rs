@@ -16,17 +16,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // one thread: everything on the main thread, no cross-thread wake-ups
-    let threads = tenancy_proxy::config::host_runtime_threads(config.threads);
-    let mut rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    if threads > 1 {
-        rt.worker_threads(threads);
-    }
-    let rt = match rt.enable_all().build() {
+    let rt = match tenancy_proxy::config::runtime_builder(config.threads).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tenancy-proxy: cannot start the async runtime: {e}");

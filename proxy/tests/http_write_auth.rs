@@ -1046,75 +1046,51 @@ async fn pooled_isolation(db: &TestDb) {
         assert_eq!((s, v), (200, Value::Null), "lastval() survived the request");
         // nor a WITH HOLD cursor: its rows were read under the first
         // tenant's policies and would be fetched by the next request
-        let r = p
-            .post("/rpc/hold_rows")
-            .bearer_auth(&globex)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
-        let (s, v) = json_of(p.post("/rpc/held").bearer_auth(&acme).send().await.unwrap()).await;
+        assert_eq!(call(&p, "hold_rows", &globex).await.0, 204);
         assert_eq!(
-            (s, v),
+            call(&p, "held", &acme).await,
             (200, json!([])),
             "a WITH HOLD cursor survived the request"
         );
         // nor a LISTEN
-        let r = p
-            .post("/rpc/listen_news")
-            .bearer_auth(&globex)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
-        let (s, v) = json_of(
-            p.get("/rpc/channels")
-                .bearer_auth(&acme)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!((s, v), (200, json!([])), "a LISTEN survived the request");
+        assert_eq!(call(&p, "listen_news", &globex).await.0, 204);
+        assert_eq!(
+            call(&p, "channels", &acme).await,
+            (200, json!([])),
+            "a LISTEN survived the request"
+        );
     }
     // a function that drops the pool's prepared statements, or takes the
     // names it will use next, fails no later request: the connection is
     // replaced and the request runs again
     for round in 0..2 {
-        let r = p
-            .post("/rpc/forget_plans")
-            .bearer_auth(&globex)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
-        let (s, v) = json_of(p.get("/rpc/peek").bearer_auth(&acme).send().await.unwrap()).await;
+        assert_eq!(call(&p, "forget_plans", &globex).await.0, 204);
+        let (s, v) = call(&p, "peek", &acme).await;
         assert_eq!(s, 200, "after DEALLOCATE ALL: {v}");
-        let (s, top) = json_of(
-            p.post("/rpc/squat")
-                .bearer_auth(&globex)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (s, top) = call(&p, "squat", &globex).await;
         assert_eq!(s, 200, "{top}");
         assert!(
             top.as_i64().unwrap() > 0,
             "the pool prepares statements: {top}"
         );
         // a statement text the connection has not prepared yet
-        let (s, v) = json_of(
-            p.get(&format!("/metrics?select=id&limit={}", 40 + round))
-                .bearer_auth(&acme)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let path = format!("/metrics?select=id&limit={}", 40 + round);
+        let (s, v) = json_of(p.get(&path).bearer_auth(&acme).send().await.unwrap()).await;
         assert_eq!(s, 200, "after PREPARE of the pool's next names: {v}");
     }
     p.stop().await;
+}
+
+/// `POST /rpc/<name>` without arguments as `token`: status and body.
+async fn call(p: &Proxy, name: &str, token: &str) -> (u16, Value) {
+    json_of(
+        p.post(&format!("/rpc/{name}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 async fn rate_limits(db: &TestDb) {
