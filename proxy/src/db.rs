@@ -193,9 +193,8 @@ pub(crate) fn qualified_function(name: &str) -> String {
 /// forgets `lastval()`/`currval()` (the id another tenant just inserted).
 /// All free when there is nothing to undo (pgbench, 8 clients, 3 × 4 s
 /// alternating, `CLOSE ALL; UNLISTEN *` added: 28.8/28.4, 29.6/29.5,
-/// 30.1/28.6k tps). Prepared statements stay (the pool's own). Not undone:
-/// session advisory locks (`pg_advisory_unlock_all()` as a `SELECT`: −11 %
-/// in the same pgbench runs) — see docs/proxy.md.
+/// 30.1/28.6k tps). Prepared statements stay (the pool's own). Session
+/// advisory locks are released by the next request's [`SETUP`].
 macro_rules! session_reset {
     () => {
         "RESET ALL; RESET ROLE; CLOSE ALL; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES"
@@ -218,7 +217,14 @@ const ROLLBACK_CHECKED: &str = concat!(
 const LARGE_STATEMENT_BYTES: usize = 4 << 20;
 
 /// The per-request settings, one statement (all values are parameters).
-const SETUP: &str = "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
+/// First it releases the session advisory locks an earlier request's
+/// function left on the connection (`pg_advisory_lock` without an unlock):
+/// they would otherwise block every other session wanting them for as long
+/// as the connection lives. Here rather than in the [`session_reset!`],
+/// where it would be one more statement (−11 % in a trivial pgbench loop);
+/// as one more call in this statement it measured within noise (pgbench, 8
+/// clients, 10 alternating pairs of 4–8 s).
+const SETUP: &str = "SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true), \
      pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true), \
      pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('search_path', $6, true), \
      pg_catalog.set_config('tenancy.tenant_id', $7, true), pg_catalog.set_config('request.cookies', $8, true)";

@@ -984,6 +984,10 @@ async fn pooled_isolation(db: &TestDb) {
                  END LOOP;
                  RETURN top;
                END $$;
+             CREATE FUNCTION esg.lock_forever() RETURNS boolean LANGUAGE sql VOLATILE AS $$
+               SELECT pg_try_advisory_lock(4242)
+             $$;
+             GRANT EXECUTE ON FUNCTION esg.lock_forever() TO PUBLIC;
              GRANT EXECUTE ON FUNCTION esg.leak(text), esg.peek(), esg.scratch(text),
                esg.take_ticket(), esg.last_ticket(), esg.hold_rows(), esg.held(),
                esg.listen_news(), esg.channels(), esg.forget_plans(), esg.squat() TO PUBLIC;
@@ -1060,6 +1064,18 @@ async fn pooled_isolation(db: &TestDb) {
             "a LISTEN survived the request"
         );
     }
+    // a session advisory lock a function left is released when the
+    // connection serves its next request, whoever's
+    let lock_free = "SELECT pg_try_advisory_lock(4242) AND pg_advisory_unlock(4242)";
+    assert_eq!(call(&p, "lock_forever", &globex).await, (200, json!(true)));
+    let free: bool = admin.query_one(lock_free, &[]).await.unwrap().get(0);
+    assert!(
+        !free,
+        "the lock outlives the request until the connection's next one"
+    );
+    assert_eq!(call(&p, "peek", &acme).await.0, 200);
+    let free: bool = admin.query_one(lock_free, &[]).await.unwrap().get(0);
+    assert!(free, "a session advisory lock survived the next request");
     // a function that drops the pool's prepared statements, or takes the
     // names it will use next, fails no later request: the connection is
     // replaced and the request runs again
