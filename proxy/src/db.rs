@@ -292,6 +292,8 @@ pub async fn run(
     mut abandoned: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Outcome, ApiError> {
     let mut retried = false;
+    // `abandoned` has resolved (it must not be polled again)
+    let mut gone = false;
     let (mut conn, out) = loop {
         // a client that left while waiting for a connection is not served
         let obj = tokio::select! {
@@ -313,6 +315,7 @@ pub async fn run(
                 biased;
                 r = &mut work => r,
                 _ = &mut abandoned => {
+                    gone = true;
                     metrics::counter!("tenancy_proxy_cancelled_statements_total").increment(1);
                     let token = conn.client().cancel_token();
                     if let Err(err) = token.cancel_query(state.db.tls.clone()).await {
@@ -337,7 +340,8 @@ pub async fn run(
                 if let Some(obj) = conn.obj.take() {
                     drop(deadpool_postgres::Object::take(obj));
                 }
-                if !retried {
+                // (not for a client that has gone away)
+                if !retried && !gone {
                     retried = true;
                     continue;
                 }
