@@ -519,19 +519,24 @@ async fn view_missing_default(p: &Proxy) {
     let (s, v) = get(p, "/metrics?select=tenant_id&limit=1", Some(&acme)).await;
     assert_eq!(s, 200, "{v}");
     let tenant = v[0]["tenant_id"].clone();
-    let r = p
-        .post("/metrics_v?columns=tenant_id,code,name,unit&select=code,tenant_id")
-        .bearer_auth(&acme)
-        .header("Prefer", "return=representation,missing=default")
-        .json(&json!([
-            {"code": "mv1", "name": "one", "unit": "t"},
-            {"tenant_id": tenant, "code": "mv2", "name": "two", "unit": "t"}
-        ]))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
+    // `POST path` with missing=default as acme: status and body
+    let insert = |path: &'static str, body: Value| {
+        let r = p
+            .post(path)
+            .bearer_auth(&acme)
+            .header("Prefer", "return=representation,missing=default")
+            .json(&body);
+        async move { json_of(r.send().await.unwrap()).await }
+    };
+    let body = json!([
+        {"code": "mv1", "name": "one", "unit": "t"},
+        {"tenant_id": tenant, "code": "mv2", "name": "two", "unit": "t"}
+    ]);
+    let (status, v) = insert(
+        "/metrics_v?columns=tenant_id,code,name,unit&select=code,tenant_id",
+        body,
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(
         v,
@@ -539,16 +544,8 @@ async fn view_missing_default(p: &Proxy) {
     );
     // the base table's serial through a view, for a role without USAGE on
     // the table's schema: its sequence is named by oid, as DEFAULT does
-    let r = p
-        .post("/notes_v?columns=id,body,tag&select=id,body,tag")
-        .bearer_auth(&acme)
-        .header("Prefer", "return=representation,missing=default")
-        .json(&json!([{"body": "a"}, {"id": 1000, "body": "b", "tag": "t"}]))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
+    let body = json!([{"body": "a"}, {"id": 1000, "body": "b", "tag": "t"}]);
+    let (status, v) = insert("/notes_v?columns=id,body,tag&select=id,body,tag", body).await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(
         v,
