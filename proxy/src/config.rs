@@ -57,7 +57,8 @@ pub struct Config {
     #[arg(long, env = "PGRST_DB_PRE_REQUEST", alias = "pre-request")]
     pub db_pre_request: Option<String>,
     /// commit | commit-allow-override | rollback | rollback-allow-override
-    #[arg(long, env = "PGRST_DB_TX_END", default_value = "commit")]
+    #[arg(long, env = "PGRST_DB_TX_END", default_value = "commit",
+          value_parser = ["commit", "commit-allow-override", "rollback", "rollback-allow-override"])]
     pub db_tx_end: String,
     /// Address to listen on: an IP, a host name, or PostgREST's `!4`/`*4`
     /// (any IPv4, the default, as in PostgREST), `!6`/`*6` (any IPv6), `*`.
@@ -109,7 +110,7 @@ pub struct Config {
     pub openapi_server_proxy_uri: Option<String>,
     /// A function (`root` or `schema.root`) whose result answers `GET /`
     /// instead of the OpenAPI document.
-    #[arg(long, env = "PGRST_DB_ROOT_SPEC")]
+    #[arg(long, env = "PGRST_DB_ROOT_SPEC", alias = "root-spec")]
     pub db_root_spec: Option<String>,
     /// A request header (`X-Request-Id`) copied onto the response.
     #[arg(long, env = "PGRST_SERVER_TRACE_HEADER")]
@@ -365,17 +366,21 @@ impl Config {
     /// (`openapi-mode`, `log-level`, ...): those are skipped with a warning
     /// on stderr instead of refusing to start.
     pub fn load() -> Result<Config, String> {
+        let env = |n: &str| std::env::var(n).ok();
         let first = Config::parse();
         let Some(path) = &first.config_file else {
-            let mut c = first.with_app_settings(Vec::new(), std::env::vars());
+            let args = Config::args_with_env_aliases(std::env::args().collect(), env);
+            let mut c = Config::try_parse_from(args)
+                .map_err(|e| e.to_string())?
+                .with_app_settings(Vec::new(), std::env::vars());
             c.from_command_line = true;
             return Ok(c);
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {path}: {e}"))?;
-        let (args, app) =
-            Config::args_with_file(&text, std::env::args().collect(), |n| std::env::var(n).ok())
-                .map_err(|e| format!("config file {path}: {e}"))?;
+        let (args, app) = Config::args_with_file(&text, std::env::args().collect(), env)
+            .map_err(|e| format!("config file {path}: {e}"))?;
+        let args = Config::args_with_env_aliases(args, env);
         let mut c = Config::try_parse_from(args)
             .map_err(|e| e.to_string())?
             .with_app_settings(app, std::env::vars());
@@ -416,12 +421,55 @@ impl Config {
             let given = args
                 .iter()
                 .any(|a| a == &flag || a.starts_with(&format!("{flag}=")));
-            let in_env = var.as_deref().is_some_and(|e| env(e).is_some());
+            // the environment wins over the file for the same spelling: the
+            // setting's own variable, or the old name's (`PGRST_MAX_ROWS`
+            // over a file's `max-rows`, added by `args_with_env_aliases`)
+            let in_env = var.as_deref().is_some_and(|e| set(env(e)))
+                || (k != *long && set(env(&env_name(&k))));
             if !in_env && !given {
                 args.push(format!("{flag}={v}"));
             }
         }
         Ok((args, app))
+    }
+
+    /// PostgREST's older names read from the environment too, as PostgREST
+    /// reads every spelling of a setting from `PGRST_<NAME>`:
+    /// `PGRST_DB_SCHEMA`, `PGRST_MAX_ROWS`, `PGRST_PRE_REQUEST`,
+    /// `PGRST_ROOT_SPEC`, `PGRST_ROLE_CLAIM_KEY`, `PGRST_SECRET_IS_BASE64`,
+    /// `PGRST_DB_POOL_TIMEOUT` — added as the setting's flag when neither the
+    /// command line, the setting's own variable nor (called after
+    /// [`Config::args_with_file`]) the config file under its current name
+    /// set it: PostgREST tries the current name (environment, then file)
+    /// before the old one. An empty variable counts as unset, as in
+    /// PostgREST.
+    pub fn args_with_env_aliases(
+        mut args: Vec<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Vec<String> {
+        for a in <Config as clap::CommandFactory>::command().get_arguments() {
+            let (Some(long), Some(var)) = (a.get_long(), a.get_env()) else {
+                continue;
+            };
+            if !var.to_string_lossy().starts_with("PGRST_") || set(env(&var.to_string_lossy())) {
+                continue;
+            }
+            let flag = format!("--{long}");
+            if args
+                .iter()
+                .any(|a| a == &flag || a.starts_with(&format!("{flag}=")))
+            {
+                continue;
+            }
+            let old = a.get_all_aliases().into_iter().flatten();
+            if let Some(v) = old
+                .filter_map(|name| env(&env_name(name)))
+                .find(|v| !v.is_empty())
+            {
+                args.push(format!("{flag}={v}"));
+            }
+        }
+        args
     }
 
     /// `app.settings.*` from the config file's pairs and the environment's
@@ -444,6 +492,18 @@ impl Config {
         self.app_settings = all.into_iter().collect();
         self
     }
+}
+
+/// The environment variable PostgREST reads a setting from:
+/// `db-schema` → `PGRST_DB_SCHEMA`.
+fn env_name(setting: &str) -> String {
+    format!("PGRST_{}", setting.to_uppercase().replace('-', "_"))
+}
+
+/// Whether an environment variable sets its setting (empty means unset, as
+/// in PostgREST).
+fn set(v: Option<String>) -> bool {
+    v.is_some_and(|v| !v.is_empty())
 }
 
 /// A boolean setting as PostgREST reads one: `true`/`false` in any case,
@@ -817,6 +877,64 @@ mod tests {
             !args.iter().any(|a| a.starts_with("--db-max-rows")),
             "{args:?}"
         );
+    }
+
+    #[test]
+    fn old_names_from_the_environment() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let parse = |args: Vec<String>| Config::try_parse_from(&args).unwrap();
+        let bare = || vec!["tenancy-proxy".to_string()];
+        // every old name PostgREST reads from PGRST_<NAME>
+        let env = vars(&[
+            ("PGRST_DB_SCHEMA", "public, personal"),
+            ("PGRST_MAX_ROWS", "4"),
+            ("PGRST_PRE_REQUEST", "api.check"),
+            ("PGRST_ROOT_SPEC", "api.root"),
+            ("PGRST_ROLE_CLAIM_KEY", ".app.role"),
+            ("PGRST_SECRET_IS_BASE64", "true"),
+            ("PGRST_DB_POOL_TIMEOUT", "7"),
+        ]);
+        let c = parse(Config::args_with_env_aliases(bare(), env));
+        assert_eq!(c.schemas(), vec!["public", "personal"]);
+        assert_eq!(c.db_max_rows, Some(4));
+        assert_eq!(c.db_pre_request.as_deref(), Some("api.check"));
+        assert_eq!(c.db_root_spec.as_deref(), Some("api.root"));
+        assert_eq!(c.jwt_role_claim_key, ".app.role");
+        assert!(c.jwt_secret_is_base64);
+        assert_eq!(c.db_pool_max_idletime, 7);
+        // the current name wins: its variable, a flag, the file
+        let args = Config::args_with_env_aliases(
+            bare(),
+            vars(&[("PGRST_DB_SCHEMAS", "api"), ("PGRST_DB_SCHEMA", "old")]),
+        );
+        assert!(!args.iter().any(|a| a.contains("old")), "{args:?}");
+        let flag = vec!["tenancy-proxy".to_string(), "--db-max-rows=9".to_string()];
+        let c = parse(Config::args_with_env_aliases(
+            flag,
+            vars(&[("PGRST_MAX_ROWS", "4")]),
+        ));
+        assert_eq!(c.db_max_rows, Some(9));
+        let env = vars(&[("PGRST_MAX_ROWS", "4")]);
+        let (args, _) = Config::args_with_file("db-max-rows = 5\n", bare(), env).unwrap();
+        let c = parse(Config::args_with_env_aliases(args, env));
+        assert_eq!(c.db_max_rows, Some(5));
+        // ... but an old name's variable beats the same old name in the file
+        let (args, _) = Config::args_with_file("max-rows = 5\n", bare(), env).unwrap();
+        let c = parse(Config::args_with_env_aliases(args, env));
+        assert_eq!(c.db_max_rows, Some(4));
+        // a misspelt transaction end is refused, not read as `commit`
+        let e = Config::try_parse_from(["p", "--db-tx-end=rolback"]).unwrap_err();
+        assert!(e.to_string().contains("rollback-allow-override"), "{e}");
+        // empty is unset
+        let args = Config::args_with_env_aliases(bare(), vars(&[("PGRST_MAX_ROWS", "")]));
+        assert_eq!(parse(args).db_max_rows, None);
     }
 
     #[test]

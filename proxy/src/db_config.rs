@@ -27,6 +27,7 @@ pub const KEYS: &[&str] = &[
     "db_prepared_statements",
     "db_root_spec",
     "db_schemas",
+    "db_tx_end",
     "jwt_aud",
     "jwt_cache_max_lifetime",
     "jwt_role_claim_key",
@@ -204,6 +205,7 @@ pub fn apply(c: &mut Config, pairs: &[(String, String)]) -> Result<(), String> {
             "db_prepared_statements" => n.db_prepared_statements = f.db_prepared_statements,
             "db_root_spec" => n.db_root_spec = f.db_root_spec.clone(),
             "db_schemas" => n.db_schemas = f.db_schemas.clone(),
+            "db_tx_end" => n.db_tx_end = f.db_tx_end.clone(),
             "jwt_aud" => n.jwt_aud = f.jwt_aud.clone(),
             "jwt_cache_max_lifetime" => n.jwt_cache_max_lifetime = f.jwt_cache_max_lifetime,
             "jwt_role_claim_key" => n.jwt_role_claim_key = f.jwt_role_claim_key.clone(),
@@ -249,6 +251,7 @@ mod tests {
                 ("db_max_rows", "1000"),
                 ("db_aggregates_enabled", "true"),
                 ("openapi_mode", "ignore-privileges"),
+                ("db_tx_end", "rollback-allow-override"),
             ]),
         )
         .unwrap();
@@ -256,6 +259,7 @@ mod tests {
         assert_eq!(c.db_max_rows, Some(1000));
         assert!(c.db_aggregates_enabled);
         assert_eq!(c.openapi_mode, "ignore-privileges");
+        assert_eq!(c.db_tx_end, "rollback-allow-override");
         // untouched
         assert_eq!(c.jwt_aud.as_deref(), Some("keep"));
         assert_eq!(c.db_uri, "postgresql://a@localhost/db");
@@ -280,6 +284,7 @@ mod tests {
             &[("db_schemas", "x"), ("openapi_mode", "sometimes")][..],
             &[("db_uri", "postgresql://elsewhere")][..],
             &[("db_aggregates_enabled", "perhaps")][..],
+            &[("db_tx_end", "rolback")][..],
         ] {
             let e = apply(&mut c, &pairs(bad)).unwrap_err();
             assert!(e.contains("pgrst") || e.contains("openapi-mode"), "{e}");

@@ -4,8 +4,8 @@
 //! `admin-server-port`, `server-unix-socket`, `db-pool-acquisition-timeout`,
 //! `db-pool-max-idletime`, `db-channel` / `db-channel-enabled`, settings
 //! from the database, the settings of impersonated roles and functions
-//! (`db-hoisted-tx-settings`), `db-pre-request`, and the startup errors of
-//! bad values.
+//! (`db-hoisted-tx-settings`), `db-pre-request`, the startup errors of
+//! bad values, and the binary reading PostgREST's older environment names.
 
 mod common;
 use common::*;
@@ -40,6 +40,7 @@ async fn deployment_settings() {
         unprepared_statements(&db).await;
         notify_channel(&db, &admin).await;
         bad_values(&db).await;
+        old_names_from_the_environment(&db).await;
         recovery(&db, &admin).await;
         in_database_config(&db, &admin).await;
         transaction_settings(&db, &admin).await;
@@ -508,6 +509,100 @@ async fn bad_values(db: &TestDb) {
         let e = start_error(c).await;
         assert!(e.contains(name), "{name}: {e}");
     }
+}
+
+/// The `tenancy-proxy` binary, configured the way many PostgREST
+/// docker-compose files do it, with the older names (`PGRST_DB_SCHEMA`,
+/// `PGRST_MAX_ROWS`): PostgREST reads every name of a setting from
+/// `PGRST_<NAME>`. And a misspelt `PGRST_DB_TX_END` stops the start
+/// instead of meaning `commit`.
+async fn old_names_from_the_environment(db: &TestDb) {
+    let c = db.config();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenancy-proxy"));
+        for (k, _) in
+            std::env::vars().filter(|(k, _)| k.starts_with("PGRST_") || k.starts_with("TENANCY_"))
+        {
+            cmd.env_remove(k);
+        }
+        cmd.env("PGRST_DB_URI", &c.db_uri)
+            .env("PGRST_DB_ANON_ROLE", c.db_anon_role.as_deref().unwrap())
+            .env("PGRST_SERVER_HOST", "127.0.0.1")
+            .env("PGRST_SERVER_PORT", port.to_string())
+            .env("PGRST_DB_POOL_AUTOMATIC_RECOVERY", "false")
+            .env("TENANCY_ANON_RATE_LIMIT", "0")
+            .envs(extra.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().expect("spawn tenancy-proxy")
+    };
+    let mut child = run(&[("PGRST_DB_SCHEMA", "esg, tenancy"), ("PGRST_MAX_ROWS", "1")]);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = eventually(150, || {
+        let r = http.get(format!("{base}/ready")).send();
+        async move { r.await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    assert!(ready, "the binary did not become ready");
+    // max-rows = 1: one unit of several
+    let r = http
+        .get(format!("{base}/units?select=code"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(r).await;
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{body}"
+    );
+    // db-schema = "esg, tenancy": the second schema can be chosen
+    let r = http
+        .get(format!("{base}/units"))
+        .header("Accept-Profile", "tenancy")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(r).await;
+    assert_ne!(body["code"], "PGRST106", "{status} {body}");
+    let r = http
+        .get(format!("{base}/units"))
+        .header("Accept-Profile", "public")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(r).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (406, Some("PGRST106")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("esg, tenancy"),
+        "{body}"
+    );
+    child.kill().await.unwrap();
+    // a transaction end PostgREST does not know: no start
+    let child = run(&[("PGRST_DB_SCHEMA", "esg"), ("PGRST_DB_TX_END", "rolback")]);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the binary exits")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("rollback-allow-override"),
+        "{err}"
+    );
 }
 
 /// `db-pool-automatic-recovery` (the default in the binary): a database
