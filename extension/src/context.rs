@@ -32,6 +32,8 @@ type Key = (Option<CString>, u32, u32);
 
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// The local transaction id in which the last invalidation arrived.
+    static INVALIDATED_IN: Cell<u32> = const { Cell::new(0) };
     static CACHE: RefCell<(u64, HashMap<Key, Context>)> = RefCell::new((0, HashMap::new()));
 }
 
@@ -55,8 +57,18 @@ pub fn init() {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    INVALIDATED_IN.with(|t| t.set(unsafe { current_lxid() }));
     // The extension may have been dropped and re-created by another owner.
     OWNER.with(|o| o.set(None));
+}
+
+/// This backend's local transaction id.
+unsafe fn current_lxid() -> u32 {
+    if pg_sys::MyProc.is_null() {
+        0
+    } else {
+        (*pg_sys::MyProc).lxid
+    }
 }
 
 /// The resolved context of one (setting, session user, current user): the
@@ -165,8 +177,15 @@ fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
         }
     }
     let ctx = Context { tenants };
-    // Only remember the answer if nothing invalidated the cache meanwhile.
-    if GENERATION.with(|g| g.get()) == generation {
+    // Only remember the answer if nothing invalidated the cache meanwhile,
+    // and not when an invalidation arrived during this transaction: its
+    // snapshot (all of a REPEATABLE READ transaction, or a statement that
+    // was running when another session committed) may predate the change
+    // that sent it — a suspension or binding would otherwise never reach
+    // this backend's later transactions.
+    if GENERATION.with(|g| g.get()) == generation
+        && INVALIDATED_IN.with(|t| t.get()) != unsafe { current_lxid() }
+    {
         CACHE.with(|c| {
             let mut c = c.borrow_mut();
             if c.1.len() >= CACHE_LIMIT {

@@ -668,6 +668,55 @@ async fn suspended_tenant_sees_nothing_and_cannot_write() {
     assert_eq!(w.db.snapshot().await.except(w.a), before.except(w.a));
 }
 
+/// A suspension committed while a member's REPEATABLE READ transaction is
+/// open: that transaction may keep its snapshot's view, but every later
+/// transaction of the same session must see the suspension. (The context
+/// computed under the old snapshot after the invalidation arrived used to
+/// be cached for the session's life: it kept reading and writing.) The
+/// same for a binding made meanwhile.
+#[tokio::test]
+async fn a_suspension_during_an_open_transaction_reaches_the_next_one() {
+    let w = World::new("suspend_rr").await;
+    let admin2 = w.db.connect_admin().await;
+    for (mode, c) in &w.members_of_a().await {
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+            .await
+            .unwrap();
+        admin2
+            .execute("SELECT tenancy.suspend_tenant('tenant-a')", &[])
+            .await
+            .unwrap();
+        // inside the old snapshot: whatever it says, it must not be cached
+        let _ = current_tenant(c).await;
+        let _ = count(c, "SELECT count(*) FROM esg.metrics").await;
+        c.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(current_tenant(c).await, None, "{mode}: next transaction");
+        assert_eq!(
+            count(c, "SELECT count(*) FROM esg.metrics").await,
+            0,
+            "{mode}: rows after the suspension"
+        );
+        admin2
+            .execute("SELECT tenancy.resume_tenant('tenant-a')", &[])
+            .await
+            .unwrap();
+        assert_eq!(current_tenant(c).await, Some(w.a), "{mode}: resumed");
+    }
+    // a role bound to B while its session has a transaction open
+    let login = w.db.login("late_bound", &["tenancy_member"]).await;
+    let c = w.db.connect_as(&login).await;
+    c.batch_execute("SELECT tenancy.set_tenant('tenant-a')")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+        .await
+        .unwrap();
+    w.db.bind(&login, w.b).await;
+    let _ = current_tenant(&c).await;
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(current_tenant(&c).await, Some(w.b), "the binding applies");
+}
+
 async fn copy_lines(c: &Client, sql: &str) -> Vec<Vec<String>> {
     use futures_util::TryStreamExt;
     let stream = c
