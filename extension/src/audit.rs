@@ -21,6 +21,38 @@ pub fn audit_digest(fields: Vec<Option<String>>) -> String {
 thread_local! {
     /// (local transaction id, set of (table oid, command)) already audited.
     static AUDITED: RefCell<(u32, HashSet<(u32, String)>)> = RefCell::new((0, HashSet::new()));
+    /// Whether [`forget_audited`] is registered in this backend.
+    static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A rolled-back subtransaction (`ROLLBACK TO SAVEPOINT`, a PL/pgSQL
+/// exception block) takes the audit entries written in it along: forget
+/// what was audited, so the next access in the transaction writes its entry
+/// again. (Forgetting entries that survive only costs a duplicate entry.)
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_audited(
+    event: pg_sys::SubXactEvent::Type,
+    _my_subid: pg_sys::SubTransactionId,
+    _parent_subid: pg_sys::SubTransactionId,
+    _arg: *mut std::os::raw::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        AUDITED.with(|a| {
+            if let Ok(mut a) = a.try_borrow_mut() {
+                a.1.clear();
+            }
+        });
+    }
+}
+
+/// Register [`forget_audited`] once per backend.
+fn forget_on_subtransaction_abort() {
+    CALLBACK.with(|done| {
+        if !done.get() {
+            unsafe { pg_sys::RegisterSubXactCallback(Some(forget_audited), std::ptr::null_mut()) };
+            done.set(true);
+        }
+    });
 }
 
 /// Policy helper for `tenancy_superadmin`: records one audit entry per
@@ -32,6 +64,7 @@ thread_local! {
 /// written): fail closed.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
+    forget_on_subtransaction_abort();
     let lxid = unsafe { (*pg_sys::MyProc).lxid };
     let key = (tbl.to_u32(), command.to_string());
     let first = AUDITED.with(|a| {

@@ -3,7 +3,7 @@
 -- everyone but the owner.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(45);
+SELECT plan(46);
 
 SELECT results_eq($$SELECT ok, entries, first_broken_seq, problem FROM tenancy.verify_audit()$$,
                   $$VALUES (true, 0::bigint, NULL::bigint, NULL::text)$$, 'an empty log verifies');
@@ -159,6 +159,18 @@ SELECT throws_ok($$SELECT * FROM tenancy.verify_audit()$$, '42501', NULL, 'a mem
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM tenancy.audit_log), 13, 'no refused attempt added or removed an entry');
 SELECT throws_ok($$SELECT tenancy._audit(NULL, NULL, NULL)$$, '22004', 'audit action must not be empty', 'an entry needs an action: 22004');
+
+-- attack: a super admin's first access to a table inside a savepoint that is
+-- rolled back takes its audit entry along; the next access (the real one)
+-- must still be audited
+SET LOCAL ROLE tap08_sa;
+SAVEPOINT probe;
+DELETE FROM t08.docs WHERE id = -1;
+ROLLBACK TO SAVEPOINT probe;
+DELETE FROM t08.docs WHERE id = 1;
+RESET ROLE;
+SELECT is((SELECT count(*)::int FROM tenancy.audit_log WHERE action = 'superadmin_access' AND details->>'command' = 'DELETE'), 1,
+          'a super admin''s access after a rolled-back savepoint is audited');
 
 SELECT * FROM finish();
 ROLLBACK;
