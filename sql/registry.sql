@@ -1,10 +1,13 @@
 -- pg_tenancy registry and context: resolving tenants, the current tenant,
 -- creating, suspending, resuming and dropping tenants, binding roles.
 
--- Is `t` a UUID in one of the forms the uuid type accepts most often?
+-- Is `t` a UUID, in any of the forms the uuid type accepts (32 hex digits, a
+-- hyphen allowed after any group of four but the last, optional braces)?
+-- Exactly the uuid input's grammar: a slug can never be read as an id
+-- (core::slug::parse_uuid is the same rule).
 CREATE FUNCTION tenancy._is_uuid(t text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-    SELECT t ~ '^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$'
+    SELECT t ~ '^(\{([0-9a-fA-F]{4}-?){7}[0-9a-fA-F]{4}\}|([0-9a-fA-F]{4}-?){7}[0-9a-fA-F]{4})$'
 $$;
 
 -- Find a tenant by uuid or slug; NULL when there is none. Raises 22023 when
@@ -147,7 +150,9 @@ $$;
  * Make `tenant` (uuid or slug) the current tenant of this session, or of the
  * current transaction when is_local. Returns its uuid.
  * Errors: 22023 malformed, P0002 unknown, 55000 not active, 42501 the role is
- * bound to another tenant.
+ * bound to another tenant. Like SET LOCAL, is_local outside a transaction
+ * block lasts only for the statement making it (the session's tenant, if
+ * any, applies again to the next one): use it after BEGIN.
  * Example: SELECT tenancy.set_tenant('acme');
  */
 CREATE FUNCTION tenancy.set_tenant(tenant text, is_local boolean DEFAULT false) RETURNS uuid

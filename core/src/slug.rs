@@ -56,34 +56,34 @@ pub fn validate(slug: &str) -> Result<(), SlugError> {
     Ok(())
 }
 
-/// Parse the forms of UUID PostgreSQL accepts most commonly
-/// (`8-4-4-4-12` hex, with or without hyphens, optional braces); returns the
-/// 16 bytes. Case-insensitive.
+/// Parse a UUID exactly as PostgreSQL's `uuid` input does: 32 hex digits
+/// (either case), a hyphen allowed after any group of four except the
+/// last (`8-4-4-4-12` is only the usual spelling: `a0eebc999c0b4ef8-bb6d…`
+/// is a UUID too), the whole optionally in braces; surrounding white space
+/// is ignored. Returns the 16 bytes. Every text that `'…'::uuid` accepts
+/// is accepted, so a slug can never be read as some tenant's id.
 pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     let t = text.trim();
-    let t = t
-        .strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .unwrap_or(t);
-    let hex: String = if t.len() == 36 {
-        let b = t.as_bytes();
-        if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+    let t = match t.strip_prefix('{') {
+        Some(inner) => inner.strip_suffix('}')?,
+        None => t,
+    };
+    let b = t.as_bytes();
+    let mut out = [0u8; 16];
+    let mut pos = 0;
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = b.get(pos..pos + 2)?;
+        let hex = std::str::from_utf8(pair).ok()?;
+        if !pair.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
-        t.chars().filter(|c| *c != '-').collect()
-    } else if t.len() == 32 {
-        t.to_string()
-    } else {
-        return None;
-    };
-    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
+        *byte = u8::from_str_radix(hex, 16).ok()?;
+        pos += 2;
+        if i % 2 == 1 && i < 15 && b.get(pos) == Some(&b'-') {
+            pos += 1;
+        }
     }
-    let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    (pos == b.len()).then_some(out)
 }
 
 /// What a tenant reference given as text is: a UUID, a slug, or neither.
@@ -138,6 +138,34 @@ mod tests {
         assert!(parse_uuid("123e4567e89b12d3a456426614174000").is_some());
         assert!(parse_uuid("123e4567-e89b-12d3-a456-42661417400g").is_none());
         assert!(parse_uuid("123e4567-e89b12d3-a456-4266141740000").is_none());
+        // PostgreSQL takes a hyphen after any group of four hex digits: every
+        // such spelling is a UUID, never a slug (a tenant signing up with a
+        // victim's id minus a hyphen must not get a slug that other code
+        // reads as that id)
+        for u in [
+            "123e4567e89b-12d3-a456-426614174000",
+            "123e-4567-e89b-12d3-a456-4266-1417-4000",
+            "123e4567-e89b-12d3-a456426614174000",
+            "{123e4567e89b12d3a456426614174000}",
+        ] {
+            assert_eq!(
+                parse_uuid(u),
+                parse_uuid("123e4567-e89b-12d3-a456-426614174000"),
+                "{u}"
+            );
+            assert!(validate(u).is_err(), "{u}");
+        }
+        for not in [
+            "123e4567-e89b-12d3-a456-426614174000-",
+            "-123e4567-e89b-12d3-a456-426614174000",
+            "123e4567--e89b-12d3-a456-426614174000",
+            "12-3e4567-e89b-12d3-a456-426614174000",
+            "{123e4567-e89b-12d3-a456-426614174000",
+            "123e4567-e89b-12d3-a456-426614174000}",
+            "123e4567-e89b-12d3-a456-42661417400",
+        ] {
+            assert!(parse_uuid(not).is_none(), "{not}");
+        }
         assert_eq!(classify("acme"), Ok(TenantRef::Slug("acme".into())));
         assert!(matches!(classify(u), Ok(TenantRef::Id(_))));
         assert!(classify("Not A Slug").is_err());
@@ -151,6 +179,23 @@ mod tests {
                 && !s.starts_with('-') && !s.ends_with('-') && !s.contains("--")
                 && parse_uuid(&s).is_none();
             prop_assert_eq!(ok, grammar);
+        }
+
+        #[test]
+        fn a_uuid_with_hyphens_after_any_groups_is_never_a_slug(
+            bytes in proptest::array::uniform16(any::<u8>()),
+            hyphens in proptest::collection::vec(any::<bool>(), 7),
+        ) {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let mut text = String::new();
+            for (i, group) in hex.as_bytes().chunks(4).enumerate() {
+                text.push_str(std::str::from_utf8(group).unwrap());
+                if i < 7 && hyphens[i] {
+                    text.push('-');
+                }
+            }
+            prop_assert_eq!(parse_uuid(&text), Some(bytes));
+            prop_assert_eq!(validate(&text), Err(SlugError::LooksLikeUuid));
         }
 
         #[test]

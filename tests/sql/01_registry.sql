@@ -2,7 +2,7 @@
 -- their errors (with SQLSTATE) and their audit entries.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(71);
+SELECT plan(75);
 
 -- ---------------------------------------------------------------- create
 SELECT lives_ok(
@@ -58,6 +58,24 @@ SELECT throws_ok($$SELECT tenancy.create_tenant('acme_eu', 'x')$$, '22023', NULL
 SELECT throws_ok($$SELECT tenancy.create_tenant('', 'x')$$, '22023', NULL, 'empty slug: 22023');
 SELECT throws_ok($$SELECT tenancy.create_tenant('0123456789abcdef0123456789abcdef', 'x')$$, '22023', NULL,
                  'slug that has the form of a uuid: 22023');
+-- attack: a tenant signing up with another tenant's id minus a hyphen (the
+-- uuid type takes a hyphen after any group of four) must not get that slug —
+-- resolve, set_tenant and bind_role would read it as the other tenant's id
+SELECT throws_ok(pg_catalog.format($$SELECT tenancy.create_tenant(%L, 'Evil')$$,
+                 (SELECT overlay(id::text placing '' from 9 for 1) FROM tenancy.tenants WHERE slug = 'globex')),
+                 '22023', NULL, 'slug = another tenant''s uuid without its first hyphen: 22023');
+SELECT throws_ok($$SELECT tenancy.create_tenant('0123-4567-89ab-cdef-0123-4567-89ab-cdef', 'x')$$, '22023', NULL,
+                 'slug = a uuid hyphenated every four digits: 22023');
+SELECT is((SELECT count(*)::int FROM tenancy.tenants WHERE name = 'Evil'), 0, 'no look-alike tenant was created');
+CREATE FUNCTION pg_temp.uuid_input_ok(t text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM t::uuid; RETURN true; EXCEPTION WHEN invalid_text_representation THEN RETURN false; END $$;
+SELECT is(pg_catalog.array_agg(tenancy._is_uuid(t) = pg_temp.uuid_input_ok(t) ORDER BY t),
+          pg_catalog.array_fill(true, ARRAY[8]),
+          '_is_uuid agrees with the uuid type''s input')
+  FROM unnest(ARRAY['0123456789abcdef0123456789abcdef', '01234567-89ab-cdef-0123-456789abcdef',
+                    '0123-4567-89ab-cdef-0123-4567-89ab-cdef', '{0123456789abcdef0123456789abcdef}',
+                    '0123456789abcdef0123456789abcde-f', '-0123456789abcdef0123456789abcdef',
+                    ' 01234567-89ab-cdef-0123-456789abcdef', '{01234567-89ab-cdef-0123-456789abcdef']) AS t;
 SELECT throws_ok($$SELECT tenancy.create_tenant('acme', 'Another Acme')$$, '23505',
                  'tenant slug ''acme'' is already taken', 'taken slug: 23505');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', '')$$, '22023', 'tenant name '''' is invalid',
