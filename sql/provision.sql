@@ -30,6 +30,17 @@ LANGUAGE sql STABLE PARALLEL SAFE STRICT SET search_path = pg_catalog, pg_temp A
      WHERE c.oid = tbl
 $$;
 
+-- The partitions in `tables` whose partitioned parent (or an ancestor) is in
+-- `tables` too are left out: reading the parent reads their rows and writing
+-- it routes rows to them, so copying both would copy those rows twice.
+CREATE FUNCTION tenancy._without_covered_partitions(tables oid[]) RETURNS oid[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT COALESCE(pg_catalog.array_agg(x ORDER BY x), '{}')
+      FROM pg_catalog.unnest(tables) AS x
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(x::regclass) a
+                        WHERE a.relid::oid <> x AND a.relid::oid = ANY (tables))
+$$;
+
 -- The managed tenant tables to copy: all of them when `tables` is NULL,
 -- otherwise the given ones, each checked. Sorted, without duplicates.
 CREATE FUNCTION tenancy._tenant_tables(tables regclass[]) RETURNS oid[]
@@ -42,7 +53,7 @@ BEGIN
     IF tables IS NULL THEN
         SELECT COALESCE(pg_catalog.array_agg(m.relid::oid ORDER BY m.relid::oid), '{}') INTO v_out
           FROM tenancy.managed_tables m WHERE m.kind = 'tenant';
-        RETURN v_out;
+        RETURN tenancy._without_covered_partitions(v_out);
     END IF;
     IF pg_catalog.cardinality(tables) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'tables must not be an empty array',
@@ -64,7 +75,7 @@ BEGIN
         END IF;
     END LOOP;
     SELECT pg_catalog.array_agg(DISTINCT x::oid ORDER BY x::oid) INTO v_out FROM pg_catalog.unnest(tables) x;
-    RETURN v_out;
+    RETURN tenancy._without_covered_partitions(v_out);
 END
 $$;
 

@@ -343,8 +343,12 @@ BEGIN
     END IF;
     PERFORM tenancy._refuse_untrusted_code(ARRAY(
         SELECT m.relid::oid FROM tenancy.managed_tables m WHERE m.kind = 'tenant'));
+    -- (a partition whose parent is managed too goes with the parent's DELETE)
     FOR r IN SELECT m.relid, m.tenant_column FROM tenancy.managed_tables m
-              WHERE m.kind = 'tenant' ORDER BY m.relid::text LOOP
+              WHERE m.kind = 'tenant'
+                AND m.relid::oid = ANY (tenancy._without_covered_partitions(ARRAY(
+                        SELECT t.relid::oid FROM tenancy.managed_tables t WHERE t.kind = 'tenant')))
+              ORDER BY m.relid::text LOOP
         i := i + 1;
         v_sql := v_sql || pg_catalog.format('%s d%s AS (DELETE FROM %s WHERE %I = ANY ($1) RETURNING 1)',
                                             CASE WHEN i = 1 THEN 'WITH' ELSE ',' END, i, r.relid, r.tenant_column);
