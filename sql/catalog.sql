@@ -42,6 +42,35 @@ CREATE TABLE tenancy.managed_tables (
 );
 COMMENT ON TABLE tenancy.managed_tables IS 'pg_tenancy: tables under tenant isolation (kind tenant) or shared master data (kind reference)';
 
+-- The registry says which tables drop_tenant, clone_tenant and templates
+-- write and read with the extension owner's rights, so a row may only be
+-- written by a role that owns its table — what enable / register_reference /
+-- disable need anyway for their DDL. (The super admin has write access for
+-- those functions, which run as the caller; without this check it could
+-- register a table it cannot read, say hr.payroll, and copy it into a
+-- template, or unregister one to keep its rows through drop_tenant.) A row
+-- whose table no longer exists may go (the sql_drop event trigger).
+CREATE FUNCTION tenancy._managed_tables_owner_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rel regclass;
+BEGIN
+    FOREACH v_rel IN ARRAY CASE TG_OP WHEN 'INSERT' THEN ARRAY[NEW.relid]
+                                      WHEN 'DELETE' THEN ARRAY[OLD.relid]
+                                      ELSE ARRAY[OLD.relid, NEW.relid] END LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = v_rel
+                      AND NOT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')) THEN
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = pg_catalog.format('only the owner of %s can change its entry in tenancy.managed_tables', v_rel),
+                HINT = 'Use tenancy.enable(), tenancy.register_reference() or tenancy.disable() as the table''s owner.';
+        END IF;
+    END LOOP;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+CREATE TRIGGER managed_tables_owner_only BEFORE INSERT OR UPDATE OR DELETE ON tenancy.managed_tables
+    FOR EACH ROW EXECUTE FUNCTION tenancy._managed_tables_owner_only();
+
 -- The audit log: append-only, hash-chained. audit_head holds the newest
 -- entry's sequence number and hash; writers lock it, so the chain never forks.
 CREATE TABLE tenancy.audit_head (

@@ -6,13 +6,14 @@
 CREATE FUNCTION tenancy._check_table(tbl regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_kind char;
-    v_ns   name;
+    v_kind        char;
+    v_ns          name;
+    v_persistence char;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'table must not be NULL';
     END IF;
-    SELECT c.relkind, n.nspname INTO v_kind, v_ns
+    SELECT c.relkind, n.nspname, c.relpersistence INTO v_kind, v_ns, v_persistence
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '42P01', MESSAGE = pg_catalog.format('table with OID %s does not exist', tbl::oid);
@@ -21,6 +22,14 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '42809',
             MESSAGE = pg_catalog.format('%s is not a table', tbl),
             HINT = 'Row level security applies to tables; for a view, manage its base tables and create it WITH (security_invoker = true).';
+    END IF;
+    -- a temporary table vanishes with its session without an sql_drop event,
+    -- leaving its registry row behind (and it is a table any role can create
+    -- in its own pg_temp schema, to have super-admin functions write it)
+    IF v_persistence = 't' THEN
+        RAISE EXCEPTION USING ERRCODE = '42809',
+            MESSAGE = pg_catalog.format('%s is a temporary table', tbl),
+            HINT = 'pg_tenancy manages permanent tables only: a temporary one is private to its session and ends with it.';
     END IF;
     IF v_ns IN ('pg_catalog', 'information_schema', 'tenancy') OR v_ns LIKE 'pg\_toast%' THEN
         RAISE EXCEPTION USING ERRCODE = '42501',

@@ -227,9 +227,18 @@ $$;
 CREATE FUNCTION tenancy._set_status(tenant text, from_status text, to_status text, action text) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_id uuid := tenancy.resolve(tenant);
+    v_id uuid;
     v_status text;
 BEGIN
+    -- callable by the super admin (suspend/resume_tenant run as the caller):
+    -- only the two transitions, each under its own name in the audit log
+    IF (from_status, to_status, action) IS DISTINCT FROM ('active', 'suspended', 'suspend_tenant')
+       AND (from_status, to_status, action) IS DISTINCT FROM ('suspended', 'active', 'resume_tenant') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'tenancy._set_status is internal',
+            HINT = 'Use tenancy.suspend_tenant() or tenancy.resume_tenant().';
+    END IF;
+    v_id := tenancy.resolve(tenant);
     SELECT t.status INTO v_status FROM tenancy.tenants t WHERE t.id = v_id FOR UPDATE;
     IF v_status = to_status THEN
         RAISE NOTICE 'tenant % is already %', tenant, to_status;
@@ -262,37 +271,77 @@ CREATE FUNCTION tenancy.resume_tenant(tenant text) RETURNS uuid
 LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'active', 'resume_tenant') $$;
 
 -- Functions that write user tables as the extension owner (drop_tenant,
--- clone_tenant, provision) would run the tables' triggers, defaults, check
--- constraints and index expressions with the owner's (superuser) rights.
--- Refuse when any of that code belongs to a role that is not a superuser:
--- otherwise a table owner could run code as superuser by having a super
--- admin drop or clone a tenant.
+-- clone_tenant, provision) run the code those writes reach with the owner's
+-- (superuser) rights: triggers and their WHEN clauses, defaults and generated
+-- columns, check and domain constraints, index expressions and predicates —
+-- and whatever functions these reach through operators, casts and types
+-- (a CHECK on `col OPERATOR(my.=~) 'x'` depends on the operator, the operator
+-- on its function; a column of a domain type runs the domain's CHECK; a range
+-- type's subtype_diff runs in its GiST index). Refuse when any function so
+-- reached belongs to a role that is not a superuser: otherwise a table owner
+-- could run code as superuser by having a super admin drop or clone a tenant.
+-- Rules are refused outright: a rule's actions run as the writing user and
+-- can write further tables, whose own code this walk does not follow.
+-- The walk follows pg_depend from the tables' attached objects to what they
+-- use (functions, operators, types, relations of composite types), and from
+-- each type to its domain constraints. It cannot see functions called
+-- dynamically from a superuser-owned function's body.
 CREATE FUNCTION tenancy._refuse_untrusted_code(tables oid[]) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v record;
 BEGIN
-    SELECT c.oid::regclass AS tbl, p.oid::regprocedure AS fn, r.rolname INTO v
+    SELECT c.oid::regclass AS tbl, w.rulename INTO v
       FROM pg_catalog.unnest(tables) AS t(relid)
       JOIN pg_catalog.pg_class c ON c.oid = t.relid
-      JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_proc'::regclass
-      JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+      JOIN pg_catalog.pg_rewrite w ON w.ev_class = c.oid
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('%s has rule %I', v.tbl, v.rulename),
+            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights; a rule''s actions would run with them.',
+            HINT = pg_catalog.format('Drop the rule (DROP RULE %I ON %s), e.g. in favour of a trigger whose function a superuser owns.', v.rulename, v.tbl);
+    END IF;
+    WITH RECURSIVE attached(classid, objid, tbl) AS (
+        SELECT 'pg_catalog.pg_class'::regclass::oid, c.oid, c.oid            -- the table: its column types
+          FROM pg_catalog.unnest(tables) AS t(relid) JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        UNION ALL
+        SELECT 'pg_catalog.pg_trigger'::regclass::oid, g.oid, g.tgrelid
+          FROM pg_catalog.pg_trigger g WHERE g.tgrelid = ANY (tables) AND NOT g.tgisinternal
+        UNION ALL
+        SELECT 'pg_catalog.pg_attrdef'::regclass::oid, a.oid, a.adrelid
+          FROM pg_catalog.pg_attrdef a WHERE a.adrelid = ANY (tables)
+        UNION ALL
+        SELECT 'pg_catalog.pg_constraint'::regclass::oid, k.oid, k.conrelid
+          FROM pg_catalog.pg_constraint k WHERE k.conrelid = ANY (tables)
+        UNION ALL
+        SELECT 'pg_catalog.pg_class'::regclass::oid, i.indexrelid, i.indrelid
+          FROM pg_catalog.pg_index i WHERE i.indrelid = ANY (tables)
+    ), edge(classid, objid, refclassid, refobjid) AS (
+        SELECT d.classid, d.objid, d.refclassid, d.refobjid FROM pg_catalog.pg_depend d
+         WHERE d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
+                                'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_class'::regclass,
+                                'pg_catalog.pg_cast'::regclass)
+        UNION ALL   -- a domain's constraints run wherever the domain is a column's type
+        SELECT 'pg_catalog.pg_type'::regclass::oid, k.contypid, 'pg_catalog.pg_constraint'::regclass::oid, k.oid
+          FROM pg_catalog.pg_constraint k WHERE k.contypid <> 0
+    ), walk(classid, objid, tbl) AS (
+        SELECT a.classid, a.objid, a.tbl FROM attached a
+        UNION
+        SELECT e.refclassid, e.refobjid, w.tbl
+          FROM walk w JOIN edge e ON e.classid = w.classid AND e.objid = w.objid
+    )
+    SELECT w.tbl::regclass AS tbl, p.oid::regprocedure AS fn, r.rolname INTO v
+      FROM walk w
+      JOIN pg_catalog.pg_proc p ON w.classid = 'pg_catalog.pg_proc'::regclass AND p.oid = w.objid
       JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
      WHERE NOT r.rolsuper
-       AND ((d.classid = 'pg_catalog.pg_trigger'::regclass
-             AND d.objid IN (SELECT g.oid FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal))
-         OR (d.classid = 'pg_catalog.pg_attrdef'::regclass
-             AND d.objid IN (SELECT a.oid FROM pg_catalog.pg_attrdef a WHERE a.adrelid = c.oid))
-         OR (d.classid = 'pg_catalog.pg_constraint'::regclass
-             AND d.objid IN (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid))
-         OR (d.classid = 'pg_catalog.pg_class'::regclass
-             AND d.objid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid)))
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('%s runs function %s owned by %s, which is not a superuser', v.tbl, v.fn, v.rolname),
-            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights, so the function would run as a superuser.',
-            HINT = pg_catalog.format('Have a superuser review and own that function (ALTER FUNCTION %s OWNER TO postgres), or drop the trigger/default/constraint using it.', v.fn);
+            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights, so the function would run as a superuser (reached through a trigger, default, constraint, index, operator, cast or type of the table).',
+            HINT = pg_catalog.format('Have a superuser review and own that function (ALTER FUNCTION %s OWNER TO postgres), or drop what uses it.', v.fn);
     END IF;
 END
 $$;

@@ -1,11 +1,14 @@
 -- Functions that write user tables with the extension owner's rights
 -- (drop_tenant, clone_tenant) refuse tables whose triggers, defaults,
--- constraints or index expressions run code owned by a non-superuser, so a
--- table owner cannot get code run as superuser. setting() is for the
--- tenancy roles only.
+-- constraints or index expressions run code owned by a non-superuser —
+-- also when reached through an operator or a domain — and tables with
+-- rules, so a table owner cannot get code run as superuser. Temporary
+-- tables cannot be managed; the registry of managed tables is written only
+-- by the tables' owners; the tenant status functions cannot be misused.
+-- setting() is for the tenancy roles only.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(8);
+SELECT plan(25);
 
 SELECT tenancy.create_tenant('hard-a', 'A');
 CREATE SCHEMA t11;
@@ -33,6 +36,79 @@ SELECT is(to_regclass('t11.pwned'), NULL, 'the untrusted trigger never ran');
 ALTER FUNCTION t11.who() OWNER TO CURRENT_USER;   -- a superuser vouches for it
 DROP TRIGGER notes_who ON t11.notes;
 SELECT lives_ok($$SELECT tenancy.drop_tenant('hard-a', confirm => 'hard-a')$$, 'without untrusted code drop_tenant works');
+
+-- attack: the same function behind an operator, in a CHECK constraint
+-- (pg_depend points at the operator, the operator at the function)
+SELECT tenancy.create_tenant('hard-c', 'C');
+INSERT INTO t11.notes (tenant_id, body) SELECT id, 'n' FROM tenancy.tenants WHERE slug = 'hard-c';
+CREATE FUNCTION t11.evil_eq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    CREATE TABLE IF NOT EXISTS t11.pwned AS SELECT current_user AS who;
+    RETURN true;
+END $$;
+ALTER FUNCTION t11.evil_eq(text, text) OWNER TO tap11_owner;
+CREATE OPERATOR t11.=~~= (FUNCTION = t11.evil_eq, LEFTARG = text, RIGHTARG = text);
+ALTER TABLE t11.notes ADD CONSTRAINT harmless CHECK (body OPERATOR(t11.=~~=) 'x') NOT VALID;
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-c', 'hard-d', 'D')$$,
+                   '%runs function t11.evil_eq(text,text) owned by tap11_owner%',
+                   'clone_tenant refuses a CHECK that calls a non-superuser''s function through an operator');
+SELECT throws_ok($$SELECT tenancy.drop_tenant('hard-c', confirm => 'hard-c')$$, '42501', NULL, '... so does drop_tenant');
+ALTER TABLE t11.notes DROP CONSTRAINT harmless;
+
+-- attack: a domain whose CHECK calls the function, as a column's type
+CREATE FUNCTION t11.evil_ok(t text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    CREATE TABLE IF NOT EXISTS t11.pwned AS SELECT current_user AS who;
+    RETURN true;
+END $$;
+ALTER FUNCTION t11.evil_ok(text) OWNER TO tap11_owner;
+CREATE DOMAIN t11.body_text AS text CHECK (VALUE IS NULL OR t11.evil_ok(VALUE));
+ALTER TABLE t11.notes ADD COLUMN extra t11.body_text;
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-c', 'hard-d', 'D')$$,
+                   '%runs function t11.evil_ok(text) owned by tap11_owner%',
+                   'clone_tenant refuses a column whose domain''s CHECK calls a non-superuser''s function');
+ALTER TABLE t11.notes DROP COLUMN extra;
+
+-- attack: a rule (its actions run as the writing user)
+CREATE RULE notes_also AS ON INSERT TO t11.notes DO ALSO SELECT t11.evil_ok('x');
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-c', 'hard-d', 'D')$$,
+                   '%t11.notes has rule notes_also%', 'clone_tenant refuses a table with a rule');
+SELECT throws_ok($$SELECT tenancy.drop_tenant('hard-c', confirm => 'hard-c')$$, '42501', NULL, '... so does drop_tenant');
+DROP RULE notes_also ON t11.notes;
+SELECT is(to_regclass('t11.pwned'), NULL, 'no untrusted function ever ran');
+SELECT is((SELECT count(*)::int FROM tenancy.tenants WHERE slug = 'hard-d'), 0, '... and no tenant was created');
+SELECT lives_ok($$SELECT tenancy.clone_tenant('hard-c', 'hard-d', 'D')$$, 'without them clone_tenant works');
+
+-- attack: a temporary table (any role can make one, and it leaves no sql_drop
+-- event when its session ends)
+CREATE TEMP TABLE scratch (tenant_id uuid NOT NULL, x int);
+SELECT throws_ok($$SELECT tenancy.enable('pg_temp.scratch')$$, '42809', NULL, 'enable refuses a temporary table');
+SELECT throws_ok($$SELECT tenancy.register_reference('pg_temp.scratch')$$, '42809', NULL, '... so does register_reference');
+
+-- attack: a super admin writing the registry of managed tables directly, to
+-- have a table it cannot read (it does not own) copied into a template, or to
+-- take one out of drop_tenant
+CREATE ROLE tap11_sa NOLOGIN; GRANT tenancy_superadmin TO tap11_sa;
+CREATE TABLE t11.payroll (tenant_id uuid NOT NULL, salary int);
+INSERT INTO t11.payroll SELECT id, 100000 FROM tenancy.tenants WHERE slug = 'hard-c';
+SET LOCAL ROLE tap11_sa;
+SELECT throws_ok($$INSERT INTO tenancy.managed_tables (relid, kind, tenant_column) VALUES ('t11.payroll', 'tenant', 'tenant_id')$$,
+                 '42501', 'only the owner of t11.payroll can change its entry in tenancy.managed_tables',
+                 'a super admin cannot register a table it does not own');
+SELECT throws_ok($$DELETE FROM tenancy.managed_tables WHERE relid = 't11.notes'::regclass$$, '42501', NULL,
+                 'a super admin cannot unregister a table it does not own');
+SELECT throws_ok($$UPDATE tenancy.managed_tables SET tenant_column = 'body' WHERE relid = 't11.notes'::regclass$$, '42501', NULL,
+                 '... nor change its entry');
+-- attack: the status helper under a false name, or to a status it does not
+-- handle (un-archiving)
+SELECT throws_ok($$SELECT tenancy._set_status('hard-c', 'active', 'archived', 'resume_tenant')$$, '42501',
+                 'tenancy._set_status is internal', 'the status helper only does suspend and resume');
+SELECT throws_ok($$SELECT tenancy._set_status('hard-c', 'active', 'suspended', 'resume_tenant')$$, '42501', NULL,
+                 '... each under its own name');
+RESET ROLE;
+SELECT is((SELECT status FROM tenancy.tenants WHERE slug = 'hard-c'), 'active', 'the tenant''s status is unchanged');
+SELECT is((SELECT count(*)::int FROM tenancy.managed_tables WHERE relid = 't11.notes'::regclass), 1,
+          'the registry is unchanged');
 
 CREATE ROLE tap11_outsider NOLOGIN;
 CREATE ROLE tap11_member NOLOGIN; GRANT tenancy_member TO tap11_member;
