@@ -82,7 +82,9 @@ findings AS (
            format('DROP POLICY %I ON %s;', polname, tbl)
       FROM policies
      WHERE polpermissive AND polname NOT LIKE 'tenancy\_%'
-       AND expr !~ '(current_tenant|visible_tenants|tenancy\.tenant_id)'
+       AND (expr !~ '(current_tenant|visible_tenants|tenancy\.tenant_id)'
+            -- (current_tenant() IS NOT NULL) names the context, not the row's tenant
+            OR position(quote_ident(tenant_column) IN expr) = 0)
     UNION ALL
     -- OR in a tenant policy defeats the tenant index
     SELECT 'warning', format('policy %I on %s', polname, tbl),
@@ -148,6 +150,44 @@ findings AS (
       JOIN pg_roles g ON g.oid = ms.roleid
      WHERE g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst')
        AND (r.rolbypassrls OR r.rolsuper)
+    UNION ALL
+    -- BYPASSRLS roles (not superusers, not the owner) with privileges on a tenant table
+    SELECT DISTINCT 'error', format('role %I', r.rolname),
+           format('role has BYPASSRLS and privileges on managed table %s: it reads and writes every tenant''s rows', m.tbl),
+           format('ALTER ROLE %I NOBYPASSRLS;', r.rolname)
+      FROM managed m CROSS JOIN pg_roles r
+     WHERE m.kind = 'tenant' AND r.rolbypassrls AND NOT r.rolsuper AND r.oid <> m.relowner
+       AND has_table_privilege(r.oid, m.relid, 'SELECT, INSERT, UPDATE, DELETE')
+       AND NOT EXISTS (SELECT 1 FROM memberships ms JOIN pg_roles g ON g.oid = ms.roleid
+                        WHERE ms.member = r.oid
+                          AND g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst'))
+    UNION ALL
+    -- foreign keys between tenant tables that leave the tenant column out
+    SELECT 'error', format('constraint %I on %s', fk.conname, fk.tbl),
+           format('foreign key to tenant table %s does not include the tenant column: a tenant can point at another tenant''s row (learning which ids exist), which that tenant then cannot delete', fk.ref),
+           CASE WHEN fk.has_unique THEN '' ELSE format('ALTER TABLE %s ADD UNIQUE (%I, %s); ', fk.ref, fk.ref_tenant, fk.refcols) END
+           || format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I FOREIGN KEY (%I, %s) REFERENCES %s (%I, %s);',
+                     fk.tbl, fk.conname, fk.conname, fk.tenant_column, fk.cols, fk.ref, fk.ref_tenant, fk.refcols)
+      FROM (SELECT k.conname, m.tbl, m.tenant_column, r.tbl AS ref, r.tenant_column AS ref_tenant,
+                   (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.n)
+                      FROM unnest(k.conkey) WITH ORDINALITY u(att, n)
+                      JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.att) AS cols,
+                   (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY u.n)
+                      FROM unnest(k.confkey) WITH ORDINALITY u(att, n)
+                      JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.att) AS refcols,
+                   EXISTS (SELECT 1 FROM pg_index i
+                            WHERE i.indrelid = k.confrelid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+                              AND (SELECT array_agg(x ORDER BY x) FROM unnest(i.indkey::int2[]) x)
+                                = (SELECT array_agg(x ORDER BY x) FROM unnest(k.confkey || ta.attnum) x)) AS has_unique
+              FROM managed m
+              JOIN pg_constraint k ON k.conrelid = m.relid AND k.contype = 'f' AND k.conparentid = 0
+              JOIN managed r ON r.relid = k.confrelid
+              JOIN pg_attribute ta ON ta.attrelid = r.relid AND ta.attname = r.tenant_column
+             WHERE m.kind = 'tenant' AND r.kind = 'tenant'
+               AND NOT EXISTS (SELECT 1 FROM unnest(k.conkey, k.confkey) AS u(a, b)
+                                 JOIN pg_attribute aa ON aa.attrelid = k.conrelid AND aa.attnum = u.a
+                                 JOIN pg_attribute bb ON bb.attrelid = k.confrelid AND bb.attnum = u.b
+                                WHERE aa.attname = m.tenant_column AND bb.attname = r.tenant_column)) fk
     UNION ALL
     -- volatile context functions are re-evaluated per row and block index use
     SELECT DISTINCT 'error', format('function %s', p.oid::regprocedure),

@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(68);
+SELECT plan(77);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -214,6 +214,36 @@ SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 
 SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'role tap07_etl can TRUNCATE'), 'the REVOKE fix for the role runs');
 SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'role PUBLIC can TRUNCATE'), 'the REVOKE fix for PUBLIC runs');
 SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'TRUNCATE'), 'after the fixes the findings are gone');
+
+-- ---------------------------------------------------------------- a policy on the context, not the row
+CREATE POLICY tap07_any_tenant ON t07.ledger FOR SELECT USING (tenancy.current_tenant() IS NOT NULL);
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'policy tap07_any_tenant on t07.ledger'$$,
+                  $$VALUES ('error', 'DROP POLICY tap07_any_tenant ON t07.ledger;')$$,
+                  'a permissive policy that checks only that some tenant is set (every tenant''s rows): error');
+SELECT lives_ok(pg_temp.fix_of('policy tap07_any_tenant on t07.ledger', 'restrict by tenant'), 'the DROP POLICY fix runs');
+
+-- ---------------------------------------------------------------- BYPASSRLS role with a grant
+CREATE ROLE tap07_reporting NOLOGIN BYPASSRLS;
+GRANT SELECT ON t07.ledger TO tap07_reporting;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'role tap07_reporting'$$,
+                  $$VALUES ('error', 'ALTER ROLE tap07_reporting NOBYPASSRLS;')$$,
+                  'a BYPASSRLS role granted SELECT on a tenant table (no tenancy role): error');
+SELECT lives_ok(pg_temp.fix_of('role tap07_reporting', 'BYPASSRLS'), 'the NOBYPASSRLS fix runs');
+SELECT ok(NOT pg_temp.has_finding('role tap07_reporting', '.'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- foreign key without the tenant column
+CREATE TABLE t07.customers (id int PRIMARY KEY, tenant_id uuid NOT NULL);
+CREATE TABLE t07.orders (id int PRIMARY KEY, tenant_id uuid NOT NULL, customer_id int REFERENCES t07.customers (id));
+SELECT tenancy.enable('t07.customers');
+SELECT tenancy.enable('t07.orders');
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'constraint orders_customer_id_fkey on t07.orders'$$,
+                  $$VALUES ('error', 'ALTER TABLE t07.customers ADD UNIQUE (tenant_id, id); ALTER TABLE t07.orders DROP CONSTRAINT orders_customer_id_fkey, ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY (tenant_id, customer_id) REFERENCES t07.customers (tenant_id, id);')$$,
+                  'a foreign key between tenant tables without the tenant column: error, fixed by a composite key');
+SELECT lives_ok(pg_temp.fix_of('constraint orders_customer_id_fkey on t07.orders', 'foreign key'), 'the composite-key fix runs');
+SELECT ok(NOT pg_temp.has_finding('constraint orders_customer_id_fkey on t07.orders', '.'), 'after the fix the finding is gone');
+INSERT INTO t07.customers VALUES (1, tenancy.resolve('acme'));
+SELECT throws_ok($$INSERT INTO t07.orders VALUES (1, gen_random_uuid(), 1)$$, '23503', NULL,
+                 '... and an order can no longer point at a customer of another tenant');
 
 -- ---------------------------------------------------------------- all clean again
 SELECT is_empty($$SELECT * FROM pg_temp.findings()$$, 'after every fix there is nothing left to report');
