@@ -564,21 +564,16 @@ async fn old_names_from_the_environment(db: &TestDb) {
         "{body}"
     );
     // db-schema = "esg, tenancy": the second schema can be chosen
-    let r = http
-        .get(format!("{base}/units"))
-        .header("Accept-Profile", "tenancy")
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(r).await;
+    let units_in = |profile: &'static str| {
+        let r = http
+            .get(format!("{base}/units"))
+            .header("Accept-Profile", profile)
+            .send();
+        async move { json_of(r.await.unwrap()).await }
+    };
+    let (status, body) = units_in("tenancy").await;
     assert_ne!(body["code"], "PGRST106", "{status} {body}");
-    let r = http
-        .get(format!("{base}/units"))
-        .header("Accept-Profile", "public")
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(r).await;
+    let (status, body) = units_in("public").await;
     assert_eq!(
         (status, body["code"].as_str()),
         (406, Some("PGRST106")),
