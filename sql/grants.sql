@@ -12,7 +12,7 @@ GRANT EXECUTE ON FUNCTION
     tenancy.current_tenant(), tenancy.visible_tenants(), tenancy.bound_tenant(),
     tenancy.set_tenant(text, boolean), tenancy.clear_tenant(boolean), tenancy.resolve(text),
     tenancy.slug_problem(text), tenancy.audit_digest(text[]), tenancy._is_uuid(text),
-    tenancy._checked_tenant(text)
+    tenancy._checked_tenant(text), tenancy._in_transaction_block()
 TO PUBLIC;
 
 -- Administration: the super admin.

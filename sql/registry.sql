@@ -151,23 +151,30 @@ $$;
  * current transaction when is_local. Returns its uuid.
  * Errors: 22023 malformed, P0002 unknown, 55000 not active, 42501 the role is
  * bound to another tenant. Like SET LOCAL, is_local outside a transaction
- * block lasts only for the statement making it (the session's tenant, if
- * any, applies again to the next one): use it after BEGIN.
+ * block lasts only for the statement making it; then it also clears the
+ * session's tenant, so that no tenant set earlier on the connection (on a
+ * pooled one, perhaps another client's) applies to the next statement:
+ * fail closed. Use is_local after BEGIN.
  * Example: SELECT tenancy.set_tenant('acme');
  */
 CREATE FUNCTION tenancy.set_tenant(tenant text, is_local boolean DEFAULT false) RETURNS uuid
 LANGUAGE sql VOLATILE AS $$
+    SELECT pg_catalog.set_config('tenancy.tenant_id', '', false)
+     WHERE COALESCE(is_local, false) AND NOT tenancy._in_transaction_block();
     SELECT pg_catalog.set_config('tenancy.tenant_id', tenancy._checked_tenant(tenant)::text,
              COALESCE(is_local, false))::uuid
 $$;
 
 /*
- * Leave the tenant context: afterwards tenant tables show no rows.
+ * Leave the tenant context: afterwards tenant tables show no rows. is_local
+ * outside a transaction block clears the session's tenant too (see
+ * set_tenant).
  * Example: SELECT tenancy.clear_tenant();
  */
 CREATE FUNCTION tenancy.clear_tenant(is_local boolean DEFAULT false) RETURNS void
 LANGUAGE sql VOLATILE AS $$
-    SELECT pg_catalog.set_config('tenancy.tenant_id', '', COALESCE(is_local, false))::void
+    SELECT pg_catalog.set_config('tenancy.tenant_id', '',
+             COALESCE(is_local, false) AND tenancy._in_transaction_block())::void
 $$;
 
 /*

@@ -315,6 +315,19 @@ pub fn checked_tenant(tenant: Option<&str>) -> Option<pgrx::Uuid> {
     .or_raise("checking the tenant to switch to")
 }
 
+/// Internal, behind `set_tenant(…, is_local => true)` and
+/// `clear_tenant(true)`: whether the caller is inside a transaction block
+/// (`BEGIN … COMMIT`, or a multi-statement query string), where a
+/// transaction-local setting outlives the statement making it.
+///
+/// ```sql
+/// SELECT tenancy._in_transaction_block();  -- false in autocommit
+/// ```
+#[pg_extern(stable, parallel_safe, name = "_in_transaction_block")]
+pub fn in_transaction_block() -> bool {
+    unsafe { pg_sys::IsTransactionBlock() }
+}
+
 /// Trigger helper: send a relcache invalidation for `rel`, which makes every
 /// backend drop its cached tenant context before its next statement.
 #[pg_extern(volatile, parallel_unsafe, name = "_invalidate_context")]

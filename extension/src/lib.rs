@@ -40,7 +40,11 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/registry.sql",
     name = "registry_sql",
-    requires = ["audit_sql", context::checked_tenant]
+    requires = [
+        "audit_sql",
+        context::checked_tenant,
+        context::in_transaction_block
+    ]
 );
 extension_sql_file!(
     "../../sql/policy.sql",

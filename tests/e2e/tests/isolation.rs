@@ -717,6 +717,60 @@ async fn a_suspension_during_an_open_transaction_reaches_the_next_one() {
     assert_eq!(current_tenant(&c).await, Some(w.b), "the binding applies");
 }
 
+/// `set_tenant(x, is_local => true)` as a statement of its own outside a
+/// transaction block ends with that statement (as `SET LOCAL`); a tenant
+/// set earlier for the session — on a pooled connection perhaps by another
+/// client — must not apply to the next statement instead: it is cleared.
+/// Inside `BEGIN … COMMIT` the local tenant lasts until `COMMIT`, and the
+/// session's own tenant is untouched.
+#[tokio::test]
+async fn a_local_tenant_outside_a_transaction_leaves_no_earlier_tenant_behind() {
+    let w = World::new("local_autocommit").await;
+    let login = w.db.login("ctx_local", &["tenancy_member"]).await;
+    let c = w.db.connect_as(&login).await;
+    // "client 1" left a session tenant on the connection
+    c.batch_execute("SELECT tenancy.set_tenant('tenant-b')")
+        .await
+        .unwrap();
+    assert_eq!(current_tenant(&c).await, Some(w.b));
+    // a failed local switch changes nothing
+    assert!(c
+        .batch_execute("SELECT tenancy.set_tenant('nobody', true)")
+        .await
+        .is_err());
+    assert_eq!(current_tenant(&c).await, Some(w.b), "after a failed switch");
+    // "client 2" asks for A, transaction-locally, in autocommit
+    c.batch_execute("SELECT tenancy.set_tenant('tenant-a', true)")
+        .await
+        .unwrap();
+    assert_eq!(
+        current_tenant(&c).await,
+        None,
+        "no tenant after the statement"
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM esg.metrics").await, 0);
+    // in a transaction block: A until COMMIT, then the session's own tenant
+    c.batch_execute("SELECT tenancy.set_tenant('tenant-b')")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("SELECT tenancy.set_tenant('tenant-a', true)")
+        .await
+        .unwrap();
+    assert_eq!(current_tenant(&c).await, Some(w.a), "inside the block");
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        current_tenant(&c).await,
+        Some(w.b),
+        "the session's tenant after COMMIT"
+    );
+    // clear_tenant(true) in autocommit clears the session's tenant too
+    c.batch_execute("SELECT tenancy.clear_tenant(true)")
+        .await
+        .unwrap();
+    assert_eq!(current_tenant(&c).await, None, "after clear_tenant(true)");
+}
+
 async fn copy_lines(c: &Client, sql: &str) -> Vec<Vec<String>> {
     use futures_util::TryStreamExt;
     let stream = c
