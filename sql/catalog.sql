@@ -55,6 +55,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rel regclass;
 BEGIN
+    -- the new row must name a permanent table that exists now (not an oid
+    -- claimed ahead of a table someone else will create, not a temporary
+    -- relation or a view)
+    IF TG_OP <> 'DELETE' AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_class c
+            WHERE c.oid = NEW.relid AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't') THEN
+        RAISE EXCEPTION USING ERRCODE = '42809',
+            MESSAGE = pg_catalog.format('tenancy.managed_tables: relation %s is not a permanent table', NEW.relid::oid),
+            HINT = 'Use tenancy.enable() or tenancy.register_reference() on an existing table.';
+    END IF;
     FOREACH v_rel IN ARRAY CASE TG_OP WHEN 'INSERT' THEN ARRAY[NEW.relid]
                                       WHEN 'DELETE' THEN ARRAY[OLD.relid]
                                       ELSE ARRAY[OLD.relid, NEW.relid] END LOOP

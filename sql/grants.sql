@@ -41,7 +41,7 @@ GRANT EXECUTE ON FUNCTION
     tenancy.create_template(text, text, regclass[], text, text), tenancy.drop_template(text),
     tenancy.provision(text, text, text, text, text, jsonb), tenancy.provision_many(text, jsonb),
     tenancy._copy_steps(oid[], boolean, jsonb), tenancy._tenant_tables(regclass[]), tenancy._table_key(oid),
-    tenancy._without_covered_partitions(oid[]),
+    tenancy._without_covered_partitions(oid[]), tenancy._refuse_inheritance(oid[]),
     tenancy._template_checksum(jsonb)
 TO tenancy_superadmin;
 -- Settings are tenant data: only the tenancy roles may read them (for their

@@ -81,10 +81,16 @@ findings AS (
            'permissive policy does not restrict by tenant: it widens what every role it applies to can see',
            format('DROP POLICY %I ON %s;', polname, tbl)
       FROM policies
-     WHERE polpermissive AND polname NOT LIKE 'tenancy\_%'
+     WHERE polpermissive
+       -- only the generated policies are trusted by name (a policy of yours
+       -- called tenancy_something is checked like any other)
+       AND polname NOT IN ('tenancy_tenant_select', 'tenancy_tenant_insert', 'tenancy_tenant_update',
+                           'tenancy_tenant_delete', 'tenancy_superadmin_select', 'tenancy_superadmin_insert',
+                           'tenancy_superadmin_update', 'tenancy_superadmin_delete')
        AND (expr !~ '(current_tenant|visible_tenants|tenancy\.tenant_id)'
-            -- (current_tenant() IS NOT NULL) names the context, not the row's tenant
-            OR position(quote_ident(tenant_column) IN expr) = 0)
+            -- the row's tenant column compared with the context, not just named
+            -- (tenant_id IS NOT NULL AND current_tenant() IS NOT NULL is every tenant)
+            OR position(quote_ident(tenant_column) || ' = ' IN expr) = 0)
     UNION ALL
     -- OR in a tenant policy defeats the tenant index
     SELECT 'warning', format('policy %I on %s', polname, tbl),
@@ -204,9 +210,9 @@ findings AS (
     -- TRUNCATE ignores row level security
     SELECT 'error', m.tbl,
            format('role %s can TRUNCATE it: TRUNCATE ignores row level security and empties every tenant',
-                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END),
+                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END),
            format('REVOKE TRUNCATE ON %s FROM %s;', m.tbl,
-                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END)
+                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END)
       FROM managed m, LATERAL aclexplode(m.relacl) acl
      WHERE m.kind = 'tenant' AND acl.privilege_type = 'TRUNCATE' AND acl.grantee <> m.relowner
 )

@@ -41,6 +41,26 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         WHERE a.relid::oid <> x AND a.relid::oid = ANY (tables))
 $$;
 
+-- Tables with inheritance children that are not partitions cannot be copied:
+-- reading the parent reads the children's rows, and writing them back through
+-- the parent would move them into it (partitions are routed, see above).
+CREATE FUNCTION tenancy._refuse_inheritance(tables oid[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    SELECT i.inhparent::regclass AS parent, i.inhrelid::regclass AS child INTO v
+      FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = ANY (tables) AND NOT c.relispartition
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('%s has inheritance child %s, which is not a partition', v.parent, v.child),
+            HINT = 'Copying through the parent would move the child''s rows into it; use declarative partitioning, or leave the parent out of tables =>.';
+    END IF;
+END
+$$;
+
 -- The managed tenant tables to copy: all of them when `tables` is NULL,
 -- otherwise the given ones, each checked. Sorted, without duplicates.
 CREATE FUNCTION tenancy._tenant_tables(tables regclass[]) RETURNS oid[]
@@ -53,6 +73,7 @@ BEGIN
     IF tables IS NULL THEN
         SELECT COALESCE(pg_catalog.array_agg(m.relid::oid ORDER BY m.relid::oid), '{}') INTO v_out
           FROM tenancy.managed_tables m WHERE m.kind = 'tenant';
+        PERFORM tenancy._refuse_inheritance(v_out);
         RETURN tenancy._without_covered_partitions(v_out);
     END IF;
     IF pg_catalog.cardinality(tables) = 0 THEN
@@ -75,6 +96,7 @@ BEGIN
         END IF;
     END LOOP;
     SELECT pg_catalog.array_agg(DISTINCT x::oid ORDER BY x::oid) INTO v_out FROM pg_catalog.unnest(tables) x;
+    PERFORM tenancy._refuse_inheritance(v_out);
     RETURN tenancy._without_covered_partitions(v_out);
 END
 $$;
@@ -296,6 +318,8 @@ BEGIN
     v_id := tenancy.resolve(from_tenant);
     SELECT * INTO v_src FROM tenancy.tenants x WHERE x.id = v_id;
     v_tables := tenancy._tenant_tables(tables);
+    -- reading rows as JSON runs the casts of their columns' types
+    PERFORM tenancy._refuse_untrusted_code(v_tables);
     FOREACH t IN ARRAY v_tables LOOP
         v_key := tenancy._table_key(t);
         SELECT m.tenant_column INTO v_tcol FROM tenancy.managed_tables m WHERE m.relid = t;
@@ -488,7 +512,7 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = v_state,
                 MESSAGE = pg_catalog.format('tenants[%s] (%s): %s', i, COALESCE(e ->> 'slug', 'no slug'), v_msg),
                 DETAIL = COALESCE(NULLIF(v_det, ''), 'Nothing was provisioned: provision_many is all or nothing.'),
-                HINT = NULLIF(v_hint, '');
+                HINT = COALESCE(NULLIF(v_hint, ''), 'Fix that element and call again.');
         END;
         i := i + 1;
         RAISE NOTICE USING MESSAGE = pg_catalog.format('tenancy progress: tenant %s/%s: provisioned %s',

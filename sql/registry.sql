@@ -294,12 +294,31 @@ LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'act
 -- each type to its domain constraints. It cannot see functions called
 -- dynamically from a superuser-owned function's body.
 CREATE FUNCTION tenancy._refuse_untrusted_code(tables oid[]) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v record;
+    v     record;
+    v_all oid[];
 BEGIN
+    -- every table the writes reach: the tables and their inheritance
+    -- descendants (partitions and children get the rows routed to them or
+    -- deleted through the parent)
+    WITH RECURSIVE d(relid) AS (
+        SELECT t FROM pg_catalog.unnest(tables) AS t
+        UNION
+        SELECT i.inhrelid FROM d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.relid
+    )
+    SELECT pg_catalog.array_agg(d.relid ORDER BY d.relid) INTO v_all
+      FROM d JOIN pg_catalog.pg_class c ON c.oid = d.relid;
+    IF v_all IS NULL THEN
+        RETURN;
+    END IF;
+    -- no new trigger, rule, constraint or index between this check and the
+    -- writes (they all take a lock this one conflicts with); rows may still
+    -- be written meanwhile
+    EXECUTE 'LOCK TABLE ' || (SELECT pg_catalog.string_agg(x::regclass::text, ', ') FROM pg_catalog.unnest(v_all) x)
+         || ' IN SHARE UPDATE EXCLUSIVE MODE';
     SELECT c.oid::regclass AS tbl, w.rulename INTO v
-      FROM pg_catalog.unnest(tables) AS t(relid)
+      FROM pg_catalog.unnest(v_all) AS t(relid)
       JOIN pg_catalog.pg_class c ON c.oid = t.relid
       JOIN pg_catalog.pg_rewrite w ON w.ev_class = c.oid
      LIMIT 1;
@@ -311,19 +330,19 @@ BEGIN
     END IF;
     WITH RECURSIVE attached(classid, objid, tbl) AS (
         SELECT 'pg_catalog.pg_class'::regclass::oid, c.oid, c.oid            -- the table: its column types
-          FROM pg_catalog.unnest(tables) AS t(relid) JOIN pg_catalog.pg_class c ON c.oid = t.relid
+          FROM pg_catalog.unnest(v_all) AS t(relid) JOIN pg_catalog.pg_class c ON c.oid = t.relid
         UNION ALL
         SELECT 'pg_catalog.pg_trigger'::regclass::oid, g.oid, g.tgrelid
-          FROM pg_catalog.pg_trigger g WHERE g.tgrelid = ANY (tables) AND NOT g.tgisinternal
+          FROM pg_catalog.pg_trigger g WHERE g.tgrelid = ANY (v_all) AND NOT g.tgisinternal
         UNION ALL
         SELECT 'pg_catalog.pg_attrdef'::regclass::oid, a.oid, a.adrelid
-          FROM pg_catalog.pg_attrdef a WHERE a.adrelid = ANY (tables)
+          FROM pg_catalog.pg_attrdef a WHERE a.adrelid = ANY (v_all)
         UNION ALL
         SELECT 'pg_catalog.pg_constraint'::regclass::oid, k.oid, k.conrelid
-          FROM pg_catalog.pg_constraint k WHERE k.conrelid = ANY (tables)
+          FROM pg_catalog.pg_constraint k WHERE k.conrelid = ANY (v_all)
         UNION ALL
         SELECT 'pg_catalog.pg_class'::regclass::oid, i.indexrelid, i.indrelid
-          FROM pg_catalog.pg_index i WHERE i.indrelid = ANY (tables)
+          FROM pg_catalog.pg_index i WHERE i.indrelid = ANY (v_all)
     ), edge(classid, objid, refclassid, refobjid) AS (
         SELECT d.classid, d.objid, d.refclassid, d.refobjid FROM pg_catalog.pg_depend d
          WHERE d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
@@ -332,23 +351,64 @@ BEGIN
         UNION ALL   -- a domain's constraints run wherever the domain is a column's type
         SELECT 'pg_catalog.pg_type'::regclass::oid, k.contypid, 'pg_catalog.pg_constraint'::regclass::oid, k.oid
           FROM pg_catalog.pg_constraint k WHERE k.contypid <> 0
+        UNION ALL   -- a type's casts run when its values are converted (to_jsonb of a row in templates)
+        SELECT 'pg_catalog.pg_type'::regclass::oid, c.castsource, 'pg_catalog.pg_proc'::regclass::oid, c.castfunc
+          FROM pg_catalog.pg_cast c WHERE c.castfunc <> 0
     ), walk(classid, objid, tbl) AS (
         SELECT a.classid, a.objid, a.tbl FROM attached a
         UNION
         SELECT e.refclassid, e.refobjid, w.tbl
           FROM walk w JOIN edge e ON e.classid = w.classid AND e.objid = w.objid
+    ), expr(tbl, node) AS (
+        -- pg_depend records no dependency on built-in (pinned) functions, so
+        -- the expressions themselves are read for the functions they call
+        SELECT w.tbl, k.conbin::text FROM walk w JOIN pg_catalog.pg_constraint k
+            ON w.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = w.objid AND k.conbin IS NOT NULL
+        UNION ALL
+        SELECT w.tbl, a.adbin::text FROM walk w JOIN pg_catalog.pg_attrdef a
+            ON w.classid = 'pg_catalog.pg_attrdef'::regclass AND a.oid = w.objid
+        UNION ALL
+        SELECT w.tbl, COALESCE(i.indexprs::text, '') || COALESCE(i.indpred::text, '') FROM walk w JOIN pg_catalog.pg_index i
+            ON w.classid = 'pg_catalog.pg_class'::regclass AND i.indexrelid = w.objid
+        UNION ALL
+        SELECT w.tbl, g.tgqual::text FROM walk w JOIN pg_catalog.pg_trigger g
+            ON w.classid = 'pg_catalog.pg_trigger'::regclass AND g.oid = w.objid AND g.tgqual IS NOT NULL
+    ), called(tbl, fn) AS (
+        SELECT w.tbl, w.objid FROM walk w WHERE w.classid = 'pg_catalog.pg_proc'::regclass
+        UNION
+        SELECT x.tbl, m[2]::oid FROM expr x, pg_catalog.regexp_matches(x.node, ':(funcid|opfuncid) ([0-9]+)', 'g') m
+         WHERE m[2] <> '0'
+        UNION
+        SELECT x.tbl, o.oprcode::oid FROM expr x, pg_catalog.regexp_matches(x.node, ':opno ([0-9]+)', 'g') m
+          JOIN pg_catalog.pg_operator o ON o.oid = m[1]::oid
     )
-    SELECT w.tbl::regclass AS tbl, p.oid::regprocedure AS fn, r.rolname INTO v
-      FROM walk w
-      JOIN pg_catalog.pg_proc p ON w.classid = 'pg_catalog.pg_proc'::regclass AND p.oid = w.objid
+    SELECT w.tbl::regclass AS tbl, p.oid::regprocedure AS fn, r.rolname, r.rolsuper INTO v
+      FROM called w
+      JOIN pg_catalog.pg_proc p ON p.oid = w.fn
       JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
      WHERE NOT r.rolsuper
+        -- built-in (C) functions that act beyond their arguments — run SQL
+        -- text, change settings, touch files or other sessions (set_config,
+        -- query_to_xml, dblink, lo_export, pg_read_file, …) — would do so as
+        -- superuser: only the usual volatile defaults are allowed
+        OR (p.prolang IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
+            AND p.provolatile = 'v'
+            AND p.proname NOT IN ('nextval', 'currval', 'lastval', 'gen_random_uuid', 'random', 'clock_timestamp',
+                                  'timeofday', 'txid_current', 'pg_current_xact_id', 'uuid_generate_v1',
+                                  'uuid_generate_v1mc', 'uuid_generate_v4'))
+        -- the stable ones that read whole tables or schemas (and the views in them)
+        OR (p.pronamespace = 'pg_catalog'::regnamespace AND p.proname ~ '^(table|schema|database)_to_xml')
      LIMIT 1;
-    IF FOUND THEN
+    IF FOUND AND NOT v.rolsuper THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('%s runs function %s owned by %s, which is not a superuser', v.tbl, v.fn, v.rolname),
-            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights, so the function would run as a superuser (reached through a trigger, default, constraint, index, operator, cast or type of the table).',
+            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights, so the function would run as a superuser (reached through a trigger, default, constraint, index, operator, cast or type of the table, or of a partition or child).',
             HINT = pg_catalog.format('Have a superuser review and own that function (ALTER FUNCTION %s OWNER TO postgres), or drop what uses it.', v.fn);
+    ELSIF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('%s runs built-in function %s, which would act with superuser rights', v.tbl, v.fn),
+            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights; this function runs SQL, changes settings or reaches beyond its arguments.',
+            HINT = 'Move the call into a function a superuser owns and has reviewed, or drop what uses it.';
     END IF;
 END
 $$;

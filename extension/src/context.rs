@@ -183,8 +183,13 @@ fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
     // was running when another session committed) may predate the change
     // that sent it — a suspension or binding would otherwise never reach
     // this backend's later transactions.
+    // Nor under REPEATABLE READ / SERIALIZABLE: the transaction's snapshot
+    // may be older than the transaction (`SET TRANSACTION SNAPSHOT` imports
+    // one exported before a suspension), so what it shows is only good for
+    // this transaction; READ COMMITTED statements see every committed change.
     if GENERATION.with(|g| g.get()) == generation
         && INVALIDATED_IN.with(|t| t.get()) != unsafe { current_lxid() }
+        && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32
     {
         CACHE.with(|c| {
             let mut c = c.borrow_mut();

@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(77);
+SELECT plan(79);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -221,6 +221,18 @@ SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 
                   $$VALUES ('error', 'DROP POLICY tap07_any_tenant ON t07.ledger;')$$,
                   'a permissive policy that checks only that some tenant is set (every tenant''s rows): error');
 SELECT lives_ok(pg_temp.fix_of('policy tap07_any_tenant on t07.ledger', 'restrict by tenant'), 'the DROP POLICY fix runs');
+
+CREATE POLICY tap07_both ON t07.ledger FOR SELECT USING (tenant_id IS NOT NULL AND tenancy.current_tenant() IS NOT NULL);
+CREATE POLICY tenancy_tenant_select_all ON t07.ledger FOR SELECT USING (true);
+SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE problem ~ 'restrict by tenant'$$,
+              ARRAY['policy tap07_both on t07.ledger', 'policy tenancy_tenant_select_all on t07.ledger'],
+              'naming the tenant column without comparing it, or a tenancy_-like name, is no restriction');
+DROP POLICY tap07_both ON t07.ledger;
+DROP POLICY tenancy_tenant_select_all ON t07.ledger;
+CREATE ROLE "tap07 Odd""Role" NOLOGIN;
+GRANT TRUNCATE ON t07.ledger TO "tap07 Odd""Role";
+SELECT lives_ok((SELECT fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'TRUNCATE'),
+                'the REVOKE TRUNCATE fix runs for a role whose name needs quoting');
 
 -- ---------------------------------------------------------------- BYPASSRLS role with a grant
 CREATE ROLE tap07_reporting NOLOGIN BYPASSRLS;

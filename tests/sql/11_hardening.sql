@@ -8,7 +8,7 @@
 -- setting() is for the tenancy roles only.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(25);
+SELECT plan(34);
 
 SELECT tenancy.create_tenant('hard-a', 'A');
 CREATE SCHEMA t11;
@@ -109,6 +109,73 @@ RESET ROLE;
 SELECT is((SELECT status FROM tenancy.tenants WHERE slug = 'hard-c'), 'active', 'the tenant''s status is unchanged');
 SELECT is((SELECT count(*)::int FROM tenancy.managed_tables WHERE relid = 't11.notes'::regclass), 1,
           'the registry is unchanged');
+
+-- attack: code on a partition or an inheritance child (rows are routed to
+-- them, or deleted through the parent), even when they are not managed
+CREATE FUNCTION t11.who_else() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    CREATE TABLE IF NOT EXISTS t11.pwned AS SELECT current_user AS who;
+    RETURN NULL;
+END $$;
+ALTER FUNCTION t11.who_else() OWNER TO tap11_owner;
+CREATE TABLE t11.ev (tenant_id uuid NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE t11.ev_2025 PARTITION OF t11.ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+SELECT tenancy.enable('t11.ev');
+CREATE TRIGGER ev_who AFTER DELETE ON t11.ev_2025 FOR EACH STATEMENT EXECUTE FUNCTION t11.who_else();
+SELECT throws_like($$SELECT tenancy.drop_tenant('hard-d', confirm => 'hard-d')$$,
+                   '%t11.ev_2025 runs function t11.who_else() owned by tap11_owner%',
+                   'drop_tenant refuses an untrusted trigger on an unmanaged partition of a managed table');
+DROP TABLE t11.ev;
+CREATE TABLE t11.kids () INHERITS (t11.notes);
+CREATE TRIGGER kids_who AFTER DELETE ON t11.kids FOR EACH STATEMENT EXECUTE FUNCTION t11.who_else();
+SELECT throws_like($$SELECT tenancy.drop_tenant('hard-d', confirm => 'hard-d')$$,
+                   '%t11.kids runs function t11.who_else() owned by tap11_owner%',
+                   '... and on an inheritance child');
+SELECT throws_ok($$SELECT tenancy.clone_tenant('hard-c', 'hard-e', 'E')$$, '0A000',
+                 't11.notes has inheritance child t11.kids, which is not a partition',
+                 'clone_tenant refuses a table with an inheritance child (its rows would move into the parent)');
+DROP TABLE t11.kids;
+
+-- attack: built-in functions that act beyond their arguments, which no
+-- dependency records (built-ins are pinned): SQL text run as superuser, a
+-- setting changed under the copy's feet
+ALTER TABLE t11.notes ADD CONSTRAINT sneaky CHECK (query_to_xml('SELECT 1', true, false, '') IS NOT NULL) NOT VALID;
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-c', 'hard-e', 'E')$$,
+                   '%runs built-in function query_to_xml(text,boolean,boolean,text)%',
+                   'clone_tenant refuses a CHECK calling query_to_xml');
+ALTER TABLE t11.notes DROP CONSTRAINT sneaky;
+ALTER TABLE t11.notes ALTER COLUMN body SET DEFAULT set_config('search_path', 't11, pg_catalog', true);
+SELECT throws_like($$SELECT tenancy.drop_tenant('hard-d', confirm => 'hard-d')$$,
+                   '%runs built-in function set_config(text,text,boolean)%',
+                   'drop_tenant refuses a default calling set_config');
+ALTER TABLE t11.notes ALTER COLUMN body DROP DEFAULT;
+
+-- attack: a cast of a column's type to json, which create_template's
+-- to_jsonb() runs
+CREATE TYPE t11.tier AS ENUM ('gold', 'silver');
+CREATE FUNCTION t11.tier_json(t11.tier) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    CREATE TABLE IF NOT EXISTS t11.pwned AS SELECT current_user AS who;
+    RETURN '"x"'::json;
+END $$;
+ALTER FUNCTION t11.tier_json(t11.tier) OWNER TO tap11_owner;
+CREATE CAST (t11.tier AS json) WITH FUNCTION t11.tier_json(t11.tier);
+ALTER TABLE t11.notes ADD COLUMN tier t11.tier;
+SELECT throws_like($$SELECT tenancy.create_template('hard-tpl', 'hard-c')$$,
+                   '%runs function t11.tier_json(t11.tier) owned by tap11_owner%',
+                   'create_template refuses a column type with an untrusted cast');
+ALTER TABLE t11.notes DROP COLUMN tier;
+SELECT is(to_regclass('t11.pwned'), NULL, 'none of them ran');
+
+-- attack: the registry of managed tables naming an oid no table has yet
+-- (claimed ahead of a table someone else creates), or a temporary view
+SET LOCAL ROLE tap11_sa;
+SELECT throws_ok($$INSERT INTO tenancy.managed_tables (relid, kind, tenant_column) VALUES (4000000000::oid::regclass, 'tenant', 'tenant_id')$$,
+                 '42809', NULL, 'a registry row for an oid that is no table: refused');
+CREATE TEMP VIEW loot AS SELECT NULL::uuid AS tenant_id;
+SELECT throws_ok($$INSERT INTO tenancy.managed_tables (relid, kind, tenant_column) VALUES ('pg_temp.loot', 'tenant', 'tenant_id')$$,
+                 '42809', NULL, 'a registry row for a temporary view the super admin owns: refused');
+RESET ROLE;
 
 CREATE ROLE tap11_outsider NOLOGIN;
 CREATE ROLE tap11_member NOLOGIN; GRANT tenancy_member TO tap11_member;

@@ -717,6 +717,58 @@ async fn a_suspension_during_an_open_transaction_reaches_the_next_one() {
     assert_eq!(current_tenant(&c).await, Some(w.b), "the binding applies");
 }
 
+/// The same through an imported snapshot: a transaction that starts after
+/// the suspension but runs on a snapshot exported before it (`SET
+/// TRANSACTION SNAPSHOT`) still sees the tenant active — only for itself.
+#[tokio::test]
+async fn an_imported_old_snapshot_does_not_bring_a_suspended_tenant_back() {
+    let w = World::new("suspend_snap").await;
+    let exporter = w.db.connect_admin().await;
+    let admin2 = w.db.connect_admin().await;
+    for (mode, c) in &w.members_of_a().await {
+        exporter
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .unwrap();
+        let snap: String = exporter
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        admin2
+            .execute("SELECT tenancy.suspend_tenant('tenant-a')", &[])
+            .await
+            .unwrap();
+        // the session has seen the suspension (in a transaction of its own),
+        // then asks under a setting text it has not used yet (a cache miss)
+        assert_eq!(current_tenant(c).await, None, "{mode}: suspended");
+        c.batch_execute(&format!(
+            "SET tenancy.tenant_id = '{}'",
+            w.a.to_string().to_uppercase()
+        ))
+        .await
+        .unwrap();
+        c.batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{snap}'"
+        ))
+        .await
+        .unwrap();
+        let _ = current_tenant(c).await;
+        c.batch_execute("COMMIT").await.unwrap();
+        exporter.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(current_tenant(c).await, None, "{mode}: after the import");
+        assert_eq!(
+            count(c, "SELECT count(*) FROM esg.metrics").await,
+            0,
+            "{mode}: rows after the import"
+        );
+        admin2
+            .execute("SELECT tenancy.resume_tenant('tenant-a')", &[])
+            .await
+            .unwrap();
+    }
+}
+
 /// `set_tenant(x, is_local => true)` as a statement of its own outside a
 /// transaction block ends with that statement (as `SET LOCAL`); a tenant
 /// set earlier for the session — on a pooled connection perhaps by another
@@ -1615,4 +1667,58 @@ async fn parallel_query_stays_confined() {
             assert_eq!(b, 0, "{mode}: parallel read of B in {table}");
         }
     }
+}
+
+/// A table owner cannot slip a trigger in between the untrusted-code check
+/// of a clone and its writes: the owner's `CREATE TRIGGER`, uncommitted when
+/// the clone starts, makes the clone wait (the check locks the tables first)
+/// and, once committed, is seen by the check — the clone is refused instead
+/// of running the owner's function as superuser.
+#[tokio::test]
+async fn a_trigger_committed_while_a_clone_waits_is_still_refused() {
+    let w = World::new("toctou").await;
+    let owner = w.db.login("tbl_owner", &[]).await;
+    w.db.exec(&format!(
+        "CREATE SCHEMA toc AUTHORIZATION {o};
+         CREATE TABLE toc.notes (id int, tenant_id uuid NOT NULL);
+         ALTER TABLE toc.notes OWNER TO {o};
+         SELECT tenancy.enable('toc.notes');
+         INSERT INTO toc.notes SELECT 1, id FROM tenancy.tenants WHERE slug = 'tenant-a';",
+        o = ident(&owner)
+    ))
+    .await;
+    let o = w.db.connect_as(&owner).await;
+    o.batch_execute(
+        "CREATE FUNCTION toc.pwn() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             CREATE TABLE IF NOT EXISTS toc.pwned AS SELECT current_user AS who;
+             RETURN NULL;
+         END $$;
+         BEGIN;
+         CREATE TRIGGER late AFTER INSERT ON toc.notes FOR EACH STATEMENT EXECUTE FUNCTION toc.pwn();",
+    )
+    .await
+    .unwrap();
+    let admin2 = w.db.connect_admin().await;
+    let clone = tokio::spawn(async move {
+        admin2
+            .query_one(
+                "SELECT tenancy.clone_tenant('tenant-a', 'toc-copy', 'Copy', tables => ARRAY['toc.notes']::regclass[])",
+                &[],
+            )
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    o.batch_execute("COMMIT").await.unwrap();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(30), clone)
+        .await
+        .expect("the clone finishes")
+        .unwrap();
+    expect_sqlstate(r.map(|_| 0), "42501", "the clone after the late trigger");
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM pg_class WHERE relname = 'pwned'")
+            .await,
+        0,
+        "the owner's function never ran"
+    );
 }
