@@ -22,7 +22,7 @@ managed AS (
       FROM tenancy.managed_tables m JOIN pg_class c ON c.oid = m.relid
 ),
 policies AS (
-    SELECT m.tbl, m.tenant_column, p.polname, p.polpermissive,
+    SELECT m.tbl, m.tenant_column, p.polname, p.polpermissive, p.polroles,
            COALESCE(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
            COALESCE(pg_get_expr(p.polwithcheck, p.polrelid), '') AS expr
       FROM managed m JOIN pg_policy p ON p.polrelid = m.relid
@@ -79,14 +79,20 @@ findings AS (
     -- user policies that do not restrict by tenant widen access (permissive = OR)
     SELECT 'error', format('policy %I on %s', polname, tbl),
            'permissive policy does not restrict by tenant: it widens what every role it applies to can see',
-           format('DROP POLICY %I ON %s;', polname, tbl)
+           CASE WHEN polname IN ('tenancy_tenant_select', 'tenancy_tenant_insert', 'tenancy_tenant_update',
+                                 'tenancy_tenant_delete', 'tenancy_superadmin_select', 'tenancy_superadmin_insert',
+                                 'tenancy_superadmin_update', 'tenancy_superadmin_delete')
+                THEN format('SELECT tenancy.enable(%L, %L);  -- re-creates the generated policies', tbl, tenant_column)
+                ELSE format('DROP POLICY %I ON %s;', polname, tbl) END
       FROM policies
      WHERE polpermissive
-       -- only the generated policies are trusted by name (a policy of yours
-       -- called tenancy_something is checked like any other)
-       AND polname NOT IN ('tenancy_tenant_select', 'tenancy_tenant_insert', 'tenancy_tenant_update',
-                           'tenancy_tenant_delete', 'tenancy_superadmin_select', 'tenancy_superadmin_insert',
-                           'tenancy_superadmin_update', 'tenancy_superadmin_delete')
+       -- the generated super-admin policies are the exception: audited, and
+       -- for tenancy_superadmin only (one altered to reach other roles, or
+       -- to skip the audit, is reported like any other)
+       AND NOT (polname IN ('tenancy_superadmin_select', 'tenancy_superadmin_insert',
+                            'tenancy_superadmin_update', 'tenancy_superadmin_delete')
+                AND polroles = ARRAY[(SELECT r.oid FROM pg_roles r WHERE r.rolname = 'tenancy_superadmin')]
+                AND expr ~ 'tenancy\.superadmin_access\(')
        AND (expr !~ '(current_tenant|visible_tenants|tenancy\.tenant_id)'
             -- the row's tenant column compared with the context, not just named
             -- (tenant_id IS NOT NULL AND current_tenant() IS NOT NULL is every tenant)

@@ -14,11 +14,18 @@ use tenancy_core::policy::{
 /// the public entry points.
 #[pg_extern(stable, parallel_safe, name = "_policy_ddl")]
 pub fn policy_ddl(
-    relid: pg_sys::Oid,
-    action: &str,
+    relid: Option<pg_sys::Oid>,
+    action: Option<&str>,
     tenant_column: Option<&str>,
     hierarchical: Option<bool>,
 ) -> String {
+    let (Some(relid), Some(action)) = (relid, action) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "table and action must not be NULL",
+            Some("Call tenancy.policy_sql(), tenancy.enable() or tenancy.register_reference() instead."),
+        )
+    };
     let facts = Spi::connect(|c| -> Result<Option<TableFacts>, pgrx::spi::SpiError> {
         let rel = c.select(
             "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \

@@ -125,8 +125,8 @@ fn read_fks(c: &pgrx::spi::SpiClient<'_>, relid: pg_sys::Oid) -> SpiResult<Vec<R
 /// ```
 #[pg_extern(stable, parallel_safe, name = "_copy_steps")]
 pub fn copy_steps_sql(
-    tables: Vec<pg_sys::Oid>,
-    single: bool,
+    tables: Option<Vec<pg_sys::Oid>>,
+    single: Option<bool>,
     snapshot_columns: Option<JsonB>,
 ) -> TableIterator<
     'static,
@@ -137,7 +137,13 @@ pub fn copy_steps_sql(
         name!(statement, String),
     ),
 > {
-    let mut relids = tables;
+    let (Some(mut relids), Some(single)) = (tables, single) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "tables and single must not be NULL",
+            Some("Call tenancy.clone_plan() to see a clone's statements."),
+        )
+    };
     relids.sort_unstable_by_key(|o| o.to_u32());
     relids.dedup();
     let (mut facts, raw_fks) = Spi::connect(|c| -> SpiResult<(Vec<Table>, Vec<Vec<RawFk>>)> {

@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(79);
+SELECT plan(82);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -229,6 +229,15 @@ SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE problem ~ 'restrict 
               'naming the tenant column without comparing it, or a tenancy_-like name, is no restriction');
 DROP POLICY tap07_both ON t07.ledger;
 DROP POLICY tenancy_tenant_select_all ON t07.ledger;
+-- a generated policy altered by the table's owner
+ALTER POLICY tenancy_tenant_select ON t07.ledger USING (true);
+ALTER POLICY tenancy_superadmin_update ON t07.ledger TO PUBLIC;
+SELECT results_eq($$SELECT object, fix FROM pg_temp.findings() WHERE problem ~ 'restrict by tenant' AND object ~ '^policy tenancy_' ORDER BY 1$$,
+                  $$VALUES ('policy tenancy_superadmin_update on t07.ledger', 'SELECT tenancy.enable(''t07.ledger'', ''tenant_id'');  -- re-creates the generated policies'),
+                           ('policy tenancy_tenant_select on t07.ledger', 'SELECT tenancy.enable(''t07.ledger'', ''tenant_id'');  -- re-creates the generated policies')$$,
+                  'generated policies altered to USING (true), or to reach every role: errors, fixed by enable');
+SELECT lives_ok(pg_temp.fix_of('policy tenancy_tenant_select on t07.ledger', 'restrict by tenant'), 'the enable fix runs');
+SELECT ok(NOT pg_temp.has_finding('policy tenancy_superadmin_update on t07.ledger', '.'), 'after the fix both findings are gone');
 CREATE ROLE "tap07 Odd""Role" NOLOGIN;
 GRANT TRUNCATE ON t07.ledger TO "tap07 Odd""Role";
 SELECT lives_ok((SELECT fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'TRUNCATE'),

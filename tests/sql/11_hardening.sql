@@ -8,7 +8,7 @@
 -- setting() is for the tenancy roles only.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(34);
+SELECT plan(36);
 
 SELECT tenancy.create_tenant('hard-a', 'A');
 CREATE SCHEMA t11;
@@ -176,6 +176,10 @@ CREATE TEMP VIEW loot AS SELECT NULL::uuid AS tenant_id;
 SELECT throws_ok($$INSERT INTO tenancy.managed_tables (relid, kind, tenant_column) VALUES ('pg_temp.loot', 'tenant', 'tenant_id')$$,
                  '42809', NULL, 'a registry row for a temporary view the super admin owns: refused');
 RESET ROLE;
+
+-- internal helpers given NULLs: a clear error, not a crash
+SELECT throws_ok($$SELECT * FROM tenancy._copy_steps(NULL, true, NULL)$$, '22004', NULL, '_copy_steps(NULL): 22004');
+SELECT throws_ok($$SELECT tenancy._policy_ddl(NULL, 'tenant', NULL, NULL)$$, '22004', NULL, '_policy_ddl(NULL): 22004');
 
 CREATE ROLE tap11_outsider NOLOGIN;
 CREATE ROLE tap11_member NOLOGIN; GRANT tenancy_member TO tap11_member;
