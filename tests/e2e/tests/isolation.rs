@@ -668,6 +668,23 @@ async fn suspended_tenant_sees_nothing_and_cannot_write() {
     assert_eq!(w.db.snapshot().await.except(w.a), before.except(w.a));
 }
 
+/// The session has no tenant: no context, no rows of a tenant table.
+async fn assert_no_tenant(c: &Client, what: &str) {
+    assert_eq!(current_tenant(c).await, None, "{what}: context");
+    assert_eq!(
+        count(c, "SELECT count(*) FROM esg.metrics").await,
+        0,
+        "{what}: rows"
+    );
+}
+
+async fn resume_a(admin: &Client) {
+    admin
+        .execute("SELECT tenancy.resume_tenant('tenant-a')", &[])
+        .await
+        .unwrap();
+}
+
 /// A suspension committed while a member's REPEATABLE READ transaction is
 /// open: that transaction may keep its snapshot's view, but every later
 /// transaction of the same session must see the suspension. (The context
@@ -690,16 +707,8 @@ async fn a_suspension_during_an_open_transaction_reaches_the_next_one() {
         let _ = current_tenant(c).await;
         let _ = count(c, "SELECT count(*) FROM esg.metrics").await;
         c.batch_execute("COMMIT").await.unwrap();
-        assert_eq!(current_tenant(c).await, None, "{mode}: next transaction");
-        assert_eq!(
-            count(c, "SELECT count(*) FROM esg.metrics").await,
-            0,
-            "{mode}: rows after the suspension"
-        );
-        admin2
-            .execute("SELECT tenancy.resume_tenant('tenant-a')", &[])
-            .await
-            .unwrap();
+        assert_no_tenant(c, &format!("{mode}: next transaction")).await;
+        resume_a(&admin2).await;
         assert_eq!(current_tenant(c).await, Some(w.a), "{mode}: resumed");
     }
     // a role bound to B while its session has a transaction open
@@ -756,16 +765,8 @@ async fn an_imported_old_snapshot_does_not_bring_a_suspended_tenant_back() {
         let _ = current_tenant(c).await;
         c.batch_execute("COMMIT").await.unwrap();
         exporter.batch_execute("COMMIT").await.unwrap();
-        assert_eq!(current_tenant(c).await, None, "{mode}: after the import");
-        assert_eq!(
-            count(c, "SELECT count(*) FROM esg.metrics").await,
-            0,
-            "{mode}: rows after the import"
-        );
-        admin2
-            .execute("SELECT tenancy.resume_tenant('tenant-a')", &[])
-            .await
-            .unwrap();
+        assert_no_tenant(c, &format!("{mode}: after the import")).await;
+        resume_a(&admin2).await;
     }
 }
 
