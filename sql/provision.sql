@@ -105,23 +105,29 @@ $$;
  * The statements a clone of `tables` (NULL: every managed tenant table) runs,
  * in order, without running them: a dry run of tenancy.clone_tenant.
  * Parameters in the statements: $1 source tenant ids, $2 new tenant ids.
- * Kinds: defer / map (old key -> new key) / insert / patch (cycle broken by
- * NULL-then-UPDATE) / check (deferred keys checked) / drop (mapping tables).
+ * Kinds: defer / map (an empty old key -> new key table) / grant / fill (the
+ * mapping filled) / insert / patch (cycle broken by NULL-then-UPDATE) /
+ * check (a deferred key checked) / drop (mapping tables). run_as is the role
+ * a step runs as: the owner of the table it reads and writes, so the code
+ * attached to a table (triggers, defaults, constraints) runs with its
+ * owner's rights; NULL for the steps that run no user code.
  * Errors: 55000 table not managed, 22023 a copied table references a managed
  * table left out, 0A000 key without default or unbreakable cycle.
- * Example: SELECT step, kind, statement FROM tenancy.clone_plan();
+ * Example: SELECT step, kind, run_as, statement FROM tenancy.clone_plan();
  */
 CREATE FUNCTION tenancy.clone_plan(tables regclass[] DEFAULT NULL)
-RETURNS TABLE (step int, kind text, tbl text, statement text)
+RETURNS TABLE (step int, kind text, tbl text, statement text, run_as regrole)
 LANGUAGE sql STABLE AS $$
-    SELECT s.step, s.kind, s.tbl, s.statement
+    SELECT s.step, s.kind, s.tbl, s.statement, c.relowner::regrole
       FROM tenancy._copy_steps(tenancy._tenant_tables(tables), true, NULL) s
+      LEFT JOIN pg_catalog.pg_class c ON c.oid = s.run_as_owner_of
      ORDER BY s.step
 $$;
 
 -- Run the copy of `tables` from tenants old_ids to new_ids (parallel arrays);
 -- from the live tables, or from `snapshot` (a template's snapshot) when given.
--- Returns the rows inserted per table.
+-- Each statement that reads or writes a table runs as that table's owner
+-- (tenancy._exec_as_owner). Returns the rows inserted per table.
 CREATE FUNCTION tenancy._run_copy(tables oid[], old_ids uuid[], new_ids uuid[], snapshot jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -132,18 +138,21 @@ DECLARE
     v_n      bigint;
     v_counts jsonb := '{}';
     v_rows   jsonb := snapshot -> 'tables';
+    v_temp   text[] := tenancy._session_objects();
 BEGIN
     IF pg_catalog.cardinality(old_ids) IS DISTINCT FROM pg_catalog.cardinality(new_ids)
        OR NULL::uuid = ANY (old_ids) OR NULL::uuid = ANY (new_ids) THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'old and new tenant ids must be arrays of equal length without NULL';
     END IF;
-    PERFORM tenancy._refuse_untrusted_code(tables);
     v_total := pg_catalog.cardinality(tables);
     FOR r IN SELECT * FROM tenancy._copy_steps(tables, pg_catalog.cardinality(old_ids) = 1, snapshot -> 'columns') s
               ORDER BY s.step LOOP
-        EXECUTE r.statement USING old_ids, new_ids, v_rows;
+        IF r.run_as_owner_of IS NULL THEN
+            EXECUTE r.statement USING old_ids, new_ids, v_rows;
+        ELSE
+            v_n := tenancy._exec_as_owner(r.run_as_owner_of, r.statement, old_ids, new_ids, v_rows);
+        END IF;
         IF r.kind = 'insert' THEN
-            GET DIAGNOSTICS v_n = ROW_COUNT;
             v_counts := v_counts || pg_catalog.jsonb_build_object(r.tbl, v_n);
             v_done := v_done + 1;
             -- progress for psql users and the proxy's job status
@@ -151,6 +160,7 @@ BEGIN
                 v_done, v_total, v_n, r.tbl);
         END IF;
     END LOOP;
+    PERFORM tenancy._refuse_new_session_objects(v_temp);
     RETURN v_counts;
 END
 $$;
@@ -303,6 +313,7 @@ DECLARE
     v_id      uuid;
     t         oid;
     v_tcol    name;
+    v_temp    text[];
 BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'template name must not be NULL';
@@ -318,14 +329,15 @@ BEGIN
     v_id := tenancy.resolve(from_tenant);
     SELECT * INTO v_src FROM tenancy.tenants x WHERE x.id = v_id;
     v_tables := tenancy._tenant_tables(tables);
-    -- reading rows as JSON runs the casts of their columns' types
-    PERFORM tenancy._refuse_untrusted_code(v_tables);
+    v_temp := tenancy._session_objects();
     FOREACH t IN ARRAY v_tables LOOP
         v_key := tenancy._table_key(t);
         SELECT m.tenant_column INTO v_tcol FROM tenancy.managed_tables m WHERE m.relid = t;
-        EXECUTE pg_catalog.format(
-            'SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)), ''[]'') FROM %s s WHERE s.%I = $1',
-            t::regclass, v_tcol) INTO v_rows USING v_src.id;
+        -- read as the table's owner: reading rows as JSON runs the casts of
+        -- their columns' types, which are the owner's choice
+        v_rows := tenancy._query_as_owner(t, pg_catalog.format(
+            'SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)), ''[]'') FROM %s s WHERE s.%I = ($1)[1]',
+            t::regclass, v_tcol), ARRAY[v_src.id]);
         v_data := v_data || pg_catalog.jsonb_build_object(v_key, v_rows);
         v_counts := v_counts || pg_catalog.jsonb_build_object(v_key, pg_catalog.jsonb_array_length(v_rows));
         v_cols := v_cols || pg_catalog.jsonb_build_object(v_key, (
@@ -333,6 +345,7 @@ BEGIN
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = t AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''));
     END LOOP;
+    PERFORM tenancy._refuse_new_session_objects(v_temp);
     -- Refuse now what could never be provisioned (keys without default, cycles).
     PERFORM pg_catalog.count(*) FROM tenancy._copy_steps(v_tables, true, v_cols);
     v_snap := pg_catalog.jsonb_build_object('format', 1, 'source_tenant', v_src.id, 'settings', v_src.settings,

@@ -277,138 +277,46 @@ LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'active', 'suspen
 CREATE FUNCTION tenancy.resume_tenant(tenant text) RETURNS uuid
 LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'active', 'resume_tenant') $$;
 
--- Functions that write user tables as the extension owner (drop_tenant,
--- clone_tenant, provision) run the code those writes reach with the owner's
--- (superuser) rights: triggers and their WHEN clauses, defaults and generated
--- columns, check and domain constraints, index expressions and predicates —
--- and whatever functions these reach through operators, casts and types
--- (a CHECK on `col OPERATOR(my.=~) 'x'` depends on the operator, the operator
--- on its function; a column of a domain type runs the domain's CHECK; a range
--- type's subtype_diff runs in its GiST index). Refuse when any function so
--- reached belongs to a role that is not a superuser: otherwise a table owner
--- could run code as superuser by having a super admin drop or clone a tenant.
--- Rules are refused outright: a rule's actions run as the writing user and
--- can write further tables, whose own code this walk does not follow.
--- The walk follows pg_depend from the tables' attached objects to what they
--- use (functions, operators, types, relations of composite types), and from
--- each type to its domain constraints. It cannot see functions called
--- dynamically from a superuser-owned function's body.
-CREATE FUNCTION tenancy._refuse_untrusted_code(tables oid[]) RETURNS void
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+-- Functions that read or write user tables for a super admin (drop_tenant,
+-- clone_tenant, provision, create_template) run each such statement as the
+-- table's owner (tenancy._exec_as_owner / _query_as_owner, Rust): the code a
+-- table's owner attached to it — triggers, rules, defaults, constraints,
+-- casts — runs with that owner's rights, never the extension owner's. What
+-- PostgreSQL's security-restricted operations also forbid and the owner
+-- switch cannot is checked around each operation instead: session objects
+-- that would outlive the call and act later as the caller — temporary
+-- relations and types (found before permanent ones of the same name),
+-- holdable cursors (their query runs at commit), prepared statements.
+CREATE FUNCTION tenancy._session_objects() RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT COALESCE(pg_catalog.array_agg(o.x ORDER BY o.x), '{}')
+      FROM (SELECT pg_catalog.format('temporary relation %s (oid %s)', c.oid::regclass, c.oid) AS x
+              FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
+            UNION ALL
+            SELECT pg_catalog.format('temporary type %s (oid %s)', t.oid::regtype, t.oid)
+              FROM pg_catalog.pg_type t WHERE t.typnamespace = pg_catalog.pg_my_temp_schema()
+            UNION ALL
+            SELECT pg_catalog.format('holdable cursor %I (%s)', k.name, k.creation_time)
+              FROM pg_catalog.pg_cursors k WHERE k.is_holdable
+            UNION ALL
+            SELECT pg_catalog.format('prepared statement %I (%s)', p.name, p.prepare_time)
+              FROM pg_catalog.pg_prepared_statements p) o
+$$;
+
+CREATE FUNCTION tenancy._refuse_new_session_objects(before text[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v     record;
-    v_all oid[];
+    v_new text;
 BEGIN
-    -- every table the writes reach: the tables and their inheritance
-    -- descendants (partitions and children get the rows routed to them or
-    -- deleted through the parent)
-    WITH RECURSIVE d(relid) AS (
-        SELECT t FROM pg_catalog.unnest(tables) AS t
-        UNION
-        SELECT i.inhrelid FROM d JOIN pg_catalog.pg_inherits i ON i.inhparent = d.relid
-    )
-    SELECT pg_catalog.array_agg(d.relid ORDER BY d.relid) INTO v_all
-      FROM d JOIN pg_catalog.pg_class c ON c.oid = d.relid;
-    IF v_all IS NULL THEN
-        RETURN;
-    END IF;
-    -- no new trigger, rule, constraint or index between this check and the
-    -- writes (they all take a lock this one conflicts with); rows may still
-    -- be written meanwhile
-    EXECUTE 'LOCK TABLE ' || (SELECT pg_catalog.string_agg(x::regclass::text, ', ') FROM pg_catalog.unnest(v_all) x)
-         || ' IN SHARE UPDATE EXCLUSIVE MODE';
-    SELECT c.oid::regclass AS tbl, w.rulename INTO v
-      FROM pg_catalog.unnest(v_all) AS t(relid)
-      JOIN pg_catalog.pg_class c ON c.oid = t.relid
-      JOIN pg_catalog.pg_rewrite w ON w.ev_class = c.oid
-     LIMIT 1;
+    SELECT x INTO v_new FROM pg_catalog.unnest(tenancy._session_objects()) x
+     WHERE x <> ALL (before) ORDER BY x LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = pg_catalog.format('%s has rule %I', v.tbl, v.rulename),
-            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights; a rule''s actions would run with them.',
-            HINT = pg_catalog.format('Drop the rule (DROP RULE %I ON %s), e.g. in favour of a trigger whose function a superuser owns.', v.rulename, v.tbl);
-    END IF;
-    WITH RECURSIVE attached(classid, objid, tbl) AS (
-        SELECT 'pg_catalog.pg_class'::regclass::oid, c.oid, c.oid            -- the table: its column types
-          FROM pg_catalog.unnest(v_all) AS t(relid) JOIN pg_catalog.pg_class c ON c.oid = t.relid
-        UNION ALL
-        SELECT 'pg_catalog.pg_trigger'::regclass::oid, g.oid, g.tgrelid
-          FROM pg_catalog.pg_trigger g WHERE g.tgrelid = ANY (v_all) AND NOT g.tgisinternal
-        UNION ALL
-        SELECT 'pg_catalog.pg_attrdef'::regclass::oid, a.oid, a.adrelid
-          FROM pg_catalog.pg_attrdef a WHERE a.adrelid = ANY (v_all)
-        UNION ALL
-        SELECT 'pg_catalog.pg_constraint'::regclass::oid, k.oid, k.conrelid
-          FROM pg_catalog.pg_constraint k WHERE k.conrelid = ANY (v_all)
-        UNION ALL
-        SELECT 'pg_catalog.pg_class'::regclass::oid, i.indexrelid, i.indrelid
-          FROM pg_catalog.pg_index i WHERE i.indrelid = ANY (v_all)
-    ), edge(classid, objid, refclassid, refobjid) AS (
-        SELECT d.classid, d.objid, d.refclassid, d.refobjid FROM pg_catalog.pg_depend d
-         WHERE d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
-                                'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_class'::regclass,
-                                'pg_catalog.pg_cast'::regclass)
-        UNION ALL   -- a domain's constraints run wherever the domain is a column's type
-        SELECT 'pg_catalog.pg_type'::regclass::oid, k.contypid, 'pg_catalog.pg_constraint'::regclass::oid, k.oid
-          FROM pg_catalog.pg_constraint k WHERE k.contypid <> 0
-        UNION ALL   -- a type's casts run when its values are converted (to_jsonb of a row in templates)
-        SELECT 'pg_catalog.pg_type'::regclass::oid, c.castsource, 'pg_catalog.pg_proc'::regclass::oid, c.castfunc
-          FROM pg_catalog.pg_cast c WHERE c.castfunc <> 0
-    ), walk(classid, objid, tbl) AS (
-        SELECT a.classid, a.objid, a.tbl FROM attached a
-        UNION
-        SELECT e.refclassid, e.refobjid, w.tbl
-          FROM walk w JOIN edge e ON e.classid = w.classid AND e.objid = w.objid
-    ), expr(tbl, node) AS (
-        -- pg_depend records no dependency on built-in (pinned) functions, so
-        -- the expressions themselves are read for the functions they call
-        SELECT w.tbl, k.conbin::text FROM walk w JOIN pg_catalog.pg_constraint k
-            ON w.classid = 'pg_catalog.pg_constraint'::regclass AND k.oid = w.objid AND k.conbin IS NOT NULL
-        UNION ALL
-        SELECT w.tbl, a.adbin::text FROM walk w JOIN pg_catalog.pg_attrdef a
-            ON w.classid = 'pg_catalog.pg_attrdef'::regclass AND a.oid = w.objid
-        UNION ALL
-        SELECT w.tbl, COALESCE(i.indexprs::text, '') || COALESCE(i.indpred::text, '') FROM walk w JOIN pg_catalog.pg_index i
-            ON w.classid = 'pg_catalog.pg_class'::regclass AND i.indexrelid = w.objid
-        UNION ALL
-        SELECT w.tbl, g.tgqual::text FROM walk w JOIN pg_catalog.pg_trigger g
-            ON w.classid = 'pg_catalog.pg_trigger'::regclass AND g.oid = w.objid AND g.tgqual IS NOT NULL
-    ), called(tbl, fn) AS (
-        SELECT w.tbl, w.objid FROM walk w WHERE w.classid = 'pg_catalog.pg_proc'::regclass
-        UNION
-        SELECT x.tbl, m[2]::oid FROM expr x, pg_catalog.regexp_matches(x.node, ':(funcid|opfuncid) ([0-9]+)', 'g') m
-         WHERE m[2] <> '0'
-        UNION
-        SELECT x.tbl, o.oprcode::oid FROM expr x, pg_catalog.regexp_matches(x.node, ':opno ([0-9]+)', 'g') m
-          JOIN pg_catalog.pg_operator o ON o.oid = m[1]::oid
-    )
-    SELECT w.tbl::regclass AS tbl, p.oid::regprocedure AS fn, r.rolname, r.rolsuper INTO v
-      FROM called w
-      JOIN pg_catalog.pg_proc p ON p.oid = w.fn
-      JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
-     WHERE NOT r.rolsuper
-        -- built-in (C) functions that act beyond their arguments — run SQL
-        -- text, change settings, touch files or other sessions (set_config,
-        -- query_to_xml, dblink, lo_export, pg_read_file, …) — would do so as
-        -- superuser: only the usual volatile defaults are allowed
-        OR (p.prolang IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
-            AND p.provolatile = 'v'
-            AND p.proname NOT IN ('nextval', 'currval', 'lastval', 'gen_random_uuid', 'random', 'clock_timestamp',
-                                  'timeofday', 'txid_current', 'pg_current_xact_id', 'uuid_generate_v1',
-                                  'uuid_generate_v1mc', 'uuid_generate_v4'))
-        -- the stable ones that read whole tables or schemas (and the views in them)
-        OR (p.pronamespace = 'pg_catalog'::regnamespace AND p.proname ~ '^(table|schema|database)_to_xml')
-     LIMIT 1;
-    IF FOUND AND NOT v.rolsuper THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = pg_catalog.format('%s runs function %s owned by %s, which is not a superuser', v.tbl, v.fn, v.rolname),
-            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights, so the function would run as a superuser (reached through a trigger, default, constraint, index, operator, cast or type of the table, or of a partition or child).',
-            HINT = pg_catalog.format('Have a superuser review and own that function (ALTER FUNCTION %s OWNER TO postgres), or drop what uses it.', v.fn);
-    ELSIF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = pg_catalog.format('%s runs built-in function %s, which would act with superuser rights', v.tbl, v.fn),
-            DETAIL = 'pg_tenancy writes this table with the extension owner''s rights; this function runs SQL, changes settings or reaches beyond its arguments.',
-            HINT = 'Move the call into a function a superuser owns and has reviewed, or drop what uses it.';
+            MESSAGE = pg_catalog.format('code of a table pg_tenancy read or wrote created %s', v_new),
+            DETAIL = 'A trigger, rule, default or constraint left an object in your session that would outlive this call '
+                     'and act later with your rights: a temporary relation or type (found before permanent ones of the '
+                     'same name), a holdable cursor (its query runs at commit) or a prepared statement.',
+            HINT = 'Have that code use a permanent table and no cursor WITH HOLD or PREPARE, then call again.';
     END IF;
 END
 $$;
@@ -417,9 +325,12 @@ $$;
  * Delete a tenant and its rows in every managed table. `confirm` must repeat
  * the tenant's slug. A tenant with child tenants is refused unless with_children,
  * which drops the whole subtree. Roles bound to a dropped tenant make it fail
- * (unbind them first). All rows go in one statement, so foreign
- * keys between managed tables (even cycles) are satisfied at its end; a
- * foreign key from an unmanaged table aborts everything (nothing is deleted).
+ * (unbind them first). The rows of each table owner's tables go in one
+ * statement, run as that owner (so its triggers run with its rights), so
+ * foreign keys between them (even cycles) are satisfied at its end; the
+ * owners go in foreign-key order (referencing tables first); a cycle of
+ * foreign keys across owners (0A000) or a foreign key from an unmanaged
+ * table aborts everything (nothing is deleted).
  * Returns the rows deleted per table.
  * Example: SELECT tenancy.drop_tenant('globex', confirm => 'globex');
  */
@@ -435,6 +346,11 @@ DECLARE
     v_counts   jsonb := '{}';
     r          record;
     i          int := 0;
+    v_temp     text[];
+    v_tabs     oid[];
+    v_owners   oid[];
+    v_owner    oid;
+    v_first    oid;
 BEGIN
     SELECT t.slug INTO v_slug FROM tenancy.tenants t WHERE t.id = v_id FOR UPDATE;
     IF confirm IS DISTINCT FROM v_slug THEN
@@ -457,23 +373,48 @@ BEGIN
             MESSAGE = pg_catalog.format('roles are bound to tenant %L: %s', v_slug, v_children),
             HINT = 'Unbind them with tenancy.unbind_role() (or drop the roles) first: an unbound login could choose any tenant.';
     END IF;
-    PERFORM tenancy._refuse_untrusted_code(ARRAY(
-        SELECT m.relid::oid FROM tenancy.managed_tables m WHERE m.kind = 'tenant'));
+    v_temp := tenancy._session_objects();
     -- (a partition whose parent is managed too goes with the parent's DELETE)
-    FOR r IN SELECT m.relid, m.tenant_column FROM tenancy.managed_tables m
-              WHERE m.kind = 'tenant'
-                AND m.relid::oid = ANY (tenancy._without_covered_partitions(ARRAY(
-                        SELECT t.relid::oid FROM tenancy.managed_tables t WHERE t.kind = 'tenant')))
-              ORDER BY m.relid::text LOOP
-        i := i + 1;
-        v_sql := v_sql || pg_catalog.format('%s d%s AS (DELETE FROM %s WHERE %I = ANY ($1) RETURNING 1)',
-                                            CASE WHEN i = 1 THEN 'WITH' ELSE ',' END, i, r.relid, r.tenant_column);
-        v_sel := v_sel || pg_catalog.format('%s %L, (SELECT pg_catalog.count(*) FROM d%s)',
-                                            CASE WHEN i = 1 THEN '' ELSE ',' END, r.relid::text, i);
+    v_tabs := tenancy._without_covered_partitions(ARRAY(
+        SELECT m.relid::oid FROM tenancy.managed_tables m WHERE m.kind = 'tenant'));
+    v_owners := ARRAY(SELECT DISTINCT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = ANY (v_tabs));
+    WHILE pg_catalog.cardinality(v_owners) > 0 LOOP
+        -- next: an owner none of whose tables another remaining owner's table references
+        SELECT o INTO v_owner FROM pg_catalog.unnest(v_owners) o
+         WHERE NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_constraint k
+                  JOIN pg_catalog.pg_class a ON a.oid = k.conrelid
+                  JOIN pg_catalog.pg_class b ON b.oid = k.confrelid
+                 WHERE k.contype = 'f' AND k.conrelid = ANY (v_tabs) AND k.confrelid = ANY (v_tabs)
+                   AND b.relowner = o AND a.relowner <> o AND a.relowner = ANY (v_owners))
+         ORDER BY o LIMIT 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = '0A000',
+                MESSAGE = pg_catalog.format('the managed tables of roles %s reference each other in a cycle of foreign keys',
+                    (SELECT pg_catalog.string_agg(o::regrole::text, ', ' ORDER BY o::regrole::text) FROM pg_catalog.unnest(v_owners) o)),
+                DETAIL = 'drop_tenant deletes each owner''s tables in one statement run as that owner, owners in foreign-key order.',
+                HINT = 'Give the tables of the cycle one owner (ALTER TABLE … OWNER TO), or declare one of the foreign keys DEFERRABLE.';
+        END IF;
+        v_sql := '';
+        v_sel := '';
+        i := 0;
+        v_first := NULL;
+        FOR r IN SELECT m.relid, m.tenant_column FROM tenancy.managed_tables m
+                   JOIN pg_catalog.pg_class c ON c.oid = m.relid
+                  WHERE m.relid::oid = ANY (v_tabs) AND c.relowner = v_owner
+                  ORDER BY m.relid::text LOOP
+            i := i + 1;
+            v_first := COALESCE(v_first, r.relid::oid);
+            v_sql := v_sql || pg_catalog.format('%s d%s AS (DELETE FROM %s WHERE %I = ANY ($1) RETURNING 1)',
+                                                CASE WHEN i = 1 THEN 'WITH' ELSE ',' END, i, r.relid, r.tenant_column);
+            v_sel := v_sel || pg_catalog.format('%s %L, (SELECT pg_catalog.count(*) FROM d%s)',
+                                                CASE WHEN i = 1 THEN '' ELSE ',' END, r.relid::text, i);
+        END LOOP;
+        v_counts := v_counts || tenancy._query_as_owner(v_first,
+            v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')', v_ids);
+        v_owners := pg_catalog.array_remove(v_owners, v_owner);
     END LOOP;
-    IF i > 0 THEN
-        EXECUTE v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')' INTO v_counts USING v_ids;
-    END IF;
+    PERFORM tenancy._refuse_new_session_objects(v_temp);
     DELETE FROM tenancy.tenants t WHERE t.id = ANY (v_ids);
     PERFORM tenancy._audit('drop_tenant', v_id, v_slug,
         pg_catalog.jsonb_build_object('tenants', pg_catalog.to_jsonb(v_ids), 'rows', v_counts));

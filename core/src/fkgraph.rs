@@ -283,6 +283,8 @@ pub enum Source {
 pub enum StepKind {
     Defer,
     Map,
+    Grant,
+    Fill,
     Insert,
     Patch,
     Check,
@@ -294,11 +296,25 @@ impl StepKind {
         match self {
             StepKind::Defer => "defer",
             StepKind::Map => "map",
+            StepKind::Grant => "grant",
+            StepKind::Fill => "fill",
             StepKind::Insert => "insert",
             StepKind::Patch => "patch",
             StepKind::Check => "check",
             StepKind::Drop => "drop",
         }
+    }
+
+    /// Whether the step runs as the owner of its table: every step that
+    /// reads or writes a user table, and so may run code its owner attached
+    /// (triggers, defaults, constraints, casts). The others — creating,
+    /// granting and dropping the mapping tables, deferring constraints — run
+    /// no user code.
+    pub fn runs_as_owner(self) -> bool {
+        matches!(
+            self,
+            StepKind::Fill | StepKind::Insert | StepKind::Patch | StepKind::Check
+        )
     }
 }
 
@@ -662,14 +678,34 @@ pub fn copy_steps(
                 }
             }
         }
+        let m = map_name(ti);
+        let select = format!(
+            "SELECT {} FROM {from}{joins} WHERE {filter}",
+            cols.join(", ")
+        );
+        // The mapping table is made empty by the extension owner (analysing
+        // the query runs nothing), filled by the table's owner (its key
+        // defaults are its code), and readable by every owner whose rows
+        // it remaps; only the filling step may write it.
         steps.push(Step {
             kind: StepKind::Map,
             table: Some(ti),
-            sql: format!(
-                "CREATE TEMP TABLE {} AS SELECT {} FROM {from}{joins} WHERE {filter}",
-                map_name(ti),
-                cols.join(", ")
-            ),
+            sql: format!("CREATE TEMP TABLE {m} AS {select} WITH NO DATA"),
+        });
+        steps.push(Step {
+            kind: StepKind::Grant,
+            table: Some(ti),
+            sql: format!("GRANT SELECT, INSERT ON pg_temp.{m} TO PUBLIC"),
+        });
+        steps.push(Step {
+            kind: StepKind::Fill,
+            table: Some(ti),
+            sql: format!("INSERT INTO pg_temp.{m} {select}"),
+        });
+        steps.push(Step {
+            kind: StepKind::Grant,
+            table: Some(ti),
+            sql: format!("REVOKE INSERT ON pg_temp.{m} FROM PUBLIC"),
         });
     }
     // Inserts.
@@ -796,11 +832,21 @@ pub fn copy_steps(
             ),
         });
     }
-    if !deferred_names.is_empty() {
+    // The deferred keys are checked one by one, each as the owner of its
+    // referencing table: `SET CONSTRAINTS … IMMEDIATE` fires what is pending
+    // under that name, which may include a constraint trigger of the same
+    // name.
+    let mut checked: Vec<&str> = Vec::new();
+    for &fi in &deferred {
+        let name = fks[fi].name.as_str();
+        if checked.contains(&name) {
+            continue;
+        }
+        checked.push(name);
         steps.push(Step {
             kind: StepKind::Check,
-            table: None,
-            sql: format!("SET CONSTRAINTS {} IMMEDIATE", deferred_names.join(", ")),
+            table: Some(fks[fi].referencing),
+            sql: format!("SET CONSTRAINTS {name} IMMEDIATE"),
         });
     }
     for &ti in &map_order {
@@ -977,7 +1023,20 @@ mod tests {
                 (
                     StepKind::Map,
                     "CREATE TEMP TABLE \"_tenancy_map_1\" AS SELECT s.\"id\" AS o0, gen_random_uuid() AS n0 \
+                     FROM \"esg\".\"reporting_entities\" s WHERE s.\"tenant_id\" = ($1)[1] WITH NO DATA"
+                ),
+                (
+                    StepKind::Grant,
+                    "GRANT SELECT, INSERT ON pg_temp.\"_tenancy_map_1\" TO PUBLIC"
+                ),
+                (
+                    StepKind::Fill,
+                    "INSERT INTO pg_temp.\"_tenancy_map_1\" SELECT s.\"id\" AS o0, gen_random_uuid() AS n0 \
                      FROM \"esg\".\"reporting_entities\" s WHERE s.\"tenant_id\" = ($1)[1]"
+                ),
+                (
+                    StepKind::Grant,
+                    "REVOKE INSERT ON pg_temp.\"_tenancy_map_1\" FROM PUBLIC"
                 ),
                 (
                     StepKind::Insert,
@@ -1064,7 +1123,13 @@ mod tests {
             kinds,
             vec![
                 (StepKind::Map, Some(0)),
+                (StepKind::Grant, Some(0)),
+                (StepKind::Fill, Some(0)),
+                (StepKind::Grant, Some(0)),
                 (StepKind::Map, Some(1)),
+                (StepKind::Grant, Some(1)),
+                (StepKind::Fill, Some(1)),
+                (StepKind::Grant, Some(1)),
                 (StepKind::Insert, Some(0)),
                 (StepKind::Insert, Some(1)),
                 (StepKind::Patch, Some(0)),
@@ -1072,9 +1137,9 @@ mod tests {
                 (StepKind::Drop, Some(1)),
             ]
         );
-        assert!(steps[2].sql.contains("SELECT k.n0, ($2)[1], NULL FROM"));
+        assert!(steps[8].sql.contains("SELECT k.n0, ($2)[1], NULL FROM"));
         assert_eq!(
-            steps[4].sql,
+            steps[10].sql,
             "UPDATE \"a\" t SET \"b_id\" = f0.n0 FROM \"a\" s JOIN pg_temp.\"_tenancy_map_0\" k ON k.o0 = s.\"id\" \
              LEFT JOIN pg_temp.\"_tenancy_map_1\" f0 ON f0.o0 = s.\"b_id\" WHERE s.\"tenant_id\" = ($1)[1] \
              AND t.\"id\" = k.n0 AND (s.\"b_id\" IS NOT NULL)"

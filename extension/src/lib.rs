@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 mod audit;
 mod context;
 mod error;
+mod owner_exec;
 mod policy;
 mod provision;
 mod registry;
@@ -43,7 +44,9 @@ extension_sql_file!(
     requires = [
         "audit_sql",
         context::checked_tenant,
-        context::in_transaction_block
+        context::in_transaction_block,
+        owner_exec::exec_as_owner,
+        owner_exec::query_as_owner
     ]
 );
 extension_sql_file!(

@@ -120,10 +120,15 @@ fn read_fks(c: &pgrx::spi::SpiClient<'_>, relid: pg_sys::Oid) -> SpiResult<Vec<R
 /// snapshot in `$3`; only the listed columns are copied, the others take
 /// their defaults.
 ///
+/// `run_as_owner_of` names the table whose owner runs the step (see
+/// `owner_exec.rs`); NULL for the steps that run no code of a table.
+///
 /// ```sql
 /// SELECT * FROM tenancy._copy_steps(ARRAY['esg.metrics'::regclass::oid], true, NULL);
 /// ```
 #[pg_extern(stable, parallel_safe, name = "_copy_steps")]
+// (the column names must stay in the signature, where pgrx reads them)
+#[allow(clippy::type_complexity)]
 pub fn copy_steps_sql(
     tables: Option<Vec<pg_sys::Oid>>,
     single: Option<bool>,
@@ -135,6 +140,7 @@ pub fn copy_steps_sql(
         name!(kind, String),
         name!(tbl, Option<String>),
         name!(statement, String),
+        name!(run_as_owner_of, Option<pg_sys::Oid>),
     ),
 > {
     let (Some(mut relids), Some(single)) = (tables, single) else {
@@ -225,6 +231,9 @@ pub fn copy_steps_sql(
             s.kind.as_str().to_string(),
             s.table.map(|t| names[t].clone()),
             s.sql,
+            s.table
+                .filter(|_| s.kind.runs_as_owner())
+                .map(|t| relids[t]),
         )
     }))
 }

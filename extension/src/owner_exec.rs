@@ -1,0 +1,147 @@
+//! Running the statements that read and write user tables on a super admin's
+//! behalf — the copies of `clone_tenant` / `provision`, the reads of
+//! `create_template`, the deletes of `drop_tenant` — as the owner of the
+//! table they touch, not as the extension owner (a superuser).
+//!
+//! Those statements run whatever the table's owner attached to it: triggers,
+//! rules, column defaults, check constraints, index expressions, domain
+//! checks, casts. Run with the extension owner's rights, any table owner could
+//! have code run as superuser. PostgreSQL solves the same problem for its own
+//! maintenance commands (`VACUUM`, `ANALYZE`, `REINDEX`, `REFRESH MATERIALIZED
+//! VIEW`) and foreign-key actions by switching to the table's owner, and so do
+//! we: the owner's code runs with exactly the owner's rights.
+//!
+//! - `SECURITY_LOCAL_USERID_CHANGE`: the owner's code cannot `SET ROLE` or
+//!   `SET SESSION AUTHORIZATION` its way back.
+//! - `SECURITY_NOFORCE_RLS`: the owner is not held back by its own
+//!   `FORCE ROW LEVEL SECURITY` (the copy reads one tenant and writes another).
+//! - A GUC nest level, rolled back after the statement: a setting the owner's
+//!   code changes (`search_path`, …) does not reach the extension's next
+//!   statement.
+//! - Not `SECURITY_RESTRICTED_OPERATION`: PostgreSQL then refuses to queue
+//!   any deferred trigger, which would refuse every table with a
+//!   `DEFERRABLE INITIALLY DEFERRED` foreign key (Django makes all of them
+//!   so) and the deferred keys a cycle needs. What that flag also forbids —
+//!   temporary objects, which would outlive the call in the caller's session —
+//!   is checked by `tenancy._refuse_new_temp_objects` at the end of each
+//!   operation instead. Deferred triggers fire at commit as the caller, as
+//!   they would had the caller written the rows itself.
+
+use crate::error::{raise, select_one, OrRaise};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::{AnyElement, JsonB, PgSqlErrorCode};
+
+/// Run `f` as the owner of table `relid` (see the module documentation).
+/// PostgreSQL restores the user and the settings itself if `f` raises an
+/// error (transaction or subtransaction abort).
+fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let owner = select_one::<pg_sys::Oid>(
+        "SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[relid.into()],
+    )
+    .or_raise("looking up the table's owner")
+    .unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("no table with OID {}", relid.to_u32()),
+            Some("The table was dropped while the operation ran; run it again."),
+        )
+    });
+    let (mut saved_user, mut saved_ctx) = (pg_sys::Oid::INVALID, 0i32);
+    let nest = unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_ctx
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_NOFORCE_RLS as i32,
+        );
+        nest
+    };
+    let r = f();
+    unsafe {
+        pg_sys::AtEOXact_GUC(false, nest);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+    }
+    r
+}
+
+fn uuid_array(v: Option<Vec<Option<pgrx::Uuid>>>) -> DatumWithOid<'static> {
+    match v {
+        Some(v) => v.into(),
+        None => DatumWithOid::null_oid(pg_sys::UUIDARRAYOID),
+    }
+}
+
+/// Run one statement of a copy (`tenancy._copy_steps`) as the owner of table
+/// `relid`, with `$1`/`$2` the source and new tenant ids and `$3` the
+/// template snapshot's rows (jsonb, or NULL). Returns the rows it processed.
+/// Internal: called by `tenancy._run_copy`; no role but the extension owner
+/// may execute it (it runs any statement as any table's owner).
+///
+/// ```sql
+/// SELECT tenancy._exec_as_owner('esg.metrics'::regclass, 'INSERT …', ARRAY[src], ARRAY[dst], NULL::jsonb);
+/// ```
+#[pg_extern(volatile, parallel_unsafe, name = "_exec_as_owner")]
+fn exec_as_owner(
+    relid: Option<pg_sys::Oid>,
+    statement: Option<&str>,
+    old_ids: Option<Vec<Option<pgrx::Uuid>>>,
+    new_ids: Option<Vec<Option<pgrx::Uuid>>>,
+    rows: Option<AnyElement>,
+) -> i64 {
+    let (Some(relid), Some(statement)) = (relid, statement) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "relid and statement must not be NULL",
+            Some("tenancy._exec_as_owner is internal; call tenancy.clone_tenant() or tenancy.provision()."),
+        )
+    };
+    let rows = match rows {
+        // SAFETY: the datum and its type come from the call's own argument.
+        Some(r) => unsafe { DatumWithOid::new(r.datum(), r.oid()) },
+        None => DatumWithOid::null_oid(pg_sys::JSONBOID),
+    };
+    let args = [uuid_array(old_ids), uuid_array(new_ids), rows];
+    as_table_owner(relid, || {
+        Spi::connect_mut(|c| c.update(statement, None, &args).map(|t| t.len() as i64))
+            .or_raise("running a copy statement as the table's owner")
+    })
+}
+
+/// Run a query as the owner of table `relid`, with `$1` tenant ids, and
+/// return the first column of its first row (jsonb; NULL for no row).
+/// Internal: called by `tenancy.drop_tenant` and `tenancy.create_template`;
+/// no role but the extension owner may execute it.
+///
+/// ```sql
+/// SELECT tenancy._query_as_owner('esg.metrics'::regclass, 'SELECT pg_catalog.jsonb_agg(…) …', ARRAY[id]);
+/// ```
+#[pg_extern(volatile, parallel_unsafe, name = "_query_as_owner")]
+fn query_as_owner(
+    relid: Option<pg_sys::Oid>,
+    statement: Option<&str>,
+    ids: Option<Vec<Option<pgrx::Uuid>>>,
+) -> Option<JsonB> {
+    let (Some(relid), Some(statement)) = (relid, statement) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "relid and statement must not be NULL",
+            Some("tenancy._query_as_owner is internal; call tenancy.drop_tenant() or tenancy.create_template()."),
+        )
+    };
+    let args = [uuid_array(ids)];
+    as_table_owner(relid, || {
+        Spi::connect_mut(|c| {
+            let t = c.update(statement, None, &args)?;
+            if t.is_empty() {
+                Ok(None)
+            } else {
+                t.first().get_one::<JsonB>()
+            }
+        })
+        .or_raise("running a query as the table's owner")
+    })
+}
