@@ -38,6 +38,9 @@ CREATE TABLE tenancy.managed_tables (
     hierarchical  boolean NOT NULL DEFAULT false,
     managed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     managed_by    name NOT NULL DEFAULT session_user,
+    -- the generated policies as enable / register_reference left them
+    -- (tenancy._policy_fingerprint): the linter reports any changed since
+    policies      jsonb,
     CHECK ((kind = 'tenant') = (tenant_column IS NOT NULL))
 );
 COMMENT ON TABLE tenancy.managed_tables IS 'pg_tenancy: tables under tenant isolation (kind tenant) or shared master data (kind reference)';

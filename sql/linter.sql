@@ -57,6 +57,18 @@ findings AS (
               FROM managed m) g
      WHERE missing IS NOT NULL
     UNION ALL
+    -- generated policies changed since enable / register_reference made them
+    -- (ALTER POLICY, or dropped and re-created by hand): whatever they say
+    -- now, they are not what was generated and reviewed
+    SELECT 'error', format('policy %I on %s', f.key, m.tbl),
+           'generated policy was changed after pg_tenancy created it: its command, roles or expressions are no longer the generated ones',
+           CASE WHEN m.kind = 'tenant' THEN format('SELECT tenancy.enable(%L, %L);  -- re-creates the generated policies', m.tbl, m.tenant_column)
+                ELSE format('SELECT tenancy.register_reference(%L);  -- re-creates the generated policies', m.tbl) END
+      FROM managed m
+      JOIN tenancy.managed_tables mt ON mt.relid::oid = m.relid
+      CROSS JOIN LATERAL jsonb_each(tenancy._policy_fingerprint(m.relid)) f
+     WHERE mt.policies ? f.key AND f.value IS DISTINCT FROM mt.policies -> f.key
+    UNION ALL
     -- unmanaged partitions of a managed table can be queried directly
     SELECT 'error', c.oid::regclass::text,
            format('partition of managed table %s without row level security: querying it directly skips the policies', m.tbl),

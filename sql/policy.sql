@@ -61,6 +61,19 @@ BEGIN
 END
 $$;
 
+-- The generated policies (tenancy_*) of `tbl` as they are now: per policy
+-- its command, permissive flag, role oids and deparsed USING / WITH CHECK
+-- expressions, with a fixed search_path so the text is the same whoever
+-- asks. enable / register_reference record it; check_isolation compares.
+CREATE FUNCTION tenancy._policy_fingerprint(tbl oid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT COALESCE(pg_catalog.jsonb_object_agg(p.polname, pg_catalog.jsonb_build_array(
+               p.polcmd, p.polpermissive, p.polroles::oid[]::text,
+               pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid))), '{}')
+      FROM pg_catalog.pg_policy p
+     WHERE p.polrelid = tbl AND p.polname LIKE 'tenancy\_%'
+$$;
+
 /*
  * Put `tbl` under tenant isolation: add the tenant column if missing
  * (defaulting to the current tenant), an index on it, ENABLE and FORCE row
@@ -103,10 +116,11 @@ BEGIN
     END IF;
     v_ddl := tenancy.policy_sql(tbl, tenant_column, COALESCE(hierarchical, false));
     EXECUTE v_ddl;
-    INSERT INTO tenancy.managed_tables AS mt (relid, kind, tenant_column, hierarchical)
-         VALUES (tbl, 'tenant', tenant_column, COALESCE(hierarchical, false))
+    INSERT INTO tenancy.managed_tables AS mt (relid, kind, tenant_column, hierarchical, policies)
+         VALUES (tbl, 'tenant', tenant_column, COALESCE(hierarchical, false), tenancy._policy_fingerprint(tbl))
     ON CONFLICT (relid) DO UPDATE SET kind = 'tenant', tenant_column = EXCLUDED.tenant_column,
-        hierarchical = EXCLUDED.hierarchical, managed_at = pg_catalog.now(), managed_by = session_user;
+        hierarchical = EXCLUDED.hierarchical, policies = EXCLUDED.policies,
+        managed_at = pg_catalog.now(), managed_by = session_user;
     PERFORM tenancy._audit('enable', NULL, tbl::text,
         pg_catalog.jsonb_build_object('tenant_column', tenant_column, 'hierarchical', COALESCE(hierarchical, false)));
     RETURN v_ddl;
@@ -131,8 +145,10 @@ BEGIN
     END IF;
     v_ddl := tenancy._policy_ddl(tbl, 'reference', NULL, NULL);
     EXECUTE v_ddl;
-    INSERT INTO tenancy.managed_tables AS mt (relid, kind) VALUES (tbl, 'reference')
-    ON CONFLICT (relid) DO UPDATE SET managed_at = pg_catalog.now(), managed_by = session_user;
+    INSERT INTO tenancy.managed_tables AS mt (relid, kind, policies)
+         VALUES (tbl, 'reference', tenancy._policy_fingerprint(tbl))
+    ON CONFLICT (relid) DO UPDATE SET policies = EXCLUDED.policies,
+        managed_at = pg_catalog.now(), managed_by = session_user;
     PERFORM tenancy._audit('register_reference', NULL, tbl::text, '{}');
     RETURN v_ddl;
 END

@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(82);
+SELECT plan(87);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -238,6 +238,19 @@ SELECT results_eq($$SELECT object, fix FROM pg_temp.findings() WHERE problem ~ '
                   'generated policies altered to USING (true), or to reach every role: errors, fixed by enable');
 SELECT lives_ok(pg_temp.fix_of('policy tenancy_tenant_select on t07.ledger', 'restrict by tenant'), 'the enable fix runs');
 SELECT ok(NOT pg_temp.has_finding('policy tenancy_superadmin_update on t07.ledger', '.'), 'after the fix both findings are gone');
+-- a generated policy altered so that it still compares the tenant column
+-- with the context (and leaks anyway), or a restrictive one loosened: they
+-- differ from what enable recorded
+ALTER POLICY tenancy_tenant_select ON t07.ledger USING (tenant_id = tenancy.current_tenant() OR true);
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'policy tenancy_tenant_select on t07.ledger' AND problem ~ 'changed after'$$,
+                  $$VALUES ('error', 'SELECT tenancy.enable(''t07.ledger'', ''tenant_id'');  -- re-creates the generated policies')$$,
+                  'a generated policy altered to OR true (still comparing the tenant column): error, changed since enable');
+SELECT lives_ok(pg_temp.fix_of('policy tenancy_tenant_select on t07.ledger', 'changed after'), 'the enable fix runs');
+SELECT ok(NOT pg_temp.has_finding('policy tenancy_tenant_select on t07.ledger', '.'), 'after the fix the finding is gone');
+ALTER POLICY tenancy_viewer_no_insert ON t07.ledger WITH CHECK (true);
+SELECT ok(pg_temp.has_finding('policy tenancy_viewer_no_insert on t07.ledger', 'changed after'),
+          'a restrictive generated policy loosened: error');
+SELECT lives_ok(pg_temp.fix_of('policy tenancy_viewer_no_insert on t07.ledger', 'changed after'), '... fixed by enable');
 CREATE ROLE "tap07 Odd""Role" NOLOGIN;
 GRANT TRUNCATE ON t07.ledger TO "tap07 Odd""Role";
 SELECT lives_ok((SELECT fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'TRUNCATE'),
