@@ -105,8 +105,8 @@ $$;
  * The statements a clone of `tables` (NULL: every managed tenant table) runs,
  * in order, without running them: a dry run of tenancy.clone_tenant.
  * Parameters in the statements: $1 source tenant ids, $2 new tenant ids.
- * Kinds: defer / map (an empty old key -> new key table) / grant / fill (the
- * mapping filled) / insert / patch (cycle broken by NULL-then-UPDATE) /
+ * Kinds: defer / map (an empty old key -> new key table) / setup (its key,
+ * grants) / fill (the mapping filled) / insert / patch (cycle broken by NULL-then-UPDATE) /
  * check (a deferred key checked) / drop (mapping tables). run_as is the role
  * a step runs as: the owner of the table it reads and writes, so the code
  * attached to a table (triggers, defaults, constraints) runs with its
@@ -138,7 +138,6 @@ DECLARE
     v_n      bigint;
     v_counts jsonb := '{}';
     v_rows   jsonb := snapshot -> 'tables';
-    v_temp   text[] := tenancy._session_objects();
 BEGIN
     IF pg_catalog.cardinality(old_ids) IS DISTINCT FROM pg_catalog.cardinality(new_ids)
        OR NULL::uuid = ANY (old_ids) OR NULL::uuid = ANY (new_ids) THEN
@@ -160,7 +159,6 @@ BEGIN
                 v_done, v_total, v_n, r.tbl);
         END IF;
     END LOOP;
-    PERFORM tenancy._refuse_new_session_objects(v_temp);
     RETURN v_counts;
 END
 $$;
@@ -313,7 +311,6 @@ DECLARE
     v_id      uuid;
     t         oid;
     v_tcol    name;
-    v_temp    text[];
 BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'template name must not be NULL';
@@ -329,7 +326,6 @@ BEGIN
     v_id := tenancy.resolve(from_tenant);
     SELECT * INTO v_src FROM tenancy.tenants x WHERE x.id = v_id;
     v_tables := tenancy._tenant_tables(tables);
-    v_temp := tenancy._session_objects();
     FOREACH t IN ARRAY v_tables LOOP
         v_key := tenancy._table_key(t);
         SELECT m.tenant_column INTO v_tcol FROM tenancy.managed_tables m WHERE m.relid = t;
@@ -345,7 +341,6 @@ BEGIN
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = t AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''));
     END LOOP;
-    PERFORM tenancy._refuse_new_session_objects(v_temp);
     -- Refuse now what could never be provisioned (keys without default, cycles).
     PERFORM pg_catalog.count(*) FROM tenancy._copy_steps(v_tables, true, v_cols);
     v_snap := pg_catalog.jsonb_build_object('format', 1, 'source_tenant', v_src.id, 'settings', v_src.settings,

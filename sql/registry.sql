@@ -282,11 +282,13 @@ LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'act
 -- table's owner (tenancy._exec_as_owner / _query_as_owner, Rust): the code a
 -- table's owner attached to it — triggers, rules, defaults, constraints,
 -- casts — runs with that owner's rights, never the extension owner's. What
--- PostgreSQL's security-restricted operations also forbid and the owner
--- switch cannot is checked around each operation instead: session objects
--- that would outlive the call and act later as the caller — temporary
--- relations and types (found before permanent ones of the same name),
--- holdable cursors (their query runs at commit), prepared statements.
+-- PostgreSQL's security-restricted operations also forbid, and the owner
+-- switch cannot, is checked around each such statement instead: the session
+-- objects below must be the same before and after (none created, none
+-- dropped — a temporary relation or type is found before permanent ones of
+-- the same name, a holdable cursor's query runs at commit, a mapping table
+-- dropped with DISCARD TEMP could be replaced), and no deferred constraint
+-- trigger may have events pending (they would fire at commit as the caller).
 CREATE FUNCTION tenancy._session_objects() RETURNS text[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT COALESCE(pg_catalog.array_agg(o.x ORDER BY o.x), '{}')
@@ -296,29 +298,21 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             SELECT pg_catalog.format('temporary type %s (oid %s)', t.oid::regtype, t.oid)
               FROM pg_catalog.pg_type t WHERE t.typnamespace = pg_catalog.pg_my_temp_schema()
             UNION ALL
-            SELECT pg_catalog.format('holdable cursor %I (%s)', k.name, k.creation_time)
-              FROM pg_catalog.pg_cursors k WHERE k.is_holdable
+            SELECT pg_catalog.format('temporary function %s (oid %s)', p.oid::regprocedure, p.oid)
+              FROM pg_catalog.pg_proc p WHERE p.pronamespace = pg_catalog.pg_my_temp_schema()
+            UNION ALL
+            SELECT pg_catalog.format('temporary operator %s (oid %s)', o.oid::regoperator, o.oid)
+              FROM pg_catalog.pg_operator o WHERE o.oprnamespace = pg_catalog.pg_my_temp_schema()
+            UNION ALL
+            SELECT pg_catalog.format('%scursor %I (%s)', CASE WHEN k.is_holdable THEN 'holdable ' ELSE '' END,
+                                     k.name, k.creation_time)
+              FROM pg_catalog.pg_cursors k WHERE k.name <> '' AND k.name NOT LIKE '<unnamed portal %'
             UNION ALL
             SELECT pg_catalog.format('prepared statement %I (%s)', p.name, p.prepare_time)
-              FROM pg_catalog.pg_prepared_statements p) o
-$$;
-
-CREATE FUNCTION tenancy._refuse_new_session_objects(before text[]) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_new text;
-BEGIN
-    SELECT x INTO v_new FROM pg_catalog.unnest(tenancy._session_objects()) x
-     WHERE x <> ALL (before) ORDER BY x LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = pg_catalog.format('code of a table pg_tenancy read or wrote created %s', v_new),
-            DETAIL = 'A trigger, rule, default or constraint left an object in your session that would outlive this call '
-                     'and act later with your rights: a temporary relation or type (found before permanent ones of the '
-                     'same name), a holdable cursor (its query runs at commit) or a prepared statement.',
-            HINT = 'Have that code use a permanent table and no cursor WITH HOLD or PREPARE, then call again.';
-    END IF;
-END
+              FROM pg_catalog.pg_prepared_statements p
+            UNION ALL
+            SELECT pg_catalog.format('LISTEN on channel %I', l.l)
+              FROM pg_catalog.pg_listening_channels() l) o
 $$;
 
 /*
@@ -346,7 +340,6 @@ DECLARE
     v_counts   jsonb := '{}';
     r          record;
     i          int := 0;
-    v_temp     text[];
     v_tabs     oid[];
     v_owners   oid[];
     v_owner    oid;
@@ -373,7 +366,6 @@ BEGIN
             MESSAGE = pg_catalog.format('roles are bound to tenant %L: %s', v_slug, v_children),
             HINT = 'Unbind them with tenancy.unbind_role() (or drop the roles) first: an unbound login could choose any tenant.';
     END IF;
-    v_temp := tenancy._session_objects();
     -- (a partition whose parent is managed too goes with the parent's DELETE)
     v_tabs := tenancy._without_covered_partitions(ARRAY(
         SELECT m.relid::oid FROM tenancy.managed_tables m WHERE m.kind = 'tenant'));
@@ -414,7 +406,6 @@ BEGIN
             v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')', v_ids);
         v_owners := pg_catalog.array_remove(v_owners, v_owner);
     END LOOP;
-    PERFORM tenancy._refuse_new_session_objects(v_temp);
     DELETE FROM tenancy.tenants t WHERE t.id = ANY (v_ids);
     PERFORM tenancy._audit('drop_tenant', v_id, v_slug,
         pg_catalog.jsonb_build_object('tenants', pg_catalog.to_jsonb(v_ids), 'rows', v_counts));

@@ -283,7 +283,7 @@ pub enum Source {
 pub enum StepKind {
     Defer,
     Map,
-    Grant,
+    Setup,
     Fill,
     Insert,
     Patch,
@@ -296,7 +296,7 @@ impl StepKind {
         match self {
             StepKind::Defer => "defer",
             StepKind::Map => "map",
-            StepKind::Grant => "grant",
+            StepKind::Setup => "setup",
             StepKind::Fill => "fill",
             StepKind::Insert => "insert",
             StepKind::Patch => "patch",
@@ -692,8 +692,16 @@ pub fn copy_steps(
             table: Some(ti),
             sql: format!("CREATE TEMP TABLE {m} AS {select} WITH NO DATA"),
         });
+        // one new key per old key: the filling owner's code cannot add a
+        // second mapping that would duplicate another owner's rows
+        let olds: Vec<String> = (0..d.remap.len()).map(|j| format!("o{j}")).collect();
         steps.push(Step {
-            kind: StepKind::Grant,
+            kind: StepKind::Setup,
+            table: Some(ti),
+            sql: format!("ALTER TABLE pg_temp.{m} ADD UNIQUE ({})", olds.join(", ")),
+        });
+        steps.push(Step {
+            kind: StepKind::Setup,
             table: Some(ti),
             sql: format!("GRANT SELECT, INSERT ON pg_temp.{m} TO PUBLIC"),
         });
@@ -703,7 +711,7 @@ pub fn copy_steps(
             sql: format!("INSERT INTO pg_temp.{m} {select}"),
         });
         steps.push(Step {
-            kind: StepKind::Grant,
+            kind: StepKind::Setup,
             table: Some(ti),
             sql: format!("REVOKE INSERT ON pg_temp.{m} FROM PUBLIC"),
         });
@@ -1026,7 +1034,11 @@ mod tests {
                      FROM \"esg\".\"reporting_entities\" s WHERE s.\"tenant_id\" = ($1)[1] WITH NO DATA"
                 ),
                 (
-                    StepKind::Grant,
+                    StepKind::Setup,
+                    "ALTER TABLE pg_temp.\"_tenancy_map_1\" ADD UNIQUE (o0)"
+                ),
+                (
+                    StepKind::Setup,
                     "GRANT SELECT, INSERT ON pg_temp.\"_tenancy_map_1\" TO PUBLIC"
                 ),
                 (
@@ -1035,7 +1047,7 @@ mod tests {
                      FROM \"esg\".\"reporting_entities\" s WHERE s.\"tenant_id\" = ($1)[1]"
                 ),
                 (
-                    StepKind::Grant,
+                    StepKind::Setup,
                     "REVOKE INSERT ON pg_temp.\"_tenancy_map_1\" FROM PUBLIC"
                 ),
                 (
@@ -1123,13 +1135,15 @@ mod tests {
             kinds,
             vec![
                 (StepKind::Map, Some(0)),
-                (StepKind::Grant, Some(0)),
+                (StepKind::Setup, Some(0)),
+                (StepKind::Setup, Some(0)),
                 (StepKind::Fill, Some(0)),
-                (StepKind::Grant, Some(0)),
+                (StepKind::Setup, Some(0)),
                 (StepKind::Map, Some(1)),
-                (StepKind::Grant, Some(1)),
+                (StepKind::Setup, Some(1)),
+                (StepKind::Setup, Some(1)),
                 (StepKind::Fill, Some(1)),
-                (StepKind::Grant, Some(1)),
+                (StepKind::Setup, Some(1)),
                 (StepKind::Insert, Some(0)),
                 (StepKind::Insert, Some(1)),
                 (StepKind::Patch, Some(0)),
@@ -1137,9 +1151,9 @@ mod tests {
                 (StepKind::Drop, Some(1)),
             ]
         );
-        assert!(steps[8].sql.contains("SELECT k.n0, ($2)[1], NULL FROM"));
+        assert!(steps[10].sql.contains("SELECT k.n0, ($2)[1], NULL FROM"));
         assert_eq!(
-            steps[10].sql,
+            steps[12].sql,
             "UPDATE \"a\" t SET \"b_id\" = f0.n0 FROM \"a\" s JOIN pg_temp.\"_tenancy_map_0\" k ON k.o0 = s.\"id\" \
              LEFT JOIN pg_temp.\"_tenancy_map_1\" f0 ON f0.o0 = s.\"b_id\" WHERE s.\"tenant_id\" = ($1)[1] \
              AND t.\"id\" = k.n0 AND (s.\"b_id\" IS NOT NULL)"

@@ -23,14 +23,21 @@ pub fn quote_qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
 }
 
-/// Quote a string literal (standard_conforming_strings on): wrap in single
-/// quotes and double embedded single quotes. Backslashes are literal.
+/// Quote a string literal as PostgreSQL's `quote_literal` does: wrap in
+/// single quotes and double embedded single quotes; a value with a
+/// backslash becomes an escape string (`E'…'`, backslashes doubled). So the
+/// literal reads back the same whether `standard_conforming_strings` is on
+/// or off — with `'…'` alone and the setting off, a backslash in a table
+/// name would escape the closing quote and let the name's text run as SQL.
 pub fn quote_literal(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
+    let mut out = String::with_capacity(value.len() + 3);
+    if value.contains('\\') {
+        out.push('E');
+    }
     out.push('\'');
     for ch in value.chars() {
-        if ch == '\'' {
-            out.push('\'');
+        if ch == '\'' || ch == '\\' {
+            out.push(ch);
         }
         out.push(ch);
     }
@@ -67,7 +74,33 @@ mod tests {
         );
         assert_eq!(quote_qualified("My Schema", "T"), "\"My Schema\".\"T\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_literal("a\\b"), "'a\\b'");
+        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+        assert_eq!(quote_literal("x\\') s --"), "E'x\\\\'') s --'");
+    }
+
+    /// Read a literal back as PostgreSQL's lexer does; `escapes` is what a
+    /// backslash means in a plain '…' string (standard_conforming_strings off).
+    fn read_literal(q: &str, escapes: bool) -> Option<String> {
+        let (body, escapes) = match q.strip_prefix('E') {
+            Some(rest) => (rest, true),
+            None => (q, escapes),
+        };
+        let inner = body.strip_prefix('\'')?.strip_suffix('\'')?;
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '\\' if escapes => out.push(chars.next()?),
+                '\'' => {
+                    if chars.next()? != '\'' {
+                        return None; // the literal would end early
+                    }
+                    out.push('\'');
+                }
+                c => out.push(c),
+            }
+        }
+        Some(out)
     }
 
     proptest! {
@@ -81,10 +114,10 @@ mod tests {
         }
 
         #[test]
-        fn literal_has_no_unpaired_quote(s in "\\PC{0,40}") {
+        fn literal_reads_back_the_same_whatever_standard_conforming_strings(s in "[a-z'\\\\ ;)(-]{0,20}|\\PC{0,40}") {
             let q = quote_literal(&s);
-            let inner = &q[1..q.len() - 1];
-            prop_assert_eq!(inner.replace("''", "").contains('\''), false);
+            prop_assert_eq!(read_literal(&q, false), Some(s.clone()));
+            prop_assert_eq!(read_literal(&q, true), Some(s.clone()));
         }
     }
 }

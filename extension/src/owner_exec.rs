@@ -21,13 +21,19 @@
 //! - Not `SECURITY_RESTRICTED_OPERATION`: PostgreSQL then refuses to queue
 //!   any deferred trigger, which would refuse every table with a
 //!   `DEFERRABLE INITIALLY DEFERRED` foreign key (Django makes all of them
-//!   so) and the deferred keys a cycle needs. What that flag also forbids —
-//!   temporary objects, which would outlive the call in the caller's session —
-//!   is checked by `tenancy._refuse_new_temp_objects` at the end of each
-//!   operation instead. Deferred triggers fire at commit as the caller, as
-//!   they would had the caller written the rows itself.
+//!   so) and the deferred keys a cycle needs. What that flag protects
+//!   against is checked around every statement instead (see
+//!   `tenancy._session_objects()`): the session's temporary relations, types,
+//!   functions and operators, named cursors, prepared statements and `LISTEN`
+//!   channels must be the same after the statement as before (a temporary
+//!   relation would be found before a permanent one of the same name, later,
+//!   as the caller; `DISCARD TEMP` would drop the mapping tables for the
+//!   owner to replace; a holdable cursor's query runs at commit), and no
+//!   deferred constraint trigger (a user's, not a foreign key's: those switch
+//!   to their owners themselves) may have events pending — they would fire
+//!   at commit with the caller's rights.
 
-use crate::error::{raise, select_one, OrRaise};
+use crate::error::{raise, raise_detail, select_one, OrRaise};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AnyElement, JsonB, PgSqlErrorCode};
@@ -36,18 +42,27 @@ use pgrx::{AnyElement, JsonB, PgSqlErrorCode};
 /// PostgreSQL restores the user and the settings itself if `f` raises an
 /// error (transaction or subtransaction abort).
 fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    let owner = select_one::<pg_sys::Oid>(
-        "SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = $1",
-        &[relid.into()],
-    )
-    .or_raise("looking up the table's owner")
-    .unwrap_or_else(|| {
+    let (owner, name) = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT c.relowner, c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            Some(1),
+            &[relid.into()],
+        )?;
+        if t.is_empty() {
+            Ok((None, None))
+        } else {
+            t.first().get_two::<pg_sys::Oid, String>()
+        }
+    })
+    .or_raise("looking up the table's owner");
+    let (Some(owner), Some(name)) = (owner, name) else {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!("no table with OID {}", relid.to_u32()),
             Some("The table was dropped while the operation ran; run it again."),
         )
-    });
+    };
+    let before = session_objects();
     let (mut saved_user, mut saved_ctx) = (pg_sys::Oid::INVALID, 0i32);
     let nest = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
@@ -65,7 +80,65 @@ fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
         pg_sys::AtEOXact_GUC(false, nest);
         pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
     }
+    refuse_leftovers(&name, &before);
     r
+}
+
+/// The session objects that must not change under a table owner's code.
+fn session_objects() -> Vec<String> {
+    select_one::<Vec<String>>("SELECT tenancy._session_objects()", &[])
+        .or_raise("listing the session's objects")
+        .unwrap_or_default()
+}
+
+/// Refuse what the owner's code of table `name` left behind: session
+/// objects created or dropped, deferred constraint triggers pending.
+fn refuse_leftovers(name: &str, before: &[String]) {
+    let after = session_objects();
+    let change = after
+        .iter()
+        .find(|x| !before.contains(x))
+        .map(|x| format!("created {x}"))
+        .or_else(|| {
+            before
+                .iter()
+                .find(|x| !after.contains(x))
+                .map(|x| format!("dropped {x}"))
+        });
+    if let Some(change) = change {
+        raise_detail(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("code of table {name} {change} while pg_tenancy ran a statement as the table's owner"),
+            "The table's triggers, rules, defaults or constraints changed the session: what they leave would act later with the caller's rights (a temporary relation is found before a permanent one of the same name, a holdable cursor runs at commit), and what they drop may be the caller's or pg_tenancy's own (DISCARD TEMP, DEALLOCATE, CLOSE).",
+            "Have that code use permanent tables and no PREPARE, DECLARE, LISTEN or DISCARD, then call again.",
+        );
+    }
+    let deferrable = Spi::connect(|c| {
+        c.select(
+            "SELECT DISTINCT t.tgrelid, t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t \
+             WHERE t.tgdeferrable AND NOT t.tgisinternal",
+            None,
+            &[],
+        )?
+        .map(|row| Ok((row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?)))
+        .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .or_raise("listing deferrable constraint triggers");
+    for (rel, rel_name) in deferrable {
+        let Some(rel) = rel else { continue };
+        // SAFETY: reads the transaction's trigger event queue; no side effect.
+        if unsafe { pg_sys::AfterTriggerPendingOnRel(rel) } {
+            raise_detail(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "a deferred constraint trigger on {} has events pending after pg_tenancy wrote {name} as its owner",
+                    rel_name.unwrap_or_default()
+                ),
+                "Deferred trigger events fire at commit with the rights of whoever commits, not the table owner's.",
+                "Declare the constraint trigger INITIALLY IMMEDIATE (or NOT DEFERRABLE), or commit pending work before the call.",
+            );
+        }
+    }
 }
 
 fn uuid_array(v: Option<Vec<Option<pgrx::Uuid>>>) -> DatumWithOid<'static> {

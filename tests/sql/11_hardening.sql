@@ -9,7 +9,7 @@
 -- functions cannot be misused. setting() is for the tenancy roles only.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(46);
+SELECT plan(54);
 
 SELECT tenancy.create_tenant('hard-a', 'A');
 CREATE ROLE tap11_owner NOLOGIN;
@@ -134,6 +134,60 @@ SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
                    '%created prepared statement later%', '... or a prepared statement');
 DROP TRIGGER notes_prep ON t11.notes;
 SELECT is((SELECT count(*)::int FROM t11.seen), 0, '... whose queries never ran');
+-- DISCARD TEMP drops the extension's mapping tables (and the caller's own
+-- temporary tables): the owner could put a view of its own in their place
+CREATE FUNCTION t11.discard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DISCARD TEMP;
+    RETURN NULL;
+END $$;
+ALTER FUNCTION t11.discard() OWNER TO tap11_owner;
+CREATE TRIGGER notes_discard AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.discard();
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
+                   '%dropped temporary relation%', '... so is a trigger that drops temporary tables (the mapping tables, the caller''s own)');
+DROP TRIGGER notes_discard ON t11.notes;
+-- a deferred constraint trigger would fire at commit with the caller's
+-- rights: refused, on the copied table or on one its owner's code writes
+CREATE CONSTRAINT TRIGGER notes_late AFTER INSERT OR DELETE ON t11.notes DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION t11.who();
+TRUNCATE t11.seen;
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
+                   '%deferred constraint trigger on t11.notes has events pending%',
+                   'clone_tenant refuses a deferred constraint trigger (it would run at commit as the caller)');
+SELECT throws_like($$SELECT tenancy.drop_tenant('hard-d', confirm => 'hard-d')$$,
+                   '%deferred constraint trigger on t11.notes has events pending%', '... so does drop_tenant');
+DROP TRIGGER notes_late ON t11.notes;
+CREATE TABLE t11.side (x int);
+ALTER TABLE t11.side OWNER TO tap11_owner;
+CREATE CONSTRAINT TRIGGER side_late AFTER INSERT ON t11.side DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION t11.who();
+CREATE FUNCTION t11.to_side() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO t11.side VALUES (1);
+    RETURN NULL;
+END $$;
+ALTER FUNCTION t11.to_side() OWNER TO tap11_owner;
+CREATE TRIGGER notes_side AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.to_side();
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
+                   '%deferred constraint trigger on t11.side has events pending%',
+                   '... also on another table the owner''s code writes');
+DROP TRIGGER notes_side ON t11.notes;
+SELECT is((SELECT count(*)::int FROM t11.seen), 0, '... and the deferred triggers never ran');
+
+-- a table name with a backslash and a quote, with standard_conforming_strings
+-- off in the caller's session: the names in the generated statements are
+-- quoted so they read back the same (E'' strings), nothing of them runs
+CREATE TABLE t11."we\'ird" (tenant_id uuid NOT NULL, v int);
+SELECT tenancy.enable('t11."we\''ird"');
+INSERT INTO t11."we\'ird" SELECT id, 7 FROM tenancy.tenants WHERE slug = 'hard-a';
+SET LOCAL standard_conforming_strings = off;
+SELECT lives_ok($$SELECT tenancy.create_template('odd-tpl', 'hard-a', ARRAY['t11."we\\''ird"']::regclass[])$$,
+                'create_template of a table whose name has a backslash and a quote, standard_conforming_strings off');
+SELECT lives_ok($$SELECT tenancy.provision('odd-tpl', 'hard-g', 'G')$$, '... and provision from it');
+RESET standard_conforming_strings;
+SELECT is((SELECT sum(v)::int FROM t11."we\'ird" w JOIN tenancy.tenants t ON t.id = w.tenant_id WHERE t.slug = 'hard-g'), 7,
+          '... the row is there');
+DROP TABLE t11."we\'ird";
 
 -- a cast of a column's type to json, which create_template's to_jsonb() runs
 CREATE TYPE t11.tier AS ENUM ('gold', 'silver');
