@@ -138,6 +138,7 @@ DECLARE
     v_n      bigint;
     v_counts jsonb := '{}';
     v_rows   jsonb := snapshot -> 'tables';
+    v_objs   text[];
 BEGIN
     IF pg_catalog.cardinality(old_ids) IS DISTINCT FROM pg_catalog.cardinality(new_ids)
        OR NULL::uuid = ANY (old_ids) OR NULL::uuid = ANY (new_ids) THEN
@@ -148,8 +149,11 @@ BEGIN
               ORDER BY s.step LOOP
         IF r.run_as_owner_of IS NULL THEN
             EXECUTE r.statement USING old_ids, new_ids, v_rows;
+            v_objs := NULL;   -- the session's objects may have changed
         ELSE
-            v_n := tenancy._exec_as_owner(r.run_as_owner_of, r.statement, old_ids, new_ids, v_rows);
+            -- (an owner's statement leaves them as they were, or fails)
+            v_objs := COALESCE(v_objs, tenancy._session_objects());
+            v_n := tenancy._exec_as_owner(r.run_as_owner_of, r.statement, old_ids, new_ids, v_rows, v_objs);
         END IF;
         IF r.kind = 'insert' THEN
             v_counts := v_counts || pg_catalog.jsonb_build_object(r.tbl, v_n);
@@ -311,6 +315,7 @@ DECLARE
     v_id      uuid;
     t         oid;
     v_tcol    name;
+    v_objs    text[];
 BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'template name must not be NULL';
@@ -331,9 +336,10 @@ BEGIN
         SELECT m.tenant_column INTO v_tcol FROM tenancy.managed_tables m WHERE m.relid = t;
         -- read as the table's owner: reading rows as JSON runs the casts of
         -- their columns' types, which are the owner's choice
+        v_objs := COALESCE(v_objs, tenancy._session_objects());
         v_rows := tenancy._query_as_owner(t, pg_catalog.format(
             'SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)), ''[]'') FROM %s s WHERE s.%I = ($1)[1]',
-            t::regclass, v_tcol), ARRAY[v_src.id]);
+            t::regclass, v_tcol), ARRAY[v_src.id], v_objs);
         v_data := v_data || pg_catalog.jsonb_build_object(v_key, v_rows);
         v_counts := v_counts || pg_catalog.jsonb_build_object(v_key, pg_catalog.jsonb_array_length(v_rows));
         v_cols := v_cols || pg_catalog.jsonb_build_object(v_key, (

@@ -289,6 +289,8 @@ LANGUAGE sql VOLATILE AS $$ SELECT tenancy._set_status(tenant, 'suspended', 'act
 -- the same name, a holdable cursor's query runs at commit, a mapping table
 -- dropped with DISCARD TEMP could be replaced), and no deferred constraint
 -- trigger may have events pending (they would fire at commit as the caller).
+-- (Temporary functions and operators are left out: pg_temp is never searched
+-- for them, and scanning pg_proc per statement was most of the check's cost.)
 CREATE FUNCTION tenancy._session_objects() RETURNS text[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT COALESCE(pg_catalog.array_agg(o.x ORDER BY o.x), '{}')
@@ -297,12 +299,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             UNION ALL
             SELECT pg_catalog.format('temporary type %s (oid %s)', t.oid::regtype, t.oid)
               FROM pg_catalog.pg_type t WHERE t.typnamespace = pg_catalog.pg_my_temp_schema()
-            UNION ALL
-            SELECT pg_catalog.format('temporary function %s (oid %s)', p.oid::regprocedure, p.oid)
-              FROM pg_catalog.pg_proc p WHERE p.pronamespace = pg_catalog.pg_my_temp_schema()
-            UNION ALL
-            SELECT pg_catalog.format('temporary operator %s (oid %s)', o.oid::regoperator, o.oid)
-              FROM pg_catalog.pg_operator o WHERE o.oprnamespace = pg_catalog.pg_my_temp_schema()
+
             UNION ALL
             SELECT pg_catalog.format('%scursor %I (%s)', CASE WHEN k.is_holdable THEN 'holdable ' ELSE '' END,
                                      k.name, k.creation_time)
@@ -344,6 +341,7 @@ DECLARE
     v_owners   oid[];
     v_owner    oid;
     v_first    oid;
+    v_objs     text[];
 BEGIN
     SELECT t.slug INTO v_slug FROM tenancy.tenants t WHERE t.id = v_id FOR UPDATE;
     IF confirm IS DISTINCT FROM v_slug THEN
@@ -402,8 +400,9 @@ BEGIN
             v_sel := v_sel || pg_catalog.format('%s %L, (SELECT pg_catalog.count(*) FROM d%s)',
                                                 CASE WHEN i = 1 THEN '' ELSE ',' END, r.relid::text, i);
         END LOOP;
+        v_objs := COALESCE(v_objs, tenancy._session_objects());
         v_counts := v_counts || tenancy._query_as_owner(v_first,
-            v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')', v_ids);
+            v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')', v_ids, v_objs);
         v_owners := pg_catalog.array_remove(v_owners, v_owner);
     END LOOP;
     DELETE FROM tenancy.tenants t WHERE t.id = ANY (v_ids);

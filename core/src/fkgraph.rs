@@ -654,6 +654,7 @@ pub fn copy_steps(
         });
     }
     // Mapping tables.
+    let mut fills: Vec<(usize, String, String)> = Vec::new();
     for &ti in &map_order {
         let d = &derived[ti];
         if !d.mapped {
@@ -684,16 +685,16 @@ pub fn copy_steps(
             cols.join(", ")
         );
         // The mapping table is made empty by the extension owner (analysing
-        // the query runs nothing), filled by the table's owner (its key
-        // defaults are its code), and readable by every owner whose rows
-        // it remaps; only the filling step may write it.
+        // the query runs nothing), keyed on the old key (one new key per old
+        // key: no owner's code can add a second mapping that would duplicate
+        // another owner's rows), filled by the table's owner (its key
+        // defaults are its code) and readable by every owner whose rows it
+        // remaps. Writable only while the mappings are filled.
         steps.push(Step {
             kind: StepKind::Map,
             table: Some(ti),
             sql: format!("CREATE TEMP TABLE {m} AS {select} WITH NO DATA"),
         });
-        // one new key per old key: the filling owner's code cannot add a
-        // second mapping that would duplicate another owner's rows
         let olds: Vec<String> = (0..d.remap.len()).map(|j| format!("o{j}")).collect();
         steps.push(Step {
             kind: StepKind::Setup,
@@ -705,14 +706,22 @@ pub fn copy_steps(
             table: Some(ti),
             sql: format!("GRANT SELECT, INSERT ON pg_temp.{m} TO PUBLIC"),
         });
+        fills.push((ti, m, select));
+    }
+    // The fills, one after another (each as its table's owner), then the
+    // mapping tables closed to writes: the statements that run owners' code
+    // follow each other with nothing in between that changes the session.
+    for (ti, m, select) in &fills {
         steps.push(Step {
             kind: StepKind::Fill,
-            table: Some(ti),
+            table: Some(*ti),
             sql: format!("INSERT INTO pg_temp.{m} {select}"),
         });
+    }
+    for (ti, m, _) in &fills {
         steps.push(Step {
             kind: StepKind::Setup,
-            table: Some(ti),
+            table: Some(*ti),
             sql: format!("REVOKE INSERT ON pg_temp.{m} FROM PUBLIC"),
         });
     }
@@ -1137,12 +1146,12 @@ mod tests {
                 (StepKind::Map, Some(0)),
                 (StepKind::Setup, Some(0)),
                 (StepKind::Setup, Some(0)),
-                (StepKind::Fill, Some(0)),
-                (StepKind::Setup, Some(0)),
                 (StepKind::Map, Some(1)),
                 (StepKind::Setup, Some(1)),
                 (StepKind::Setup, Some(1)),
+                (StepKind::Fill, Some(0)),
                 (StepKind::Fill, Some(1)),
+                (StepKind::Setup, Some(0)),
                 (StepKind::Setup, Some(1)),
                 (StepKind::Insert, Some(0)),
                 (StepKind::Insert, Some(1)),

@@ -23,8 +23,8 @@
 //!   `DEFERRABLE INITIALLY DEFERRED` foreign key (Django makes all of them
 //!   so) and the deferred keys a cycle needs. What that flag protects
 //!   against is checked around every statement instead (see
-//!   `tenancy._session_objects()`): the session's temporary relations, types,
-//!   functions and operators, named cursors, prepared statements and `LISTEN`
+//!   `tenancy._session_objects()`): the session's temporary relations and
+//!   types, named cursors, prepared statements and `LISTEN`
 //!   channels must be the same after the statement as before (a temporary
 //!   relation would be found before a permanent one of the same name, later,
 //!   as the caller; `DISCARD TEMP` would drop the mapping tables for the
@@ -41,7 +41,11 @@ use pgrx::{AnyElement, JsonB, PgSqlErrorCode};
 /// Run `f` as the owner of table `relid` (see the module documentation).
 /// PostgreSQL restores the user and the settings itself if `f` raises an
 /// error (transaction or subtransaction abort).
-fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+///
+/// `before` is the session's objects (`tenancy._session_objects()`) as the
+/// caller last saw them, when nothing changed them since (saves reading
+/// them twice per statement); NULL: read them here.
+fn as_table_owner<R>(relid: pg_sys::Oid, before: Option<Vec<String>>, f: impl FnOnce() -> R) -> R {
     let (owner, name) = Spi::connect(|c| {
         let t = c.select(
             "SELECT c.relowner, c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
@@ -62,7 +66,7 @@ fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
             Some("The table was dropped while the operation ran; run it again."),
         )
     };
-    let before = session_objects();
+    let before = before.unwrap_or_else(session_objects);
     let (mut saved_user, mut saved_ctx) = (pg_sys::Oid::INVALID, 0i32);
     let nest = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
@@ -150,12 +154,14 @@ fn uuid_array(v: Option<Vec<Option<pgrx::Uuid>>>) -> DatumWithOid<'static> {
 
 /// Run one statement of a copy (`tenancy._copy_steps`) as the owner of table
 /// `relid`, with `$1`/`$2` the source and new tenant ids and `$3` the
-/// template snapshot's rows (jsonb, or NULL). Returns the rows it processed.
+/// template snapshot's rows (jsonb, or NULL). `objects`: the session's
+/// objects before, if the caller has them (see `as_table_owner`). Returns the
+/// rows it processed.
 /// Internal: called by `tenancy._run_copy`; no role but the extension owner
 /// may execute it (it runs any statement as any table's owner).
 ///
 /// ```sql
-/// SELECT tenancy._exec_as_owner('esg.metrics'::regclass, 'INSERT …', ARRAY[src], ARRAY[dst], NULL::jsonb);
+/// SELECT tenancy._exec_as_owner('esg.metrics'::regclass, 'INSERT …', ARRAY[src], ARRAY[dst], NULL::jsonb, NULL);
 /// ```
 #[pg_extern(volatile, parallel_unsafe, name = "_exec_as_owner")]
 fn exec_as_owner(
@@ -164,6 +170,7 @@ fn exec_as_owner(
     old_ids: Option<Vec<Option<pgrx::Uuid>>>,
     new_ids: Option<Vec<Option<pgrx::Uuid>>>,
     rows: Option<AnyElement>,
+    objects: Option<Vec<String>>,
 ) -> i64 {
     let (Some(relid), Some(statement)) = (relid, statement) else {
         raise(
@@ -178,7 +185,7 @@ fn exec_as_owner(
         None => DatumWithOid::null_oid(pg_sys::JSONBOID),
     };
     let args = [uuid_array(old_ids), uuid_array(new_ids), rows];
-    as_table_owner(relid, || {
+    as_table_owner(relid, objects, || {
         Spi::connect_mut(|c| c.update(statement, None, &args).map(|t| t.len() as i64))
             .or_raise("running a copy statement as the table's owner")
     })
@@ -190,13 +197,14 @@ fn exec_as_owner(
 /// no role but the extension owner may execute it.
 ///
 /// ```sql
-/// SELECT tenancy._query_as_owner('esg.metrics'::regclass, 'SELECT pg_catalog.jsonb_agg(…) …', ARRAY[id]);
+/// SELECT tenancy._query_as_owner('esg.metrics'::regclass, 'SELECT pg_catalog.jsonb_agg(…) …', ARRAY[id], NULL);
 /// ```
 #[pg_extern(volatile, parallel_unsafe, name = "_query_as_owner")]
 fn query_as_owner(
     relid: Option<pg_sys::Oid>,
     statement: Option<&str>,
     ids: Option<Vec<Option<pgrx::Uuid>>>,
+    objects: Option<Vec<String>>,
 ) -> Option<JsonB> {
     let (Some(relid), Some(statement)) = (relid, statement) else {
         raise(
@@ -206,7 +214,7 @@ fn query_as_owner(
         )
     };
     let args = [uuid_array(ids)];
-    as_table_owner(relid, || {
+    as_table_owner(relid, objects, || {
         Spi::connect_mut(|c| {
             let t = c.update(statement, None, &args)?;
             if t.is_empty() {

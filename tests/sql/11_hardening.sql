@@ -252,9 +252,9 @@ INSERT INTO t11.notes (tenant_id, body) SELECT id, 'n' FROM tenancy.tenants WHER
 -- internal: only the extension owner may run statements as a table's owner
 CREATE ROLE tap11_sa NOLOGIN; GRANT tenancy_superadmin TO tap11_sa;
 SET LOCAL ROLE tap11_sa;
-SELECT throws_ok($$SELECT tenancy._exec_as_owner('t11.notes'::regclass, 'SELECT 1', NULL, NULL, NULL::jsonb)$$, '42501', NULL,
+SELECT throws_ok($$SELECT tenancy._exec_as_owner('t11.notes'::regclass, 'SELECT 1', NULL, NULL, NULL::jsonb, NULL)$$, '42501', NULL,
                  'a super admin cannot call _exec_as_owner');
-SELECT throws_ok($$SELECT tenancy._query_as_owner('t11.notes'::regclass, 'SELECT NULL::jsonb', NULL)$$, '42501', NULL,
+SELECT throws_ok($$SELECT tenancy._query_as_owner('t11.notes'::regclass, 'SELECT NULL::jsonb', NULL, NULL)$$, '42501', NULL,
                  '... nor _query_as_owner');
 RESET ROLE;
 
