@@ -1,5 +1,32 @@
 -- pg_tenancy isolation linter.
 
+-- Whether a policy expression (deparsed under search_path pg_catalog,
+-- pg_temp) restricts rows to the tenant context: it is the comparison of the
+-- tenant column with the context, or an AND of which one conjunct is. Any
+-- other shape is not accepted, whatever it mentions: `col = COALESCE(
+-- current_tenant(), col)`, `(col = current_tenant()) OR …`, `(col =
+-- current_tenant()) IS NOT FALSE` (true with no tenant set), or the
+-- comparison inside a string literal all let rows of other tenants through.
+-- A NULL expression (the policy has no such clause) is accepted.
+CREATE FUNCTION tenancy._restricts_by_tenant(expr text, col name) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT expr IS NULL OR EXISTS (
+        SELECT 1
+          FROM (SELECT pg_catalog.regexp_replace(expr, '(?<!current_setting\()''([^'']|'''')*''', '''''', 'g') AS e) x,
+               pg_catalog.unnest(ARRAY[
+                   ' = tenancy.current_tenant()',
+                   ' = ( SELECT tenancy.current_tenant() AS current_tenant)',
+                   ' = ANY (tenancy.visible_tenants())',
+                   ' = ANY (( SELECT tenancy.visible_tenants() AS visible_tenants)::uuid[])',
+                   ' = (current_setting(''tenancy.tenant_id''::text))::uuid',
+                   ' = (current_setting(''tenancy.tenant_id''::text, true))::uuid']) AS p(rhs),
+               LATERAL (SELECT '(' || pg_catalog.quote_ident(col) || p.rhs || ')' AS c) y
+         WHERE x.e = y.c
+            OR pg_catalog.starts_with(x.e, '(' || y.c || ' AND ')
+            OR pg_catalog.strpos(x.e, ' AND ' || y.c || ' AND ') > 0
+            OR pg_catalog.right(x.e, pg_catalog.length(y.c) + 6) = ' AND ' || y.c || ')')
+$$;
+
 /*
  * Find what can leak rows across tenants or make tenant queries slow. Each
  * finding has a severity (error: rows can leak or policies are bypassed;
@@ -23,6 +50,7 @@ managed AS (
 ),
 policies AS (
     SELECT m.tbl, m.tenant_column, p.polname, p.polpermissive, p.polroles,
+           pg_get_expr(p.polqual, p.polrelid) AS qual, pg_get_expr(p.polwithcheck, p.polrelid) AS chk,
            COALESCE(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
            COALESCE(pg_get_expr(p.polwithcheck, p.polrelid), '') AS expr
       FROM managed m JOIN pg_policy p ON p.polrelid = m.relid
@@ -69,6 +97,22 @@ findings AS (
       CROSS JOIN LATERAL jsonb_each(tenancy._policy_fingerprint(m.relid)) f
      WHERE mt.policies ? f.key AND f.value IS DISTINCT FROM mt.policies -> f.key
     UNION ALL
+    -- a managed table under an unmanaged parent (a partition or inheritance
+    -- child): reading through the parent applies the parent's policies, none
+    SELECT 'error', m.tbl,
+           format('is a partition or child of %s, which is not managed: reading through it skips this table''s policies', i.inhparent::regclass),
+           format('SELECT tenancy.enable(%L, %L);', i.inhparent::regclass::text, m.tenant_column)
+      FROM managed m JOIN pg_inherits i ON i.inhrelid = m.relid
+     WHERE m.kind = 'tenant' AND i.inhparent NOT IN (SELECT relid FROM managed)
+    UNION ALL
+    -- rules on a managed table run their actions on every write (DO ALSO
+    -- INSERT INTO an unmanaged table copies every tenant's rows out)
+    SELECT 'error', format('rule %I on %s', r.rulename, m.tbl),
+           'rule rewrites writes to a managed table: its actions can copy rows where row level security does not reach',
+           format('DROP RULE %I ON %s;', r.rulename, m.tbl)
+      FROM managed m JOIN pg_rewrite r ON r.ev_class = m.relid
+     WHERE r.rulename <> '_RETURN'
+    UNION ALL
     -- unmanaged partitions of a managed table can be queried directly
     SELECT 'error', c.oid::regclass::text,
            format('partition of managed table %s without row level security: querying it directly skips the policies', m.tbl),
@@ -105,10 +149,10 @@ findings AS (
                             'tenancy_superadmin_update', 'tenancy_superadmin_delete')
                 AND polroles = ARRAY[(SELECT r.oid FROM pg_roles r WHERE r.rolname = 'tenancy_superadmin')]
                 AND expr ~ 'tenancy\.superadmin_access\(')
-       AND (expr !~ '(current_tenant|visible_tenants|tenancy\.tenant_id)'
-            -- the row's tenant column compared with the context, not just named
-            -- (tenant_id IS NOT NULL AND current_tenant() IS NOT NULL is every tenant)
-            OR position(quote_ident(tenant_column) || ' = ' IN expr) = 0)
+       -- each clause (USING, WITH CHECK) compares the tenant column with the
+       -- context, as a conjunct (see tenancy._restricts_by_tenant)
+       AND NOT (tenancy._restricts_by_tenant(qual, tenant_column)
+                AND tenancy._restricts_by_tenant(chk, tenant_column))
     UNION ALL
     -- OR in a tenant policy defeats the tenant index
     SELECT 'warning', format('policy %I on %s', polname, tbl),

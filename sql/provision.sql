@@ -124,6 +124,9 @@ LANGUAGE sql STABLE AS $$
      ORDER BY s.step
 $$;
 
+-- One step of a copy (tenancy._copy_steps), held in an array while it runs.
+CREATE TYPE tenancy._copy_step AS (step int, kind text, tbl text, statement text, run_as_owner_of oid);
+
 -- Run the copy of `tables` from tenants old_ids to new_ids (parallel arrays);
 -- from the live tables, or from `snapshot` (a template's snapshot) when given.
 -- Each statement that reads or writes a table runs as that table's owner
@@ -132,21 +135,27 @@ CREATE FUNCTION tenancy._run_copy(tables oid[], old_ids uuid[], new_ids uuid[], 
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r        record;
+    r        tenancy._copy_step;
     v_total  int;
     v_done   int := 0;
     v_n      bigint;
     v_counts jsonb := '{}';
     v_rows   jsonb := snapshot -> 'tables';
     v_objs   text[];
+    v_steps  tenancy._copy_step[];
 BEGIN
     IF pg_catalog.cardinality(old_ids) IS DISTINCT FROM pg_catalog.cardinality(new_ids)
        OR NULL::uuid = ANY (old_ids) OR NULL::uuid = ANY (new_ids) THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'old and new tenant ids must be arrays of equal length without NULL';
     END IF;
     v_total := pg_catalog.cardinality(tables);
-    FOR r IN SELECT * FROM tenancy._copy_steps(tables, pg_catalog.cardinality(old_ids) = 1, snapshot -> 'columns') s
-              ORDER BY s.step LOOP
+    -- The steps are read into an array first, not walked with a cursor: the
+    -- code a step runs as a table's owner could MOVE an open cursor (portals
+    -- have no owner) and have steps skipped.
+    SELECT pg_catalog.array_agg(ROW(s.step, s.kind, s.tbl, s.statement, s.run_as_owner_of)::tenancy._copy_step
+                                ORDER BY s.step) INTO v_steps
+      FROM tenancy._copy_steps(tables, pg_catalog.cardinality(old_ids) = 1, snapshot -> 'columns') s;
+    FOREACH r IN ARRAY COALESCE(v_steps, '{}') LOOP
         IF r.run_as_owner_of IS NULL THEN
             EXECUTE r.statement USING old_ids, new_ids, v_rows;
             v_objs := NULL;   -- the session's objects may have changed
@@ -316,6 +325,7 @@ DECLARE
     t         oid;
     v_tcol    name;
     v_objs    text[];
+    v_caller  name := COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user);
 BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'template name must not be NULL';
@@ -333,6 +343,14 @@ BEGIN
     v_tables := tenancy._tenant_tables(tables);
     FOREACH t IN ARRAY v_tables LOOP
         v_key := tenancy._table_key(t);
+        -- the template's rows are readable by every super admin: only from
+        -- a table the caller may read itself (the owner can withhold one)
+        IF NOT pg_catalog.has_table_privilege(v_caller, t, 'SELECT') THEN
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = pg_catalog.format('role %s may not read %s, so it cannot make a template of its rows', v_caller, t::regclass),
+                DETAIL = 'A template stores the rows in tenancy.template_store, which every super admin reads.',
+                HINT = pg_catalog.format('Leave the table out (tables => ...), or have its owner GRANT SELECT ON %s TO %I.', t::regclass, v_caller);
+        END IF;
         SELECT m.tenant_column INTO v_tcol FROM tenancy.managed_tables m WHERE m.relid = t;
         -- read as the table's owner: reading rows as JSON runs the casts of
         -- their columns' types, which are the owner's choice
@@ -496,6 +514,7 @@ DECLARE
     v_tpl   tenancy.template_store;
     v_tables oid[];
     e       jsonb;
+    n       int;
     i       int := 0;
     v_ids   uuid[] := '{}';
     v_state text;
@@ -511,7 +530,10 @@ BEGIN
     SELECT * INTO v FROM tenancy._verified_template(template);
     v_tpl := v.tpl;
     v_tables := v.tables;
-    FOR e IN SELECT x FROM pg_catalog.jsonb_array_elements(tenants) x LOOP
+    -- (a loop over the array, not a query: a cursor could be moved by the
+    -- code of a table the provisioning writes)
+    FOR n IN 0 .. pg_catalog.jsonb_array_length(tenants) - 1 LOOP
+        e := tenants -> n;
         IF pg_catalog.jsonb_typeof(e) <> 'object' THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
                 MESSAGE = pg_catalog.format('tenants[%s] must be a JSON object, not %s', i, pg_catalog.jsonb_typeof(e)),

@@ -303,7 +303,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             UNION ALL
             SELECT pg_catalog.format('%scursor %I (%s)', CASE WHEN k.is_holdable THEN 'holdable ' ELSE '' END,
                                      k.name, k.creation_time)
-              FROM pg_catalog.pg_cursors k WHERE k.name <> '' AND k.name NOT LIKE '<unnamed portal %'
+              FROM pg_catalog.pg_cursors k   -- all of them: any role can name one '<unnamed portal 1>'
             UNION ALL
             SELECT pg_catalog.format('prepared statement %I (%s)', p.name, p.prepare_time)
               FROM pg_catalog.pg_prepared_statements p

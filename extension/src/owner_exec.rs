@@ -29,9 +29,11 @@
 //!   relation would be found before a permanent one of the same name, later,
 //!   as the caller; `DISCARD TEMP` would drop the mapping tables for the
 //!   owner to replace; a holdable cursor's query runs at commit), and no
-//!   deferred constraint trigger (a user's, not a foreign key's: those switch
-//!   to their owners themselves) may have events pending — they would fire
-//!   at commit with the caller's rights.
+//!   deferred trigger may have events pending — a user's constraint trigger,
+//!   or the recheck of a deferrable unique or exclusion constraint, which
+//!   evaluates the owner's index expressions: they would fire at commit with
+//!   the caller's rights. Foreign-key checks are the exception: they switch
+//!   to the tables' owners themselves.
 
 use crate::error::{raise, raise_detail, select_one, OrRaise};
 use pgrx::datum::DatumWithOid;
@@ -120,7 +122,9 @@ fn refuse_leftovers(name: &str, before: &[String]) {
     let deferrable = Spi::connect(|c| {
         c.select(
             "SELECT DISTINCT t.tgrelid, t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t \
-             WHERE t.tgdeferrable AND NOT t.tgisinternal",
+             WHERE t.tgdeferrable AND NOT (t.tgisinternal AND t.tgfoid IN ( \
+                 SELECT p.oid FROM pg_catalog.pg_proc p \
+                  WHERE p.pronamespace = 'pg_catalog'::regnamespace AND pg_catalog.starts_with(p.proname, 'RI_FKey_')))",
             None,
             &[],
         )?
@@ -135,11 +139,11 @@ fn refuse_leftovers(name: &str, before: &[String]) {
             raise_detail(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!(
-                    "a deferred constraint trigger on {} has events pending after pg_tenancy wrote {name} as its owner",
+                    "a deferred constraint trigger or uniqueness check on {} has events pending after pg_tenancy wrote {name} as its owner",
                     rel_name.unwrap_or_default()
                 ),
-                "Deferred trigger events fire at commit with the rights of whoever commits, not the table owner's.",
-                "Declare the constraint trigger INITIALLY IMMEDIATE (or NOT DEFERRABLE), or commit pending work before the call.",
+                "Deferred trigger events (a constraint trigger, or the recheck of a deferrable unique or exclusion constraint, which evaluates its index expressions) fire at commit with the rights of whoever commits, not the table owner's.",
+                "Declare the constraint trigger or constraint INITIALLY IMMEDIATE (or NOT DEFERRABLE), or commit pending work before the call.",
             );
         }
     }

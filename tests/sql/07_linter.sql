@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(87);
+SELECT plan(94);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -80,6 +80,44 @@ CREATE POLICY tap07_restrict ON t07.ledger AS RESTRICTIVE FOR SELECT USING (amou
 SELECT ok(NOT pg_temp.has_finding('policy tap07_restrict on t07.ledger', '.'), 'a restrictive policy without tenant is not flagged');
 DROP POLICY tap07_scoped ON t07.ledger;
 DROP POLICY tap07_restrict ON t07.ledger;
+-- shapes that mention the comparison but let other tenants' rows through
+CREATE POLICY tap07_coalesce ON t07.ledger FOR SELECT USING (tenant_id = COALESCE(tenancy.current_tenant(), tenant_id));
+CREATE POLICY tap07_notfalse ON t07.ledger FOR SELECT USING ((tenant_id = tenancy.current_tenant()) IS NOT FALSE);
+CREATE POLICY tap07_literal ON t07.ledger FOR SELECT USING ('(tenant_id = tenancy.current_tenant())' IS NOT NULL);
+CREATE POLICY tap07_orbranch ON t07.ledger FOR SELECT USING (tenant_id = tenancy.current_tenant() OR amount > 1000);
+CREATE POLICY tap07_anycheck ON t07.ledger FOR UPDATE USING (tenant_id = tenancy.current_tenant()) WITH CHECK (true);
+SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE severity = 'error' AND problem ~ 'does not restrict by tenant'$$,
+              ARRAY['policy tap07_coalesce on t07.ledger', 'policy tap07_notfalse on t07.ledger', 'policy tap07_literal on t07.ledger',
+                    'policy tap07_orbranch on t07.ledger', 'policy tap07_anycheck on t07.ledger'],
+              'COALESCE, IS NOT FALSE, a quoted comparison, an OR branch, an open WITH CHECK: each an error');
+DROP POLICY tap07_coalesce ON t07.ledger;
+DROP POLICY tap07_notfalse ON t07.ledger;
+DROP POLICY tap07_literal ON t07.ledger;
+DROP POLICY tap07_orbranch ON t07.ledger;
+DROP POLICY tap07_anycheck ON t07.ledger;
+CREATE POLICY tap07_conj ON t07.ledger FOR UPDATE USING (amount > 0 AND tenant_id = tenancy.current_tenant() AND amount < 10)
+    WITH CHECK (tenant_id = (current_setting('tenancy.tenant_id'))::uuid);
+SELECT ok(NOT pg_temp.has_finding('policy tap07_conj on t07.ledger', '.'),
+          'the comparison as a middle conjunct, or with the setting, is a restriction');
+DROP POLICY tap07_conj ON t07.ledger;
+
+-- ---------------------------------------------------------------- rules, unmanaged parents
+CREATE TABLE t07.archive (LIKE t07.ledger);
+CREATE RULE tap07_copy AS ON INSERT TO t07.ledger DO ALSO INSERT INTO t07.archive SELECT NEW.*;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'rule tap07_copy on t07.ledger'$$,
+                  $$VALUES ('error', 'DROP RULE tap07_copy ON t07.ledger;')$$,
+                  'a rule on a managed table (it can copy rows out of reach of the policies): error');
+SELECT lives_ok(pg_temp.fix_of('rule tap07_copy on t07.ledger', 'rule'), 'the DROP RULE fix runs');
+DROP TABLE t07.archive;
+CREATE TABLE t07.up (tenant_id uuid NOT NULL, x int NOT NULL) PARTITION BY LIST (x);
+CREATE TABLE t07.up1 PARTITION OF t07.up FOR VALUES IN (1);
+SELECT tenancy.enable('t07.up1');
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.up1' AND problem ~ 'not managed'$$,
+                  $$VALUES ('error', 'SELECT tenancy.enable(''t07.up'', ''tenant_id'');')$$,
+                  'a managed partition of an unmanaged parent (reading the parent skips its policies): error');
+SELECT lives_ok(pg_temp.fix_of('t07.up1', 'not managed'), 'the enable fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.up1', 'partition or child'), 'after the fix the finding is gone');
+DROP TABLE t07.up;
 
 -- ---------------------------------------------------------------- OR in a policy
 CREATE POLICY tap07_or ON t07.ledger AS RESTRICTIVE FOR SELECT USING (tenant_id = tenancy.current_tenant() OR amount IS NULL);

@@ -9,7 +9,7 @@
 -- functions cannot be misused. setting() is for the tenancy roles only.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(54);
+SELECT plan(58);
 
 SELECT tenancy.create_tenant('hard-a', 'A');
 CREATE ROLE tap11_owner NOLOGIN;
@@ -152,10 +152,10 @@ CREATE CONSTRAINT TRIGGER notes_late AFTER INSERT OR DELETE ON t11.notes DEFERRA
     FOR EACH ROW EXECUTE FUNCTION t11.who();
 TRUNCATE t11.seen;
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
-                   '%deferred constraint trigger on t11.notes has events pending%',
+                   '%deferred constraint trigger or uniqueness check on t11.notes has events pending%',
                    'clone_tenant refuses a deferred constraint trigger (it would run at commit as the caller)');
 SELECT throws_like($$SELECT tenancy.drop_tenant('hard-d', confirm => 'hard-d')$$,
-                   '%deferred constraint trigger on t11.notes has events pending%', '... so does drop_tenant');
+                   '%deferred constraint trigger or uniqueness check on t11.notes has events pending%', '... so does drop_tenant');
 DROP TRIGGER notes_late ON t11.notes;
 CREATE TABLE t11.side (x int);
 ALTER TABLE t11.side OWNER TO tap11_owner;
@@ -169,10 +169,44 @@ END $$;
 ALTER FUNCTION t11.to_side() OWNER TO tap11_owner;
 CREATE TRIGGER notes_side AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.to_side();
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
-                   '%deferred constraint trigger on t11.side has events pending%',
+                   '%deferred constraint trigger or uniqueness check on t11.side has events pending%',
                    '... also on another table the owner''s code writes');
 DROP TRIGGER notes_side ON t11.notes;
 SELECT is((SELECT count(*)::int FROM t11.seen), 0, '... and the deferred triggers never ran');
+-- the recheck of a deferrable exclusion constraint evaluates its index
+-- expressions at commit: refused too (foreign keys are not)
+CREATE FUNCTION t11.k(v text) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF pg_catalog.current_setting('t11.collide', true) IS DISTINCT FROM 'on' THEN
+        RETURN (pg_catalog.random() * 1e9)::int;   -- (a lie, as an attacker's would be)
+    END IF;
+    PERFORM t11.escalate('recheck');
+    RETURN 1;
+END $$;
+ALTER FUNCTION t11.k(text) OWNER TO tap11_owner;
+ALTER TABLE t11.notes ADD CONSTRAINT notes_once EXCLUDE USING btree ((t11.k(body)) WITH =) DEFERRABLE INITIALLY DEFERRED;
+INSERT INTO t11.notes (tenant_id, body) SELECT id, 'n2' FROM tenancy.tenants WHERE slug = 'hard-a';
+TRUNCATE t11.seen;
+SET LOCAL t11.collide = 'on';   -- the copies of hard-a's two rows collide: a recheck is queued
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
+                   '%uniqueness check on t11.notes has events pending%',
+                   'clone_tenant refuses a deferred exclusion constraint whose recheck would run at commit');
+RESET t11.collide;
+ALTER TABLE t11.notes DROP CONSTRAINT notes_once;
+DELETE FROM t11.notes WHERE body = 'n2';
+-- a holdable cursor under a name like the server's own portals
+CREATE FUNCTION t11.hold2() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'DECLARE "<unnamed portal 424242>" CURSOR WITH HOLD FOR SELECT t11.escalate(''cursor'')';
+    RETURN NULL;
+END $$;
+ALTER FUNCTION t11.hold2() OWNER TO tap11_owner;
+CREATE TRIGGER notes_hold2 AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.hold2();
+SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
+                   '%created holdable cursor "<unnamed portal 424242>"%', '... and a holdable cursor named like an internal portal');
+DROP TRIGGER notes_hold2 ON t11.notes;
+SELECT is((SELECT count(*)::int FROM t11.seen WHERE via IN ('recheck', 'cursor') AND who <> 'tap11_owner'), 0,
+          '... none of it ran as anyone but the owner');
 
 -- a table name with a backslash and a quote, with standard_conforming_strings
 -- off in the caller's session: the names in the generated statements are
@@ -251,6 +285,13 @@ INSERT INTO t11.notes (tenant_id, body) SELECT id, 'n' FROM tenancy.tenants WHER
 
 -- internal: only the extension owner may run statements as a table's owner
 CREATE ROLE tap11_sa NOLOGIN; GRANT tenancy_superadmin TO tap11_sa;
+-- a template of a table its owner keeps from the super admins: refused
+REVOKE SELECT ON t11.notes FROM tenancy_superadmin;
+SET LOCAL ROLE tap11_sa;
+SELECT throws_ok($$SELECT tenancy.create_template('sa-tpl', 'hard-a')$$, '42501', NULL,
+                 'create_template refuses a table the calling super admin may not read');
+RESET ROLE;
+GRANT SELECT ON t11.notes TO tenancy_superadmin;
 SET LOCAL ROLE tap11_sa;
 SELECT throws_ok($$SELECT tenancy._exec_as_owner('t11.notes'::regclass, 'SELECT 1', NULL, NULL, NULL::jsonb, NULL)$$, '42501', NULL,
                  'a super admin cannot call _exec_as_owner');
