@@ -2,29 +2,69 @@
 
 -- Whether a policy expression (deparsed under search_path pg_catalog,
 -- pg_temp) restricts rows to the tenant context: it is the comparison of the
--- tenant column with the context, or an AND of which one conjunct is. Any
+-- tenant column with tenancy.current_tenant() / visible_tenants() (as
+-- generated, or plain), or a top-level AND of which one conjunct is. Any
 -- other shape is not accepted, whatever it mentions: `col = COALESCE(
--- current_tenant(), col)`, `(col = current_tenant()) OR …`, `(col =
--- current_tenant()) IS NOT FALSE` (true with no tenant set), or the
--- comparison inside a string literal all let rows of other tenants through.
--- A NULL expression (the policy has no such clause) is accepted.
+-- current_tenant(), col)`, `(col = current_tenant()) IS NOT FALSE` (true
+-- with no tenant set), the comparison inside an OR, a NOT or a function, or
+-- in a string literal. Comparing with current_setting('tenancy.tenant_id')
+-- is not accepted either: a role bound with bind_role can still SET that
+-- setting; only current_tenant() honours the binding. A NULL expression (the
+-- policy has no such clause) is accepted.
 CREATE FUNCTION tenancy._restricts_by_tenant(expr text, col name) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT expr IS NULL OR EXISTS (
-        SELECT 1
-          FROM (SELECT pg_catalog.regexp_replace(expr, '(?<!current_setting\()''([^'']|'''')*''', '''''', 'g') AS e) x,
-               pg_catalog.unnest(ARRAY[
-                   ' = tenancy.current_tenant()',
-                   ' = ( SELECT tenancy.current_tenant() AS current_tenant)',
-                   ' = ANY (tenancy.visible_tenants())',
-                   ' = ANY (( SELECT tenancy.visible_tenants() AS visible_tenants)::uuid[])',
-                   ' = (current_setting(''tenancy.tenant_id''::text))::uuid',
-                   ' = (current_setting(''tenancy.tenant_id''::text, true))::uuid']) AS p(rhs),
-               LATERAL (SELECT '(' || pg_catalog.quote_ident(col) || p.rhs || ')' AS c) y
-         WHERE x.e = y.c
-            OR pg_catalog.starts_with(x.e, '(' || y.c || ' AND ')
-            OR pg_catalog.strpos(x.e, ' AND ' || y.c || ' AND ') > 0
-            OR pg_catalog.right(x.e, pg_catalog.length(y.c) + 6) = ' AND ' || y.c || ')')
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e      text;
+    cmps   text[];
+    parts  text[] := '{}';
+    depth  int := 0;
+    start  int := 2;
+    n      int;
+    i      int;
+    ch     text;
+BEGIN
+    IF expr IS NULL THEN
+        RETURN true;
+    END IF;
+    -- string literals and quoted identifiers blanked: they can hold anything
+    e := pg_catalog.regexp_replace(expr, '''([^'']|'''')*''', '''''', 'g');
+    e := pg_catalog.regexp_replace(e, '"([^"]|"")*"', '""', 'g');
+    cmps := ARRAY(SELECT '(' || CASE WHEN pg_catalog.quote_ident(col) = col::text THEN col::text ELSE '""' END || r || ')'
+                    FROM pg_catalog.unnest(ARRAY[
+                        ' = tenancy.current_tenant()',
+                        ' = ( SELECT tenancy.current_tenant() AS current_tenant)',
+                        ' = ANY (tenancy.visible_tenants())',
+                        ' = ANY (( SELECT tenancy.visible_tenants() AS visible_tenants)::uuid[])']) r);
+    IF e = ANY (cmps) THEN
+        RETURN true;
+    END IF;
+    -- a top-level AND: '(' conjunct ' AND ' conjunct … ')', split at depth 1
+    n := pg_catalog.length(e);
+    IF n < 2 OR pg_catalog.left(e, 1) <> '(' OR pg_catalog.right(e, 1) <> ')' THEN
+        RETURN false;
+    END IF;
+    FOR i IN 1 .. n LOOP
+        ch := pg_catalog.substr(e, i, 1);
+        IF ch = '(' THEN
+            depth := depth + 1;
+        ELSIF ch = ')' THEN
+            depth := depth - 1;
+            IF depth = 0 AND i < n THEN
+                RETURN false;            -- not one parenthesised expression
+            END IF;
+        ELSIF depth = 1 AND pg_catalog.substr(e, i, 5) = ' AND ' THEN
+            parts := parts || pg_catalog.substr(e, start, i - start);
+            start := i + 5;
+        ELSIF depth = 1 AND (pg_catalog.substr(e, i, 4) = ' OR ' OR pg_catalog.substr(e, i, 5) = 'NOT (') THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    IF pg_catalog.cardinality(parts) = 0 THEN
+        RETURN false;
+    END IF;
+    parts := parts || pg_catalog.substr(e, start, n - start);
+    RETURN parts && cmps;
+END
 $$;
 
 /*

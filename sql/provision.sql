@@ -162,7 +162,12 @@ BEGIN
         ELSE
             -- (an owner's statement leaves them as they were, or fails)
             v_objs := COALESCE(v_objs, tenancy._session_objects());
-            v_n := tenancy._exec_as_owner(r.run_as_owner_of, r.statement, old_ids, new_ids, v_rows, v_objs);
+            BEGIN
+                v_n := tenancy._exec_as_owner(r.run_as_owner_of, r.statement, old_ids, new_ids, v_rows, v_objs);
+            EXCEPTION WHEN OTHERS THEN
+                PERFORM tenancy._undo_prepared(v_objs);
+                RAISE;
+            END;
         END IF;
         IF r.kind = 'insert' THEN
             v_counts := v_counts || pg_catalog.jsonb_build_object(r.tbl, v_n);
@@ -325,6 +330,7 @@ DECLARE
     t         oid;
     v_tcol    name;
     v_objs    text[];
+    v_seen    bigint;
     v_caller  name := COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user);
 BEGIN
     IF name IS NULL THEN
@@ -355,9 +361,24 @@ BEGIN
         -- read as the table's owner: reading rows as JSON runs the casts of
         -- their columns' types, which are the owner's choice
         v_objs := COALESCE(v_objs, tenancy._session_objects());
-        v_rows := tenancy._query_as_owner(t, pg_catalog.format(
-            'SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)), ''[]'') FROM %s s WHERE s.%I = ($1)[1]',
-            t::regclass, v_tcol), ARRAY[v_src.id], v_objs);
+        BEGIN
+            v_rows := tenancy._query_as_owner(t, pg_catalog.format(
+                'SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)), ''[]'') FROM %s s WHERE s.%I = ($1)[1]',
+                t::regclass, v_tcol), ARRAY[v_src.id], v_objs);
+            -- ... and every one of those rows visible to the caller: row level
+            -- security (a restrictive policy) may hide some from it
+            v_seen := tenancy._count_as_caller(t, v_tcol, v_src.id, v_objs);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM tenancy._undo_prepared(v_objs);
+            RAISE;
+        END;
+        IF v_seen < pg_catalog.jsonb_array_length(v_rows) THEN
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = pg_catalog.format('row level security hides %s of the %s rows of tenant %L in %s from role %s',
+                    pg_catalog.jsonb_array_length(v_rows) - v_seen, pg_catalog.jsonb_array_length(v_rows), v_src.slug, t::regclass, v_caller),
+                DETAIL = 'A template stores the rows in tenancy.template_store, which every super admin reads.',
+                HINT = 'Leave the table out (tables => ...), or have its owner let the super admins read those rows.';
+        END IF;
         v_data := v_data || pg_catalog.jsonb_build_object(v_key, v_rows);
         v_counts := v_counts || pg_catalog.jsonb_build_object(v_key, pg_catalog.jsonb_array_length(v_rows));
         v_cols := v_cols || pg_catalog.jsonb_build_object(v_key, (

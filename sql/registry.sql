@@ -301,15 +301,38 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               FROM pg_catalog.pg_type t WHERE t.typnamespace = pg_catalog.pg_my_temp_schema()
 
             UNION ALL
-            SELECT pg_catalog.format('%scursor %I (%s)', CASE WHEN k.is_holdable THEN 'holdable ' ELSE '' END,
-                                     k.name, k.creation_time)
+            -- (the query text too: a cursor or statement closed and made again
+            -- under the same name in the same top-level statement has the
+            -- same creation time)
+            SELECT pg_catalog.format('%scursor %I (%s, %s)', CASE WHEN k.is_holdable THEN 'holdable ' ELSE '' END,
+                                     k.name, k.creation_time, pg_catalog.md5(k.statement))
               FROM pg_catalog.pg_cursors k   -- all of them: any role can name one '<unnamed portal 1>'
             UNION ALL
-            SELECT pg_catalog.format('prepared statement %I (%s)', p.name, p.prepare_time)
+            SELECT pg_catalog.format('prepared statement %I (%s, %s, %s)', p.name, p.prepare_time,
+                                     pg_catalog.md5(p.statement), p.parameter_types)
               FROM pg_catalog.pg_prepared_statements p
             UNION ALL
             SELECT pg_catalog.format('LISTEN on channel %I', l.l)
               FROM pg_catalog.pg_listening_channels() l) o
+$$;
+
+-- After a statement run as a table's owner failed: its transactional
+-- leftovers went with the (sub)transaction, but prepared statements are not
+-- transactional. One the table's code made, or replaced under the name of
+-- one of the caller's (its driver's statement cache would run it next, with
+-- the caller's rights), is deallocated before the error goes on.
+CREATE FUNCTION tenancy._undo_prepared(before text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name text;
+BEGIN
+    FOR v_name IN SELECT p.name FROM pg_catalog.pg_prepared_statements p
+                   WHERE pg_catalog.format('prepared statement %I (%s, %s, %s)', p.name, p.prepare_time,
+                                           pg_catalog.md5(p.statement), p.parameter_types) <> ALL (COALESCE(before, '{}'))
+    LOOP
+        EXECUTE pg_catalog.format('DEALLOCATE %I', v_name);
+    END LOOP;
+END
 $$;
 
 /*
@@ -401,8 +424,13 @@ BEGIN
                                                 CASE WHEN i = 1 THEN '' ELSE ',' END, r.relid::text, i);
         END LOOP;
         v_objs := COALESCE(v_objs, tenancy._session_objects());
-        v_counts := v_counts || tenancy._query_as_owner(v_first,
-            v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')', v_ids, v_objs);
+        BEGIN
+            v_counts := v_counts || tenancy._query_as_owner(v_first,
+                v_sql || ' SELECT pg_catalog.jsonb_build_object(' || v_sel || ')', v_ids, v_objs);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM tenancy._undo_prepared(v_objs);
+            RAISE;
+        END;
         v_owners := pg_catalog.array_remove(v_owners, v_owner);
     END LOOP;
     DELETE FROM tenancy.tenants t WHERE t.id = ANY (v_ids);

@@ -48,6 +48,12 @@ use pgrx::{AnyElement, JsonB, PgSqlErrorCode};
 /// caller last saw them, when nothing changed them since (saves reading
 /// them twice per statement); NULL: read them here.
 fn as_table_owner<R>(relid: pg_sys::Oid, before: Option<Vec<String>>, f: impl FnOnce() -> R) -> R {
+    let (owner, name) = table_owner(relid);
+    as_user(owner, &name, before, pg_sys::SECURITY_NOFORCE_RLS as i32, f)
+}
+
+/// The owner of table `relid` and its name.
+fn table_owner(relid: pg_sys::Oid) -> (pg_sys::Oid, String) {
     let (owner, name) = Spi::connect(|c| {
         let t = c.select(
             "SELECT c.relowner, c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
@@ -68,16 +74,27 @@ fn as_table_owner<R>(relid: pg_sys::Oid, before: Option<Vec<String>>, f: impl Fn
             Some("The table was dropped while the operation ran; run it again."),
         )
     };
+    (owner, name)
+}
+
+/// Run `f` as role `user` (adding `flags` to the security context), for a
+/// statement on table `name`, refusing what its code leaves behind.
+fn as_user<R>(
+    user: pg_sys::Oid,
+    name: &str,
+    before: Option<Vec<String>>,
+    flags: i32,
+    f: impl FnOnce() -> R,
+) -> R {
     let before = before.unwrap_or_else(session_objects);
+    refuse_open_cursors();
     let (mut saved_user, mut saved_ctx) = (pg_sys::Oid::INVALID, 0i32);
     let nest = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
         let nest = pg_sys::NewGUCNestLevel();
         pg_sys::SetUserIdAndSecContext(
-            owner,
-            saved_ctx
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_NOFORCE_RLS as i32,
+            user,
+            saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | flags,
         );
         nest
     };
@@ -86,8 +103,30 @@ fn as_table_owner<R>(relid: pg_sys::Oid, before: Option<Vec<String>>, f: impl Fn
         pg_sys::AtEOXact_GUC(false, nest);
         pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
     }
-    refuse_leftovers(&name, &before);
+    refuse_leftovers(name, &before);
     r
+}
+
+/// A cursor the caller declared and left open can be read (`FETCH`) or moved
+/// by any code in the session — portals have no owner —, a table's code
+/// included: refuse to run that code while one is open. (The portals of
+/// PL/pgSQL loops, named `<unnamed portal N>`, are not refused: a function
+/// looping over a query to clone tenant after tenant is a normal use.)
+fn refuse_open_cursors() {
+    let open = select_one::<String>(
+        "SELECT k.name FROM pg_catalog.pg_cursors k \
+          WHERE k.name <> '' AND k.name NOT LIKE '<unnamed portal %' ORDER BY k.name LIMIT 1",
+        &[],
+    )
+    .or_raise("listing the session's cursors");
+    if let Some(cursor) = open {
+        raise_detail(
+            PgSqlErrorCode::ERRCODE_INVALID_CURSOR_STATE,
+            format!("cursor {cursor:?} is open"),
+            "pg_tenancy is about to run the code of a table (as the table's owner), and any code in a session can FETCH from or MOVE an open cursor.",
+            "CLOSE the cursor (or finish with it) before the call.",
+        );
+    }
 }
 
 /// The session objects that must not change under a table owner's code.
@@ -228,5 +267,46 @@ fn query_as_owner(
             }
         })
         .or_raise("running a query as the table's owner")
+    })
+}
+
+/// How many rows of tenant `tenant` in table `relid` (tenant column
+/// `tenant_column`) the calling role sees — the role in effect outside the
+/// extension's SECURITY DEFINER functions, with its privileges and row level
+/// security (the table's policies run as it, as in any read of the table).
+/// Internal: `tenancy.create_template` compares it with the rows it stores,
+/// which every super admin reads; no role but the extension owner may
+/// execute it.
+///
+/// ```sql
+/// SELECT tenancy._count_as_caller('esg.metrics'::regclass, 'tenant_id', id, NULL);
+/// ```
+#[pg_extern(volatile, parallel_unsafe, name = "_count_as_caller")]
+fn count_as_caller(
+    relid: Option<pg_sys::Oid>,
+    tenant_column: Option<&str>,
+    tenant: Option<pgrx::Uuid>,
+    objects: Option<Vec<String>>,
+) -> i64 {
+    let (Some(relid), Some(column)) = (relid, tenant_column) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "relid and tenant_column must not be NULL",
+            Some("tenancy._count_as_caller is internal; call tenancy.create_template()."),
+        )
+    };
+    let (_, name) = table_owner(relid);
+    let caller = unsafe { pg_sys::GetOuterUserId() };
+    let sql = format!(
+        "SELECT pg_catalog.count(*) FROM {name} s WHERE s.{} = $1",
+        tenancy_core::ident::quote_ident(column)
+    );
+    as_user(caller, &name, objects, 0, || {
+        Spi::connect(|c| {
+            let t = c.select(&sql, Some(1), &[tenant.into()])?;
+            t.first().get_one::<i64>()
+        })
+        .or_raise("counting the rows the caller sees")
+        .unwrap_or(0)
     })
 }

@@ -86,19 +86,24 @@ CREATE POLICY tap07_notfalse ON t07.ledger FOR SELECT USING ((tenant_id = tenanc
 CREATE POLICY tap07_literal ON t07.ledger FOR SELECT USING ('(tenant_id = tenancy.current_tenant())' IS NOT NULL);
 CREATE POLICY tap07_orbranch ON t07.ledger FOR SELECT USING (tenant_id = tenancy.current_tenant() OR amount > 1000);
 CREATE POLICY tap07_anycheck ON t07.ledger FOR UPDATE USING (tenant_id = tenancy.current_tenant()) WITH CHECK (true);
+CREATE POLICY tap07_nested ON t07.ledger FOR SELECT USING (amount > 1000 OR (amount > 0 AND tenant_id = tenancy.current_tenant() AND amount < 10));
+CREATE POLICY tap07_setting ON t07.ledger FOR SELECT USING (tenant_id = current_setting('tenancy.tenant_id', true)::uuid);
 SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE severity = 'error' AND problem ~ 'does not restrict by tenant'$$,
               ARRAY['policy tap07_coalesce on t07.ledger', 'policy tap07_notfalse on t07.ledger', 'policy tap07_literal on t07.ledger',
-                    'policy tap07_orbranch on t07.ledger', 'policy tap07_anycheck on t07.ledger'],
-              'COALESCE, IS NOT FALSE, a quoted comparison, an OR branch, an open WITH CHECK: each an error');
+                    'policy tap07_orbranch on t07.ledger', 'policy tap07_anycheck on t07.ledger', 'policy tap07_nested on t07.ledger',
+                    'policy tap07_setting on t07.ledger'],
+              'COALESCE, IS NOT FALSE, a quoted comparison, an OR branch (also around an AND), an open WITH CHECK, the raw setting (a bound role can SET it): each an error');
+DROP POLICY tap07_nested ON t07.ledger;
+DROP POLICY tap07_setting ON t07.ledger;
 DROP POLICY tap07_coalesce ON t07.ledger;
 DROP POLICY tap07_notfalse ON t07.ledger;
 DROP POLICY tap07_literal ON t07.ledger;
 DROP POLICY tap07_orbranch ON t07.ledger;
 DROP POLICY tap07_anycheck ON t07.ledger;
 CREATE POLICY tap07_conj ON t07.ledger FOR UPDATE USING (amount > 0 AND tenant_id = tenancy.current_tenant() AND amount < 10)
-    WITH CHECK (tenant_id = (current_setting('tenancy.tenant_id'))::uuid);
+    WITH CHECK (tenant_id = ANY (tenancy.visible_tenants()));
 SELECT ok(NOT pg_temp.has_finding('policy tap07_conj on t07.ledger', '.'),
-          'the comparison as a middle conjunct, or with the setting, is a restriction');
+          'the comparison as a middle conjunct, or with visible_tenants(), is a restriction');
 DROP POLICY tap07_conj ON t07.ledger;
 
 -- ---------------------------------------------------------------- rules, unmanaged parents

@@ -9,7 +9,7 @@
 -- functions cannot be misused. setting() is for the tenancy roles only.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(58);
+SELECT plan(63);
 
 SELECT tenancy.create_tenant('hard-a', 'A');
 CREATE ROLE tap11_owner NOLOGIN;
@@ -207,6 +207,26 @@ SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
 DROP TRIGGER notes_hold2 ON t11.notes;
 SELECT is((SELECT count(*)::int FROM t11.seen WHERE via IN ('recheck', 'cursor') AND who <> 'tap11_owner'), 0,
           '... none of it ran as anyone but the owner');
+-- prepared statements are not transactional: a trigger that replaces one of
+-- the caller's (its driver would run it next, as the caller) and then fails
+CREATE FUNCTION t11.swap() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DEALLOCATE tap11_mine;
+    PREPARE tap11_mine AS SELECT t11.escalate('prepared');
+    RAISE EXCEPTION 'duplicate key value' USING ERRCODE = '23505';
+END $$;
+ALTER FUNCTION t11.swap() OWNER TO tap11_owner;
+CREATE TRIGGER notes_swap AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.swap();
+PREPARE tap11_mine AS SELECT 1;
+SELECT throws_ok($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$, '23505', NULL, 'a trigger that swaps a prepared statement and fails');
+SELECT is((SELECT count(*)::int FROM pg_prepared_statements WHERE name = 'tap11_mine'), 0,
+          '... leaves no statement of its making under the caller''s name (deallocated)');
+DROP TRIGGER notes_swap ON t11.notes;
+-- a cursor the caller left open could be read or moved by the table's code
+DECLARE tap11_cur CURSOR FOR SELECT 1;
+SELECT throws_ok($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$, '24000', 'cursor "tap11_cur" is open',
+                 'clone_tenant refuses to run a table''s code while a cursor is open');
+CLOSE tap11_cur;
 
 -- a table name with a backslash and a quote, with standard_conforming_strings
 -- off in the caller's session: the names in the generated statements are
@@ -292,7 +312,15 @@ SELECT throws_ok($$SELECT tenancy.create_template('sa-tpl', 'hard-a')$$, '42501'
                  'create_template refuses a table the calling super admin may not read');
 RESET ROLE;
 GRANT SELECT ON t11.notes TO tenancy_superadmin;
+-- ... or rows of it that a restrictive policy hides from the super admins
+CREATE POLICY tap11_hide ON t11.notes AS RESTRICTIVE FOR SELECT TO tenancy_superadmin USING (body <> 'n');
 SET LOCAL ROLE tap11_sa;
+SELECT throws_like($$SELECT tenancy.create_template('sa-tpl', 'hard-a')$$, '%row level security hides 1 of the 1 rows%',
+                   '... or rows a restrictive policy hides from the caller');
+RESET ROLE;
+DROP POLICY tap11_hide ON t11.notes;
+SET LOCAL ROLE tap11_sa;
+SELECT lives_ok($$SELECT tenancy.create_template('sa-tpl', 'hard-a')$$, 'with the rows visible the super admin makes the template');
 SELECT throws_ok($$SELECT tenancy._exec_as_owner('t11.notes'::regclass, 'SELECT 1', NULL, NULL, NULL::jsonb, NULL)$$, '42501', NULL,
                  'a super admin cannot call _exec_as_owner');
 SELECT throws_ok($$SELECT tenancy._query_as_owner('t11.notes'::regclass, 'SELECT NULL::jsonb', NULL, NULL)$$, '42501', NULL,
