@@ -43,6 +43,20 @@ BEGIN
     RETURN NULL;
 END $$;
 ALTER FUNCTION t11.who() OWNER TO tap11_owner;
+-- An attack: a statement-level AFTER trigger on t11.notes (on `events`) whose
+-- function, owned by the table's owner, runs `body`. Dropped with
+-- pg_temp.detach(name).
+CREATE FUNCTION pg_temp.attach(name text, body text, events text DEFAULT 'INSERT') RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE format('CREATE FUNCTION t11.%I() RETURNS trigger LANGUAGE plpgsql AS %L', name,
+                   'BEGIN ' || body || ' RETURN NULL; END');
+    EXECUTE format('ALTER FUNCTION t11.%I() OWNER TO tap11_owner', name);
+    EXECUTE format('CREATE TRIGGER %I AFTER %s ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.%I()', name, events, name);
+END $f$;
+CREATE FUNCTION pg_temp.detach(name text) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE format('DROP TRIGGER %I ON t11.notes', name);
+END $f$;
 CREATE TRIGGER notes_who AFTER INSERT OR DELETE ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.who();
 -- ... and the table forces row level security on its owner too
 ALTER TABLE t11.notes FORCE ROW LEVEL SECURITY;
@@ -96,56 +110,32 @@ RESET search_path;
 
 -- a temporary object created by the owner's code would outlive the call in
 -- the caller's session, found before permanent tables of the same name
-CREATE FUNCTION t11.squat() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS tenants (id uuid);
-    RETURN NULL;
-END $$;
-ALTER FUNCTION t11.squat() OWNER TO tap11_owner;
-CREATE TRIGGER notes_squat AFTER INSERT OR DELETE ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.squat();
+SELECT pg_temp.attach('squat', 'CREATE TEMP TABLE IF NOT EXISTS tenants (id uuid);', 'INSERT OR DELETE');
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
                    '%created temporary relation%tenants%', 'clone_tenant refuses a trigger that creates a temporary table');
 SELECT is((SELECT count(*)::int FROM tenancy.tenants WHERE slug = 'hard-e'), 0, '... and creates no tenant');
 SELECT throws_like($$SELECT tenancy.drop_tenant('hard-d', confirm => 'hard-d')$$,
                    '%created temporary relation%', '... so does drop_tenant');
 SELECT is(to_regclass('pg_temp.tenants'), NULL, '... and the temporary table is gone');
-DROP TRIGGER notes_squat ON t11.notes;
+SELECT pg_temp.detach('squat');
 -- so would a holdable cursor (its query runs at commit, as the caller) and a
 -- prepared statement
-CREATE FUNCTION t11.hold() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE 'DECLARE later CURSOR WITH HOLD FOR SELECT t11.escalate(''cursor'')';
-    RETURN NULL;
-END $$;
-ALTER FUNCTION t11.hold() OWNER TO tap11_owner;
-CREATE TRIGGER notes_hold AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.hold();
+SELECT pg_temp.attach('hold', $$EXECUTE 'DECLARE later CURSOR WITH HOLD FOR SELECT t11.escalate(''cursor'')';$$);
 TRUNCATE t11.seen;
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
                    '%created holdable cursor later%', 'clone_tenant refuses a trigger that leaves a holdable cursor');
-DROP TRIGGER notes_hold ON t11.notes;
-CREATE FUNCTION t11.prep() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE 'PREPARE later AS SELECT t11.escalate(''prepared'')';
-    RETURN NULL;
-END $$;
-ALTER FUNCTION t11.prep() OWNER TO tap11_owner;
-CREATE TRIGGER notes_prep AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.prep();
+SELECT pg_temp.detach('hold');
+SELECT pg_temp.attach('prep', $$EXECUTE 'PREPARE later AS SELECT t11.escalate(''prepared'')';$$);
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
                    '%created prepared statement later%', '... or a prepared statement');
-DROP TRIGGER notes_prep ON t11.notes;
+SELECT pg_temp.detach('prep');
 SELECT is((SELECT count(*)::int FROM t11.seen), 0, '... whose queries never ran');
 -- DISCARD TEMP drops the extension's mapping tables (and the caller's own
 -- temporary tables): the owner could put a view of its own in their place
-CREATE FUNCTION t11.discard() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DISCARD TEMP;
-    RETURN NULL;
-END $$;
-ALTER FUNCTION t11.discard() OWNER TO tap11_owner;
-CREATE TRIGGER notes_discard AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.discard();
+SELECT pg_temp.attach('discard', 'DISCARD TEMP;');
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
                    '%dropped temporary relation%', '... so is a trigger that drops temporary tables (the mapping tables, the caller''s own)');
-DROP TRIGGER notes_discard ON t11.notes;
+SELECT pg_temp.detach('discard');
 -- a deferred constraint trigger would fire at commit with the caller's
 -- rights: refused, on the copied table or on one its owner's code writes
 CREATE CONSTRAINT TRIGGER notes_late AFTER INSERT OR DELETE ON t11.notes DEFERRABLE INITIALLY DEFERRED
@@ -161,17 +151,11 @@ CREATE TABLE t11.side (x int);
 ALTER TABLE t11.side OWNER TO tap11_owner;
 CREATE CONSTRAINT TRIGGER side_late AFTER INSERT ON t11.side DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION t11.who();
-CREATE FUNCTION t11.to_side() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO t11.side VALUES (1);
-    RETURN NULL;
-END $$;
-ALTER FUNCTION t11.to_side() OWNER TO tap11_owner;
-CREATE TRIGGER notes_side AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.to_side();
+SELECT pg_temp.attach('to_side', 'INSERT INTO t11.side VALUES (1);');
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
                    '%deferred constraint trigger or uniqueness check on t11.side has events pending%',
                    '... also on another table the owner''s code writes');
-DROP TRIGGER notes_side ON t11.notes;
+SELECT pg_temp.detach('to_side');
 SELECT is((SELECT count(*)::int FROM t11.seen), 0, '... and the deferred triggers never ran');
 -- the recheck of a deferrable exclusion constraint evaluates its index
 -- expressions at commit: refused too (foreign keys are not)
@@ -195,33 +179,21 @@ RESET t11.collide;
 ALTER TABLE t11.notes DROP CONSTRAINT notes_once;
 DELETE FROM t11.notes WHERE body = 'n2';
 -- a holdable cursor under a name like the server's own portals
-CREATE FUNCTION t11.hold2() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE 'DECLARE "<unnamed portal 424242>" CURSOR WITH HOLD FOR SELECT t11.escalate(''cursor'')';
-    RETURN NULL;
-END $$;
-ALTER FUNCTION t11.hold2() OWNER TO tap11_owner;
-CREATE TRIGGER notes_hold2 AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.hold2();
+SELECT pg_temp.attach('hold2', $$EXECUTE 'DECLARE "<unnamed portal 424242>" CURSOR WITH HOLD FOR SELECT t11.escalate(''cursor'')';$$);
 SELECT throws_like($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$,
                    '%created holdable cursor "<unnamed portal 424242>"%', '... and a holdable cursor named like an internal portal');
-DROP TRIGGER notes_hold2 ON t11.notes;
+SELECT pg_temp.detach('hold2');
 SELECT is((SELECT count(*)::int FROM t11.seen WHERE via IN ('recheck', 'cursor') AND who <> 'tap11_owner'), 0,
           '... none of it ran as anyone but the owner');
 -- prepared statements are not transactional: a trigger that replaces one of
 -- the caller's (its driver would run it next, as the caller) and then fails
-CREATE FUNCTION t11.swap() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DEALLOCATE tap11_mine;
-    PREPARE tap11_mine AS SELECT t11.escalate('prepared');
-    RAISE EXCEPTION 'duplicate key value' USING ERRCODE = '23505';
-END $$;
-ALTER FUNCTION t11.swap() OWNER TO tap11_owner;
-CREATE TRIGGER notes_swap AFTER INSERT ON t11.notes FOR EACH STATEMENT EXECUTE FUNCTION t11.swap();
+SELECT pg_temp.attach('swap', $$DEALLOCATE tap11_mine; PREPARE tap11_mine AS SELECT t11.escalate('prepared');
+                                RAISE EXCEPTION 'duplicate key value' USING ERRCODE = '23505';$$);
 PREPARE tap11_mine AS SELECT 1;
 SELECT throws_ok($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$, '23505', NULL, 'a trigger that swaps a prepared statement and fails');
 SELECT is((SELECT count(*)::int FROM pg_prepared_statements WHERE name = 'tap11_mine'), 0,
           '... leaves no statement of its making under the caller''s name (deallocated)');
-DROP TRIGGER notes_swap ON t11.notes;
+SELECT pg_temp.detach('swap');
 -- a cursor the caller left open could be read or moved by the table's code
 DECLARE tap11_cur CURSOR FOR SELECT 1;
 SELECT throws_ok($$SELECT tenancy.clone_tenant('hard-a', 'hard-e', 'E')$$, '24000', 'cursor "tap11_cur" is open',
