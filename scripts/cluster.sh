@@ -28,10 +28,22 @@ CONF
     fi
     ensure_tls
     if as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
-        if [ "$TLS_CHANGED" = 1 ]; then
-            as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" reload >/dev/null
+        # A server started before `apt-get` upgraded PostgreSQL keeps
+        # running the old binary, which cannot load the new minor's
+        # libraries (plpgsql.so: "undefined symbol"): restart it on the
+        # installed one.
+        local running installed
+        running="$(psql_db postgres -Atc "SHOW server_version" 2>/dev/null || true)"
+        installed="$("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
+        if [ -n "$running" ] && [ "$running" != "$installed" ]; then
+            log "the running server is $running, the installed binaries $installed: restarting"
+            as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
+        else
+            if [ "$TLS_CHANGED" = 1 ]; then
+                as_cluster_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" reload >/dev/null
+            fi
+            return 0
         fi
-        return 0
     fi
     log "starting PostgreSQL 15 on $PGHOST:$PGPORT ($PGDATA_DIR)"
     as_cluster_user env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
