@@ -1813,12 +1813,17 @@ async fn postgrest_spec_write_and_function_cases() {
         )
         .await;
         assert_eq!((s, v["code"].as_str()), (500, Some("PGRST121")), "{v}");
-        // PostgREST v12.2's wording: no details
+        // PostgREST 12.2's wording: the part that failed, and its shape
         assert_eq!(
             v["message"],
-            "The message and detail field of RAISE 'PGRST' error expects JSON"
+            "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error"
         );
-        assert_eq!(v["details"], serde_json::Value::Null);
+        assert_eq!(v["details"], "Invalid JSON value for MESSAGE: 'INVALID'");
+        assert_eq!(
+            v["hint"],
+            "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and \
+             optional keys: 'details', 'hint'."
+        );
         let (s, v) = json_of(
             p.post("/rpc/bad_pt")
                 .bearer_auth(&acme)
@@ -2648,7 +2653,7 @@ async fn postgrest_spec_data_representations_and_errors() {
             "application/vnd.pgrst.object+json; charset=utf-8"
         );
         assert_eq!(r.headers()["preference-applied"], "tx=rollback");
-        // RAISE 'PGRST': the reason phrase, the headers; v12.2's PGRST121
+        // RAISE 'PGRST': the reason phrase, the headers; 12.2's PGRST121
         let r = p
             .get("/rpc/s_raise?bad=false")
             .bearer_auth(&acme)
@@ -2665,8 +2670,10 @@ async fn postgrest_spec_data_representations_and_errors() {
             (s, v),
             (
                 500,
-                serde_json::json!({"code": "PGRST121", "details": null, "hint": null,
-                    "message": "The message and detail field of RAISE 'PGRST' error expects JSON"})
+                serde_json::json!({"code": "PGRST121",
+                    "details": "Invalid JSON value for MESSAGE: 'not json'",
+                    "hint": "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.",
+                    "message": "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error"})
             )
         );
         // Content-Location: the table and the sorted query string

@@ -44,14 +44,21 @@ impl ApiError {
     /// not such JSON.
     pub fn from_pgrst_raise(message: &str, detail: Option<&str>) -> Self {
         use serde_json::Value;
-        // PostgREST v12.2's PGRST121 (v13 adds details and a hint)
-        let unparsable = || {
+        // PGRST121 as PostgREST 12.2 words it: which part failed (MESSAGE,
+        // then a missing DETAIL, then DETAIL), quoted, and the shape it needs
+        let unparsable = |details: String, hint: &str| {
             ApiError::new(
                 500,
                 "PGRST121",
-                "The message and detail field of RAISE 'PGRST' error expects JSON",
+                "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
             )
+            .details(details)
+            .hint(hint)
         };
+        const MESSAGE_HINT: &str = "MESSAGE must be a JSON object with obligatory keys: 'code', \
+             'message' and optional keys: 'details', 'hint'.";
+        const DETAIL_HINT: &str = "DETAIL must be a JSON object with obligatory keys: 'status', \
+             'headers' and optional key: 'status_text'.";
         let text = |v: Option<&Value>| match v {
             None | Some(Value::Null) => Some(None),
             Some(Value::String(s)) => Some(Some(s.clone())),
@@ -63,23 +70,29 @@ impl ApiError {
             Some((code, msg, text(m.get("details"))?, text(m.get("hint"))?))
         });
         let Some((code, msg, details, hint)) = body else {
-            return unparsable();
+            return unparsable(
+                format!("Invalid JSON value for MESSAGE: '{message}'"),
+                MESSAGE_HINT,
+            );
         };
         let Some(detail) = detail else {
-            return unparsable();
+            return unparsable(
+                "DETAIL is missing in the RAISE statement".to_string(),
+                DETAIL_HINT,
+            );
         };
         let shape = serde_json::from_str::<Value>(detail).ok().and_then(|d| {
             let status = d
                 .get("status")?
                 .as_u64()
                 .filter(|s| (100..=999).contains(s))?;
+            // `headers` is obligatory (an object, `{}` for none), as PostgREST's parser has it
             let mut headers = match d.get("headers") {
-                None | Some(Value::Null) => Vec::new(),
                 Some(Value::Object(h)) => h
                     .iter()
                     .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
                     .collect::<Option<Vec<_>>>()?,
-                Some(_) => return None,
+                _ => return None,
             };
             match d.get("status_text") {
                 None | Some(Value::Null) => {}
@@ -89,7 +102,10 @@ impl ApiError {
             Some((status as u16, headers))
         });
         let Some((status, headers)) = shape else {
-            return unparsable();
+            return unparsable(
+                format!("Invalid JSON value for DETAIL: '{detail}'"),
+                DETAIL_HINT,
+            );
         };
         let mut e = ApiError::new(status, &code, msg);
         e.details = details;
@@ -313,28 +329,73 @@ mod tests {
                 (STATUS_TEXT.to_string(), "My Custom Status".to_string())
             ])
         );
-        let e =
-            ApiError::from_pgrst_raise(r#"{"code":"1","message":"m"}"#, Some(r#"{"status":404}"#));
+        let e = ApiError::from_pgrst_raise(
+            r#"{"code":"1","message":"m"}"#,
+            Some(r#"{"status":404,"headers":{}}"#),
+        );
         assert_eq!((e.status, e.details, e.hint), (404, None, None));
-        // PostgREST v12.2's PGRST121: one message, no details or hint
-        for (m, d) in [
-            ("INVALID", Some(r#"{"status":400}"#)),
-            (r#"{"message":"no code"}"#, Some(r#"{"status":400}"#)),
-            (r#"{"code":"1","message":"m"}"#, Some("INVALID")),
-            (r#"{"code":"1","message":"m"}"#, Some(r#"{"status":"x"}"#)),
+        // PostgREST 12.2's PGRST121: the part that failed, quoted, and the
+        // shape it needs; MESSAGE is read first, then DETAIL
+        let message_hint = "MESSAGE must be a JSON object with obligatory keys: 'code', \
+                            'message' and optional keys: 'details', 'hint'.";
+        let detail_hint = "DETAIL must be a JSON object with obligatory keys: 'status', \
+                           'headers' and optional key: 'status_text'.";
+        let ok = r#"{"code":"1","message":"m"}"#;
+        for (m, d, details, hint) in [
             (
-                r#"{"code":"1","message":"m"}"#,
-                Some(r#"{"status":400,"status_text":1}"#),
+                "INVALID",
+                None,
+                "Invalid JSON value for MESSAGE: 'INVALID'",
+                message_hint,
             ),
-            (r#"{"code":"1","message":"m"}"#, None),
+            (
+                r#"{"message":"no code"}"#,
+                Some(r#"{"status":400,"headers":{}}"#),
+                r#"Invalid JSON value for MESSAGE: '{"message":"no code"}'"#,
+                message_hint,
+            ),
+            (
+                ok,
+                None,
+                "DETAIL is missing in the RAISE statement",
+                detail_hint,
+            ),
+            (
+                ok,
+                Some("INVALID"),
+                "Invalid JSON value for DETAIL: 'INVALID'",
+                detail_hint,
+            ),
+            (
+                ok,
+                Some(r#"{"status":"x","headers":{}}"#),
+                r#"Invalid JSON value for DETAIL: '{"status":"x","headers":{}}'"#,
+                detail_hint,
+            ),
+            (
+                ok,
+                Some(r#"{"status":400}"#),
+                r#"Invalid JSON value for DETAIL: '{"status":400}'"#,
+                detail_hint,
+            ),
+            (
+                ok,
+                Some(r#"{"status":400,"headers":{},"status_text":1}"#),
+                r#"Invalid JSON value for DETAIL: '{"status":400,"headers":{},"status_text":1}'"#,
+                detail_hint,
+            ),
         ] {
             let e = ApiError::from_pgrst_raise(m, d);
             assert_eq!((e.status, e.code.as_str()), (500, "PGRST121"), "{m}");
             assert_eq!(
                 e.message,
-                "The message and detail field of RAISE 'PGRST' error expects JSON"
+                "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error"
             );
-            assert_eq!((e.details, e.hint), (None, None));
+            assert_eq!(
+                (e.details.as_deref(), e.hint.as_deref()),
+                (Some(details), Some(hint)),
+                "{m} {d:?}"
+            );
         }
     }
 }
