@@ -158,6 +158,8 @@ pub async fn connection(state: &AppState) -> Result<deadpool_postgres::Object, A
     })
 }
 
+/// PGRST116, in `application/json` as every error (PostgREST 12.0.3,
+/// #3373: the rejected singular media type is not echoed).
 pub fn singular_error(n: i64) -> ApiError {
     ApiError::new(
         406,
@@ -165,10 +167,6 @@ pub fn singular_error(n: i64) -> ApiError {
         "JSON object requested, multiple (or no) rows returned",
     )
     .details(format!("The result contains {n} rows"))
-    .header(
-        "Content-Type",
-        "application/vnd.pgrst.object+json; charset=utf-8",
-    )
 }
 
 pub(crate) fn qualified_function(name: &str) -> String {

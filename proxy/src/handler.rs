@@ -169,7 +169,7 @@ pub fn error_response(e: &ApiError) -> Response {
             HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(v),
         ) {
-            // an error's own media type (PGRST116 echoes the singular one)
+            // an error's own media type (a `RAISE SQLSTATE 'PGRST'` header)
             // replaces the JSON default; other headers add up
             if k == header::CONTENT_TYPE {
                 r.headers_mut().insert(k, v);

@@ -2637,7 +2637,8 @@ async fn postgrest_spec_data_representations_and_errors() {
         let (s, v) = get("/s_deferred?select=c").await;
         assert_eq!((s, v), (200, serde_json::json!([])));
 
-        // the singular error has the singular media type and, with a tx
+        // the singular error is JSON as every error (PostgREST 12.0.3
+        // stopped echoing the singular media type) and, with a tx
         // preference, says which it applied
         let r = p
             .get("/s_todos")
@@ -2650,7 +2651,7 @@ async fn postgrest_spec_data_representations_and_errors() {
         assert_eq!(r.status().as_u16(), 406);
         assert_eq!(
             r.headers()["content-type"],
-            "application/vnd.pgrst.object+json; charset=utf-8"
+            "application/json; charset=utf-8"
         );
         assert_eq!(r.headers()["preference-applied"], "tx=rollback");
         // RAISE 'PGRST': the reason phrase, the headers; 12.2's PGRST121
