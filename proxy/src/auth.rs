@@ -309,6 +309,14 @@ impl Jwt {
 
     /// Decide the identity from an `Authorization` header value.
     pub fn identify(&self, header: Option<&str>) -> Result<Identity, ApiError> {
+        // another scheme (`Basic …` an ingress added, say) carries no JWT:
+        // the request is anonymous, as PostgREST (v12 and v13) treats it
+        let bearer = |h: &str| {
+            h.trim().eq_ignore_ascii_case("bearer")
+                || h.split_once(' ')
+                    .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        };
+        let header = header.filter(|h| bearer(h));
         let Some(h) = header else {
             return match &self.anon_role {
                 Some(r) => Ok(Identity::new(
@@ -326,16 +334,7 @@ impl Jwt {
             return Err(empty());
         }
         // the scheme is case-insensitive (RFC 7235 §2.1)
-        let token = h
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .ok_or_else(|| {
-                unauthorized(
-                    "PGRST301",
-                    "Authorization header is not of the form 'Bearer <token>'",
-                )
-            })?;
+        let token = h.split_once(' ').map_or("", |(_, t)| t.trim());
         if token.is_empty() {
             return Err(empty());
         }

@@ -1910,12 +1910,23 @@ async fn table(
                     let range = "*/*".to_string();
                     return Ok(ctx.respond(st, &out, b, vec![(header::CONTENT_RANGE, range)]));
                 }
+                // `columns=` names a column the body lacks: its default
+                // with `missing=default`, else NULL (as PostgREST)
+                let defaults: Vec<String> = match ctx.pref.missing {
+                    Some(Missing::Default) => columns
+                        .iter()
+                        .filter(|c| !obj.contains_key(c.as_str()))
+                        .cloned()
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 sql::update(
                     &schema,
                     table,
                     &query,
                     &opts,
                     &columns,
+                    &defaults,
                     &json.to_string(),
                     ret,
                 )?
@@ -2120,10 +2131,17 @@ async fn rpc(
     ctx.func_isolation = func.isolation();
     // a media type handler answers with its value itself when `Accept`
     // asks for its type; otherwise an `Accept` no builtin type answers is 406
+    // a scalar function only: a set of media values has no one body
+    // (PostgREST 12: 406 PGRST107 for `RETURNS SETOF "text/plain"`)
     let raw_media = func
         .media_type
         .as_deref()
-        .filter(|_| ctx.explain.is_none() && func.result_columns.is_empty() && !func.returns_void)
+        .filter(|_| {
+            ctx.explain.is_none()
+                && func.result_columns.is_empty()
+                && !func.returns_void
+                && !func.returns_set
+        })
         .and_then(|mt| {
             handler_media(
                 headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),

@@ -903,16 +903,19 @@ impl<'a> Ctx<'a> {
                         } else {
                             self.field_expr(table, alias, field)?
                         };
-                    if let Some(c) = cast {
-                        e = format!("CAST({e} AS {})", cast_type(c));
-                    } else if aggregate.is_none() && field.path.is_empty() && !e.is_empty() {
-                        // a domain with a data representation reads as its JSON
+                    if aggregate.is_none() && field.path.is_empty() && !e.is_empty() {
+                        // a domain with a data representation reads as its
+                        // JSON, and a cast applies to that (PostgREST:
+                        // `label_color::text` is the JSON text `"#000000"`)
                         if let Some(f) = self
                             .field_type(table, &field.name)
                             .and_then(|t| self.schema.rep_to_json(t))
                         {
                             e = format!("{f}({e})");
                         }
+                    }
+                    if let Some(c) = cast {
+                        e = format!("CAST({e} AS {})", cast_type(c));
                     }
                     let name = match (label, aggregate) {
                         (Some(l), _) => l.clone(),
@@ -1097,11 +1100,9 @@ impl<'a> Ctx<'a> {
         let inner = self.level(target, &ta, &embed.select, &sub_path, to_many);
         self.defer_aggregates = false;
         let inner = inner?;
-        let used = if embed.spread {
-            !inner.select.is_empty()
-        } else {
-            !embed.select.is_empty()
-        };
+        // what it renders, not what it names: `a(b(c()))` selects nothing
+        // either, and is left out as PostgREST 12.2.2 leaves it (#3093)
+        let used = !inner.select.is_empty();
         if !used {
             self.params.truncate(mark);
         }
@@ -1191,10 +1192,12 @@ impl<'a> Ctx<'a> {
                     out.select.push(format!("{sa}.*"));
                 }
             }
-        } else if !embed.select.is_empty() {
+        } else if used {
             if rel.cardinality.to_one() {
+                // jsonb, as PostgREST 12 (`row_to_json(…)::jsonb`): its
+                // key order and text in the response are PostgREST's
                 out.select.push(format!(
-                    "(SELECT pg_catalog.row_to_json(\"_e\") FROM ({inner_sql} LIMIT 1) AS \"_e\") AS {label}"
+                    "(SELECT pg_catalog.row_to_json(\"_e\")::jsonb FROM ({inner_sql} LIMIT 1) AS \"_e\") AS {label}"
                 ));
             } else {
                 out.select.push(format!(
@@ -1838,7 +1841,7 @@ pub fn insert(
         let mut exprs = Vec::new();
         for (c, rep) in spec.columns.iter().zip(&reps) {
             let q = quote_ident(c);
-            let ty = table.column(c).map_or("text", |col| col.data_type.as_str());
+            let ty = widen_param_type(table.column(c).map_or("text", |col| col.data_type.as_str()));
             match rep {
                 Some(f) => {
                     defs.push(format!("{q} json"));
@@ -2022,13 +2025,19 @@ fn mutation_where(
     })
 }
 
-/// `PATCH /table?filters` with a JSON object body.
+/// `PATCH /table?filters` with a JSON object body. The row is read from
+/// the body for `columns` only, each as its column's type (keys not listed
+/// are never looked at, as PostgREST's `json_to_recordset`); a column in
+/// `defaults` (listed, absent from the body, `Prefer: missing=default`) is
+/// set to its `DEFAULT`.
+#[allow(clippy::too_many_arguments)]
 pub fn update(
     schema: &Schema,
     table: &Table,
     query: &Query,
     opts: &Options,
     columns: &[String],
+    defaults: &[String],
     body: &str,
     returning: Returning,
 ) -> Result<Statement, ApiError> {
@@ -2036,34 +2045,46 @@ pub fn update(
     let mut cx = Ctx::new(schema, query, opts);
     let tq = quote_qualified(&table.schema, &table.name);
     let alias = cx.main_alias(&table.name);
-    let b = cx.param(body.to_string());
-    let filter = mutation_where(&mut cx, table, &alias, query)?;
-    // a domain with a JSON data representation is made from the body's
-    // value by its function; the row is populated without those keys
-    let mut rep_keys = Vec::new();
+    // a domain with a JSON data representation is read as json and made
+    // by its function, from the row (never from the parameter itself: an
+    // IMMUTABLE function of a parameter is evaluated while planning, so a
+    // PATCH matching no row would still fail on a bad value)
+    let mut defs = Vec::new();
     let mut sets = Vec::new();
     for c in columns {
         let q = quote_ident(c);
-        match table
-            .column(c)
-            .and_then(|col| schema.rep_from_json(&col.data_type))
-        {
+        if defaults.contains(c) {
+            sets.push(format!("{q} = DEFAULT"));
+            continue;
+        }
+        let col = table.column(c);
+        match col.and_then(|col| schema.rep_from_json(&col.data_type)) {
             Some(f) => {
-                let k = cx.param(c.clone());
-                sets.push(format!("{q} = {f}({b}::json->{k})"));
-                rep_keys.push(c.clone());
+                defs.push(format!("{q} json"));
+                sets.push(format!("{q} = {f}(\"_b\".{q})"));
             }
-            None => sets.push(format!("{q} = \"_b\".{q}")),
+            None => {
+                // the cache's type has no length: `character` and `bit`
+                // (length 1 so) are read wider, the assignment applies
+                // the column's own length
+                let ty = widen_param_type(col.map_or("text", |col| col.data_type.as_str()));
+                defs.push(format!("{q} {ty}"));
+                sets.push(format!("{q} = \"_b\".{q}"));
+            }
         }
     }
-    let row = if rep_keys.is_empty() {
-        format!("pg_catalog.json_populate_record(NULL::{tq}, {b}::json)")
-    } else {
-        let keys = cx.param(array_literal(&rep_keys));
-        format!("pg_catalog.jsonb_populate_record(NULL::{tq}, {b}::jsonb - {keys}::text[])")
+    // (every column set to its default: the body is not read at all)
+    let b = (!defs.is_empty()).then(|| cx.param(body.to_string()));
+    let filter = mutation_where(&mut cx, table, &alias, query)?;
+    let from = match b {
+        None => String::new(),
+        Some(b) => format!(
+            " FROM (SELECT * FROM pg_catalog.json_to_record({b}::json) AS \"_b\"({})) AS \"_b\"",
+            defs.join(", ")
+        ),
     };
     let mut cte = format!(
-        "UPDATE {tq} AS {alias} SET {} FROM (SELECT * FROM {row}) AS \"_b\"{filter}",
+        "UPDATE {tq} AS {alias} SET {}{from}{filter}",
         sets.join(", ")
     );
     cte.push_str(&returning_clause(table, query, returning, &alias));
@@ -3337,6 +3358,7 @@ mod tests {
             &q(&[("code", "eq.a")]),
             &Options::default(),
             &["name".into()],
+            &[],
             "{\"name\":\"x\"}",
             Returning::Minimal,
         )
@@ -3370,6 +3392,7 @@ mod tests {
                 &q(pairs),
                 &Options::default(),
                 &["name".into()],
+                &[],
                 "{\"name\":\"x\"}",
                 Returning::Minimal,
             )
@@ -3800,7 +3823,7 @@ mod tests {
         assert!(st.sql.contains("pg_catalog.json_agg"), "{}", st.sql);
         // to-one: an object
         assert!(
-            st.sql.contains("row_to_json(\"_e\") FROM (SELECT \"data_points_2\".\"period\" AS \"period\" FROM \"esg\".\"latest\"(\"metrics\".*) AS \"data_points_2\" LIMIT 1)"),
+            st.sql.contains("row_to_json(\"_e\")::jsonb FROM (SELECT \"data_points_2\".\"period\" AS \"period\" FROM \"esg\".\"latest\"(\"metrics\".*) AS \"data_points_2\" LIMIT 1)"),
             "{}",
             st.sql
         );

@@ -1,0 +1,247 @@
+//! What running PostgREST's own spec files (its fixtures loaded in a test
+//! database, each request sent to the proxy) found different from
+//! PostgREST 12.2, now the same: a `PATCH` reads only the `columns=` keys,
+//! honours `missing=default`, takes `bit(n)`/`char(n)` values and never
+//! parses a representation of a row it does not touch; an embed that
+//! renders nothing is left out however deep; a set of media-type values is
+//! not a handler; to-one embeds are `jsonb`; a cast of a represented column
+//! casts its JSON.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgrest_spec_differences() {
+    let db = TestDb::create("spec").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE TABLE esg.sp_items (id int PRIMARY KEY, body text, n int, f int NOT NULL DEFAULT 1);
+             INSERT INTO esg.sp_items VALUES (1, 'a', 1, 5), (2, 'b', 2, 5);
+             CREATE VIEW esg.sp_items_v AS SELECT * FROM esg.sp_items;
+             ALTER VIEW esg.sp_items_v ALTER COLUMN body SET DEFAULT 'view default';
+             CREATE TABLE esg.sp_bits (b bit(5), c char(5));
+             INSERT INTO esg.sp_bits VALUES ('00000', 'aaaaa');
+             CREATE DOMAIN esg.sp_color AS int CHECK (VALUE >= 0);
+             CREATE FUNCTION esg.sp_color(json) RETURNS esg.sp_color IMMUTABLE LANGUAGE sql
+               AS $$ SELECT (('x' || lpad(ltrim($1 #>> '{}', '#'), 8, '0'))::bit(32)::int)::esg.sp_color $$;
+             CREATE CAST (json AS esg.sp_color) WITH FUNCTION esg.sp_color(json) AS IMPLICIT;
+             CREATE FUNCTION esg.json(esg.sp_color) RETURNS json IMMUTABLE LANGUAGE sql
+               AS $$ SELECT to_json('#' || lpad(upper(to_hex($1)), 6, '0')) $$;
+             CREATE CAST (esg.sp_color AS json) WITH FUNCTION esg.json(esg.sp_color) AS IMPLICIT;
+             CREATE TABLE esg.sp_todos (id int PRIMARY KEY, c esg.sp_color);
+             INSERT INTO esg.sp_todos VALUES (1, 16);
+             CREATE TABLE esg.sp_projects (id int PRIMARY KEY, name text);
+             CREATE TABLE esg.sp_tasks (id int PRIMARY KEY, project_id int REFERENCES esg.sp_projects, name text);
+             CREATE TABLE esg.sp_users (id int PRIMARY KEY, name text);
+             CREATE TABLE esg.sp_users_tasks (user_id int REFERENCES esg.sp_users, task_id int REFERENCES esg.sp_tasks,
+                                              PRIMARY KEY (user_id, task_id));
+             INSERT INTO esg.sp_projects VALUES (1, 'p1');
+             INSERT INTO esg.sp_tasks VALUES (1, 1, 't1'), (2, 1, 't2');
+             INSERT INTO esg.sp_users VALUES (1, 'u1'), (2, 'u2');
+             INSERT INTO esg.sp_users_tasks VALUES (1, 1), (1, 2), (2, 2);
+             CREATE DOMAIN esg."text/plain" AS text;
+             CREATE FUNCTION esg.sp_once() RETURNS esg."text/plain" STABLE LANGUAGE sql AS $$ SELECT 'hello'::esg."text/plain" $$;
+             CREATE FUNCTION esg.sp_twice() RETURNS SETOF esg."text/plain" STABLE LANGUAGE sql
+               AS $$ VALUES ('hello'::esg."text/plain"), ('again') $$;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON esg.sp_items, esg.sp_items_v, esg.sp_bits, esg.sp_todos,
+               esg.sp_projects, esg.sp_tasks, esg.sp_users, esg.sp_users_tasks TO tenancy_member;
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let outcome = guarded(async {
+        patch_columns(&p).await;
+        reads(&p).await;
+    })
+    .await;
+    finish(outcome, &db, vec![p]).await;
+}
+
+async fn patch(p: &Proxy, path: &str, prefer: &str, body: Value) -> (u16, Value, String) {
+    let r = p
+        .patch(path)
+        .bearer_auth(member("acme"))
+        .header("Prefer", prefer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let applied = header(&r, "preference-applied").unwrap_or_default();
+    let (s, v) = json_of(r).await;
+    (s, v, applied)
+}
+
+async fn patch_columns(p: &Proxy) {
+    // a key `columns=` does not list is never read (not even parsed)
+    let (s, v, _) = patch(
+        p,
+        "/sp_items?id=eq.1&columns=body",
+        "return=representation",
+        json!({"body": "x", "n": "not-an-int", "no_such_column": 1}),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (200, json!([{"id": 1, "body": "x", "n": 1, "f": 5}]))
+    );
+    // missing=default: a listed column the body lacks takes its default
+    let (s, v, applied) = patch(
+        p,
+        "/sp_items?id=eq.2&columns=body,f",
+        "return=representation, missing=default",
+        json!({"body": "y"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (200, json!([{"id": 2, "body": "y", "n": 2, "f": 1}]))
+    );
+    assert!(applied.contains("missing=default"), "{applied}");
+    // without it, NULL (here a not-null violation, nothing written)
+    let (s, v, _) = patch(
+        p,
+        "/sp_items?id=eq.2&columns=body,f",
+        "return=representation",
+        json!({"body": "z"}),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("23502")), "{v}");
+    // a view's own default; every listed column defaulted reads no body
+    let (s, v, _) = patch(
+        p,
+        "/sp_items_v?id=eq.2&columns=body",
+        "return=representation, missing=default",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!([{"id": 2, "body": "view default", "n": 2, "f": 1}])
+        )
+    );
+    // bit(5) and char(5): the column's own length, not the type's default 1
+    let (s, v, _) = patch(
+        p,
+        "/sp_bits?c=eq.aaaaa",
+        "return=representation",
+        json!({"b": "11100"}),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!([{"b": "11100", "c": "aaaaa"}])));
+    let (s, v, _) = patch(
+        p,
+        "/sp_bits?b=eq.11100",
+        "return=representation",
+        json!({"c": "zzzyy"}),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!([{"b": "11100", "c": "zzzyy"}])));
+    // a represented column: made by its function from the row, so a PATCH
+    // that matches no row does not parse a bad value; one that matches does
+    let (s, v, _) = patch(
+        p,
+        "/sp_todos?id=eq.999&columns=c",
+        "return=representation",
+        json!({"c": "invalid"}),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!([])));
+    let (s, v, _) = patch(
+        p,
+        "/sp_todos?id=eq.1&columns=c",
+        "return=representation",
+        json!({"c": "invalid"}),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("22P02")), "{v}");
+    let (s, v, _) = patch(
+        p,
+        "/sp_todos?id=eq.1",
+        "return=representation",
+        json!({"c": "#0000FF"}),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!([{"id": 1, "c": "#0000FF"}])));
+}
+
+async fn reads(p: &Proxy) {
+    let acme = member("acme");
+    let get = |path: &str, accept: &str| {
+        p.get(path)
+            .bearer_auth(&acme)
+            .header("Accept", accept)
+            .send()
+    };
+    // an embed whose embeds select nothing renders nothing: left out
+    let (s, v) = json_of(
+        get(
+            "/sp_users?select=id,sp_users_tasks(sp_tasks(sp_projects()))&order=id",
+            "application/json",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!([{"id": 1}, {"id": 2}])));
+    // ...and still filters with `!inner`
+    let (s, v) = json_of(
+        get(
+            "/sp_users?select=id,sp_users_tasks!inner(sp_tasks!inner(id))&sp_users_tasks.sp_tasks.id=eq.1",
+            "application/json",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!([{"id": 1, "sp_users_tasks": [{"sp_tasks": {"id": 1}}]}])
+        )
+    );
+    // a to-one embed is jsonb, as PostgREST's: its keys in jsonb's order
+    // and text (seen byte for byte in CSV)
+    let r = get(
+        "/sp_tasks?select=id,sp_projects(name,id)&id=eq.1",
+        "text/csv",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "id,sp_projects\n1,\"{\"\"id\"\": 1, \"\"name\"\": \"\"p1\"\"}\""
+    );
+    // a cast of a represented column casts its JSON
+    let (s, v) = json_of(
+        get("/sp_todos?select=id,c,t:c::text", "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (200, json!([{"id": 1, "c": "#0000FF", "t": "\"#0000FF\""}]))
+    );
+    // one media value is the body; a set of them is not a handler
+    let r = get("/rpc/sp_once", "text/plain").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "hello");
+    let (s, v) = json_of(get("/rpc/sp_twice", "text/plain").await.unwrap()).await;
+    assert_eq!(
+        (s, v),
+        (
+            406,
+            json!({"code": "PGRST107", "details": null, "hint": null,
+                   "message": "None of these media types are available: text/plain"})
+        )
+    );
+    let (s, v) = json_of(get("/rpc/sp_twice", "application/json").await.unwrap()).await;
+    assert_eq!((s, v), (200, json!(["hello", "again"])));
+}
