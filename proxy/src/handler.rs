@@ -725,7 +725,12 @@ async fn process(
     } else if let Some(r) = anon_rate_limited(st, &identity.role) {
         return Ok((r, tenant));
     }
-    let is_read = matches!(*method, Method::GET | Method::HEAD);
+    // only the writes name their schema with `Content-Profile` (PostgREST:
+    // GET, HEAD and OPTIONS read `Accept-Profile`)
+    let is_read = !matches!(
+        *method,
+        Method::POST | Method::PATCH | Method::PUT | Method::DELETE
+    );
     let profile_header = if is_read {
         "accept-profile"
     } else {
@@ -862,7 +867,10 @@ async fn process(
         func_isolation: None,
         limit_cap: None,
     };
-    let resp = if ctx.method == Method::OPTIONS {
+    // a path of more segments than `table` or `rpc/fn` names nothing, for
+    // OPTIONS too (PostgREST's PGRST125 before any lookup)
+    let invalid_path = !path.is_empty() && rpc_name.is_none() && segments.len() != 1;
+    let resp = if ctx.method == Method::OPTIONS && !invalid_path {
         options(&ctx, &path)
     } else if let Some(spec) = live
         .config
@@ -902,7 +910,7 @@ async fn process(
         } else {
             rpc(&mut ctx, f, pairs, headers, &body).await
         }
-    } else if segments.len() != 1 {
+    } else if invalid_path || segments.len() != 1 {
         Err(ApiError::new(
             404,
             "PGRST125",

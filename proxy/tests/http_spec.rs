@@ -5,7 +5,8 @@
 //! parses a representation of a row it does not touch; an embed that
 //! renders nothing is left out however deep; a set of media-type values is
 //! not a handler; to-one embeds are `jsonb`; a cast of a represented column
-//! casts its JSON.
+//! casts its JSON; `OPTIONS` reads `Accept-Profile` and refuses a path of
+//! more segments with PGRST125.
 
 mod common;
 use common::*;
@@ -55,6 +56,7 @@ async fn postgrest_spec_differences() {
     let outcome = guarded(async {
         patch_columns(&p).await;
         reads(&p).await;
+        options(&p).await;
     })
     .await;
     finish(outcome, &db, vec![p]).await;
@@ -244,4 +246,51 @@ async fn reads(p: &Proxy) {
     );
     let (s, v) = json_of(get("/rpc/sp_twice", "application/json").await.unwrap()).await;
     assert_eq!((s, v), (200, json!(["hello", "again"])));
+}
+
+async fn options(p: &Proxy) {
+    let acme = member("acme");
+    let opt = |path: &str, h: Option<(&str, &str)>| {
+        let mut r = p.request(reqwest::Method::OPTIONS, path).bearer_auth(&acme);
+        if let Some((k, v)) = h {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    let r = opt("/sp_items", None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "allow").unwrap_or_default().contains("PATCH"));
+    // the schema comes from Accept-Profile, as for GET (Content-Profile is
+    // a write's)
+    let (s, v) = json_of(
+        opt("/sp_items", Some(("Accept-Profile", "tenancy")))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("PGRST205")), "{v}");
+    let (s, v) = json_of(
+        opt("/sp_items", Some(("Accept-Profile", "nope")))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str()), (406, Some("PGRST106")), "{v}");
+    let r = opt("/sp_items", Some(("Content-Profile", "nope")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // more segments than a table or rpc/fn: PGRST125, as any method
+    for path in ["/sp_items/1", "/rpc/sp_once/x"] {
+        let (s, v) = json_of(opt(path, None).await.unwrap()).await;
+        assert_eq!(
+            (s, v["code"].as_str(), v["message"].as_str()),
+            (
+                404,
+                Some("PGRST125"),
+                Some("Invalid path specified in request URL")
+            ),
+            "{path}"
+        );
+    }
 }

@@ -88,7 +88,9 @@ impl AggHandler {
         if self.binary {
             format!("pg_catalog.encode({}({arg})::bytea, 'hex')", self.func)
         } else {
-            format!("{}({arg})::text", self.func)
+            // the type's output function (`format`), as PostgREST sends
+            // the value: `xml::text` would keep an xml's raw text
+            format!("pg_catalog.format('%s', {}({arg}))", self.func)
         }
     }
 }
@@ -107,7 +109,9 @@ impl RawValue {
     /// the values one after the other; NULL (no body) when there is none.
     fn body(self) -> &'static str {
         match self {
-            RawValue::Text => "pg_catalog.string_agg(_postgrest_t.\"pgrst_scalar\"::text, '')",
+            // the output function (an xml's text as PostgreSQL prints it,
+            // as PostgREST sends it); a NULL stays no body
+            RawValue::Text => "pg_catalog.string_agg(CASE WHEN _postgrest_t.\"pgrst_scalar\" IS NOT NULL THEN pg_catalog.format('%s', _postgrest_t.\"pgrst_scalar\") END, '')",
             RawValue::Hex => "pg_catalog.encode(pg_catalog.string_agg(_postgrest_t.\"pgrst_scalar\"::bytea, ''::bytea), 'hex')",
         }
     }
