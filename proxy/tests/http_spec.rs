@@ -220,6 +220,34 @@ async fn reads(p: &Proxy) {
         r.text().await.unwrap(),
         "id,sp_projects\n1,\"{\"\"id\"\": 1, \"\"name\"\": \"\"p1\"\"}\""
     );
+    // to-many embeds too (`json_agg(…)::jsonb`)
+    let r = get(
+        "/sp_projects?select=id,sp_tasks(name,id)&sp_tasks.order=id",
+        "text/csv",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        "id,sp_tasks\n1,\"[{\"\"id\"\": 1, \"\"name\"\": \"\"t1\"\"}, {\"\"id\"\": 2, \"\"name\"\": \"\"t2\"\"}]\""
+    );
+    // an aggregate next to a to-one embed groups by it (jsonb has equality)
+    let (s, v) = json_of(
+        get(
+            "/sp_tasks?select=project_id,count(),sp_projects(name)",
+            "application/json",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!([{"project_id": 1, "count": 2, "sp_projects": {"name": "p1"}}])
+        )
+    );
     // a cast of a represented column casts its JSON
     let (s, v) = json_of(
         get("/sp_todos?select=id,c,t:c::text", "application/json")

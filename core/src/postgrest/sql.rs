@@ -1198,14 +1198,16 @@ impl<'a> Ctx<'a> {
             }
         } else if used {
             if rel.cardinality.to_one() {
-                // jsonb, as PostgREST 12 (`row_to_json(…)::jsonb`): its
-                // key order and text in the response are PostgREST's
+                // jsonb, as PostgREST 12 (`row_to_json(…)::jsonb`, and
+                // `json_agg(…)::jsonb` for to-many): key order and text in
+                // the response are PostgREST's, and a level that groups
+                // (aggregates) can group by it (json has no equality)
                 out.select.push(format!(
                     "(SELECT pg_catalog.row_to_json(\"_e\")::jsonb FROM ({inner_sql} LIMIT 1) AS \"_e\") AS {label}"
                 ));
             } else {
                 out.select.push(format!(
-                    "COALESCE((SELECT pg_catalog.json_agg(\"_e\") FROM ({inner_sql}) AS \"_e\"), '[]'::json) AS {label}"
+                    "COALESCE((SELECT pg_catalog.json_agg(\"_e\")::jsonb FROM ({inner_sql}) AS \"_e\"), '[]'::jsonb) AS {label}"
                 ));
             }
         }
