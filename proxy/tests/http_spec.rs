@@ -126,33 +126,30 @@ async fn patch_columns(p: &Proxy) {
             json!([{"id": 2, "body": "view default", "n": 2, "f": 1}])
         )
     );
-    // bit(5) and char(5): the column's own length, not the type's default 1
-    let (s, v, _) = patch(
-        p,
-        "/sp_bits?c=eq.aaaaa",
-        "return=representation",
-        json!({"b": "11100"}),
-    )
-    .await;
-    assert_eq!((s, v), (200, json!([{"b": "11100", "c": "aaaaa"}])));
-    let (s, v, _) = patch(
-        p,
-        "/sp_bits?b=eq.11100",
-        "return=representation",
-        json!({"c": "zzzyy"}),
-    )
-    .await;
-    assert_eq!((s, v), (200, json!([{"b": "11100", "c": "zzzyy"}])));
-    // a represented column: made by its function from the row, so a PATCH
-    // that matches no row does not parse a bad value; one that matches does
-    let (s, v, _) = patch(
-        p,
-        "/sp_todos?id=eq.999&columns=c",
-        "return=representation",
-        json!({"c": "invalid"}),
-    )
-    .await;
-    assert_eq!((s, v), (200, json!([])));
+    // bit(5) and char(5): the column's own length, not the type's default
+    // 1; a represented column is made by its function from the row, so a
+    // PATCH that matches no row does not parse a bad value
+    for (path, body, want) in [
+        (
+            "/sp_bits?c=eq.aaaaa",
+            json!({"b": "11100"}),
+            json!([{"b": "11100", "c": "aaaaa"}]),
+        ),
+        (
+            "/sp_bits?b=eq.11100",
+            json!({"c": "zzzyy"}),
+            json!([{"b": "11100", "c": "zzzyy"}]),
+        ),
+        (
+            "/sp_todos?id=eq.999&columns=c",
+            json!({"c": "invalid"}),
+            json!([]),
+        ),
+    ] {
+        let (s, v, _) = patch(p, path, "return=representation", body).await;
+        assert_eq!((s, v), (200, want), "{path}");
+    }
+    // ...one that matches does
     let (s, v, _) = patch(
         p,
         "/sp_todos?id=eq.1&columns=c",
