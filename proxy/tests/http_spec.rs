@@ -10,7 +10,7 @@
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgrest_spec_differences() {
@@ -62,110 +62,105 @@ async fn postgrest_spec_differences() {
     finish(outcome, &db, vec![p]).await;
 }
 
-async fn patch(p: &Proxy, path: &str, prefer: &str, body: Value) -> (u16, Value, String) {
-    let r = p
-        .patch(path)
-        .bearer_auth(member("acme"))
-        .header("Prefer", prefer)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let applied = header(&r, "preference-applied").unwrap_or_default();
-    let (s, v) = json_of(r).await;
-    (s, v, applied)
-}
-
 async fn patch_columns(p: &Proxy) {
-    // a key `columns=` does not list is never read (not even parsed)
-    let (s, v, _) = patch(
-        p,
-        "/sp_items?id=eq.1&columns=body",
-        "return=representation",
-        json!({"body": "x", "n": "not-an-int", "no_such_column": 1}),
-    )
-    .await;
-    assert_eq!(
-        (s, v),
-        (200, json!([{"id": 1, "body": "x", "n": 1, "f": 5}]))
-    );
-    // missing=default: a listed column the body lacks takes its default
-    let (s, v, applied) = patch(
-        p,
-        "/sp_items?id=eq.2&columns=body,f",
-        "return=representation, missing=default",
-        json!({"body": "y"}),
-    )
-    .await;
-    assert_eq!(
-        (s, v),
-        (200, json!([{"id": 2, "body": "y", "n": 2, "f": 1}]))
-    );
-    assert!(applied.contains("missing=default"), "{applied}");
-    // without it, NULL (here a not-null violation, nothing written)
-    let (s, v, _) = patch(
-        p,
-        "/sp_items?id=eq.2&columns=body,f",
-        "return=representation",
-        json!({"body": "z"}),
-    )
-    .await;
-    assert_eq!((s, v["code"].as_str()), (400, Some("23502")), "{v}");
-    // a view's own default; every listed column defaulted reads no body
-    let (s, v, _) = patch(
-        p,
-        "/sp_items_v?id=eq.2&columns=body",
-        "return=representation, missing=default",
-        json!({}),
-    )
-    .await;
-    assert_eq!(
-        (s, v),
+    let rep = "return=representation";
+    let rep_default = "return=representation, missing=default";
+    // in order (each sees the rows the ones before it wrote): path, Prefer,
+    // body, status, and the rows returned — or, for an error, its code
+    let cases = [
+        // a key `columns=` does not list is never read (not even parsed)
         (
+            "/sp_items?id=eq.1&columns=body",
+            rep,
+            json!({"body": "x", "n": "not-an-int", "no_such_column": 1}),
             200,
-            json!([{"id": 2, "body": "view default", "n": 2, "f": 1}])
-        )
-    );
-    // bit(5) and char(5): the column's own length, not the type's default
-    // 1; a represented column is made by its function from the row, so a
-    // PATCH that matches no row does not parse a bad value
-    for (path, body, want) in [
+            json!([{"id": 1, "body": "x", "n": 1, "f": 5}]),
+        ),
+        // missing=default: a listed column the body lacks takes its default
+        (
+            "/sp_items?id=eq.2&columns=body,f",
+            rep_default,
+            json!({"body": "y"}),
+            200,
+            json!([{"id": 2, "body": "y", "n": 2, "f": 1}]),
+        ),
+        // without it, NULL (here a not-null violation, nothing written)
+        (
+            "/sp_items?id=eq.2&columns=body,f",
+            rep,
+            json!({"body": "z"}),
+            400,
+            json!("23502"),
+        ),
+        // a view's own default; every listed column defaulted reads no body
+        (
+            "/sp_items_v?id=eq.2&columns=body",
+            rep_default,
+            json!({}),
+            200,
+            json!([{"id": 2, "body": "view default", "n": 2, "f": 1}]),
+        ),
+        // bit(5) and char(5): the column's own length, not the type's
+        // default 1
         (
             "/sp_bits?c=eq.aaaaa",
+            rep,
             json!({"b": "11100"}),
+            200,
             json!([{"b": "11100", "c": "aaaaa"}]),
         ),
         (
             "/sp_bits?b=eq.11100",
+            rep,
             json!({"c": "zzzyy"}),
+            200,
             json!([{"b": "11100", "c": "zzzyy"}]),
         ),
+        // a represented column is made by its function from the row: a
+        // PATCH that matches no row does not parse a bad value, one that
+        // matches does
         (
             "/sp_todos?id=eq.999&columns=c",
+            rep,
             json!({"c": "invalid"}),
+            200,
             json!([]),
         ),
-    ] {
-        let (s, v, _) = patch(p, path, "return=representation", body).await;
-        assert_eq!((s, v), (200, want), "{path}");
+        (
+            "/sp_todos?id=eq.1&columns=c",
+            rep,
+            json!({"c": "invalid"}),
+            400,
+            json!("22P02"),
+        ),
+        (
+            "/sp_todos?id=eq.1",
+            rep,
+            json!({"c": "#0000FF"}),
+            200,
+            json!([{"id": 1, "c": "#0000FF"}]),
+        ),
+    ];
+    for (path, prefer, body, status, want) in cases {
+        let r = p
+            .patch(path)
+            .bearer_auth(member("acme"))
+            .header("Prefer", prefer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let applied = header(&r, "preference-applied").unwrap_or_default();
+        let (s, v) = json_of(r).await;
+        if status == 200 {
+            assert_eq!((s, &v), (200, &want), "{path}");
+            if prefer.contains("missing=default") {
+                assert!(applied.contains("missing=default"), "{path}: {applied}");
+            }
+        } else {
+            assert_eq!((s, &v["code"]), (status, &want), "{path}: {v}");
+        }
     }
-    // ...one that matches does
-    let (s, v, _) = patch(
-        p,
-        "/sp_todos?id=eq.1&columns=c",
-        "return=representation",
-        json!({"c": "invalid"}),
-    )
-    .await;
-    assert_eq!((s, v["code"].as_str()), (400, Some("22P02")), "{v}");
-    let (s, v, _) = patch(
-        p,
-        "/sp_todos?id=eq.1",
-        "return=representation",
-        json!({"c": "#0000FF"}),
-    )
-    .await;
-    assert_eq!((s, v), (200, json!([{"id": 1, "c": "#0000FF"}])));
 }
 
 async fn reads(p: &Proxy) {
@@ -176,101 +171,72 @@ async fn reads(p: &Proxy) {
             .header("Accept", accept)
             .send()
     };
-    // an embed whose embeds select nothing renders nothing: left out
-    let (s, v) = json_of(
-        get(
+    // JSON answers: path, Accept, status, body
+    let json = "application/json";
+    let cases = [
+        // an embed whose embeds select nothing renders nothing: left out
+        (
             "/sp_users?select=id,sp_users_tasks(sp_tasks(sp_projects()))&order=id",
-            "application/json",
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!((s, v), (200, json!([{"id": 1}, {"id": 2}])));
-    // ...and still filters with `!inner`
-    let (s, v) = json_of(
-        get(
+            json,
+            200,
+            json!([{"id": 1}, {"id": 2}]),
+        ),
+        // ...and still filters with `!inner`
+        (
             "/sp_users?select=id,sp_users_tasks!inner(sp_tasks!inner(id))&sp_users_tasks.sp_tasks.id=eq.1",
-            "application/json",
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, v),
-        (
+            json,
             200,
-            json!([{"id": 1, "sp_users_tasks": [{"sp_tasks": {"id": 1}}]}])
-        )
-    );
-    // a to-one embed is jsonb, as PostgREST's: its keys in jsonb's order
-    // and text (seen byte for byte in CSV)
-    let r = get(
-        "/sp_tasks?select=id,sp_projects(name,id)&id=eq.1",
-        "text/csv",
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.text().await.unwrap(),
-        "id,sp_projects\n1,\"{\"\"id\"\": 1, \"\"name\"\": \"\"p1\"\"}\""
-    );
-    // to-many embeds too (`json_agg(…)::jsonb`)
-    let r = get(
-        "/sp_projects?select=id,sp_tasks(name,id)&sp_tasks.order=id",
-        "text/csv",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        r.text().await.unwrap(),
-        "id,sp_tasks\n1,\"[{\"\"id\"\": 1, \"\"name\"\": \"\"t1\"\"}, {\"\"id\"\": 2, \"\"name\"\": \"\"t2\"\"}]\""
-    );
-    // an aggregate next to a to-one embed groups by it (jsonb has equality)
-    let (s, v) = json_of(
-        get(
+            json!([{"id": 1, "sp_users_tasks": [{"sp_tasks": {"id": 1}}]}]),
+        ),
+        // an aggregate next to a to-one embed groups by it (jsonb has
+        // equality)
+        (
             "/sp_tasks?select=project_id,count(),sp_projects(name)",
-            "application/json",
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, v),
-        (
+            json,
             200,
-            json!([{"project_id": 1, "count": 2, "sp_projects": {"name": "p1"}}])
-        )
-    );
-    // a cast of a represented column casts its JSON
-    let (s, v) = json_of(
-        get("/sp_todos?select=id,c,t:c::text", "application/json")
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, v),
-        (200, json!([{"id": 1, "c": "#0000FF", "t": "\"#0000FF\""}]))
-    );
-    // one media value is the body; a set of them is not a handler
-    let r = get("/rpc/sp_once", "text/plain").await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "hello");
-    let (s, v) = json_of(get("/rpc/sp_twice", "text/plain").await.unwrap()).await;
-    assert_eq!(
-        (s, v),
+            json!([{"project_id": 1, "count": 2, "sp_projects": {"name": "p1"}}]),
+        ),
+        // a cast of a represented column casts its JSON
         (
+            "/sp_todos?select=id,c,t:c::text",
+            json,
+            200,
+            json!([{"id": 1, "c": "#0000FF", "t": "\"#0000FF\""}]),
+        ),
+        // a set of media values is not a handler (one value is, below)
+        (
+            "/rpc/sp_twice",
+            "text/plain",
             406,
             json!({"code": "PGRST107", "details": null, "hint": null,
-                   "message": "None of these media types are available: text/plain"})
-        )
-    );
-    let (s, v) = json_of(get("/rpc/sp_twice", "application/json").await.unwrap()).await;
-    assert_eq!((s, v), (200, json!(["hello", "again"])));
+                   "message": "None of these media types are available: text/plain"}),
+        ),
+        ("/rpc/sp_twice", json, 200, json!(["hello", "again"])),
+    ];
+    for (path, accept, status, want) in cases {
+        let (s, v) = json_of(get(path, accept).await.unwrap()).await;
+        assert_eq!((s, v), (status, want), "{path}");
+    }
+    // text answers: a to-one embed is jsonb, as PostgREST's: its keys in
+    // jsonb's order and text (seen byte for byte in CSV); to-many embeds too
+    // (`json_agg(…)::jsonb`); one media value is the body
+    for (path, accept, want) in [
+        (
+            "/sp_tasks?select=id,sp_projects(name,id)&id=eq.1",
+            "text/csv",
+            "id,sp_projects\n1,\"{\"\"id\"\": 1, \"\"name\"\": \"\"p1\"\"}\"",
+        ),
+        (
+            "/sp_projects?select=id,sp_tasks(name,id)&sp_tasks.order=id",
+            "text/csv",
+            "id,sp_tasks\n1,\"[{\"\"id\"\": 1, \"\"name\"\": \"\"t1\"\"}, {\"\"id\"\": 2, \"\"name\"\": \"\"t2\"\"}]\"",
+        ),
+        ("/rpc/sp_once", "text/plain", "hello"),
+    ] {
+        let r = get(path, accept).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap(), want, "{path}");
+    }
 }
 
 async fn options(p: &Proxy) {
