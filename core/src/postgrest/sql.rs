@@ -451,7 +451,7 @@ impl<'a> Ctx<'a> {
 
     fn finish(self, sql: String) -> Statement {
         Statement {
-            sql,
+            sql: sql.replace(KEEP_SCAN_ORDER, " OFFSET 0"),
             params: self.params,
             count_query: None,
         }
@@ -1256,7 +1256,25 @@ impl<'a> Ctx<'a> {
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        Ok(format!("EXISTS (SELECT 1 FROM {from}{cond})"))
+        // PostgREST joins the embed `LATERAL` and keeps the row when the
+        // embed's own (limited, offset) rows are not empty: the parent's
+        // rows stay in its scan order. An `OFFSET` (0 when the embed has
+        // none: `KEEP_SCAN_ORDER`) keeps PostgreSQL from turning this
+        // `EXISTS` into a semi-join, which would hand the rows back in the
+        // child's hash order.
+        let mut paging = String::new();
+        if let Some(l) = level.limit {
+            let p = self.param(l.to_string());
+            paging.push_str(&format!(" LIMIT {p}"));
+        }
+        match level.offset {
+            Some(o) => {
+                let p = self.param(o.to_string());
+                paging.push_str(&format!(" OFFSET {p}"));
+            }
+            None => paging.push_str(KEEP_SCAN_ORDER),
+        }
+        Ok(format!("EXISTS (SELECT 1 FROM {from}{cond}{paging})"))
     }
 
     /// PostgREST's null filter on an embedded resource: `rel=is.null` keeps
@@ -1452,12 +1470,12 @@ pub fn read(
         } else if lv.group_by.is_empty() {
             format!(
                 "(SELECT pg_catalog.count(*) FROM {from}{})",
-                lv.where_only()
+                counting(&lv.where_only())
             )
         } else {
             format!(
                 "(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {from}{} GROUP BY {}) AS _g)",
-                lv.where_only(),
+                counting(&lv.where_only()),
                 lv.group_by.join(", ")
             )
         }
@@ -1479,15 +1497,28 @@ pub fn read(
 /// The rows a count counts: `SELECT 1 FROM … WHERE …` (one row per group
 /// when aggregating), PostgREST's count query.
 fn count_query_of(from: &str, lv: &LevelSql) -> String {
+    let conditions = counting(&lv.where_only());
     if lv.group_by.is_empty() {
-        format!("SELECT 1 FROM {from}{}", lv.where_only())
+        format!("SELECT 1 FROM {from}{conditions}")
     } else {
         format!(
-            "SELECT 1 FROM {from}{} GROUP BY {}",
-            lv.where_only(),
+            "SELECT 1 FROM {from}{conditions} GROUP BY {}",
             lv.group_by.join(", ")
         )
     }
+}
+
+/// Marks an `EXISTS` of an `!inner` or null-filtered embed that must not
+/// become a semi-join in the rows' query (`Ctx::finish` makes it
+/// `OFFSET 0`) but may in a count, as in PostgREST's count query: a count
+/// has no order, and the semi-join is the cheaper plan and the estimate
+/// `count=planned` reports. No identifier or literal in PostgreSQL can
+/// hold a NUL, so the marker stands only where `embed_exists` put it.
+const KEEP_SCAN_ORDER: &str = "\u{0}keep-scan-order\u{0}";
+
+/// A level's conditions as a count reads them (see `KEEP_SCAN_ORDER`).
+fn counting(conditions: &str) -> String {
+    conditions.replace(KEEP_SCAN_ORDER, "")
 }
 
 /// `EXPLAIN (FORMAT JSON)` of a statement's count query, with only the
@@ -2561,12 +2592,12 @@ pub fn call(
         } else if lv.group_by.is_empty() {
             format!(
                 "(SELECT pg_catalog.count(*) FROM {from}{})",
-                lv.where_only()
+                counting(&lv.where_only())
             )
         } else {
             format!(
                 "(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {from}{} GROUP BY {}) AS _g)",
-                lv.where_only(),
+                counting(&lv.where_only()),
                 lv.group_by.join(", ")
             )
         };
@@ -3541,6 +3572,44 @@ mod tests {
     }
 
     #[test]
+    fn inner_embeds_keep_scan_order_and_their_paging() {
+        // no paging: OFFSET 0, so the row query is not a semi-join (rows in
+        // the parent's scan order, as PostgREST's lateral join gives them)
+        let st = read_sql(
+            "organisations",
+            &[("select", "name,reporting_entities!inner(name)")],
+        )
+        .unwrap();
+        let inner = st.sql.split("EXISTS (").nth(1).unwrap();
+        assert!(inner.contains(" OFFSET 0)"), "{}", st.sql);
+        // the embed's limit and offset decide whether a row is kept, as
+        // PostgREST's `INNER JOIN LATERAL (… LIMIT … OFFSET …)` does
+        let st = read_sql(
+            "organisations",
+            &[
+                ("select", "name,reporting_entities!inner(name)"),
+                ("reporting_entities.limit", "1"),
+                ("reporting_entities.offset", "2"),
+            ],
+        )
+        .unwrap();
+        let inner = st.sql.split("EXISTS (").nth(1).unwrap();
+        let tail = inner.split(')').next().unwrap();
+        assert!(
+            tail.contains(" LIMIT $") && tail.contains(" OFFSET $"),
+            "{}",
+            st.sql
+        );
+        assert!(!tail.contains("OFFSET 0"), "{}", st.sql);
+        assert_eq!(
+            st.params.iter().flatten().filter(|p| *p == "2").count(),
+            2,
+            "the embed's offset: in its rows and in the EXISTS: {:?}",
+            st.params
+        );
+    }
+
+    #[test]
     fn null_filter_on_embeds() {
         let base = [
             ("select", "name,reporting_entities(name)"),
@@ -3551,22 +3620,22 @@ mod tests {
             v.push(extra);
             read_sql("organisations", &v)
         };
-        let exists = "EXISTS (SELECT 1 FROM \"esg\".\"reporting_entities\" AS \"reporting_entities_2\" WHERE \"reporting_entities_2\".\"tenant_id\" = \"organisations\".\"tenant_id\" AND \"reporting_entities_2\".\"organisation_id\" = \"organisations\".\"id\" AND \"reporting_entities_2\".\"kind\" = $2)";
+        let exists = "EXISTS (SELECT 1 FROM \"esg\".\"reporting_entities\" AS \"reporting_entities_2\" WHERE \"reporting_entities_2\".\"tenant_id\" = \"organisations\".\"tenant_id\" AND \"reporting_entities_2\".\"organisation_id\" = \"organisations\".\"id\" AND \"reporting_entities_2\".\"kind\" = $2";
+        let exists = format!("{exists} OFFSET 0)");
         let st = with(("reporting_entities", "is.null")).unwrap();
         assert!(
             st.sql.contains(&format!("WHERE NOT {exists}")),
             "{}",
             st.sql
         );
-        // the count (and the planner's count query) filters the same way
+        // the count (and the planner's count query) filters the same way,
+        // but lets the planner make it an anti-join: a count has no order
+        let count_query = st.count_query.as_deref().unwrap();
         assert!(
-            st.count_query
-                .as_deref()
-                .unwrap()
-                .contains(&format!("NOT {exists}")),
-            "{:?}",
-            st.count_query
+            count_query.contains(&format!("NOT {}", exists.replace(" OFFSET 0)", ")"))),
+            "{count_query}"
         );
+        assert!(!count_query.contains('\0') && !st.sql.contains('\0'));
         assert_eq!(st.params[1], Some("warehouse".to_string()));
         for v in ["not.is.null", "is.not_null"] {
             let st = with(("reporting_entities", v)).unwrap();
