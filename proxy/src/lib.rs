@@ -345,8 +345,9 @@ impl tower::Service<axum::extract::Request> for App {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: axum::extract::Request) -> AppFuture {
+    fn call(&mut self, mut req: axum::extract::Request) -> AppFuture {
         use axum::http::{header, HeaderValue, Method};
+        strip_supabase_prefix(&mut req);
         let h = req.headers();
         // an origin that is not allowed gets no CORS headers at all (wai-cors
         // with corsIgnoreFailures, as PostgREST configures it)
@@ -379,6 +380,36 @@ impl tower::Service<axum::extract::Request> for App {
                 .append(header::VARY, HeaderValue::from_static("Origin"));
             Ok(r)
         })
+    }
+}
+
+/// Supabase's URL layout: its clients (`createClient(url, key)` of
+/// supabase-js, supabase-py, …) put the PostgREST API under `/rest/v1`,
+/// which Supabase's gateway strips before PostgREST sees the request. The
+/// proxy strips it too, so those clients work pointed straight at it. No
+/// PostgREST request is shadowed: a path of more than one segment other
+/// than `/rpc/fn` is never valid there (404 PGRST125).
+fn strip_supabase_prefix(req: &mut axum::extract::Request) {
+    const PREFIX: &str = "/rest/v1";
+    let uri = req.uri();
+    let Some(rest) = uri.path().strip_prefix(PREFIX) else {
+        return;
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return;
+    }
+    let path = if rest.is_empty() { "/" } else { rest };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return,
+    }
+    if let Ok(u) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = u;
     }
 }
 

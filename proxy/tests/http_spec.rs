@@ -56,6 +56,8 @@ async fn postgrest_spec_differences() {
              GRANT SELECT, INSERT, UPDATE, DELETE ON esg.sp_items, esg.sp_items_v, esg.sp_bits, esg.sp_todos,
                esg.sp_projects, esg.sp_tasks, esg.sp_users, esg.sp_users_tasks,
                esg.sp_parents, esg.sp_kids TO tenancy_member;
+             CREATE FUNCTION esg.sp_path() RETURNS text STABLE LANGUAGE sql
+               AS $$ SELECT current_setting('request.path') $$;
              GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;"#,
         )
         .await
@@ -65,6 +67,7 @@ async fn postgrest_spec_differences() {
         patch_columns(&p).await;
         reads(&p).await;
         options(&p).await;
+        supabase_prefix(&p).await;
     })
     .await;
     finish(outcome, &db, vec![p]).await;
@@ -325,5 +328,46 @@ async fn options(p: &Proxy) {
             ),
             "{path}"
         );
+    }
+}
+
+/// Supabase's clients put the API under `/rest/v1` (its gateway strips it):
+/// the proxy serves it there too, and only there.
+async fn supabase_prefix(p: &Proxy) {
+    let acme = member("acme");
+    let get = |path: &str| p.get(path).bearer_auth(&acme).send();
+    let (s, plain) = json_of(get("/sp_items?id=eq.1").await.unwrap()).await;
+    assert_eq!(s, 200);
+    for path in ["/rest/v1/sp_items?id=eq.1", "/rest/v1/sp_items?id=eq.1&"] {
+        let (s, v) = json_of(get(path).await.unwrap()).await;
+        assert_eq!((s, &v), (200, &plain), "{path}");
+    }
+    // functions, and the OpenAPI root with and without the slash
+    let (s, v) = json_of(get("/rest/v1/rpc/sp_twice").await.unwrap()).await;
+    assert_eq!((s, v), (200, json!(["hello", "again"])));
+    for path in ["/rest/v1", "/rest/v1/"] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["swagger"], "2.0", "{path}");
+    }
+    // the database sees the path without the prefix, as behind Supabase's
+    // gateway
+    let r = p
+        .post("/rest/v1/rpc/sp_path")
+        .bearer_auth(&acme)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r).await, (200, json!("/rpc/sp_path")));
+    // a look-alike prefix is not stripped: a nested path, 404 PGRST125
+    for path in [
+        "/rest/v10/sp_items",
+        "/rest/v1x/sp_items",
+        "/v1/rest/sp_items",
+    ] {
+        let (s, v) = json_of(get(path).await.unwrap()).await;
+        assert_eq!((s, v["code"].as_str()), (404, Some("PGRST125")), "{path}");
     }
 }
