@@ -145,6 +145,11 @@ TXT
 postgrest-js setup:  npm i @supabase/postgrest-js
   import { PostgrestClient } from '@supabase/postgrest-js'
   const { data, error } = await new PostgrestClient(...).from(...)...   // as above
+supabase-js works too (the proxy serves Supabase's /rest/v1 prefix):
+  npm i @supabase/supabase-js ws
+  import { createClient } from '@supabase/supabase-js'; import ws from 'ws'
+  createClient('$url', process.env.TOKEN_ACME, { db: { schema: 'esg' },
+    auth: { persistSession: false }, realtime: { transport: ws } }).from('metrics').select('code')
 Operational endpoints: $url/_tenancy/health  /_tenancy/ready  /_tenancy/metrics
 TXT
 }
