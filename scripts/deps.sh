@@ -4,7 +4,8 @@ source "$(dirname "$0")/common.sh"
 
 need_pkgs=()
 for p in postgresql-15 postgresql-server-dev-15 libclang-dev clang postgresql-15-pgtap \
-         libtap-parser-sourcehandler-pgtap-perl sudo pkg-config libssl-dev python3-venv openssl; do
+         libtap-parser-sourcehandler-pgtap-perl sudo pkg-config libssl-dev python3-venv openssl \
+         postgresql-15-postgis-3; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -214,12 +214,16 @@ enum Media {
     Json,
     Object,
     Csv,
+    /// `application/geo+json`, with PostGIS installed (see `Schema::geojson`).
+    GeoJson,
 }
 
 /// The response's media type from `Accept`, and whether it asks for
 /// `nulls=stripped` (PostgREST's `vnd.pgrst.array+json;nulls=stripped`,
 /// `vnd.pgrst.object+json;nulls=stripped`; `vnd.pgrst.array+json` alone is JSON).
-fn media(accept: Option<&str>) -> Result<(Media, bool), ApiError> {
+/// `geojson`: PostGIS is there to answer `application/geo+json` (without it
+/// the type is not available, and a later one of `Accept` may answer).
+fn media(accept: Option<&str>, geojson: bool) -> Result<(Media, bool), ApiError> {
     let Some(a) = accept else {
         return Ok((Media::Json, false));
     };
@@ -242,9 +246,8 @@ fn media(accept: Option<&str>) -> Result<(Media, bool), ApiError> {
                 return Ok((Media::Json, stripped))
             }
             "text/csv" => return Ok((Media::Csv, false)),
-            "application/json" | "*/*" | "application/*" | "application/geo+json" => {
-                return Ok((Media::Json, false))
-            }
+            "application/geo+json" if geojson => return Ok((Media::GeoJson, false)),
+            "application/json" | "*/*" | "application/*" => return Ok((Media::Json, false)),
             _ => {}
         }
     }
@@ -329,7 +332,7 @@ fn table_handler<'s>(
         if e.starts_with("application/vnd.pgrst.") {
             return None;
         }
-        let builtin = media(Some(&e)).is_ok();
+        let builtin = media(Some(&e), schema.geojson.is_some()).is_ok();
         if let Some(a) =
             schema.media_aggregate(&table.schema, &table.name, &e, default_select, builtin)
         {
@@ -779,7 +782,7 @@ async fn process(
         };
     let accept = plan.as_ref().map_or(accept, |p| Some(p.for_media.as_str()));
     // `/` negotiates its own media types (crate::openapi).
-    let (media, strip_nulls, media_error) = match media(accept) {
+    let (media, strip_nulls, media_error) = match media(accept, st.schema().geojson.is_some()) {
         Ok((m, strip)) => (m, strip, None),
         Err(_) if uri.path() == "/" => (Media::Json, false, None),
         Err(e) if uri.path().starts_with("/rpc/") && plan.is_none() => {
@@ -1122,6 +1125,10 @@ impl Ctx {
             plan_count: false,
             raw: None,
             handler: None,
+            geojson: match self.media {
+                Media::GeoJson => self.st.schema().geojson.clone(),
+                _ => None,
+            },
         }
     }
 
@@ -1225,6 +1232,7 @@ impl Ctx {
                 b,
             ),
             (Media::Json, Some(b)) => (Some("application/json; charset=utf-8"), b),
+            (Media::GeoJson, Some(b)) => (Some("application/geo+json; charset=utf-8"), b),
         };
         self.reply(
             status,

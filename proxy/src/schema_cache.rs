@@ -176,6 +176,21 @@ WHERE c.castcontext = 'i' AND c.castmethod = 'f' AND has_function_privilege(c.ca
     OR (dst.typtype = 'd' AND c.castsource IN ('json'::regtype, 'text'::regtype)))
 "#;
 
+/// PostGIS's `st_asgeojson(record)` (PostGIS ≥ 3): a function of the
+/// `postgis` extension, found wherever it is installed, executable by the
+/// loading role.
+const GEOJSON: &str = r#"
+SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'postgis'
+WHERE p.proname = 'st_asgeojson' AND p.pronargs >= 1 AND p.proargtypes[0] = 'record'::regtype
+  AND has_function_privilege(p.oid, 'execute')
+ORDER BY p.pronargs
+LIMIT 1
+"#;
+
 /// Aggregates of one argument (a relation's row type or `anyelement`) in
 /// the exposed schemas returning a media-type domain: PostgREST's media type
 /// handlers for tables and views.
@@ -442,6 +457,7 @@ pub async fn load(
     for row in client.query(DATA_REPS, &[]).await? {
         s.data_reps.insert((row.get(0), row.get(1)), row.get(2));
     }
+    s.geojson = client.query_opt(GEOJSON, &[]).await?.map(|r| r.get(0));
     for row in client.query(COMPUTED, &[&schemas]).await? {
         let (table_schema, table): (String, String) = (row.get(2), row.get(3));
         if s.table(&table_schema, &table).is_none() || row.get::<_, bool>(7) {

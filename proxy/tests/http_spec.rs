@@ -371,3 +371,87 @@ async fn supabase_prefix(p: &Proxy) {
         assert_eq!((s, v["code"].as_str()), (404, Some("PGRST125")), "{path}");
     }
 }
+
+/// `Accept: application/geo+json` with PostGIS (≥ 3, installed by
+/// scripts/deps.sh): the rows as a GeoJSON `FeatureCollection`, as
+/// PostgREST answers (postgrest-js `.geojson()`); without PostGIS the type
+/// is not available (406, or the next type of `Accept`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geojson() {
+    let db = TestDb::create("geojson").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE EXTENSION postgis;
+             CREATE TABLE esg.sp_shops (id int PRIMARY KEY, address text, location geometry(Point, 4326));
+             INSERT INTO esg.sp_shops VALUES
+               (1, '1369 Cambridge St', 'SRID=4326;POINT(-71.10044 42.373695)'),
+               (2, 'no location', NULL);
+             CREATE FUNCTION esg.sp_shops_near() RETURNS SETOF esg.sp_shops STABLE LANGUAGE sql
+               AS $$ SELECT * FROM esg.sp_shops WHERE id = 1 $$;
+             GRANT SELECT, INSERT ON esg.sp_shops TO tenancy_member;
+             GRANT EXECUTE ON FUNCTION esg.sp_shops_near() TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let p = db.proxy(db.config()).await;
+    let outcome = guarded(async {
+        let acme = member("acme");
+        let geo = "application/geo+json";
+        let feature = json!({"type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [-71.10044, 42.373695]},
+            "properties": {"id": 1, "address": "1369 Cambridge St"}});
+        let collection = |features: serde_json::Value| json!({"type": "FeatureCollection", "features": features});
+        // reads, functions returning rows, writes returning them
+        let r = p.get("/sp_shops?id=eq.1").bearer_auth(&acme).header("Accept", geo).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "application/geo+json; charset=utf-8");
+        assert_eq!(json_of(r).await, (200, collection(json!([feature]))));
+        let r = p.get("/rpc/sp_shops_near").bearer_auth(&acme).header("Accept", geo).send().await.unwrap();
+        assert_eq!(json_of(r).await, (200, collection(json!([feature]))));
+        let r = p
+            .post("/sp_shops")
+            .bearer_auth(&acme)
+            .header("Accept", geo)
+            .header("Prefer", "return=representation")
+            .json(&json!({"id": 3, "address": "new", "location": null}))
+            .send()
+            .await
+            .unwrap();
+        // (a NULL geometry is PostGIS's to render: `{"type": null}` in 3.3)
+        let (s, v) = json_of(r).await;
+        assert_eq!((s, &v["type"]), (201, &json!("FeatureCollection")), "{v}");
+        assert_eq!(v["features"][0]["type"], "Feature", "{v}");
+        assert_eq!(v["features"][0]["properties"], json!({"id": 3, "address": "new"}), "{v}");
+        // no rows: an empty collection
+        let r = p.get("/sp_shops?id=eq.99").bearer_auth(&acme).header("Accept", geo).send().await.unwrap();
+        assert_eq!(json_of(r).await, (200, collection(json!([]))));
+        // without a geometry column PostGIS refuses (22023 → 400), as under PostgREST
+        let r = p.get("/sp_shops?select=id").bearer_auth(&acme).header("Accept", geo).send().await.unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("22023")), "{v}");
+    })
+    .await;
+    finish(outcome, &db, vec![p]).await;
+}
+
+/// Without PostGIS `application/geo+json` is not a type the proxy has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geojson_without_postgis() {
+    let db = TestDb::create("nogeo").await;
+    let p = db.proxy(db.config()).await;
+    let outcome = guarded(async {
+        let acme = member("acme");
+        let get = |accept: &'static str| {
+            p.get("/metrics?select=code&limit=1")
+                .bearer_auth(&acme)
+                .header("Accept", accept)
+                .send()
+        };
+        let (s, v) = json_of(get("application/geo+json").await.unwrap()).await;
+        assert_eq!((s, v["code"].as_str()), (406, Some("PGRST107")), "{v}");
+        let r = get("application/geo+json, text/csv").await.unwrap();
+        assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    })
+    .await;
+    finish(outcome, &db, vec![p]).await;
+}

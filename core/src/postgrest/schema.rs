@@ -210,6 +210,11 @@ pub struct Schema {
     /// Aggregates returning a media-type domain (`CREATE DOMAIN "text/xml"
     /// AS xml`): PostgREST's media type handlers for tables and views.
     pub media_aggregates: Vec<MediaAggregate>,
+    /// PostGIS's `st_asgeojson(record)` (PostGIS ≥ 3), schema-qualified
+    /// and quoted, when the extension is installed: `Accept:
+    /// application/geo+json` answers a GeoJSON `FeatureCollection` of the
+    /// rows through it, as PostgREST does.
+    pub geojson: Option<String>,
 }
 
 /// `CREATE AGGREGATE agg(tbl | anyelement) (stype = "text/xml", …)` in an

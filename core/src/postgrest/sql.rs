@@ -55,6 +55,10 @@ pub struct Options {
     /// A table's media type handler (an aggregate, PostgREST's handlers
     /// for tables and views): the body is its value over the rows.
     pub handler: Option<AggHandler>,
+    /// `Accept: application/geo+json`: PostGIS's `st_asgeojson(record)`
+    /// ([`super::schema::Schema::geojson`]); the body is a GeoJSON
+    /// `FeatureCollection` of the rows, as PostgREST builds it.
+    pub geojson: Option<String>,
 }
 
 /// An aggregate answering a read in its media type (see
@@ -1431,13 +1435,21 @@ const JSON_STRIPPED_BODY: &str =
 const CSV_BODY: &str = "pg_catalog.json_build_object('h', (SELECT pg_catalog.json_agg(k) FROM pg_catalog.json_object_keys(pg_catalog.json_agg(_postgrest_t)->0) AS k), \
      'r', coalesce(pg_catalog.json_agg(_postgrest_t::text), '[]'))::text";
 
-fn rows_body(opts: &Options) -> &'static str {
-    if opts.csv {
-        CSV_BODY
+fn rows_body(opts: &Options) -> std::borrow::Cow<'static, str> {
+    if let Some(f) = &opts.geojson {
+        // PostgREST's: each row a Feature (its geometry column the
+        // geometry, the other columns its properties)
+        format!(
+            "pg_catalog.json_build_object('type', 'FeatureCollection', 'features', \
+             coalesce(pg_catalog.json_agg({f}(_postgrest_t)::json), '[]'))::text"
+        )
+        .into()
+    } else if opts.csv {
+        CSV_BODY.into()
     } else if opts.strip_nulls {
-        JSON_STRIPPED_BODY
+        JSON_STRIPPED_BODY.into()
     } else {
-        JSON_BODY
+        JSON_BODY.into()
     }
 }
 
@@ -1482,13 +1494,11 @@ pub fn read(
     } else {
         "NULL::bigint".to_string()
     };
-    let body = opts.handler.as_ref().map(AggHandler::body);
-    let sql = wrap(
-        &cte,
-        "SELECT * FROM pgrst_source",
-        body.as_deref().unwrap_or_else(|| rows_body(opts)),
-        &count_sql,
-    );
+    let body = match &opts.handler {
+        Some(h) => h.body().into(),
+        None => rows_body(opts),
+    };
+    let sql = wrap(&cte, "SELECT * FROM pgrst_source", &body, &count_sql);
     let mut st = cx.finish(sql);
     st.count_query = count_query.filter(|_| opts.plan_count);
     Ok(st)
@@ -1663,7 +1673,7 @@ fn write_tail<'a>(
                 lv.select_list(),
                 lv.tail(None)
             );
-            wrap(&cte, &inner, rows_body(cx.opts), total)
+            wrap(&cte, &inner, &rows_body(cx.opts), total)
         }
         Returning::HeadersOnly => {
             // PostgREST's `locationF`: the key columns' JSON text forms.
@@ -2603,13 +2613,11 @@ pub fn call(
         };
         count_query = cq.filter(|_| opts.plan_count);
         // a table's media type handler over the function's rows of it
-        let body = opts.handler.as_ref().map(AggHandler::body);
-        wrap(
-            &cte,
-            "SELECT * FROM pgrst_source",
-            body.as_deref().unwrap_or_else(|| rows_body(opts)),
-            &count_sql,
-        )
+        let body = match &opts.handler {
+            Some(h) => h.body().into(),
+            None => rows_body(opts),
+        };
+        wrap(&cte, "SELECT * FROM pgrst_source", &body, &count_sql)
     };
     let mut st = cx.finish(sql);
     st.count_query = count_query;
@@ -3045,12 +3053,7 @@ mod tests {
         let opts = Options {
             aggregates: true,
             max_rows: Some(100),
-            csv: false,
-            count_cap: None,
-            strip_nulls: false,
-            plan_count: false,
-            raw: None,
-            handler: None,
+            ..Options::default()
         };
         let agg_read =
             |select: &str| read(&s, &t, &q(&[("select", select)]), &opts, false).unwrap();
@@ -4379,6 +4382,21 @@ mod tests {
     fn csv_bodies_and_function_counts() {
         let s = demo();
         let t = s.table("esg", "metrics").unwrap().clone();
+        // GeoJSON: a FeatureCollection through the schema cache's
+        // st_asgeojson, whatever schema PostGIS is in
+        let geo = Options {
+            geojson: Some("\"gis\".\"st_asgeojson\"".into()),
+            ..Options::default()
+        };
+        let st = read(&s, &t, &q(&[("select", "name,code")]), &geo, false).unwrap();
+        assert!(
+            st.sql.contains("'FeatureCollection'")
+                && st
+                    .sql
+                    .contains("\"gis\".\"st_asgeojson\"(_postgrest_t)::json"),
+            "{}",
+            st.sql
+        );
         let csv = Options {
             csv: true,
             ..Options::default()
