@@ -221,9 +221,10 @@ enum Media {
 /// The response's media type from `Accept`, and whether it asks for
 /// `nulls=stripped` (PostgREST's `vnd.pgrst.array+json;nulls=stripped`,
 /// `vnd.pgrst.object+json;nulls=stripped`; `vnd.pgrst.array+json` alone is JSON).
-/// `geojson`: PostGIS is there to answer `application/geo+json` (without it
-/// the type is not available, and a later one of `Accept` may answer).
-fn media(accept: Option<&str>, geojson: bool) -> Result<(Media, bool), ApiError> {
+/// `geojson`: whether PostGIS is there to answer `application/geo+json`
+/// (without it the type is not available, and a later one of `Accept` may
+/// answer); asked only when a client names the type.
+fn media(accept: Option<&str>, geojson: impl Fn() -> bool) -> Result<(Media, bool), ApiError> {
     let Some(a) = accept else {
         return Ok((Media::Json, false));
     };
@@ -246,7 +247,7 @@ fn media(accept: Option<&str>, geojson: bool) -> Result<(Media, bool), ApiError>
                 return Ok((Media::Json, stripped))
             }
             "text/csv" => return Ok((Media::Csv, false)),
-            "application/geo+json" if geojson => return Ok((Media::GeoJson, false)),
+            "application/geo+json" if geojson() => return Ok((Media::GeoJson, false)),
             "application/json" | "*/*" | "application/*" => return Ok((Media::Json, false)),
             _ => {}
         }
@@ -332,7 +333,7 @@ fn table_handler<'s>(
         if e.starts_with("application/vnd.pgrst.") {
             return None;
         }
-        let builtin = media(Some(&e), schema.geojson.is_some()).is_ok();
+        let builtin = media(Some(&e), || schema.geojson.is_some()).is_ok();
         if let Some(a) =
             schema.media_aggregate(&table.schema, &table.name, &e, default_select, builtin)
         {
@@ -782,7 +783,7 @@ async fn process(
         };
     let accept = plan.as_ref().map_or(accept, |p| Some(p.for_media.as_str()));
     // `/` negotiates its own media types (crate::openapi).
-    let (media, strip_nulls, media_error) = match media(accept, st.schema().geojson.is_some()) {
+    let (media, strip_nulls, media_error) = match media(accept, || st.schema().geojson.is_some()) {
         Ok((m, strip)) => (m, strip, None),
         Err(_) if uri.path() == "/" => (Media::Json, false, None),
         Err(e) if uri.path().starts_with("/rpc/") && plan.is_none() => {
