@@ -264,6 +264,17 @@ pub async fn load(
     schemas: &[String],
 ) -> Result<Schema, tokio_postgres::Error> {
     let mut s = Schema::default();
+    // Every type name the cache keeps is spliced into statements run under
+    // each request's search path (`json_to_recordset(…) AS _(col type)`,
+    // RPC arguments, defaults): read with `search_path` = `pg_catalog`,
+    // `format_type` and `pg_get_expr` qualify every name outside it
+    // (`public.user_status`), so a request whose path puts another schema
+    // with a type of the same name first still means the column's type.
+    // The connection's own search path is restored at the end (the proxy
+    // loads inside a transaction: on an error the rollback undoes the SET).
+    client
+        .batch_execute("SET search_path TO pg_catalog")
+        .await?;
     for row in client.query(TABLES, &[&schemas]).await? {
         let cols: Json = serde_json::from_str(row.get::<_, &str>(3)).unwrap_or(Json::Null);
         let idx: Json = serde_json::from_str(row.get::<_, &str>(4)).unwrap_or(Json::Null);
@@ -309,23 +320,16 @@ pub async fn load(
         .collect();
     let (deps, quads) = view_key_deps(client, schemas).await?;
     s.add_view_relationships(&deps, &all_fks);
-    // fully qualified names in the defaults (see DEFAULTS), then the
-    // connection's own search path back (the load runs in a transaction: on
-    // an error the rollback undoes the SET)
     let views: Vec<u32> = quads.iter().map(|q| q.0).collect();
     let view_cols: Vec<i32> = quads.iter().map(|q| q.1).collect();
     let tables: Vec<u32> = quads.iter().map(|q| q.2).collect();
     let table_cols: Vec<i32> = quads.iter().map(|q| q.3).collect();
-    client
-        .batch_execute("SET search_path TO pg_catalog")
-        .await?;
     let defaults = client
         .query(
             DEFAULTS,
             &[&schemas, &views, &view_cols, &tables, &table_cols],
         )
         .await?;
-    client.batch_execute("RESET search_path").await?;
     for row in defaults {
         let (schema, table, column): (String, String, String) =
             (row.get(0), row.get(1), row.get(2));
@@ -493,6 +497,7 @@ pub async fn load(
             }),
         }
     }
+    client.batch_execute("RESET search_path").await?;
     Ok(s)
 }
 

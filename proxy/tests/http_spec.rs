@@ -455,3 +455,72 @@ async fn geojson_without_postgis() {
     .await;
     finish(outcome, &db, vec![p]).await;
 }
+
+/// Type names the schema cache splices into statements (`json_to_record(…)
+/// AS _(col type)` of PATCH, PUT, `missing=default`, RPC arguments) are
+/// qualified: under `Content-Profile: sp_other` the request's search path
+/// puts `sp_other` first, whose own `sp_mood` must not stand in for the
+/// column's `public.sp_mood` (postgrest-rs's multi-schema test: a PATCH
+/// through the second schema failed with 42804).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadowed_type_names() {
+    let db = TestDb::create("shadowtypes").await;
+    db.admin()
+        .await
+        .batch_execute(
+            r#"CREATE SCHEMA sp_other;
+             CREATE TYPE public.sp_mood AS ENUM ('ok', 'bad');
+             CREATE TYPE sp_other.sp_mood AS ENUM ('other');
+             CREATE TABLE sp_other.sp_feel (id int PRIMARY KEY, mood public.sp_mood DEFAULT 'ok',
+               moods public.sp_mood[] NOT NULL DEFAULT '{}');
+             INSERT INTO sp_other.sp_feel VALUES (1, 'ok', '{ok}');
+             CREATE FUNCTION sp_other.sp_echo(m public.sp_mood, ms public.sp_mood[] DEFAULT '{}')
+               RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT m::text || cardinality(ms) $$;
+             GRANT USAGE ON SCHEMA sp_other TO tenancy_member;
+             GRANT ALL ON sp_other.sp_feel TO tenancy_member;"#,
+        )
+        .await
+        .unwrap();
+    let mut c = db.config();
+    c.db_schemas = "esg,sp_other".into();
+    let p = db.proxy(c).await;
+    let outcome = guarded(async {
+        let acme = member("acme");
+        let send = |r: reqwest::RequestBuilder| {
+            r.bearer_auth(&acme)
+                .header("Content-Profile", "sp_other")
+                .header("Accept-Profile", "sp_other")
+                .header("Prefer", "return=representation")
+                .send()
+        };
+        let r = send(p.patch("/sp_feel?id=eq.1").json(&json!({"mood": "bad", "moods": ["bad", "ok"]})));
+        let (s, v) = json_of(r.await.unwrap()).await;
+        assert_eq!((s, v), (200, json!([{"id": 1, "mood": "bad", "moods": ["bad", "ok"]}])));
+        let r = send(p.put("/sp_feel?id=eq.2").json(&json!({"id": 2, "mood": "bad", "moods": []})));
+        let (s, v) = json_of(r.await.unwrap()).await;
+        assert_eq!((s, v), (201, json!([{"id": 2, "mood": "bad", "moods": []}])));
+        let r = p
+            .post("/sp_feel?columns=id,mood")
+            .bearer_auth(&acme)
+            .header("Content-Profile", "sp_other")
+            .header("Prefer", "return=representation, missing=default")
+            .json(&json!([{"id": 3, "mood": "bad"}, {"id": 4}]))
+            .send();
+        let (s, v) = json_of(r.await.unwrap()).await;
+        assert_eq!(
+            (s, v),
+            (201, json!([{"id": 3, "mood": "bad", "moods": []}, {"id": 4, "mood": "ok", "moods": []}]))
+        );
+        let r = send(p.post("/rpc/sp_echo").json(&json!({"m": "bad", "ms": ["ok", "bad"]})));
+        assert_eq!(json_of(r.await.unwrap()).await, (200, json!("bad2")));
+        let r = send(p.get("/rpc/sp_echo?m=ok"));
+        assert_eq!(json_of(r.await.unwrap()).await, (200, json!("ok0")));
+        let r = send(p.get("/sp_feel?select=id,mood&mood=eq.bad&order=id"));
+        assert_eq!(
+            json_of(r.await.unwrap()).await,
+            (200, json!([{"id": 1, "mood": "bad"}, {"id": 2, "mood": "bad"}, {"id": 3, "mood": "bad"}]))
+        );
+    })
+    .await;
+    finish(outcome, &db, vec![p]).await;
+}
