@@ -808,10 +808,12 @@ async fn process(
     let raw_query = uri.query().unwrap_or("");
     // each segment decoded on its own, as PostgREST (Warp's pathInfo): an
     // encoded slash stays inside its segment, so `/rpc%2Fwhoami` names a
-    // table `rpc/whoami`, not the function
-    let segments: Vec<String> = uri
-        .path()
-        .trim_start_matches('/')
+    // table `rpc/whoami`, not the function; and an empty segment is one
+    // (`//items`, `/items/`: 404 PGRST125, not `/items`)
+    let p = uri.path();
+    let segments: Vec<String> = p
+        .strip_prefix('/')
+        .unwrap_or(p)
         .split('/')
         .map(decode_segment)
         .collect();

@@ -366,6 +366,12 @@ async fn supabase_prefix(p: &Proxy) {
         "/rest/v10/sp_items",
         "/rest/v1x/sp_items",
         "/v1/rest/sp_items",
+        // an empty segment is a segment, as in PostgREST's path
+        "/rest/v1//sp_items",
+        "//sp_items",
+        "/sp_items/",
+        "//rpc/sp_twice",
+        "/rpc//sp_twice",
     ] {
         let (s, v) = json_of(get(path).await.unwrap()).await;
         assert_eq!((s, v["code"].as_str()), (404, Some("PGRST125")), "{path}");
