@@ -395,6 +395,10 @@ async fn geojson() {
                (2, 'no location', NULL);
              CREATE FUNCTION esg.sp_shops_near() RETURNS SETOF esg.sp_shops STABLE LANGUAGE sql
                AS $$ SELECT * FROM esg.sp_shops WHERE id = 1 $$;
+             CREATE FUNCTION esg.sp_point() RETURNS geometry IMMUTABLE LANGUAGE sql
+               AS $$ SELECT 'SRID=4326;POINT(1 2)'::geometry $$;
+             CREATE FUNCTION esg.sp_points() RETURNS SETOF geometry IMMUTABLE LANGUAGE sql
+               AS $$ VALUES ('SRID=4326;POINT(1 2)'::geometry), ('SRID=4326;POINT(3 4)') $$;
              GRANT SELECT, INSERT ON esg.sp_shops TO tenancy_member;
              GRANT EXECUTE ON FUNCTION esg.sp_shops_near() TO tenancy_member;"#,
         )
@@ -431,6 +435,24 @@ async fn geojson() {
         // no rows: an empty collection
         let r = p.get("/sp_shops?id=eq.99").bearer_auth(&acme).header("Accept", geo).send().await.unwrap();
         assert_eq!(json_of(r).await, (200, collection(json!([]))));
+        // a function of geometries: a Feature per value, no properties (as
+        // PostgREST, whose collection runs over the rows of the call); a
+        // scalar that is no geometry has no geometry column (22023)
+        let point = |x: i32, y: i32| {
+            json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]}, "properties": {}})
+        };
+        for (path, want) in [
+            ("/rpc/sp_point", json!([point(1, 2)])),
+            ("/rpc/sp_points", json!([point(1, 2), point(3, 4)])),
+            ("/rpc/sp_points?limit=1&offset=1", json!([point(3, 4)])),
+        ] {
+            let r = p.get(path).bearer_auth(&acme).header("Accept", geo).send().await.unwrap();
+            assert_eq!(r.headers()["content-type"], "application/geo+json; charset=utf-8", "{path}");
+            assert_eq!(json_of(r).await, (200, collection(want)), "{path}");
+        }
+        let r = p.post("/rpc/add").bearer_auth(&acme).header("Accept", geo).json(&json!({"a": 1})).send().await.unwrap();
+        let (s, v) = json_of(r).await;
+        assert_eq!((s, v["code"].as_str()), (400, Some("22023")), "{v}");
         // without a geometry column PostGIS refuses (22023 → 400), as under PostgREST
         let r = p.get("/sp_shops?select=id").bearer_auth(&acme).header("Accept", geo).send().await.unwrap();
         let (s, v) = json_of(r).await;

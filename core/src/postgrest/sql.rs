@@ -1453,6 +1453,13 @@ fn rows_body(opts: &Options) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// `application/geo+json` for a function of scalars: PostgREST's collection
+/// over the rows `(pgrst_scalar)` — a geometry becomes a Feature without
+/// properties; any other value has no geometry column (PostGIS: 22023).
+fn scalar_geojson(opts: &Options) -> Option<std::borrow::Cow<'static, str>> {
+    opts.geojson.is_some().then(|| rows_body(opts))
+}
+
 /// A read: `GET /table?…`. `count` adds the exact total of matching rows.
 pub fn read(
     schema: &Schema,
@@ -2550,26 +2557,28 @@ pub fn call(
             } else {
                 all_rows
             };
-            wrap(
-                &cte,
-                &page,
-                cx.opts.raw.map_or(
-                    "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
-                    RawValue::body,
-                ),
-                total,
-            )
+            let body = scalar_geojson(cx.opts).unwrap_or_else(|| {
+                cx.opts
+                    .raw
+                    .map_or(
+                        "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
+                        RawValue::body,
+                    )
+                    .into()
+            });
+            wrap(&cte, &page, &body, total)
         } else {
             let cte = format!("SELECT {call_expr} AS \"pgrst_scalar\"{from_args_prefix}");
-            wrap(
-                &cte,
-                "SELECT * FROM pgrst_source",
-                cx.opts.raw.map_or(
-                    "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
-                    RawValue::body,
-                ),
-                all_rows,
-            )
+            let body = scalar_geojson(cx.opts).unwrap_or_else(|| {
+                cx.opts
+                    .raw
+                    .map_or(
+                        "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
+                        RawValue::body,
+                    )
+                    .into()
+            });
+            wrap(&cte, "SELECT * FROM pgrst_source", &body, all_rows)
         }
     } else {
         check_embedded_levels(query)?;
@@ -4424,6 +4433,17 @@ mod tests {
         let st = call(&s, f, &args, &q(&[]), &Options::default(), false).unwrap();
         assert!(
             st.sql.contains("SELECT NULL::bigint AS total_count"),
+            "{}",
+            st.sql
+        );
+        // a scalar function's GeoJSON: the collection over its rows, not its value
+        let st = call(&s, f, &args, &q(&[]), &geo, false).unwrap();
+        assert!(
+            st.sql.contains("'FeatureCollection'")
+                && st
+                    .sql
+                    .contains("\"gis\".\"st_asgeojson\"(_postgrest_t)::json")
+                && !st.sql.contains("->0"),
             "{}",
             st.sql
         );
