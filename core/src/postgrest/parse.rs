@@ -583,7 +583,12 @@ pub fn parse_select(text: &str) -> Result<Vec<SelectItem>, ApiError> {
     }
     let items = select_list(&mut c, 0)?;
     c.skip_ws();
-    if !c.eof() {
+    // PostgREST's `select` parser does not ask for the end of the input:
+    // after a complete embed or spread (`rel(…)`) at the top level, the list
+    // simply ends and the rest is ignored (its spec: `select=name,
+    // projects(count)'` answers the rows). A column must be followed by `,`,
+    // `)` or the end: `name'` is a parse error, `name)…` ends the list.
+    if !c.eof() && !matches!(items.last(), Some(SelectItem::Embed(_))) && c.peek() != Some(')') {
         return Err(c.error("\",\" or end of input"));
     }
     Ok(items)
@@ -1408,8 +1413,25 @@ mod tests {
         let e = parse_select("id.foo()").unwrap_err();
         assert!(e.message.contains("column 4"), "{}", e.message);
         assert!(parse_select("a::").is_err());
-        assert!(parse_select("a)").is_err());
         assert!(parse_select(&"r(".repeat(40)).is_err());
+    }
+
+    /// As PostgREST's parser (no end of input asked for): the top-level
+    /// list ends after an embed or spread, or at a `)`, and the rest is
+    /// ignored; inside an embed the list must end with its `)`.
+    #[test]
+    fn select_ignores_what_follows_a_complete_list() {
+        let items = parse_select("name,projects(count)'").unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(matches!(&items[1], SelectItem::Embed(e) if e.name == "projects"));
+        assert_eq!(parse_select("...rel(a) junk,b").unwrap().len(), 1);
+        assert_eq!(parse_select("a)").unwrap().len(), 1);
+        assert_eq!(parse_select("a,b)c").unwrap().len(), 2);
+        // a column followed by anything else, and junk inside an embed, fail
+        for bad in ["id::int;drop", "c(p(id)x)", "c(id'", "a,", "a b(c"] {
+            let e = parse_select(bad).unwrap_err();
+            assert_eq!(e.code, "PGRST100", "{bad}");
+        }
     }
 
     fn filter(v: &str) -> Filter {
