@@ -601,6 +601,17 @@ pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
             }
         }
     }
+    // the answer depends on these request headers (JSON or CSV, counts and
+    // returns, the page), so a shared cache must key on them — as PostgREST
+    // after v13 sends by default; a function's own `Vary` (through
+    // `response.headers`) replaces it. `Vary: Origin` is added by the CORS
+    // handling for every response.
+    if !resp.headers().contains_key(header::VARY) {
+        resp.headers_mut().insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, Prefer, Range"),
+        );
+    }
     // Static label values where possible: no allocation per request.
     let status = resp.status();
     let status: metrics::SharedString = STATUS_LABELS

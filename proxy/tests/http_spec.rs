@@ -58,6 +58,8 @@ async fn postgrest_spec_differences() {
                esg.sp_parents, esg.sp_kids TO tenancy_member;
              CREATE FUNCTION esg.sp_path() RETURNS text STABLE LANGUAGE sql
                AS $$ SELECT current_setting('request.path') $$;
+             CREATE FUNCTION esg.sp_own_vary() RETURNS int STABLE LANGUAGE plpgsql AS $$
+               BEGIN PERFORM set_config('response.headers', '[{"Vary": "X-Test-Accept"}]', true); RETURN 1; END $$;
              GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA esg TO tenancy_member;"#,
         )
         .await
@@ -68,6 +70,7 @@ async fn postgrest_spec_differences() {
         reads(&p).await;
         options(&p).await;
         supabase_prefix(&p).await;
+        vary(&p).await;
     })
     .await;
     finish(outcome, &db, vec![p]).await;
@@ -376,6 +379,32 @@ async fn supabase_prefix(p: &Proxy) {
         let (s, v) = json_of(get(path).await.unwrap()).await;
         assert_eq!((s, v["code"].as_str()), (404, Some("PGRST125")), "{path}");
     }
+}
+
+/// `Vary: Accept, Prefer, Range` on every API answer (PostgREST's default
+/// after v13: the body depends on them), besides CORS's `Vary: Origin`;
+/// a function that sets its own `Vary` replaces it.
+async fn vary(p: &Proxy) {
+    let acme = member("acme");
+    let varies = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    for path in ["/sp_items?id=eq.1", "/sp_nothing", "/rpc/sp_path"] {
+        let r = p.get(path).bearer_auth(&acme).send().await.unwrap();
+        assert_eq!(varies(&r), ["Accept, Prefer, Range", "Origin"], "{path}");
+    }
+    let r = p
+        .get("/rpc/sp_own_vary")
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(varies(&r), ["X-Test-Accept", "Origin"]);
 }
 
 /// `Accept: application/geo+json` with PostGIS (≥ 3, installed by
