@@ -1453,11 +1453,17 @@ fn rows_body(opts: &Options) -> std::borrow::Cow<'static, str> {
     }
 }
 
-/// `application/geo+json` for a function of scalars: PostgREST's collection
-/// over the rows `(pgrst_scalar)` — a geometry becomes a Feature without
-/// properties; any other value has no geometry column (PostGIS: 22023).
-fn scalar_geojson(opts: &Options) -> Option<std::borrow::Cow<'static, str>> {
-    opts.geojson.is_some().then(|| rows_body(opts))
+/// The body of a function of scalars: its values as `json` (the JSON
+/// expression over `_postgrest_t."pgrst_scalar"`), or raw for a media
+/// handler; with `application/geo+json`, PostgREST's collection over the
+/// rows `(pgrst_scalar)` — a geometry becomes a Feature without
+/// properties, any other value has no geometry column (PostGIS: 22023).
+fn scalar_body(opts: &Options, json: &'static str) -> std::borrow::Cow<'static, str> {
+    if opts.geojson.is_some() {
+        rows_body(opts)
+    } else {
+        opts.raw.map_or(json, RawValue::body).into()
+    }
 }
 
 /// A read: `GET /table?…`. `count` adds the exact total of matching rows.
@@ -2557,27 +2563,17 @@ pub fn call(
             } else {
                 all_rows
             };
-            let body = scalar_geojson(cx.opts).unwrap_or_else(|| {
-                cx.opts
-                    .raw
-                    .map_or(
-                        "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
-                        RawValue::body,
-                    )
-                    .into()
-            });
+            let body = scalar_body(
+                cx.opts,
+                "coalesce(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\"), '[]')::text",
+            );
             wrap(&cte, &page, &body, total)
         } else {
             let cte = format!("SELECT {call_expr} AS \"pgrst_scalar\"{from_args_prefix}");
-            let body = scalar_geojson(cx.opts).unwrap_or_else(|| {
-                cx.opts
-                    .raw
-                    .map_or(
-                        "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
-                        RawValue::body,
-                    )
-                    .into()
-            });
+            let body = scalar_body(
+                cx.opts,
+                "(pg_catalog.json_agg(_postgrest_t.\"pgrst_scalar\")->0)::text",
+            );
             wrap(&cte, "SELECT * FROM pgrst_source", &body, all_rows)
         }
     } else {
