@@ -797,13 +797,10 @@ async fn process(
     let (media, strip_nulls, media_error) = match media(accept, || st.schema().geojson.is_some()) {
         Ok((m, strip)) => (m, strip, None),
         Err(_) if uri.path() == "/" => (Media::Json, false, None),
-        Err(e) if uri.path().starts_with("/rpc/") && plan.is_none() => {
-            (Media::Json, false, Some(e))
-        }
+        Err(e) if uri.path().starts_with("/rpc/") => (Media::Json, false, Some(e)),
         // a table's media type handler (an aggregate) may answer it
         Err(e)
             if matches!(*method, Method::GET | Method::HEAD)
-                && plan.is_none()
                 && !st.schema().media_aggregates.is_empty() =>
         {
             (Media::Json, false, Some(e))
@@ -1123,6 +1120,16 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The `Accept` the answer is negotiated for: the request's own, or
+    /// the `for=` media type of an execution plan (a media type handler's
+    /// query is explained as it would run).
+    fn accept<'h>(&'h self, headers: &'h HeaderMap) -> Option<&'h str> {
+        match &self.explain {
+            Some(x) => Some(x.accept.for_media.as_str()),
+            None => headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+        }
+    }
+
     fn mark(&self, step: usize) {
         if let Some(t) = &self.timing {
             t.mark(step);
@@ -1697,18 +1704,12 @@ async fn table(
     // PostgREST's media type handlers for tables: an aggregate over the rows
     let handler = if schema.media_aggregates.is_empty()
         || singular
-        || ctx.explain.is_some()
         || !matches!(ctx.method, Method::GET | Method::HEAD)
     {
         None
     } else {
         let default_select = !query_pairs(raw_query).iter().any(|(k, _)| k == "select");
-        table_handler(
-            &schema,
-            table,
-            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
-            default_select,
-        )
+        table_handler(&schema, table, ctx.accept(headers), default_select)
     };
     if let Some(e) = ctx.media_error.take() {
         if handler.is_none() {
@@ -2166,35 +2167,19 @@ async fn rpc(
     let raw_media = func
         .media_type
         .as_deref()
-        .filter(|_| {
-            ctx.explain.is_none()
-                && func.result_columns.is_empty()
-                && !func.returns_void
-                && !func.returns_set
-        })
-        .and_then(|mt| {
-            handler_media(
-                headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
-                mt,
-            )
-        });
+        .filter(|_| func.result_columns.is_empty() && !func.returns_void && !func.returns_set)
+        .and_then(|mt| handler_media(ctx.accept(headers), mt));
     // a function returning a table's rows answers in that table's media
     // type handlers too (an aggregate over its rows), as in PostgREST
     let row_handler = match (&raw_media, &func.return_table) {
         (None, Some((ts, tn)))
             if func.returns_set
-                && ctx.explain.is_none()
                 && ctx.media != Media::Object
                 && !schema.media_aggregates.is_empty() =>
         {
             schema.table(ts, tn).and_then(|t| {
                 let default_select = !rest.iter().any(|(k, _)| k == "select");
-                table_handler(
-                    &schema,
-                    t,
-                    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
-                    default_select,
-                )
+                table_handler(&schema, t, ctx.accept(headers), default_select)
             })
         }
         _ => None,

@@ -1374,6 +1374,9 @@ async fn media_type_handler_functions() {
         .await
         .unwrap();
     let p = db.proxy(db.config()).await;
+    let mut with_plans = db.config();
+    with_plans.db_plan_enabled = true;
+    let plans = db.proxy(with_plans).await;
     let result = async {
         let acme = member("acme");
         let get = |path: &str, accept: &str| {
@@ -1475,8 +1478,65 @@ async fn media_type_handler_functions() {
         // tables keep refusing what they cannot produce
         let (s, _, _) = raw(get("/metrics", "text/html").await.unwrap()).await;
         assert_eq!(s, 406);
+        // the execution plan of a handler's call (`for=` a handler's type)
+        // is the plan of the call as it would answer that type; `for=` a
+        // type nothing answers stays 406
+        let plan = |path: &'static str, accept: &'static str| {
+            let plans = &plans;
+            let acme = &acme;
+            async move {
+                let r = plans
+                    .get(path)
+                    .bearer_auth(acme)
+                    .header("Accept", accept)
+                    .send()
+                    .await
+                    .unwrap();
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (r.status().as_u16(), ct, r.text().await.unwrap())
+            }
+        };
+        let (s, ct, body) = plan(
+            "/rpc/page?who=x",
+            r#"application/vnd.pgrst.plan+json; for="text/html""#,
+        )
+        .await;
+        assert_eq!(
+            (s, ct.as_deref()),
+            (
+                200,
+                Some(r#"application/vnd.pgrst.plan+json; for="text/html"; charset=utf-8"#)
+            ),
+            "{body}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v[0]["Plan"]["Total Cost"].is_number(), "{v}");
+        let (s, ct, body) = plan(
+            "/rpc/pixel",
+            r#"application/vnd.pgrst.plan; for="image/png""#,
+        )
+        .await;
+        assert_eq!(
+            (s, ct.as_deref()),
+            (
+                200,
+                Some(r#"application/vnd.pgrst.plan+text; for="image/png"; charset=utf-8"#)
+            ),
+            "{body}"
+        );
+        assert!(body.contains("cost="), "{body}");
+        let (s, _, body) = plan(
+            "/rpc/greeting",
+            r#"application/vnd.pgrst.plan; for="text/html""#,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((s, v["code"].as_str()), (406, Some("PGRST107")), "{v}");
     };
-    finish(guarded(result).await, &db, vec![p]).await;
+    finish(guarded(result).await, &db, vec![p, plans]).await;
 }
 
 /// Query-string and relationship cases from PostgREST's own specs: nested
@@ -2503,6 +2563,7 @@ async fn postgrest_spec_data_representations_and_errors() {
         .unwrap();
     let mut config = db.config();
     config.db_tx_end = "commit-allow-override".into();
+    config.db_plan_enabled = true;
     let p = db.proxy(config).await;
     let result = async {
         let acme = member("acme");
@@ -2876,6 +2937,23 @@ async fn postgrest_spec_data_representations_and_errors() {
         );
         let (s, _, _) = accept("/rpc/s_all_words", "text/bogus").await;
         assert_eq!(s, 406);
+        // their execution plans: the aggregate over the rows
+        for path in ["/s_words?order=id", "/rpc/s_all_words?order=id"] {
+            let (s, ct, body) = accept(
+                path,
+                r#"application/vnd.pgrst.plan; for="text/tab-separated-values""#,
+            )
+            .await;
+            assert_eq!(
+                (s, ct.as_str()),
+                (
+                    200,
+                    r#"application/vnd.pgrst.plan+text; for="text/tab-separated-values"; charset=utf-8"#
+                ),
+                "{path} {body}"
+            );
+            assert!(body.contains("Aggregate"), "{path} {body}");
+        }
         let (s, ct, _) = accept("/rpc/s_all_words", "application/json").await;
         assert_eq!((s, ct.as_str()), (200, "application/json; charset=utf-8"));
         // a raw text body gets no hint
