@@ -428,6 +428,23 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    /// A name in `select` (a column, alias, relation or hint), as
+    /// PostgREST's `pFieldName` reads it: letters, digits, `_`, `$`, spaces
+    /// and `-` (not `->`), or a double-quoted name. Any other character
+    /// ends it, so `select=name'` is a parse error, as in PostgREST, rather
+    /// than a column named `name'`.
+    fn select_name(&mut self) -> Result<String, ApiError> {
+        if self.peek() == Some('"') {
+            return self.quoted();
+        }
+        self.run_trimmed("field name (* or [a..z0..9_$])", |cur, c| {
+            !(c.is_alphabetic()
+                || c.is_ascii_digit()
+                || matches!(c, '_' | '$' | ' ')
+                || (c == '-' && !cur.looking_at("->")))
+        })
+    }
+
     /// The characters up to the first where `stop` holds, without the
     /// spaces around them; none (or only spaces) is an error expecting
     /// `expecting`, at the start.
@@ -629,16 +646,16 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, ApiError> {
         return Ok(SelectItem::Star);
     }
     if c.eat("...") {
-        let name = c.name()?;
+        let name = c.select_name()?;
         let mut embed = embed_rest(c, name, None, depth)?;
         embed.spread = true;
         return Ok(SelectItem::Embed(embed));
     }
-    let first = c.name()?;
+    let first = c.select_name()?;
     let (alias, name) = if c.peek() == Some(':') && !c.looking_at("::") {
         c.pos += 1;
         c.skip_ws();
-        (Some(first), c.name()?)
+        (Some(first), c.select_name()?)
     } else {
         (None, first)
     };
@@ -665,7 +682,7 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, ApiError> {
     if c.peek() == Some('.') {
         c.pos += 1;
         let start = c.pos;
-        let fname = c.name()?;
+        let fname = c.select_name()?;
         match aggregate_name(&fname) {
             Some(a) if c.looking_at("()") => {
                 c.pos += 2;
@@ -696,7 +713,7 @@ fn embed_rest(
     let mut hint = None;
     let mut join = None;
     while c.eat("!") {
-        let h = c.name()?;
+        let h = c.select_name()?;
         match h.as_str() {
             "inner" => join = Some(JoinKind::Inner),
             "left" => join = Some(JoinKind::Left),
@@ -1431,6 +1448,37 @@ mod tests {
         for bad in ["id::int;drop", "c(p(id)x)", "c(id'", "a,", "a b(c"] {
             let e = parse_select(bad).unwrap_err();
             assert_eq!(e.code, "PGRST100", "{bad}");
+        }
+    }
+
+    #[test]
+    fn select_names_take_postgrest_field_name_characters() {
+        let name = |text: &str| match parse_select(text).unwrap().remove(0) {
+            SelectItem::Column { field, .. } => field.name,
+            SelectItem::Embed(e) => e.name,
+            SelectItem::Star => "*".into(),
+        };
+        for (text, want) in [
+            ("Just A Server Model", "Just A Server Model"),
+            ("ñame", "ñame"),
+            ("تست", "تست"),
+            ("a$b", "a$b"),
+            ("a-b", "a-b"),
+            ("a-b->c", "a-b"),
+            ("\"a#b'c\"", "a#b'c"),
+            ("r-1(id)", "r-1"),
+        ] {
+            assert_eq!(name(text), want, "{text}");
+        }
+        // anything else ends the name, and a column must then end
+        for (bad, column) in [("name'", 5), ("name;x", 5), ("a#b", 2), ("a,b%c", 4), ("r(x@y)", 4)] {
+            let e = parse_select(bad).unwrap_err();
+            assert_eq!(e.code, "PGRST100", "{bad}");
+            assert!(
+                e.message.ends_with(&format!("(line 1, column {column})")),
+                "{bad}: {}",
+                e.message
+            );
         }
     }
 
