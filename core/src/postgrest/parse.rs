@@ -225,7 +225,7 @@ fn apply_level_param(
             });
         }
         _ => {
-            let field = parse_field_whole("tree path", key)?;
+            let field = parse_filter_key("tree path", key)?;
             let f = parse_filter(field, value)?;
             level.conditions.push(Condition::Filter(f));
         }
@@ -428,12 +428,12 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// A name in `select` (a column, alias, relation or hint), as
-    /// PostgREST's `pFieldName` reads it: letters, digits, `_`, `$`, spaces
-    /// and `-` (not `->`), or a double-quoted name. Any other character
-    /// ends it, so `select=name'` is a parse error, as in PostgREST, rather
-    /// than a column named `name'`.
-    fn select_name(&mut self) -> Result<String, ApiError> {
+    /// A name in `select` (a column, alias, relation or hint) or a filter
+    /// key, as PostgREST's `pFieldName` reads it: letters, digits, `_`, `$`,
+    /// spaces and `-` (not `->`), or a double-quoted name. Any other
+    /// character ends it, so `select=name'` is a parse error, as in
+    /// PostgREST, rather than a column named `name'`.
+    fn field_name(&mut self) -> Result<String, ApiError> {
         if self.peek() == Some('"') {
             return self.quoted();
         }
@@ -563,7 +563,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn field(&mut self) -> Result<Field, ApiError> {
-        let name = self.name()?;
+        let name = self.field_name()?;
         let path = self.json_path()?;
         Ok(Field { name, path })
     }
@@ -646,16 +646,16 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, ApiError> {
         return Ok(SelectItem::Star);
     }
     if c.eat("...") {
-        let name = c.select_name()?;
+        let name = c.field_name()?;
         let mut embed = embed_rest(c, name, None, depth)?;
         embed.spread = true;
         return Ok(SelectItem::Embed(embed));
     }
-    let first = c.select_name()?;
+    let first = c.field_name()?;
     let (alias, name) = if c.peek() == Some(':') && !c.looking_at("::") {
         c.pos += 1;
         c.skip_ws();
-        (Some(first), c.select_name()?)
+        (Some(first), c.field_name()?)
     } else {
         (None, first)
     };
@@ -682,7 +682,7 @@ fn select_item(c: &mut Cursor, depth: usize) -> Result<SelectItem, ApiError> {
     if c.peek() == Some('.') {
         c.pos += 1;
         let start = c.pos;
-        let fname = c.select_name()?;
+        let fname = c.field_name()?;
         match aggregate_name(&fname) {
             Some(a) if c.looking_at("()") => {
                 c.pos += 2;
@@ -713,7 +713,7 @@ fn embed_rest(
     let mut hint = None;
     let mut join = None;
     while c.eat("!") {
-        let h = c.select_name()?;
+        let h = c.field_name()?;
         match h.as_str() {
             "inner" => join = Some(JoinKind::Inner),
             "left" => join = Some(JoinKind::Left),
@@ -744,14 +744,13 @@ fn embed_rest(
     })
 }
 
-/// Parse a filter key (a field with an optional JSON path) as a whole.
-fn parse_field_whole(param: &str, text: &str) -> Result<Field, ApiError> {
-    let mut c = Cursor::new(param, text);
-    let f = c.field()?;
-    if !c.eof() {
-        return Err(c.error("end of the column name"));
-    }
-    Ok(f)
+/// Parse a filter key: a field name and an optional JSON path, as
+/// PostgREST's `pTreePath`, which does not ask for the end of the key: what
+/// follows is ignored. So `title[0]=ilike.*a*&title[1]=ilike.*b*` (the `qs`
+/// library's arrays, which react-admin's PostgREST provider sends for two
+/// conditions on one column) filters `title` twice, as under PostgREST.
+fn parse_filter_key(param: &str, text: &str) -> Result<Field, ApiError> {
+    Cursor::new(param, text).field()
 }
 
 /// Parse the value of a filter parameter: `[not.]op[(any|all)|(lang)].value`.
@@ -1480,6 +1479,37 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn filter_keys_end_where_postgrest_field_names_end() {
+        let pairs: Vec<(String, String)> = [
+            ("title[0]", "ilike.*a*"),
+            ("title[1]", "ilike.*b*"),
+            ("data->k[x]", "eq.1"),
+            ("views@gte", "gte.2"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let q = parse_query(&pairs).unwrap();
+        let fields: Vec<(String, usize)> = q
+            .root
+            .conditions
+            .iter()
+            .map(|c| match c {
+                Condition::Filter(f) => (f.field.name.clone(), f.field.path.len()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [("title", 0), ("title", 0), ("data", 1), ("views", 0)]
+                .map(|(n, p)| (n.to_string(), p))
+        );
+        // a key that does not start with a field name is still an error
+        let bad = vec![("[0]title".to_string(), "eq.1".to_string())];
+        assert_eq!(parse_query(&bad).unwrap_err().code, "PGRST100");
     }
 
     fn filter(v: &str) -> Filter {
