@@ -278,10 +278,11 @@ impl Drop for Conn {
 ///
 /// `abandoned` resolves when the client has gone away (its sender is
 /// dropped with the request's future). The statement in flight is then
-/// cancelled — PostgreSQL's cancel request, awaited, so that it cannot
-/// reach the backend after the connection went back to the pool — and the
-/// transaction ends as on any error: rolled back, the connection clean and
-/// reused. A write already committed stays committed. PostgREST lets such
+/// cancelled — PostgreSQL's cancel request — and the transaction ends as on
+/// any error: rolled back. The connection is then closed, not reused: the
+/// cancel is not acknowledged, and could reach the backend after the
+/// connection went back to the pool, cancelling another request's
+/// statement. A write already committed stays committed. PostgREST lets such
 /// statements run to their end (its issues #699, #3517), which lets a
 /// client that starts slow requests and hangs up hold the whole pool.
 pub async fn run(
@@ -348,6 +349,18 @@ pub async fn run(
             _ => break (conn, out),
         }
     };
+    // A cancel request is not acknowledged: PostgreSQL's postmaster signals
+    // the backend some time after `cancel_query` returned, and if the
+    // statement had already finished the signal cancels whatever runs next
+    // on that backend — the next request on a pooled connection, another
+    // tenant's perhaps, or its COMMIT, failing a write that was committed.
+    // A connection a cancel was sent on is therefore never reused.
+    if gone {
+        if let Some(obj) = conn.obj.take() {
+            drop(deadpool_postgres::Object::take(obj));
+        }
+        return out;
+    }
     let clean = conn.clean;
     // A connection's buffers grow to the largest message it sent and keep
     // that size: one that carried a large body (a bulk insert) is closed

@@ -1470,7 +1470,13 @@ mod tests {
             assert_eq!(name(text), want, "{text}");
         }
         // anything else ends the name, and a column must then end
-        for (bad, column) in [("name'", 5), ("name;x", 5), ("a#b", 2), ("a,b%c", 4), ("r(x@y)", 4)] {
+        for (bad, column) in [
+            ("name'", 5),
+            ("name;x", 5),
+            ("a#b", 2),
+            ("a,b%c", 4),
+            ("r(x@y)", 4),
+        ] {
             let e = parse_select(bad).unwrap_err();
             assert_eq!(e.code, "PGRST100", "{bad}");
             assert!(
