@@ -202,6 +202,26 @@ async fn reads(p: &Proxy) {
             200,
             json!([{"id": 1, "sp_users_tasks": [{"sp_tasks": {"id": 1}}]}]),
         ),
+        // a to-one embed or spread paged by the client (PostgREST applies
+        // the page): `limit=1` keeps the row, `offset=1` skips it
+        (
+            "/sp_tasks?select=id,sp_projects(name)&sp_projects.limit=1&order=id",
+            json,
+            200,
+            json!([{"id": 1, "sp_projects": {"name": "p1"}}, {"id": 2, "sp_projects": {"name": "p1"}}]),
+        ),
+        (
+            "/sp_tasks?select=id,sp_projects(name)&sp_projects.offset=1&id=eq.1",
+            json,
+            200,
+            json!([{"id": 1, "sp_projects": null}]),
+        ),
+        (
+            "/sp_tasks?select=id,...sp_projects(project:name)&sp_projects.order=name&sp_projects.limit=1&id=eq.2",
+            json,
+            200,
+            json!([{"id": 2, "project": "p1"}]),
+        ),
         // without `order`, `!inner` and a null filter keep the parents' scan
         // order, as PostgREST's lateral join does
         (

@@ -1119,6 +1119,14 @@ impl<'a> Ctx<'a> {
             inner.select_list(),
             inner.tail(jc.as_deref())
         );
+        // a to-one embed or spread is at most one row; when the client paged
+        // it too (`rel.limit=1`, `rel.offset=1`, as PostgREST allows), its
+        // own LIMIT/OFFSET applies first
+        let one_row = if inner.paging.is_empty() {
+            format!("{inner_sql} LIMIT 1")
+        } else {
+            format!("SELECT * FROM ({inner_sql}) AS \"_o\" LIMIT 1")
+        };
         let label = quote_ident(embed.label());
         if embed.spread && !rel.cardinality.to_one() {
             // PostgREST v13: spreading a to-many relationship gives each
@@ -1158,9 +1166,8 @@ impl<'a> Ctx<'a> {
         } else if embed.spread {
             if !inner.select.is_empty() {
                 let sa = self.alias(&target.name.clone());
-                out.joins.push(format!(
-                    "LEFT JOIN LATERAL ({inner_sql} LIMIT 1) AS {sa} ON TRUE"
-                ));
+                out.joins
+                    .push(format!("LEFT JOIN LATERAL ({one_row}) AS {sa} ON TRUE"));
                 self.spread_laterals.push((
                     alias.to_string(),
                     embed.label().to_string(),
@@ -1207,7 +1214,7 @@ impl<'a> Ctx<'a> {
                 // the response are PostgREST's, and a level that groups
                 // (aggregates) can group by it (json has no equality)
                 out.select.push(format!(
-                    "(SELECT pg_catalog.row_to_json(\"_e\")::jsonb FROM ({inner_sql} LIMIT 1) AS \"_e\") AS {label}"
+                    "(SELECT pg_catalog.row_to_json(\"_e\")::jsonb FROM ({one_row}) AS \"_e\") AS {label}"
                 ));
             } else {
                 out.select.push(format!(
@@ -3049,6 +3056,16 @@ mod tests {
         let st = read(&s, &dp, &q(&[("select", "id,metrics(code)")]), &opts, false).unwrap();
         assert_eq!(st.sql.matches(" LIMIT $").count(), 1, "{}", st.sql);
         assert!(!st.sql.contains("LIMIT $1 LIMIT 1"), "{}", st.sql);
+        // a to-one embed or spread paged by the client: its page, then one row
+        for pairs in [
+            &[("select", "id,metrics(code)"), ("metrics.limit", "1")][..],
+            &[("select", "id,...metrics(code)"), ("metrics.offset", "1")][..],
+        ] {
+            let st = read(&s, &dp, &q(pairs), &opts, false).unwrap();
+            assert!(st.sql.contains(") AS \"_o\" LIMIT 1)"), "{}", st.sql);
+            assert!(!st.sql.contains(" LIMIT 1 LIMIT"), "{}", st.sql);
+            assert!(!st.sql.contains("$1 LIMIT 1"), "{}", st.sql);
+        }
     }
 
     #[test]
