@@ -541,12 +541,23 @@ pub async fn api(st: Arc<AppState>, req: axum::extract::Request) -> Response {
             Err(e) => return error_response(&e),
         };
     // `/health`, `/ready` and `/metrics` are operational endpoints unless the
-    // default schema has a table of that name (the demo has `esg.metrics`);
-    // they are always at `/_tenancy/…`.
+    // request's schema (`Accept-Profile`, else the default one) has a table
+    // of that name (the demo has `esg.metrics`); they are always at
+    // `/_tenancy/…`.
     let ops = uri.path().trim_start_matches('/');
     if matches!(ops, "health" | "ready" | "metrics") && method == Method::GET {
-        let default_schema = st.live().schemas.first().cloned().unwrap_or_default();
-        if st.schema().table(&default_schema, ops).is_none() {
+        let live = st.live();
+        let profile = headers
+            .get("accept-profile")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let schema = match profile {
+            Some(p) => p.to_string(),
+            None => live.schemas.first().cloned().unwrap_or_default(),
+        };
+        if profile.is_none_or(|p| live.schemas.iter().any(|s| s == p))
+            && st.schema().table(&schema, ops).is_none()
+        {
             return match ops {
                 "health" => health().await.into_response(),
                 "ready" => ready(State(st)).await,

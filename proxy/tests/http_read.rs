@@ -29,6 +29,53 @@ async fn reads_filters_embeds_errors() {
     }
 }
 
+/// `/health`, `/ready` and `/metrics` answer as the operational endpoints
+/// unless the request's schema has a table of that name: the default
+/// schema, or the one `Accept-Profile` names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operational_aliases_yield_to_tables() {
+    let db = TestDb::create("opsalias").await;
+    let mut c = db.config();
+    // `tenancy` first: it has no table named metrics, esg has
+    c.db_schemas = "tenancy,esg".into();
+    let p = db.proxy(c).await;
+    let result = async {
+        let acme = member("acme");
+        let ctype =
+            |r: &reqwest::Response| r.headers()["content-type"].to_str().unwrap().to_string();
+        let r = p.get("/health").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let (s, v) = json_of(p.get("/ready").send().await.unwrap()).await;
+        assert_eq!(s, 200, "{v}");
+        let r = p.get("/metrics").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(ctype(&r).starts_with("text/plain"), "{}", ctype(&r));
+        // the table, when the request's schema has it
+        let r = p
+            .get("/metrics?select=code&order=code&limit=1")
+            .bearer_auth(&acme)
+            .header("Accept-Profile", "esg")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(ctype(&r).starts_with("application/json"), "{}", ctype(&r));
+        let v: Value = r.json().await.unwrap();
+        assert!(v[0]["code"].is_string(), "{v}");
+        // a schema that is not exposed: PostgREST's 406, not the metrics page
+        let (s, v) = json_of(
+            p.get("/metrics")
+                .header("Accept-Profile", "pg_catalog")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((s, v["code"].as_str()), (406, Some("PGRST106")), "{v}");
+    };
+    finish(guarded(result).await, &db, vec![p]).await;
+}
+
 async fn health(p: &Proxy) {
     assert_eq!(
         p.get("/_tenancy/health").send().await.unwrap().status(),
