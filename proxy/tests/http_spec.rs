@@ -71,6 +71,7 @@ async fn postgrest_spec_differences() {
         options(&p).await;
         supabase_prefix(&p).await;
         vary(&p).await;
+        deep_bodies(&p).await;
     })
     .await;
     finish(outcome, &db, vec![p]).await;
@@ -175,6 +176,46 @@ async fn patch_columns(p: &Proxy) {
             assert_eq!((s, &v["code"]), (status, &want), "{path}: {v}");
         }
     }
+}
+
+/// A body nested too deeply for PostgreSQL's parser is the client's error
+/// (400 PGRST102), not a 500 54001 stack overflow; nothing is written.
+async fn deep_bodies(p: &Proxy) {
+    let acme = member("acme");
+    let deep = format!(
+        r#"{{"id": 9, "body": {}1{}}}"#,
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    for (method, path) in [
+        (reqwest::Method::POST, "/sp_items"),
+        (reqwest::Method::PUT, "/sp_items?id=eq.9"),
+    ] {
+        let (s, v) = json_of(
+            p.request(method.clone(), path)
+                .bearer_auth(&acme)
+                .header("Content-Type", "application/json")
+                .body(deep.clone())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (400, Some("PGRST102")),
+            "{method} {v}"
+        );
+    }
+    let (_, v) = json_of(
+        p.get("/sp_items?id=eq.9")
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v, json!([]));
 }
 
 async fn reads(p: &Proxy) {

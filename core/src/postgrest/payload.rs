@@ -41,6 +41,43 @@ pub enum PayloadError {
     NotObjectOrArray,
     /// An array element that is not an object.
     ElementNotObject,
+    /// Arrays and objects nested deeper than [`MAX_DEPTH`]: PostgreSQL's
+    /// JSON parser would run out of stack (500 54001) on it.
+    TooDeep,
+}
+
+/// How deep arrays and objects may nest in an insert body. PostgreSQL's own
+/// limit is its stack (`max_stack_depth`), a few thousand levels.
+pub const MAX_DEPTH: usize = 1000;
+
+/// Whether arrays and objects in the JSON text nest deeper than `max`
+/// (strings skipped; the text is not otherwise checked here).
+fn nests_deeper_than(body: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    for b in body.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 impl PayloadError {
@@ -54,6 +91,9 @@ impl PayloadError {
             // PostgREST's wording: an element that is not an object has
             // no keys to match the first's
             PayloadError::ElementNotObject => "All object keys must match",
+            PayloadError::TooDeep => {
+                "The JSON body nests arrays and objects more than 1000 levels deep"
+            }
         }
     }
 }
@@ -62,6 +102,9 @@ impl PayloadError {
 /// counts (PUT); the rest must still be objects. `keep_keys`: keep each
 /// object's keys (`missing=default`, where absent keys take defaults).
 pub fn scan(body: &str, first_only: bool, keep_keys: bool) -> Result<Shape, PayloadError> {
+    if nests_deeper_than(body, MAX_DEPTH) {
+        return Err(PayloadError::TooDeep);
+    }
     let mut de = serde_json::Deserializer::from_str(body);
     let shape = de
         .deserialize_any(TopVisitor {
@@ -398,6 +441,30 @@ mod tests {
             scan("[2]", true, false),
             Err(PayloadError::ElementNotObject)
         );
+        // nesting: up to MAX_DEPTH levels (the body's own brackets count),
+        // brackets inside strings do not
+        let nested = |levels: usize| {
+            format!(
+                r#"{{"a": "[[{{", "b": {}1{}}}"#,
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        assert!(scan(&nested(MAX_DEPTH), false, false).is_ok());
+        assert_eq!(
+            scan(&nested(MAX_DEPTH + 1), false, false),
+            Err(PayloadError::TooDeep)
+        );
+        assert_eq!(
+            scan(&"[".repeat(200_000), false, false),
+            Err(PayloadError::TooDeep)
+        );
+        assert!(scan(
+            &format!(r#"{{"s": "{}"}}"#, "[\\\"".repeat(5000)),
+            false,
+            false
+        )
+        .is_ok());
     }
 
     #[test]
