@@ -43,6 +43,56 @@ BEGIN
 END
 $$;
 
+-- The entries the super admin's own functions write. enable(), disable()
+-- and register_reference() run as their caller (they alter the caller's
+-- tables) and so cannot call _audit(), which is the extension owner's alone:
+-- a caller who could would choose any entry's action, tenant and details.
+-- Here the action is one of those three and must match the registry as this
+-- transaction left it, and the details are read from the registry.
+CREATE FUNCTION tenancy._audit_table_change(action text, tbl regclass) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_row tenancy.managed_tables;
+    v_ok  boolean;
+BEGIN
+    SELECT * INTO v_row FROM tenancy.managed_tables mt WHERE mt.relid = tbl;
+    v_ok := CASE action
+         WHEN 'enable' THEN v_row.kind = 'tenant' AND v_row.managed_at = pg_catalog.now()
+         WHEN 'register_reference' THEN v_row.kind = 'reference' AND v_row.managed_at = pg_catalog.now()
+         WHEN 'disable' THEN v_row.relid IS NULL
+       END;
+    IF v_ok IS NOT TRUE THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'tenancy._audit_table_change is internal',
+            HINT = 'Audit entries are written by pg_tenancy functions only.';
+    END IF;
+    RETURN tenancy._audit(action, NULL, tbl::text, CASE action
+        WHEN 'enable' THEN pg_catalog.jsonb_build_object('tenant_column', v_row.tenant_column,
+                                                         'hierarchical', v_row.hierarchical)
+        ELSE '{}'::jsonb END);
+END
+$$;
+
+-- The entry of a super admin's cross-tenant access (tenancy.superadmin_access,
+-- called by the generated policies as the reader): only for a command on a
+-- table with such a policy, in the reader's tenant context.
+CREATE FUNCTION tenancy._audit_superadmin_access(tbl oid, command text, tenant uuid) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF command IS NULL OR command NOT IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                       WHERE p.polrelid = tbl
+                         AND pg_catalog.strpos(pg_catalog.pg_get_expr(COALESCE(p.polqual, p.polwithcheck), p.polrelid),
+                                               'superadmin_access(') > 0) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = 'tenancy._audit_superadmin_access is internal',
+            HINT = 'Audit entries are written by pg_tenancy functions only.';
+    END IF;
+    RETURN tenancy._audit('superadmin_access', tenant, tbl::regclass::text,
+                          pg_catalog.jsonb_build_object('command', command));
+END
+$$;
+
 -- Append-only: no UPDATE, DELETE or TRUNCATE but by the table owner (the
 -- extension owner). Even those are caught by tenancy.verify_audit().
 CREATE FUNCTION tenancy._audit_append_only() RETURNS trigger

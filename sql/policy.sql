@@ -31,7 +31,7 @@ BEGIN
             MESSAGE = pg_catalog.format('%s is a temporary table', tbl),
             HINT = 'pg_tenancy manages permanent tables only: a temporary one is private to its session and ends with it.';
     END IF;
-    IF v_ns IN ('pg_catalog', 'information_schema', 'tenancy') OR v_ns LIKE 'pg\_toast%' THEN
+    IF v_ns IN ('pg_catalog', 'information_schema', 'tenancy') OR v_ns LIKE E'pg\\_toast%' THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('%s belongs to schema %s, which pg_tenancy does not manage', tbl, v_ns);
     END IF;
@@ -71,7 +71,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                p.polcmd, p.polpermissive, p.polroles::oid[]::text,
                pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid))), '{}')
       FROM pg_catalog.pg_policy p
-     WHERE p.polrelid = tbl AND p.polname LIKE 'tenancy\_%'
+     WHERE p.polrelid = tbl AND p.polname LIKE E'tenancy\\_%'
 $$;
 
 /*
@@ -121,8 +121,7 @@ BEGIN
     ON CONFLICT (relid) DO UPDATE SET kind = 'tenant', tenant_column = EXCLUDED.tenant_column,
         hierarchical = EXCLUDED.hierarchical, policies = EXCLUDED.policies,
         managed_at = pg_catalog.now(), managed_by = session_user;
-    PERFORM tenancy._audit('enable', NULL, tbl::text,
-        pg_catalog.jsonb_build_object('tenant_column', tenant_column, 'hierarchical', COALESCE(hierarchical, false)));
+    PERFORM tenancy._audit_table_change('enable', tbl);
     RETURN v_ddl;
 END
 $$;
@@ -149,7 +148,7 @@ BEGIN
          VALUES (tbl, 'reference', tenancy._policy_fingerprint(tbl))
     ON CONFLICT (relid) DO UPDATE SET policies = EXCLUDED.policies,
         managed_at = pg_catalog.now(), managed_by = session_user;
-    PERFORM tenancy._audit('register_reference', NULL, tbl::text, '{}');
+    PERFORM tenancy._audit_table_change('register_reference', tbl);
     RETURN v_ddl;
 END
 $$;
@@ -175,7 +174,7 @@ BEGIN
     v_ddl := tenancy._policy_ddl(tbl, 'disable', NULL, NULL);
     EXECUTE v_ddl;
     DELETE FROM tenancy.managed_tables mt WHERE mt.relid = tbl;
-    PERFORM tenancy._audit('disable', NULL, tbl::text, '{}');
+    PERFORM tenancy._audit_table_change('disable', tbl);
     RAISE NOTICE '% keeps row level security enabled with no policies: only its owner can read it now', tbl
         USING HINT = pg_catalog.format('To open it to all grantees: ALTER TABLE %s DISABLE ROW LEVEL SECURITY;', tbl);
     RETURN v_ddl;

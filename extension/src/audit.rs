@@ -84,9 +84,19 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
                 Some("Every cross-tenant access by a super admin writes an audit entry; use a read-write transaction."),
             );
         }
+        // The server log keeps what a rolled-back transaction takes from
+        // the audit log along with it: written first, outside the
+        // transaction's reach.
+        let line = Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.format('%s on %s by role %I (session user %I), tenant %s', \
+             $2::text, $1::regclass, current_user, session_user, \
+             COALESCE(tenancy.current_tenant()::text, 'none'))",
+            &[tbl.into(), command.into()],
+        )
+        .or_raise("describing the super-admin access");
+        pgrx::log!("pg_tenancy super-admin access: {}", line.unwrap_or_default());
         Spi::run_with_args(
-            "SELECT tenancy._audit('superadmin_access', tenancy.current_tenant(), $1::regclass::text, \
-             pg_catalog.jsonb_build_object('command', $2::text))",
+            "SELECT tenancy._audit_superadmin_access($1, $2, tenancy.current_tenant())",
             &[tbl.into(), command.into()],
         )
         .or_raise("writing the super-admin audit entry");

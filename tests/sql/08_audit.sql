@@ -3,7 +3,7 @@
 -- everyone but the owner.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(46);
+SELECT plan(53);
 
 SELECT results_eq($$SELECT ok, entries, first_broken_seq, problem FROM tenancy.verify_audit()$$,
                   $$VALUES (true, 0::bigint, NULL::bigint, NULL::text)$$, 'an empty log verifies');
@@ -171,6 +171,25 @@ DELETE FROM t08.docs WHERE id = 1;
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM tenancy.audit_log WHERE action = 'superadmin_access' AND details->>'command' = 'DELETE'), 1,
           'a super admin''s access after a rolled-back savepoint is audited');
+
+-- attack: a super admin forging entries. The writer is the extension
+-- owner's; the two helpers it may call accept only what happened.
+SELECT count(*) AS entries_before FROM tenancy.audit_log \gset
+SET LOCAL ROLE tap08_sa;
+SELECT throws_ok($$SELECT tenancy._audit('drop_tenant', NULL, 'acme', '{}')$$, '42501', NULL,
+                 'a super admin cannot call the audit writer: 42501');
+SELECT throws_ok($$SELECT tenancy._audit_table_change('drop_tenant', 't08.docs')$$, '42501',
+                 'tenancy._audit_table_change is internal', 'only table-management actions: 42501');
+SELECT throws_ok($$SELECT tenancy._audit_table_change('disable', 't08.docs')$$, '42501',
+                 'tenancy._audit_table_change is internal', 'no disable entry for a table still managed: 42501');
+SELECT throws_ok($$SELECT tenancy._audit_table_change('register_reference', 't08.docs')$$, '42501',
+                 'tenancy._audit_table_change is internal', 'no register_reference entry for a tenant table: 42501');
+SELECT throws_ok($$SELECT tenancy._audit_superadmin_access('pg_catalog.pg_class'::regclass, 'SELECT', NULL)$$, '42501',
+                 'tenancy._audit_superadmin_access is internal', 'no access entry for a table without the policy: 42501');
+SELECT throws_ok($$SELECT tenancy._audit_superadmin_access('t08.docs'::regclass, 'TRUNCATE', NULL)$$, '42501',
+                 'tenancy._audit_superadmin_access is internal', 'no access entry for another command: 42501');
+RESET ROLE;
+SELECT is((SELECT count(*)::int FROM tenancy.audit_log), :entries_before, 'no forged entry was written');
 
 SELECT * FROM finish();
 ROLLBACK;
