@@ -212,6 +212,13 @@ DECLARE
     v_counts  jsonb;
     v_map     jsonb := '{}';
     c         record;
+    t         oid;
+    v_tid     uuid;
+    v_tcol    name;
+    v_objs    text[];
+    v_all     bigint;
+    v_seen    bigint;
+    v_caller  name := COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user);
 BEGIN
     v_id := tenancy.resolve(source);
     SELECT * INTO v_src FROM tenancy.tenants t WHERE t.id = v_id;
@@ -238,6 +245,31 @@ BEGIN
                 plan => c.plan, industry => c.industry, settings => c.settings);
         END LOOP;
     END IF;
+    -- Every source row must be one the caller reads itself: the copies
+    -- belong to a new tenant, outside whatever restrictive policy hid the
+    -- originals from the caller (create_template refuses the same).
+    FOREACH t IN ARRAY v_tables LOOP
+        SELECT m.tenant_column INTO v_tcol FROM tenancy.managed_tables m WHERE m.relid = t;
+        FOREACH v_tid IN ARRAY v_old LOOP
+            v_objs := COALESCE(v_objs, tenancy._session_objects());
+            BEGIN
+                v_all := (tenancy._query_as_owner(t, pg_catalog.format(
+                    'SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM %s s WHERE s.%I = ($1)[1]',
+                    t::regclass, v_tcol), ARRAY[v_tid], v_objs))::bigint;
+                v_seen := tenancy._count_as_caller(t, v_tcol, v_tid, v_objs);
+            EXCEPTION WHEN OTHERS THEN
+                PERFORM tenancy._undo_prepared(v_objs);
+                RAISE;
+            END;
+            IF v_seen < v_all THEN
+                RAISE EXCEPTION USING ERRCODE = '42501',
+                    MESSAGE = pg_catalog.format('row level security hides %s of the %s rows of tenant %L in %s from role %s',
+                        v_all - v_seen, v_all, (SELECT x.slug FROM tenancy.tenants x WHERE x.id = v_tid), t::regclass, v_caller),
+                    DETAIL = 'The copies would belong to a new tenant, outside the policy that hides the originals.',
+                    HINT = 'Leave the table out (tables => ...), or have its owner let the super admins read those rows.';
+            END IF;
+        END LOOP;
+    END LOOP;
     v_counts := tenancy._run_copy(v_tables, v_old, v_new);
     -- (multi-argument unnest is syntax, it cannot be schema-qualified)
     SELECT pg_catalog.jsonb_object_agg(o::text, n) INTO v_map FROM unnest(v_old, v_new) AS u(o, n);

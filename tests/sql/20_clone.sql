@@ -4,7 +4,7 @@
 -- a deferrable key, a uuid-key table referenced from a serial-key table, a
 -- generated column, jsonb holding ids, arrays, bytea, enums), then every error.
 BEGIN;
-SELECT plan(52);
+SELECT plan(54);
 
 CREATE SCHEMA c20;
 CREATE TYPE c20.level AS ENUM ('low', 'high');
@@ -270,6 +270,17 @@ RESET ROLE;
 SELECT is((SELECT count(*) FROM c20.orgs WHERE tenant_id = :'by_super'), 3::bigint, 'tenancy_superadmin may clone');
 SELECT is((SELECT role FROM tenancy.audit_log WHERE action = 'clone_tenant' ORDER BY seq DESC LIMIT 1), 'c20_super'::name,
           'the audit entry records the calling role');
+-- Rows a restrictive policy hides from the super admin are not copied into a
+-- tenant it can read (as create_template refuses them).
+CREATE POLICY c20_hide ON c20.orgs AS RESTRICTIVE FOR SELECT TO tenancy_superadmin
+    USING (tenant_id <> tenancy.resolve('c20-src'));
+SET ROLE c20_super;
+SELECT throws_ok($$SELECT tenancy.clone_tenant('c20-src', 'c20-hidden', 'Hidden', tables => ARRAY['c20.orgs']::regclass[])$$,
+    '42501', 'row level security hides 3 of the 3 rows of tenant ''c20-src'' in c20.orgs from role c20_super',
+    'clone_tenant refuses rows that row level security hides from the caller');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM tenancy.tenants WHERE slug = 'c20-hidden'), 0::bigint, '... and creates no tenant');
+DROP POLICY c20_hide ON c20.orgs;
 
 -- A partitioned table whose partitions are managed too (the linter asks for
 -- it): the rows are copied once, through the parent, not once more per
