@@ -6,7 +6,7 @@ CREATE TABLE tenancy.tenants (
     slug              text NOT NULL UNIQUE
                       CONSTRAINT tenants_slug_valid CHECK (tenancy.slug_problem(slug) IS NULL),
     name              text NOT NULL
-                      CONSTRAINT tenants_name_valid CHECK (pg_catalog.length(pg_catalog.btrim(name)) BETWEEN 1 AND 200),
+                      CONSTRAINT tenants_name_valid CHECK (pg_catalog.length(pg_catalog.btrim(name, E' \t\n\r\f\x0b')) BETWEEN 1 AND 200),
     parent_id         uuid REFERENCES tenancy.tenants (id),
     status            text NOT NULL DEFAULT 'active'
                       CONSTRAINT tenants_status_valid CHECK (status IN ('active', 'suspended', 'archived')),

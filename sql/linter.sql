@@ -26,10 +26,20 @@ BEGIN
     IF expr IS NULL THEN
         RETURN true;
     END IF;
-    -- string literals and quoted identifiers blanked: they can hold anything
-    e := pg_catalog.regexp_replace(expr, '''([^'']|'''')*''', '''''', 'g');
-    e := pg_catalog.regexp_replace(e, '"([^"]|"")*"', '""', 'g');
-    cmps := ARRAY(SELECT '(' || CASE WHEN pg_catalog.quote_ident(col) = col::text THEN col::text ELSE '""' END || r || ')'
+    -- string literals and quoted identifiers blanked (they can hold
+    -- anything), but the tenant column itself, when it needs quotes
+    -- ("TenantId"), becomes "@" (no other name does): read as one scan, so
+    -- a quote inside one token does not start another
+    SELECT pg_catalog.string_agg(
+               CASE WHEN pg_catalog.left(x.m[1], 1) = '''' THEN ''''''
+                    WHEN x.m[1] = pg_catalog.quote_ident(col) THEN '"@"'
+                    WHEN pg_catalog.left(x.m[1], 1) = '"' THEN '""'
+                    ELSE x.m[1] END, '' ORDER BY x.n)
+      INTO e
+      FROM pg_catalog.regexp_matches(expr, '(''(?:[^'']|'''')*''|"(?:[^"]|"")*"|[^''"]+|[''"])', 'g')
+           WITH ORDINALITY AS x(m, n);
+    e := COALESCE(e, '');
+    cmps := ARRAY(SELECT '(' || CASE WHEN pg_catalog.quote_ident(col) = col::text THEN col::text ELSE '"@"' END || r || ')'
                     FROM pg_catalog.unnest(ARRAY[
                         ' = tenancy.current_tenant()',
                         ' = ( SELECT tenancy.current_tenant() AS current_tenant)',
@@ -188,7 +198,7 @@ findings AS (
        AND NOT (polname IN ('tenancy_superadmin_select', 'tenancy_superadmin_insert',
                             'tenancy_superadmin_update', 'tenancy_superadmin_delete')
                 AND polroles = ARRAY[(SELECT r.oid FROM pg_roles r WHERE r.rolname = 'tenancy_superadmin')]
-                AND expr ~ 'tenancy\.superadmin_access\(')
+                AND expr ~ E'tenancy\\.superadmin_access\\(')
        -- each clause (USING, WITH CHECK) compares the tenant column with the
        -- context, as a conjunct (see tenancy._restricts_by_tenant)
        AND NOT (tenancy._restricts_by_tenant(qual, tenant_column)
@@ -199,7 +209,7 @@ findings AS (
            'policy combines conditions with OR: the planner cannot use the tenant index for it',
            format('DROP POLICY %I ON %s; -- then create one policy per role (CREATE POLICY ... TO role)', polname, tbl)
       FROM policies
-     WHERE expr ~* '\mOR\M'
+     WHERE expr ~* E'\\mOR\\M'
     UNION ALL
     -- no index leading with the tenant column
     SELECT 'warning', tbl,

@@ -7,7 +7,7 @@
 -- (core::slug::parse_uuid is the same rule).
 CREATE FUNCTION tenancy._is_uuid(t text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
-    SELECT t ~ '^(\{([0-9a-fA-F]{4}-?){7}[0-9a-fA-F]{4}\}|([0-9a-fA-F]{4}-?){7}[0-9a-fA-F]{4})$'
+    SELECT t ~ E'^(\\{([0-9a-fA-F]{4}-?){7}[0-9a-fA-F]{4}\\}|([0-9a-fA-F]{4}-?){7}[0-9a-fA-F]{4})$'
 $$;
 
 -- Find a tenant by uuid or slug; NULL when there is none. Raises 22023 when
@@ -201,10 +201,16 @@ BEGIN
             DETAIL = pg_catalog.format('A slug %s.', tenancy.slug_problem(slug)),
             HINT = 'Slugs are 2-63 lowercase letters, digits and hyphens, e.g. ''acme-europe''.';
     END IF;
-    IF name IS NULL OR pg_catalog.length(pg_catalog.btrim(name)) NOT BETWEEN 1 AND 200 THEN
+    IF name IS NULL OR pg_catalog.length(pg_catalog.btrim(name, E' \t\n\r\f\x0b')) NOT BETWEEN 1 AND 200 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('tenant name %L is invalid', name),
-            HINT = 'Give a display name of 1 to 200 characters.';
+            HINT = 'Give a display name of 1 to 200 characters (not only spaces).';
+    END IF;
+    IF pg_catalog.length(plan) > 100 OR pg_catalog.length(industry) > 100 THEN
+        RAISE EXCEPTION USING ERRCODE = '22001',
+            MESSAGE = pg_catalog.format('tenant %s is longer than 100 characters',
+                                        CASE WHEN pg_catalog.length(plan) > 100 THEN 'plan' ELSE 'industry' END),
+            HINT = 'Plans and industries are short labels, e.g. plan => ''pro'', industry => ''manufacturing''.';
     END IF;
     IF settings IS NULL OR pg_catalog.jsonb_typeof(settings) <> 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -215,7 +221,7 @@ BEGIN
         v_parent := tenancy.resolve(parent);
     END IF;
     INSERT INTO tenancy.tenants (slug, name, parent_id, plan, industry, settings)
-         VALUES (slug, pg_catalog.btrim(name), v_parent, plan, industry, settings)
+         VALUES (slug, pg_catalog.btrim(name, E' \t\n\r\f\x0b'), v_parent, plan, industry, settings)
     ON CONFLICT ON CONSTRAINT tenants_slug_key DO NOTHING
     RETURNING id INTO v_id;
     IF v_id IS NULL THEN
@@ -224,7 +230,7 @@ BEGIN
             HINT = 'Choose another slug; SELECT slug FROM tenancy.tenants lists the taken ones.';
     END IF;
     PERFORM tenancy._audit('create_tenant', v_id, slug,
-        pg_catalog.jsonb_build_object('name', pg_catalog.btrim(name), 'parent_id', v_parent,
+        pg_catalog.jsonb_build_object('name', pg_catalog.btrim(name, E' \t\n\r\f\x0b'), 'parent_id', v_parent,
                                       'plan', plan, 'industry', industry, 'settings', settings));
     RETURN v_id;
 END
@@ -455,7 +461,13 @@ BEGIN
     IF role IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'role must not be NULL';
     END IF;
-    SELECT r.rolname, r.rolsuper, r.rolbypassrls INTO v_r FROM pg_catalog.pg_roles r WHERE r.oid = role;
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls, r.rolcanlogin INTO v_r FROM pg_catalog.pg_roles r WHERE r.oid = role;
+    IF NOT FOUND THEN
+        -- a numeric regrole ('0', '123456') is not checked for existence
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = pg_catalog.format('role with OID %s does not exist', role::oid),
+            HINT = 'Name the role: SELECT tenancy.bind_role(''acme_app'', ''acme'').';
+    END IF;
     IF v_r.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst') THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('%s is a pg_tenancy group role and cannot be bound to a tenant', role),
@@ -468,6 +480,17 @@ BEGIN
             HINT = pg_catalog.format('Bind an ordinary login role, or first run ALTER ROLE %s NOBYPASSRLS NOSUPERUSER.', role);
     END IF;
     v_id := tenancy.resolve(tenant);
+    -- a binding confines the session user or the current role it names, not
+    -- the roles that are members of it and use its rights without SET ROLE
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.member
+                WHERE m.roleid = role AND r.rolinherit) THEN
+        RAISE WARNING 'binding %: its members that inherit it are not bound', role
+            USING DETAIL = pg_catalog.format('A binding applies to a session whose login or current role is %s. Members: %s.', role,
+                (SELECT pg_catalog.string_agg(r.rolname::text, ', ' ORDER BY r.rolname)
+                   FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.member
+                  WHERE m.roleid = role AND r.rolinherit)),
+                  HINT = 'Bind each login role, or make the members NOINHERIT so that they must SET ROLE.';
+    END IF;
     INSERT INTO tenancy.role_bindings (role, tenant_id) VALUES (role, v_id)
     ON CONFLICT ON CONSTRAINT role_bindings_pkey DO UPDATE SET tenant_id = EXCLUDED.tenant_id, bound_at = pg_catalog.now();
     PERFORM tenancy._audit('bind_role', v_id, role::text, '{}');

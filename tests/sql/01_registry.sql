@@ -2,7 +2,7 @@
 -- their errors (with SQLSTATE) and their audit entries.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(75);
+SELECT plan(78);
 
 -- ---------------------------------------------------------------- create
 SELECT lives_ok(
@@ -81,6 +81,11 @@ SELECT throws_ok($$SELECT tenancy.create_tenant('acme', 'Another Acme')$$, '2350
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', '')$$, '22023', 'tenant name '''' is invalid',
                  'empty name: 22023');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', '   ')$$, '22023', NULL, 'blank name: 22023');
+SELECT throws_ok($$SELECT tenancy.create_tenant('initech', E'\t\n \r')$$, '22023', NULL, 'a name of tabs and newlines: 22023');
+SELECT throws_ok(format($$SELECT tenancy.create_tenant('initech', 'Initech', plan => %L)$$, repeat('p', 101)), '22001',
+                 'tenant plan is longer than 100 characters', 'a plan longer than 100: 22001');
+SELECT throws_ok(format($$SELECT tenancy.create_tenant('initech', 'Initech', industry => %L)$$, repeat('i', 101)), '22001',
+                 'tenant industry is longer than 100 characters', 'an industry longer than 100: 22001');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', NULL)$$, '22023', 'tenant name NULL is invalid',
                  'NULL name: 22023');
 SELECT throws_ok(format($$SELECT tenancy.create_tenant('initech', %L)$$, repeat('n', 201)), '22023', NULL,

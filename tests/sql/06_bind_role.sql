@@ -2,7 +2,7 @@
 -- own tenant, whatever it sets; errors and audit entries.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(43);
+SELECT plan(45);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 SELECT tenancy.create_tenant('acme-europe', 'Acme Europe', parent => 'acme');
@@ -94,6 +94,10 @@ SELECT throws_ok($$SELECT tenancy.bind_role('tenancy_member', 'acme')$$, '22023'
 SELECT throws_ok($$SELECT tenancy.bind_role('tap06_no_such_role', 'acme')$$, '42704', NULL, 'binding an unknown role: 42704');
 SELECT throws_ok($$SELECT tenancy.unbind_role('tap06_no_such_role')$$, '42704', NULL, 'unbinding an unknown role: 42704');
 SELECT throws_ok($$SELECT tenancy.bind_role(NULL, 'acme')$$, '22004', 'role must not be NULL', 'binding NULL: 22004');
+SELECT throws_ok($$SELECT tenancy.bind_role(0::regrole, 'acme')$$, '42704', 'role with OID 0 does not exist',
+                 'binding a numeric OID no role has: 42704');
+SELECT throws_ok($$SELECT tenancy.bind_role(4000000000::oid::regrole, 'acme')$$, '42704', NULL,
+                 'binding another unused OID: 42704');
 SELECT throws_ok($$SELECT tenancy.bind_role('tap06_free', 'nobody')$$, 'P0002', NULL, 'binding to an unknown tenant: P0002');
 SELECT throws_ok($$SELECT tenancy.bind_role('tap06_free', 'Bad!')$$, '22023', NULL, 'binding to a malformed tenant ref: 22023');
 SELECT throws_ok($$SELECT tenancy.bind_role('tap06_free', NULL)$$, '22004', NULL, 'binding to a NULL tenant: 22004');

@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(94);
+SELECT plan(97);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -93,6 +93,28 @@ SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE severity = 'error' A
                     'policy tap07_orbranch on t07.ledger', 'policy tap07_anycheck on t07.ledger', 'policy tap07_nested on t07.ledger',
                     'policy tap07_setting on t07.ledger'],
               'COALESCE, IS NOT FALSE, a quoted comparison, an OR branch (also around an AND), an open WITH CHECK, the raw setting (a bound role can SET it): each an error');
+-- a tenant column that needs quotes (EF Core's and Prisma's "TenantId"): the
+-- generated policies pass, a policy on another quoted column does not
+CREATE TABLE t07."Docs" ("TenantId" uuid NOT NULL, "OwnerId" uuid, body text);
+SELECT tenancy.enable('t07."Docs"', 'TenantId');
+CREATE INDEX ON t07."Docs" ("TenantId");
+SELECT is_empty($$SELECT * FROM pg_temp.findings() WHERE object ~ 'Docs'$$, 'a quoted tenant column: the generated policies are not flagged');
+CREATE POLICY tap07_owner ON t07."Docs" FOR SELECT USING ("OwnerId" = tenancy.current_tenant());
+CREATE POLICY tap07_owner_and ON t07."Docs" FOR SELECT USING ("OwnerId" = tenancy.current_tenant() AND body IS NOT NULL);
+CREATE POLICY tap07_quoted_ok ON t07."Docs" FOR SELECT USING ("TenantId" = tenancy.current_tenant() AND "OwnerId" IS NOT NULL);
+SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE object ~ 'Docs' AND problem ~ 'does not restrict by tenant'$$,
+              ARRAY['policy tap07_owner on t07."Docs"', 'policy tap07_owner_and on t07."Docs"'],
+              'a quoted tenant column: another quoted column compared with the tenant is an error, the tenant column is not');
+DROP TABLE t07."Docs";
+-- the linter reads the same under standard_conforming_strings = off (its
+-- patterns are E'' literals)
+SET LOCAL standard_conforming_strings = off;
+SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE severity = 'error' AND problem ~ 'does not restrict by tenant'$$,
+              ARRAY['policy tap07_nested on t07.ledger', 'policy tap07_setting on t07.ledger', 'policy tap07_coalesce on t07.ledger',
+                    'policy tap07_notfalse on t07.ledger', 'policy tap07_literal on t07.ledger', 'policy tap07_orbranch on t07.ledger',
+                    'policy tap07_anycheck on t07.ledger'],
+              'standard_conforming_strings off: the same findings');
+SET LOCAL standard_conforming_strings = on;
 DROP POLICY tap07_nested ON t07.ledger;
 DROP POLICY tap07_setting ON t07.ledger;
 DROP POLICY tap07_coalesce ON t07.ledger;
