@@ -614,39 +614,17 @@ END
 $$;
 
 /*
- * The value of setting `key` for the current tenant: its own settings win,
- * then its parent's, up the tenant tree. NULL when no tenant is current or no
- * tenant on the chain has the key. The current tenant is resolved as
- * tenancy.current_tenant() does (bound role, else tenancy.tenant_id).
- * Errors: 22004 key is NULL.
- * Example: SELECT tenancy.set_tenant('acme-europe');
- *          SELECT tenancy.setting('locale');   -- acme-europe's, else acme's
+ * The value of setting `key` for tenant `tenant`: its own settings win, then
+ * its parent's, up the tenant tree; NULL when none has the key. Internal (the
+ * extension owner's): tenancy.setting(key) calls it for the current tenant,
+ * resolved in Rust exactly as tenancy.current_tenant() resolves it.
  */
-CREATE FUNCTION tenancy.setting(key text) RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tenant uuid;
-    v_value  jsonb;
-BEGIN
-    IF key IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'setting key must not be NULL';
-    END IF;
-    -- Inside SECURITY DEFINER current_user is the owner; the caller's role is
-    -- the session user or the role it SET (the 'role' setting).
-    v_tenant := tenancy._resolve_context(
-        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = session_user),
-        (SELECT r.oid FROM pg_catalog.pg_roles r
-          WHERE r.rolname = COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user)),
-        pg_catalog.current_setting('tenancy.tenant_id', true));
-    IF v_tenant IS NULL THEN
-        RETURN NULL;
-    END IF;
+CREATE FUNCTION tenancy._setting_of(tenant uuid, key text) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH RECURSIVE chain(id, parent_id, settings, depth) AS (
-        SELECT t.id, t.parent_id, t.settings, 0 FROM tenancy.tenants t WHERE t.id = v_tenant
+        SELECT t.id, t.parent_id, t.settings, 0 FROM tenancy.tenants t WHERE t.id = _setting_of.tenant
         UNION ALL
         SELECT t.id, t.parent_id, t.settings, c.depth + 1
           FROM tenancy.tenants t JOIN chain c ON t.id = c.parent_id WHERE c.depth < 64)
-    SELECT c.settings -> key INTO v_value FROM chain c WHERE c.settings ? key ORDER BY c.depth LIMIT 1;
-    RETURN v_value;
-END
+    SELECT c.settings -> _setting_of.key FROM chain c WHERE c.settings ? _setting_of.key ORDER BY c.depth LIMIT 1
 $$;

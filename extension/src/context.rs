@@ -218,6 +218,37 @@ pub fn current_tenant() -> Option<pgrx::Uuid> {
     with_context(|c| c.tenants.first().copied())
 }
 
+/// The value of setting `key` for the current tenant: its own settings win,
+/// then its parent's, up the tenant tree. NULL when no tenant is current or
+/// no tenant on the chain has the key. The tenant is [`current_tenant`]'s,
+/// resolved the same way (a bound role, else `tenancy.tenant_id`) — also
+/// inside a SECURITY DEFINER function owned by a bound role.
+///
+/// Errors: 22004 key is NULL.
+///
+/// ```sql
+/// SELECT tenancy.set_tenant('acme-europe');
+/// SELECT tenancy.setting('locale');   -- acme-europe's, else acme's
+/// ```
+#[pg_extern(stable, parallel_safe)]
+pub fn setting(key: Option<&str>) -> Option<pgrx::JsonB> {
+    let Some(key) = key else {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "setting key must not be NULL",
+            Some("Name a settings key, e.g. SELECT tenancy.setting('locale')."),
+        )
+    };
+    let tenant = current_tenant()?;
+    as_owner(|| {
+        crate::error::select_one::<pgrx::JsonB>(
+            "SELECT tenancy._setting_of($1, $2)",
+            &[tenant.into(), key.into()],
+        )
+    })
+    .or_raise("reading the tenant's settings")
+}
+
 /// The current tenant and all its descendants (subsidiaries, departments):
 /// what a parent reads on tables enabled with `hierarchical => true`. Empty
 /// without a current tenant.

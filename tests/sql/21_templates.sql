@@ -2,7 +2,7 @@
 -- tenancy.drop_template, tenancy.provision, tenancy.provision_many and
 -- settings inheritance through tenancy.setting; tampering and every error.
 BEGIN;
-SELECT plan(58);
+SELECT plan(59);
 
 CREATE SCHEMA t21;
 -- A small ESG-like schema: composite-key self-referencing organisations,
@@ -122,6 +122,24 @@ SELECT tenancy.clear_tenant() IS NULL AS ctx \gset
 RESET ROLE;
 SELECT is(:'member_currency'::text, '"EUR"'::text, 'setting: a member reads inherited values it cannot see in the registry');
 SELECT is(:'member_sees_parent'::int, 0, '(the member indeed cannot read its ancestors'' registry rows)');
+-- inside a SECURITY DEFINER function owned by a role bound to a tenant,
+-- setting() reads the settings of the tenant current_tenant() names there,
+-- not of the tenant the caller set
+CREATE ROLE t21_owner NOLOGIN;
+GRANT tenancy_member TO t21_owner;
+SELECT tenancy.bind_role('t21_owner', 't21-kid');
+CREATE FUNCTION public.t21_ctx() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER
+    AS $$ SELECT tenancy.current_tenant()::text || ' ' || COALESCE(tenancy.setting('theme')::text, 'none') $$;
+ALTER FUNCTION public.t21_ctx() OWNER TO t21_owner;
+GRANT EXECUTE ON FUNCTION public.t21_ctx() TO t21_member;
+SET ROLE t21_member;
+SELECT tenancy.set_tenant('t21-grandkid') IS NOT NULL AS ctx \gset
+SELECT public.t21_ctx() AS definer_ctx \gset
+SELECT tenancy.clear_tenant() IS NULL AS ctx \gset
+RESET ROLE;
+SELECT is(:'definer_ctx', :'kid' || ' none',
+          'setting() resolves the tenant as current_tenant() does, also inside a bound owner''s SECURITY DEFINER function');
+SELECT tenancy.unbind_role('t21_owner');
 
 -- provision_many: 100 tenants, all or nothing.
 SELECT count(*) AS bulk FROM tenancy.provision_many('t21-basic',
