@@ -163,6 +163,16 @@ findings AS (
       FROM managed m JOIN pg_rewrite r ON r.ev_class = m.relid
      WHERE r.rulename <> '_RETURN'
     UNION ALL
+    -- reference data is written by tenancy_superadmin only: a permissive write
+    -- policy for other roles lets one tenant change every tenant's master data
+    SELECT 'error', format('policy %I on %s', p.polname, m.tbl),
+           'permissive write policy on a reference table: roles other than tenancy_superadmin can change the data every tenant shares',
+           format('DROP POLICY %I ON %s;', p.polname, m.tbl)
+      FROM managed m JOIN pg_policy p ON p.polrelid = m.relid
+     WHERE m.kind = 'reference' AND p.polpermissive AND p.polcmd IN ('*', 'a', 'w', 'd')
+       AND p.polname NOT IN ('tenancy_reference_insert', 'tenancy_reference_update', 'tenancy_reference_delete')
+       AND p.polroles <> ARRAY[(SELECT r.oid FROM pg_roles r WHERE r.rolname = 'tenancy_superadmin')]
+    UNION ALL
     -- unmanaged partitions of a managed table can be queried directly
     SELECT 'error', c.oid::regclass::text,
            format('partition of managed table %s without row level security: querying it directly skips the policies', m.tbl),

@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(97);
+SELECT plan(100);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -106,6 +106,17 @@ SELECT set_eq($$SELECT object FROM pg_temp.findings() WHERE object ~ 'Docs' AND 
               ARRAY['policy tap07_owner on t07."Docs"', 'policy tap07_owner_and on t07."Docs"'],
               'a quoted tenant column: another quoted column compared with the tenant is an error, the tenant column is not');
 DROP TABLE t07."Docs";
+-- a write policy on a reference table for roles beyond the super admin
+CREATE POLICY tap07_ref_ins ON t07.units FOR INSERT TO PUBLIC WITH CHECK (true);
+CREATE POLICY tap07_ref_sa ON t07.units FOR UPDATE TO tenancy_superadmin USING (true);
+CREATE POLICY tap07_ref_read ON t07.units FOR SELECT TO PUBLIC USING (code <> 'x');
+SELECT results_eq($$SELECT object, severity, fix FROM pg_temp.findings() WHERE problem ~ 'reference table'$$,
+                  $$VALUES ('policy tap07_ref_ins on t07.units', 'error', 'DROP POLICY tap07_ref_ins ON t07.units;')$$,
+                  'a reference table: a write policy for everyone is an error, the super admin''s and a read policy are not');
+SELECT lives_ok(pg_temp.fix_of('policy tap07_ref_ins on t07.units', 'reference table'), 'the DROP POLICY fix runs');
+SELECT ok(NOT pg_temp.has_finding('policy tap07_ref_ins on t07.units', '.'), 'after the fix the finding is gone');
+DROP POLICY tap07_ref_sa ON t07.units;
+DROP POLICY tap07_ref_read ON t07.units;
 -- the linter reads the same under standard_conforming_strings = off (its
 -- patterns are E'' literals)
 SET LOCAL standard_conforming_strings = off;
