@@ -94,7 +94,10 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
             &[tbl.into(), command.into()],
         )
         .or_raise("describing the super-admin access");
-        pgrx::log!("pg_tenancy super-admin access: {}", line.unwrap_or_default());
+        pgrx::log!(
+            "pg_tenancy super-admin access: {}",
+            line.unwrap_or_default()
+        );
         Spi::run_with_args(
             "SELECT tenancy._audit_superadmin_access($1, $2, tenancy.current_tenant())",
             &[tbl.into(), command.into()],
