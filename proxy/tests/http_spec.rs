@@ -243,6 +243,15 @@ async fn reads(p: &Proxy) {
             200,
             json!([{"id": 1, "sp_users_tasks": [{"sp_tasks": {"id": 1}}]}]),
         ),
+        // a filter key ends where a field name ends, as PostgREST reads it:
+        // the `qs` library's arrays (react-admin's data provider) filter the
+        // column twice
+        (
+            "/sp_items?select=id&id[0]=in.(1,2)&id[1]=neq.2",
+            json,
+            200,
+            json!([{"id": 1}]),
+        ),
         // a to-one embed or spread paged by the client (PostgREST applies
         // the page): `limit=1` keeps the row, `offset=1` skips it
         (
