@@ -93,13 +93,20 @@ WITH RECURSIVE memberships (member, roleid) AS (
     UNION
     SELECT ms.member, am.roleid FROM memberships ms JOIN pg_auth_members am ON am.member = ms.roleid
 ),
+-- the roles requests run as: members of a tenancy role, and bound roles
+request_roles (oid) AS (
+    SELECT ms.member FROM memberships ms JOIN pg_roles g ON g.oid = ms.roleid
+     WHERE g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst')
+    UNION
+    SELECT b.role::oid FROM tenancy.role_bindings b
+),
 managed AS (
-    SELECT m.relid::oid AS relid, m.relid::text AS tbl, m.kind, m.tenant_column,
+    SELECT m.relid::oid AS relid, m.relid::text AS tbl, m.kind, m.tenant_column, m.hierarchical,
            c.relrowsecurity, c.relforcerowsecurity, c.relnamespace, c.relname, c.relowner, c.relacl
       FROM tenancy.managed_tables m JOIN pg_class c ON c.oid = m.relid
 ),
 policies AS (
-    SELECT m.tbl, m.tenant_column, p.polname, p.polpermissive, p.polroles,
+    SELECT m.tbl, m.tenant_column, m.hierarchical, p.oid AS poloid, p.polcmd, p.polname, p.polpermissive, p.polroles,
            pg_get_expr(p.polqual, p.polrelid) AS qual, pg_get_expr(p.polwithcheck, p.polrelid) AS chk,
            COALESCE(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
            COALESCE(pg_get_expr(p.polwithcheck, p.polrelid), '') AS expr
@@ -116,6 +123,30 @@ findings AS (
     SELECT 'error', tbl, 'row level security is not forced: the table owner bypasses the policies',
            format('ALTER TABLE %s FORCE ROW LEVEL SECURITY;', tbl)
       FROM managed WHERE NOT relforcerowsecurity
+    UNION ALL
+    -- owned by a role requests run as (or one they can SET ROLE to): the
+    -- owner can ALTER TABLE … NO FORCE ROW LEVEL SECURITY, read or change
+    -- every tenant's rows, and put FORCE back
+    SELECT 'error', m.tbl,
+           format('owner %s is a role requests run as (%s): as owner it can lift row level security and read or write every tenant''s rows',
+                  m.relowner::regrole,
+                  CASE WHEN EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = m.relowner)
+                       THEN 'bound to a tenant' ELSE 'member of a pg_tenancy role' END),
+           CASE WHEN s.nspowner NOT IN (SELECT oid FROM request_roles)
+                THEN format('ALTER TABLE %s OWNER TO %s;', m.tbl, s.nspowner::regrole)
+                ELSE format('CREATE ROLE %I NOLOGIN; ALTER TABLE %s OWNER TO %I;  -- an owner no request runs as',
+                            s.nspname || '_owner', m.tbl, s.nspname || '_owner') END
+      FROM managed m JOIN pg_namespace s ON s.oid = m.relnamespace
+     WHERE m.relowner IN (SELECT oid FROM request_roles)
+    UNION ALL
+    SELECT DISTINCT 'error', m.tbl,
+           format('role %s, which requests run as, is a member of its owner %s: it can act as the owner and lift row level security',
+                  ms.member::regrole, m.relowner::regrole),
+           format('REVOKE %s FROM %s;', m.relowner::regrole, ms.member::regrole)
+      FROM managed m
+      JOIN memberships ms ON ms.roleid = m.relowner
+     WHERE ms.member IN (SELECT oid FROM request_roles)
+       AND m.relowner NOT IN (SELECT oid FROM request_roles)
     UNION ALL
     -- generated policies missing
     SELECT 'error', tbl, format('generated policies are missing: %s', missing),
@@ -214,6 +245,22 @@ findings AS (
        AND NOT (tenancy._restricts_by_tenant(qual, tenant_column)
                 AND tenancy._restricts_by_tenant(chk, tenant_column))
     UNION ALL
+    -- visible_tenants() (the tenant and its descendants) in a user policy:
+    -- generated policies use it for reads of hierarchical tables only; in a
+    -- write policy a parent writes its children's rows, on a table enabled
+    -- without hierarchical => true a parent reads them
+    SELECT 'error', format('policy %I on %s', polname, tbl),
+           CASE WHEN polcmd <> 'r'
+                THEN 'permissive write policy uses tenancy.visible_tenants(): a parent tenant can write its descendants'' rows'
+                ELSE 'permissive policy uses tenancy.visible_tenants() on a table enabled without hierarchical => true: a parent tenant reads its descendants'' rows' END,
+           format('DROP POLICY %I ON %s;', polname, tbl)
+      FROM policies
+     WHERE polpermissive
+       AND (polcmd <> 'r' OR NOT hierarchical)
+       AND EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_policy'::regclass AND d.objid = poloid
+                      AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = 'tenancy.visible_tenants()'::regprocedure)
+    UNION ALL
     -- OR in a tenant policy defeats the tenant index
     SELECT 'warning', format('policy %I on %s', polname, tbl),
            'policy combines conditions with OR: the planner cannot use the tenant index for it',
@@ -264,9 +311,32 @@ findings AS (
       FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace
       JOIN managed m ON m.kind = 'tenant'
      WHERE p.prosecdef AND pn.nspname NOT IN ('tenancy', 'pg_catalog', 'information_schema')
-       AND (position(lower(m.relname) IN lower(p.prosrc)) > 0
+       -- the table's name as a whole word of the body, quoted or not, in a
+       -- string too (dynamic SQL): 'line_items' does not name items
+       AND (p.prolang NOT IN (SELECT l.oid FROM pg_language l WHERE l.lanname IN ('c', 'internal'))
+            AND lower(p.prosrc) ~ ('(^|[^[:alnum:]_$])' || regexp_replace(lower(m.relname), '([^[:alnum:]_ ])', E'\\\\\\1', 'g') || '($|[^[:alnum:]_$])')
             OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                         AND d.objid = p.oid AND d.refobjid = m.relid))
+    UNION ALL
+    -- SECURITY DEFINER trigger functions on managed tables: they see every
+    -- row written with their owner's rights and can copy it anywhere
+    SELECT DISTINCT 'warning', format('trigger %I on %s', t.tgname, m.tbl),
+           format('trigger calls SECURITY DEFINER function %s: it runs with its owner''s rights on every row written, and whatever it writes elsewhere is outside this table''s row level security',
+                  p.oid::regprocedure),
+           format('ALTER FUNCTION %s SECURITY INVOKER;', p.oid::regprocedure)
+      FROM managed m
+      JOIN pg_trigger t ON t.tgrelid = m.relid AND NOT t.tgisinternal
+      JOIN pg_proc p ON p.oid = t.tgfoid
+      JOIN pg_namespace pn ON pn.oid = p.pronamespace
+     WHERE p.prosecdef AND pn.nspname NOT IN ('tenancy', 'pg_catalog')
+    UNION ALL
+    -- bindings of roles that were dropped: they block drop_tenant, and a role
+    -- created later with the same OID would be bound
+    SELECT 'warning', format('role binding %s', b.role::oid),
+           format('the bound role (OID %s) no longer exists', b.role::oid),
+           format('SELECT tenancy.unbind_role(%L);', b.role::oid::text)
+      FROM tenancy.role_bindings b
+     WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = b.role::oid)
     UNION ALL
     -- roles that RLS never applies to, yet are in a tenancy role
     SELECT DISTINCT 'error', format('role %I', r.rolname),

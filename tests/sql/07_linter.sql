@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(100);
+SELECT plan(121);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -134,9 +134,9 @@ DROP POLICY tap07_literal ON t07.ledger;
 DROP POLICY tap07_orbranch ON t07.ledger;
 DROP POLICY tap07_anycheck ON t07.ledger;
 CREATE POLICY tap07_conj ON t07.ledger FOR UPDATE USING (amount > 0 AND tenant_id = tenancy.current_tenant() AND amount < 10)
-    WITH CHECK (tenant_id = ANY (tenancy.visible_tenants()));
+    WITH CHECK (tenant_id = tenancy.current_tenant());
 SELECT ok(NOT pg_temp.has_finding('policy tap07_conj on t07.ledger', '.'),
-          'the comparison as a middle conjunct, or with visible_tenants(), is a restriction');
+          'the comparison as a middle conjunct is a restriction');
 DROP POLICY tap07_conj ON t07.ledger;
 
 -- ---------------------------------------------------------------- rules, unmanaged parents
@@ -354,6 +354,94 @@ SELECT ok(NOT pg_temp.has_finding('constraint orders_customer_id_fkey on t07.ord
 INSERT INTO t07.customers VALUES (1, tenancy.resolve('acme'));
 SELECT throws_ok($$INSERT INTO t07.orders VALUES (1, gen_random_uuid(), 1)$$, '23503', NULL,
                  '... and an order can no longer point at a customer of another tenant');
+
+-- ---------------------------------------------------------------- owned by a role requests run as
+CREATE ROLE tap07_api NOLOGIN; GRANT tenancy_member TO tap07_api; GRANT USAGE ON SCHEMA t07 TO tap07_api;
+ALTER TABLE t07.ledger OWNER TO tap07_api;
+SELECT results_eq($$SELECT severity, problem, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'owner'$$,
+                  $$VALUES ('error', 'owner tap07_api is a role requests run as (member of a pg_tenancy role): as owner it can lift row level security and read or write every tenant''s rows',
+                            'ALTER TABLE t07.ledger OWNER TO postgres;')$$,
+                  'a managed table owned by a member of tenancy_member: error, fixed by giving it to the schema owner');
+-- what the finding is about: the owner lifts FORCE and reads every tenant
+SELECT tenancy.create_tenant('tap07-other', 'Other');
+INSERT INTO t07.ledger (id, tenant_id, amount) VALUES (700, tenancy.resolve('tap07-other'), 1);
+SET LOCAL ROLE tap07_api;
+ALTER TABLE t07.ledger NO FORCE ROW LEVEL SECURITY;
+SELECT is((SELECT count(*)::int FROM t07.ledger WHERE id = 700), 1, '... (as owner it reads another tenant''s row after NO FORCE)');
+ALTER TABLE t07.ledger FORCE ROW LEVEL SECURITY;
+RESET ROLE;
+DELETE FROM t07.ledger WHERE id = 700;
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'owner'), 'the OWNER TO fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'owner'), 'after the fix the finding is gone');
+SET LOCAL ROLE tap07_api;
+SELECT throws_ok($$ALTER TABLE t07.ledger NO FORCE ROW LEVEL SECURITY$$, '42501', NULL, '... and the member cannot lift FORCE any more');
+RESET ROLE;
+-- a bound login owning the table, and a member of the owner role
+CREATE ROLE tap07_bound LOGIN; SELECT tenancy.bind_role('tap07_bound', 'acme');
+CREATE ROLE tap07_owner NOLOGIN;
+ALTER TABLE t07.orgledger OWNER TO tap07_bound;
+ALTER TABLE t07.units OWNER TO tap07_owner;
+GRANT tap07_owner TO tap07_api;
+SELECT results_eq($$SELECT object, problem, fix FROM pg_temp.findings() WHERE problem ~ 'owner' ORDER BY 1$$,
+                  $$VALUES ('t07.orgledger', 'owner tap07_bound is a role requests run as (bound to a tenant): as owner it can lift row level security and read or write every tenant''s rows',
+                            'ALTER TABLE t07.orgledger OWNER TO postgres;'),
+                           ('t07.units', 'role tap07_api, which requests run as, is a member of its owner tap07_owner: it can act as the owner and lift row level security',
+                            'REVOKE tap07_owner FROM tap07_api;')$$,
+                  'owned by a bound login; a reference table whose owner role a member holds: errors');
+SELECT lives_ok(pg_temp.fix_of('t07.orgledger', 'owner'), 'the OWNER TO fix runs');
+SELECT lives_ok(pg_temp.fix_of('t07.units', 'owner'), 'the REVOKE fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.orgledger', 'owner') AND NOT pg_temp.has_finding('t07.units', 'owner'),
+          'after the fixes the findings are gone');
+SELECT tenancy.unbind_role('tap07_bound');
+
+-- ---------------------------------------------------------------- visible_tenants() in user policies
+CREATE POLICY tap07_family_write ON t07.ledger FOR UPDATE
+    USING (tenant_id = ANY (tenancy.visible_tenants())) WITH CHECK (tenant_id = ANY (tenancy.visible_tenants()));
+CREATE POLICY tap07_family_read ON t07.orgledger FOR SELECT USING (org = ANY (tenancy.visible_tenants()));
+SELECT results_eq($$SELECT object, severity, problem, fix FROM pg_temp.findings() WHERE problem ~ 'visible_tenants' ORDER BY 1$$,
+                  $$VALUES ('policy tap07_family_read on t07.orgledger', 'error',
+                            'permissive policy uses tenancy.visible_tenants() on a table enabled without hierarchical => true: a parent tenant reads its descendants'' rows',
+                            'DROP POLICY tap07_family_read ON t07.orgledger;'),
+                           ('policy tap07_family_write on t07.ledger', 'error',
+                            'permissive write policy uses tenancy.visible_tenants(): a parent tenant can write its descendants'' rows',
+                            'DROP POLICY tap07_family_write ON t07.ledger;')$$,
+                  'visible_tenants() in a write policy, and in a read policy of a non-hierarchical table: errors');
+SELECT lives_ok(pg_temp.fix_of('policy tap07_family_write on t07.ledger', 'visible_tenants'), 'the DROP POLICY fix runs');
+SELECT lives_ok(pg_temp.fix_of('policy tap07_family_read on t07.orgledger', 'visible_tenants'), '... for both');
+SELECT tenancy.enable('t07.orgledger', tenant_column => 'org', hierarchical => true);
+SELECT ok(NOT EXISTS (SELECT 1 FROM pg_temp.findings() WHERE problem ~ 'visible_tenants'),
+          'the generated hierarchical read policy (visible_tenants) is not reported');
+SELECT tenancy.enable('t07.orgledger', tenant_column => 'org');
+
+-- ---------------------------------------------------------------- SECURITY DEFINER: whole words, triggers
+CREATE FUNCTION t07.fmt() RETURNS text LANGUAGE sql SECURITY DEFINER AS $$ SELECT 'see t07_ledgers, subledger, ledger_x' $$;
+SELECT ok(NOT pg_temp.has_finding('function t07.fmt()', '.'), 'a SECURITY DEFINER function naming ledger only inside longer words: not reported');
+CREATE FUNCTION t07.dyn() RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE n bigint; BEGIN EXECUTE 'SELECT count(*) FROM t07."ledger"' INTO n; RETURN n; END $$;
+SELECT ok(pg_temp.has_finding('function t07.dyn()', 'SECURITY DEFINER'), 'one naming it in dynamic SQL (quoted): reported');
+DROP FUNCTION t07.fmt(); DROP FUNCTION t07.dyn();
+CREATE TABLE t07.sink (LIKE t07.ledger);
+CREATE FUNCTION t07.copy_out() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN INSERT INTO t07.sink SELECT NEW.*; RETURN NEW; END $$;
+CREATE TRIGGER tap07_copy AFTER INSERT ON t07.ledger FOR EACH ROW EXECUTE FUNCTION t07.copy_out();
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'trigger tap07_copy on t07.ledger'$$,
+                  $$VALUES ('warning', 'ALTER FUNCTION t07.copy_out() SECURITY INVOKER;')$$,
+                  'a trigger on a managed table calling a SECURITY DEFINER function: warning');
+SELECT lives_ok(pg_temp.fix_of('trigger tap07_copy on t07.ledger', 'SECURITY DEFINER'), 'the SECURITY INVOKER fix runs');
+SELECT ok(NOT pg_temp.has_finding('trigger tap07_copy on t07.ledger', '.'), 'after the fix the finding is gone');
+DROP TRIGGER tap07_copy ON t07.ledger; DROP TABLE t07.sink; DROP FUNCTION t07.copy_out();
+
+-- ---------------------------------------------------------------- binding of a dropped role
+CREATE ROLE tap07_gone LOGIN; SELECT tenancy.bind_role('tap07_gone', 'acme');
+CREATE TEMP TABLE tap07_gone_oid AS SELECT 'tap07_gone'::regrole::oid AS oid;
+DROP ROLE tap07_gone;
+SELECT results_eq($$SELECT severity, problem, fix FROM tenancy.check_isolation()
+                     WHERE object = 'role binding ' || (SELECT oid FROM tap07_gone_oid)$$,
+                  $$SELECT 'warning', format('the bound role (OID %s) no longer exists', oid), format('SELECT tenancy.unbind_role(%L);', oid::text) FROM tap07_gone_oid$$,
+                  'a binding left by a dropped role: warning with an unbind fix');
+SELECT lives_ok((SELECT fix FROM tenancy.check_isolation() WHERE object = 'role binding ' || (SELECT oid FROM tap07_gone_oid)), 'the unbind fix runs');
+SELECT ok(NOT EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = (SELECT oid FROM tap07_gone_oid)),
+          'after the fix the binding is gone');
 
 -- ---------------------------------------------------------------- all clean again
 SELECT is_empty($$SELECT * FROM pg_temp.findings()$$, 'after every fix there is nothing left to report');
