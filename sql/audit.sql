@@ -73,26 +73,6 @@ BEGIN
 END
 $$;
 
--- The entry of a super admin's cross-tenant access (tenancy.superadmin_access,
--- called by the generated policies as the reader): only for a command on a
--- table with such a policy, in the reader's tenant context.
-CREATE FUNCTION tenancy._audit_superadmin_access(tbl oid, command text, tenant uuid) RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF command IS NULL OR command NOT IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
-       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
-                       WHERE p.polrelid = tbl
-                         AND pg_catalog.strpos(pg_catalog.pg_get_expr(COALESCE(p.polqual, p.polwithcheck), p.polrelid),
-                                               'superadmin_access(') > 0) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = 'tenancy._audit_superadmin_access is internal',
-            HINT = 'Audit entries are written by pg_tenancy functions only.';
-    END IF;
-    RETURN tenancy._audit('superadmin_access', tenant, tbl::regclass::text,
-                          pg_catalog.jsonb_build_object('command', command));
-END
-$$;
-
 -- Append-only: no UPDATE, DELETE or TRUNCATE but by the table owner (the
 -- extension owner). Even those are caught by tenancy.verify_audit().
 CREATE FUNCTION tenancy._audit_append_only() RETURNS trigger

@@ -26,7 +26,6 @@ GRANT EXECUTE ON FUNCTION
     tenancy._policy_ddl(oid, text, text, boolean), tenancy._check_table(regclass), tenancy._policy_fingerprint(oid),
     tenancy.check_isolation(), tenancy.verify_audit(),
     tenancy.superadmin_access(oid, text), tenancy._audit_table_change(text, regclass),
-    tenancy._audit_superadmin_access(oid, text, uuid),
     tenancy._audit_entry_hash(bigint, timestamptz, name, name, uuid, text, text, jsonb, text)
 TO tenancy_superadmin;
 

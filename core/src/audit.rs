@@ -84,6 +84,22 @@ pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Result<
     Ok(n)
 }
 
+/// `text` with control characters (newlines, carriage returns, terminal
+/// escape sequences) written as Rust-style escapes (`\n`, `\u{1b}`): a
+/// server-log line built from role and table names stays one line, so a
+/// name cannot add lines that look like pg_tenancy's own.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +173,26 @@ mod tests {
                         prop_assert_eq!(verify_chain(&c), Err(Break::Link { seq: i as i64 + 2 }));
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn escape_controls_keeps_one_line() {
+        let name = "ops\nLOG:  pg_tenancy super-admin access: forged\r\u{1b}[2J";
+        let out = escape_controls(name);
+        assert!(!out.chars().any(char::is_control), "{out:?}");
+        assert_eq!(out, "ops\\nLOG:  pg_tenancy super-admin access: forged\\r\\u{1b}[2J");
+        assert_eq!(escape_controls("esg.\"Data Points\" by ü"), "esg.\"Data Points\" by ü");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escape_controls_never_leaves_a_control(s in ".*") {
+            let out = escape_controls(&s);
+            proptest::prop_assert!(!out.chars().any(char::is_control));
+            if !s.chars().any(char::is_control) {
+                proptest::prop_assert_eq!(out, s);
             }
         }
     }

@@ -84,25 +84,50 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
                 Some("Every cross-tenant access by a super admin writes an audit entry; use a read-write transaction."),
             );
         }
+        // Only what the generated policies ask: one of the four commands on
+        // a table that has such a policy (a direct call cannot put an entry
+        // for another table or action into the audit log).
+        let policed = ["SELECT", "INSERT", "UPDATE", "DELETE"].contains(&command)
+            && Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
+                  WHERE p.polrelid = $1 AND pg_catalog.strpos(pg_catalog.pg_get_expr( \
+                        COALESCE(p.polqual, p.polwithcheck), p.polrelid), 'superadmin_access(') > 0)",
+                &[tbl.into()],
+            )
+            .or_raise("checking the table's policies")
+            .unwrap_or(false);
+        if !policed {
+            AUDITED.with(|a| a.borrow_mut().1.clear());
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "tenancy.superadmin_access is for the generated super-admin policies",
+                Some("It audits SELECT, INSERT, UPDATE or DELETE on a table enabled with tenancy.enable()."),
+            );
+        }
+        // The caller's tenant context, resolved once and before acting as
+        // the owner (the context depends on the current user).
+        let tenant = crate::context::current_tenant();
         // The server log keeps what a rolled-back transaction takes from
         // the audit log along with it: written first, outside the
-        // transaction's reach.
+        // transaction's reach. Control characters in names are escaped, so
+        // a role or table name cannot add lines of its own.
         let line = Spi::get_one_with_args::<String>(
             "SELECT pg_catalog.format('%s on %s by role %I (session user %I), tenant %s', \
-             $2::text, $1::regclass, current_user, session_user, \
-             COALESCE(tenancy.current_tenant()::text, 'none'))",
-            &[tbl.into(), command.into()],
+             $2::text, $1::regclass, current_user, session_user, COALESCE($3::text, 'none'))",
+            &[tbl.into(), command.into(), tenant.into()],
         )
-        .or_raise("describing the super-admin access");
-        pgrx::log!(
-            "pg_tenancy super-admin access: {}",
-            line.unwrap_or_default()
-        );
-        Spi::run_with_args(
-            "SELECT tenancy._audit_superadmin_access($1, $2, tenancy.current_tenant())",
-            &[tbl.into(), command.into()],
-        )
+        .or_raise("describing the super-admin access")
+        .unwrap_or_default();
+        pgrx::log!("pg_tenancy super-admin access: {}", tenancy_core::audit::escape_controls(&line));
+        crate::context::as_owner(|| {
+            Spi::run_with_args(
+                "SELECT tenancy._audit('superadmin_access', $3, $1::regclass::text, \
+                 pg_catalog.jsonb_build_object('command', $2::text))",
+                &[tbl.into(), command.into(), tenant.into()],
+            )
+        })
         .or_raise("writing the super-admin audit entry");
     }
     true
 }
+

@@ -3,7 +3,7 @@
 -- everyone but the owner.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(53);
+SELECT plan(54);
 
 SELECT results_eq($$SELECT ok, entries, first_broken_seq, problem FROM tenancy.verify_audit()$$,
                   $$VALUES (true, 0::bigint, NULL::bigint, NULL::text)$$, 'an empty log verifies');
@@ -172,6 +172,16 @@ RESET ROLE;
 SELECT is((SELECT count(*)::int FROM tenancy.audit_log WHERE action = 'superadmin_access' AND details->>'command' = 'DELETE'), 1,
           'a super admin''s access after a rolled-back savepoint is audited');
 
+-- the entry's tenant is the context the super admin works in, resolved by
+-- superadmin_access itself (no caller passes it)
+SET LOCAL ROLE tap08_sa;
+SELECT tenancy.set_tenant('acme', true);
+INSERT INTO t08.docs VALUES (99, tenancy.resolve('acme'));
+RESET ROLE;
+SELECT is((SELECT tenant_id FROM tenancy.audit_log WHERE action = 'superadmin_access' AND details->>'command' = 'INSERT'),
+          tenancy.resolve('acme'), 'a super admin''s access entry records the tenant context it worked in');
+SELECT set_config('tenancy.tenant_id', '', true);
+
 -- attack: a super admin forging entries. The writer is the extension
 -- owner's; the two helpers it may call accept only what happened.
 SELECT count(*) AS entries_before FROM tenancy.audit_log \gset
@@ -184,10 +194,10 @@ SELECT throws_ok($$SELECT tenancy._audit_table_change('disable', 't08.docs')$$, 
                  'tenancy._audit_table_change is internal', 'no disable entry for a table still managed: 42501');
 SELECT throws_ok($$SELECT tenancy._audit_table_change('register_reference', 't08.docs')$$, '42501',
                  'tenancy._audit_table_change is internal', 'no register_reference entry for a tenant table: 42501');
-SELECT throws_ok($$SELECT tenancy._audit_superadmin_access('pg_catalog.pg_class'::regclass, 'SELECT', NULL)$$, '42501',
-                 'tenancy._audit_superadmin_access is internal', 'no access entry for a table without the policy: 42501');
-SELECT throws_ok($$SELECT tenancy._audit_superadmin_access('t08.docs'::regclass, 'TRUNCATE', NULL)$$, '42501',
-                 'tenancy._audit_superadmin_access is internal', 'no access entry for another command: 42501');
+SELECT throws_ok($$SELECT tenancy.superadmin_access('pg_catalog.pg_class'::regclass, 'SELECT')$$, '42501',
+                 'tenancy.superadmin_access is for the generated super-admin policies', 'no access entry for a table without the policy: 42501');
+SELECT throws_ok($$SELECT tenancy.superadmin_access('t08.docs'::regclass, 'TRUNCATE')$$, '42501',
+                 'tenancy.superadmin_access is for the generated super-admin policies', 'no access entry for another command: 42501');
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM tenancy.audit_log), :entries_before, 'no forged entry was written');
 
