@@ -100,6 +100,14 @@ request_roles (oid) AS (
     UNION
     SELECT b.role::oid FROM tenancy.role_bindings b
 ),
+-- per role name, the newest bind_role / unbind_role entry of the audit log
+-- (whose chain verify_audit() vouches for)
+bind_history AS (
+    SELECT DISTINCT ON (l.target) l.target, l.action, l.tenant_id, l.seq
+      FROM tenancy.audit_log l
+     WHERE l.action IN ('bind_role', 'unbind_role')
+     ORDER BY l.target, l.seq DESC
+),
 managed AS (
     SELECT m.relid::oid AS relid, m.relid::text AS tbl, m.kind, m.tenant_column, m.hierarchical,
            c.relrowsecurity, c.relforcerowsecurity, c.relnamespace, c.relname, c.relowner, c.relacl
@@ -330,13 +338,57 @@ findings AS (
       JOIN pg_namespace pn ON pn.oid = p.pronamespace
      WHERE p.prosecdef AND pn.nspname NOT IN ('tenancy', 'pg_catalog')
     UNION ALL
-    -- bindings of roles that were dropped: they block drop_tenant, and a role
-    -- created later with the same OID would be bound
-    SELECT 'warning', format('role binding %s', b.role::oid),
-           format('the bound role (OID %s) no longer exists', b.role::oid),
+    -- bindings of roles that were dropped (a bound role cannot be dropped,
+    -- but DROP OWNED BY takes the grant that prevents it): they block
+    -- drop_tenant, and a role that gets the OID later — or has it in a
+    -- cluster the database is restored into — is bound to the tenant
+    SELECT 'error', format('role binding %s', b.role::oid),
+           format('the bound role (OID %s) no longer exists: a role that gets this OID, here or in a cluster this database is restored into, is bound to the tenant', b.role::oid),
            format('SELECT tenancy.unbind_role(%L);', b.role::oid::text)
       FROM tenancy.role_bindings b
      WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = b.role::oid)
+    UNION ALL
+    -- a role the audit log says is bound has no binding (a restore whose
+    -- COPY of role_bindings failed on one missing role loses them all): it
+    -- can choose any tenant
+    SELECT 'error', format('role %s', to_regrole(h.target)),
+           format('was bound to tenant %s by bind_role (audit entry %s) but has no binding now: it can choose any tenant',
+                  (SELECT t.slug FROM tenancy.tenants t WHERE t.id = h.tenant_id), h.seq),
+           format('SELECT tenancy.bind_role(%L, %L);', to_regrole(h.target)::text,
+                  (SELECT t.slug FROM tenancy.tenants t WHERE t.id = h.tenant_id))
+      FROM bind_history h
+     WHERE h.action = 'bind_role' AND to_regrole(h.target) IS NOT NULL
+       AND EXISTS (SELECT 1 FROM tenancy.tenants t WHERE t.id = h.tenant_id)
+       AND NOT EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = to_regrole(h.target)::oid)
+    UNION ALL
+    -- a binding the audit log does not show for this role: the role was
+    -- renamed since, or the binding came in a dump restored into a cluster
+    -- where its OID is another role's
+    SELECT 'warning', format('role %s', b.role),
+           format('is bound to tenant %s, but the audit log has no bind_role of %s to it: the role was renamed since, or the binding came with a dump from a cluster where its OID was another role''s',
+                  (SELECT t.slug FROM tenancy.tenants t WHERE t.id = b.tenant_id), b.role),
+           format('SELECT tenancy.bind_role(%L, %L);  -- if it belongs there (records it); else SELECT tenancy.unbind_role(%L);',
+                  b.role::text, (SELECT t.slug FROM tenancy.tenants t WHERE t.id = b.tenant_id), b.role::text)
+      FROM tenancy.role_bindings b
+     WHERE EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = b.role::oid)
+       AND NOT EXISTS (SELECT 1 FROM bind_history h
+                        WHERE h.target = b.role::text AND h.action = 'bind_role' AND h.tenant_id = b.tenant_id)
+    UNION ALL
+    -- the grants enable() / register_reference() give are missing (a
+    -- restore with --no-acl, a REVOKE): fails closed, but the application
+    -- breaks
+    SELECT 'warning', m.tbl,
+           format('%s has no %s: the grants pg_tenancy gives are missing (a restore with --no-acl, or a REVOKE)', g.rolname,
+                  CASE WHEN NOT has_schema_privilege(g.oid, m.relnamespace, 'USAGE')
+                       THEN format('USAGE on schema %I', (SELECT n.nspname FROM pg_namespace n WHERE n.oid = m.relnamespace))
+                       ELSE 'SELECT on it' END),
+           CASE WHEN m.kind = 'tenant' THEN format('SELECT tenancy.enable(%L, %L);', m.tbl, m.tenant_column)
+                ELSE format('SELECT tenancy.register_reference(%L);', m.tbl) END
+      FROM managed m
+      JOIN pg_roles g ON g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer')
+                      OR (g.rolname = 'tenancy_analyst' AND m.kind = 'reference')
+     WHERE NOT has_schema_privilege(g.oid, m.relnamespace, 'USAGE')
+        OR NOT has_table_privilege(g.oid, m.relid, 'SELECT')
     UNION ALL
     -- roles that RLS never applies to, yet are in a tenancy role
     SELECT DISTINCT 'error', format('role %I', r.rolname),

@@ -62,13 +62,20 @@ END
 $$;
 
 -- The generated policies (tenancy_*) of `tbl` as they are now: per policy
--- its command, permissive flag, role oids and deparsed USING / WITH CHECK
+-- its command, permissive flag, role names and deparsed USING / WITH CHECK
 -- expressions, with a fixed search_path so the text is the same whoever
 -- asks. enable / register_reference record it; check_isolation compares.
 CREATE FUNCTION tenancy._policy_fingerprint(tbl oid) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT COALESCE(pg_catalog.jsonb_object_agg(p.polname, pg_catalog.jsonb_build_array(
-               p.polcmd, p.polpermissive, p.polroles::oid[]::text,
+               p.polcmd, p.polpermissive,
+               -- roles by name (PUBLIC as public), not by OID: the record is
+               -- dumped with the database and must match after a restore
+               -- into a cluster whose roles have other OIDs
+               (SELECT pg_catalog.array_agg(x.name ORDER BY x.name)::text
+                  FROM (SELECT CASE WHEN r.o = 0 THEN 'public' ELSE COALESCE(pg_catalog.quote_ident(a.rolname), r.o::text) END
+                          FROM pg_catalog.unnest(p.polroles) AS r(o)
+                          LEFT JOIN pg_catalog.pg_roles a ON a.oid = r.o) AS x(name)),
                pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid))), '{}')
       FROM pg_catalog.pg_policy p
      WHERE p.polrelid = tbl AND p.polname LIKE E'tenancy\\_%'

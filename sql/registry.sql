@@ -391,7 +391,7 @@ BEGIN
     IF v_children IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '2BP01',
             MESSAGE = pg_catalog.format('roles are bound to tenant %L: %s', v_slug, v_children),
-            HINT = 'Unbind them with tenancy.unbind_role() (or drop the roles) first: an unbound login could choose any tenant.';
+            HINT = 'Unbind them with tenancy.unbind_role() first (a bound role cannot be dropped; a number is the OID of one dropped before: tenancy.unbind_role(''<oid>'')): an unbound login could choose any tenant.';
     END IF;
     -- (a partition whose parent is managed too goes with the parent's DELETE)
     v_tabs := tenancy._without_covered_partitions(ARRAY(
@@ -446,6 +446,17 @@ BEGIN
 END
 $$;
 
+-- A bound role holds EXECUTE on this no-op, granted by bind_role and revoked
+-- by unbind_role: the grant is a shared dependency, so DROP ROLE of a bound
+-- role fails ("privileges for function tenancy._bound_role_unbind_first()")
+-- instead of leaving its bare OID in role_bindings, where it blocks
+-- drop_tenant and, in a dump restored into another cluster, binds whichever
+-- role has that OID there.
+CREATE FUNCTION tenancy._bound_role_unbind_first() RETURNS void
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT $$;
+COMMENT ON FUNCTION tenancy._bound_role_unbind_first() IS
+    'pg_tenancy: held by every role bound with tenancy.bind_role, so that it cannot be dropped while bound; run tenancy.unbind_role first';
+
 /*
  * Pin a login role to a tenant: whatever that role sets in
  * tenancy.tenant_id, tenancy.current_tenant() returns this tenant.
@@ -493,6 +504,7 @@ BEGIN
     END IF;
     INSERT INTO tenancy.role_bindings (role, tenant_id) VALUES (role, v_id)
     ON CONFLICT ON CONSTRAINT role_bindings_pkey DO UPDATE SET tenant_id = EXCLUDED.tenant_id, bound_at = pg_catalog.now();
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION tenancy._bound_role_unbind_first() TO %s', role);
     PERFORM tenancy._audit('bind_role', v_id, role::text, '{}');
 END
 $$;
@@ -510,6 +522,10 @@ BEGIN
     IF v_id IS NULL THEN
         RAISE NOTICE 'role % is not bound to a tenant', role;
         RETURN;
+    END IF;
+    -- (a binding whose role is gone, a bare OID, has no grant left to revoke)
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role) THEN
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION tenancy._bound_role_unbind_first() FROM %s', role);
     END IF;
     PERFORM tenancy._audit('unbind_role', v_id, role::text, '{}');
 END

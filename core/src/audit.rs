@@ -182,8 +182,14 @@ mod tests {
         let name = "ops\nLOG:  pg_tenancy super-admin access: forged\r\u{1b}[2J";
         let out = escape_controls(name);
         assert!(!out.chars().any(char::is_control), "{out:?}");
-        assert_eq!(out, "ops\\nLOG:  pg_tenancy super-admin access: forged\\r\\u{1b}[2J");
-        assert_eq!(escape_controls("esg.\"Data Points\" by ü"), "esg.\"Data Points\" by ü");
+        assert_eq!(
+            out,
+            "ops\\nLOG:  pg_tenancy super-admin access: forged\\r\\u{1b}[2J"
+        );
+        assert_eq!(
+            escape_controls("esg.\"Data Points\" by ü"),
+            "esg.\"Data Points\" by ü"
+        );
     }
 
     proptest::proptest! {

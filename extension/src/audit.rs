@@ -84,50 +84,74 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
                 Some("Every cross-tenant access by a super admin writes an audit entry; use a read-write transaction."),
             );
         }
-        // Only what the generated policies ask: one of the four commands on
-        // a table that has such a policy (a direct call cannot put an entry
-        // for another table or action into the audit log).
-        let policed = ["SELECT", "INSERT", "UPDATE", "DELETE"].contains(&command)
-            && Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
-                  WHERE p.polrelid = $1 AND pg_catalog.strpos(pg_catalog.pg_get_expr( \
-                        COALESCE(p.polqual, p.polwithcheck), p.polrelid), 'superadmin_access(') > 0)",
-                &[tbl.into()],
-            )
-            .or_raise("checking the table's policies")
-            .unwrap_or(false);
+        // Only what the generated policies ask, and only what happens: one
+        // of the four commands on a table with the generated super-admin
+        // policy for it, which this transaction holds open in that command's
+        // lock mode (the parser locks every table a statement touches before
+        // any policy runs). A direct call, or a policy planted on another
+        // table naming this one, cannot file an access that did not happen.
+        let mode = match command {
+            "SELECT" => Some(pg_sys::AccessShareLock as pg_sys::LOCKMODE),
+            "INSERT" | "UPDATE" | "DELETE" => Some(pg_sys::RowExclusiveLock as pg_sys::LOCKMODE),
+            _ => None,
+        };
+        let policed = mode.is_some_and(|mode| unsafe {
+            pg_sys::CheckRelationOidLockedByMe(tbl, mode, true)
+        }) && Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
+              WHERE p.polrelid = $1 AND p.polname = $2)",
+            &[tbl.into(), format!("tenancy_superadmin_{}", command.to_lowercase()).into()],
+        )
+        .or_raise("checking the table's policies")
+        .unwrap_or(false);
         if !policed {
             AUDITED.with(|a| a.borrow_mut().1.clear());
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 "tenancy.superadmin_access is for the generated super-admin policies",
-                Some("It audits SELECT, INSERT, UPDATE or DELETE on a table enabled with tenancy.enable()."),
+                Some("It audits SELECT, INSERT, UPDATE or DELETE by the statement that runs it, on a table enabled with tenancy.enable()."),
             );
         }
-        // The caller's tenant context, resolved once and before acting as
-        // the owner (the context depends on the current user).
+        // What the entry says, resolved as the caller and before acting as
+        // the owner: the tenant context (it depends on the current user),
+        // the table's name.
         let tenant = crate::context::current_tenant();
+        let target = Spi::get_one_with_args::<String>(
+            "SELECT $1::pg_catalog.regclass::pg_catalog.text",
+            &[tbl.into()],
+        )
+        .or_raise("naming the table")
+        .unwrap_or_default();
         // The server log keeps what a rolled-back transaction takes from
         // the audit log along with it: written first, outside the
         // transaction's reach. Control characters in names are escaped, so
         // a role or table name cannot add lines of its own.
         let line = Spi::get_one_with_args::<String>(
             "SELECT pg_catalog.format('%s on %s by role %I (session user %I), tenant %s', \
-             $2::text, $1::regclass, current_user, session_user, COALESCE($3::text, 'none'))",
-            &[tbl.into(), command.into(), tenant.into()],
+             $1, $2, current_user, session_user, COALESCE($3, 'none'))",
+            &[
+                command.into(),
+                target.as_str().into(),
+                tenant.map(|t| t.to_string()).into(),
+            ],
         )
         .or_raise("describing the super-admin access")
         .unwrap_or_default();
-        pgrx::log!("pg_tenancy super-admin access: {}", tenancy_core::audit::escape_controls(&line));
+        pgrx::log!(
+            "pg_tenancy super-admin access: {}",
+            tenancy_core::audit::escape_controls(&line)
+        );
+        // The entry, as the extension owner: one call of the owner's writer,
+        // every argument a typed parameter (no name in this text resolves
+        // through the caller's schemas; as_owner pins search_path too).
+        let details = pgrx::JsonB(serde_json::json!({ "command": command }));
         crate::context::as_owner(|| {
             Spi::run_with_args(
-                "SELECT tenancy._audit('superadmin_access', $3, $1::regclass::text, \
-                 pg_catalog.jsonb_build_object('command', $2::text))",
-                &[tbl.into(), command.into(), tenant.into()],
+                "SELECT tenancy._audit($1, $2, $3, $4)",
+                &["superadmin_access".into(), tenant.into(), target.as_str().into(), details.into()],
             )
         })
         .or_raise("writing the super-admin audit entry");
     }
     true
 }
-

@@ -104,20 +104,42 @@ fn extension_owner() -> pg_sys::Oid {
 }
 
 /// Run `f` as the extension owner (like a SECURITY DEFINER function), so the
-/// registry lookups need no privilege granted to PUBLIC. PostgreSQL restores
-/// the user itself if `f` raises an error (transaction abort).
+/// registry lookups need no privilege granted to PUBLIC. Like such a
+/// function with `SET search_path = pg_catalog, pg_temp`, the path is pinned
+/// while `f` runs: no name in the owner's SQL resolves through the caller's
+/// schemas (a type `text` or `uuid` the caller put in `pg_temp` would
+/// otherwise be found first, and its code run with the owner's rights).
+/// PostgreSQL restores the user and the path itself if `f` raises an error
+/// (transaction abort).
 pub(crate) fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
     let (mut saved_user, mut saved_ctx) = (pg_sys::Oid::INVALID, 0i32);
-    unsafe {
+    let nest = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
         pg_sys::SetUserIdAndSecContext(
             owner,
             saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
-    }
+        // as fmgr_security_definer does for a function's SET clause
+        // (GUC_ACTION_SAVE: allowed in parallel mode, undone below)
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        nest
+    };
     let r = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+    unsafe {
+        pg_sys::AtEOXact_GUC(true, nest);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+    }
     r
 }
 

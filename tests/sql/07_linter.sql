@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(121);
+SELECT plan(133);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -434,14 +434,56 @@ DROP TRIGGER tap07_copy ON t07.ledger; DROP TABLE t07.sink; DROP FUNCTION t07.co
 -- ---------------------------------------------------------------- binding of a dropped role
 CREATE ROLE tap07_gone LOGIN; SELECT tenancy.bind_role('tap07_gone', 'acme');
 CREATE TEMP TABLE tap07_gone_oid AS SELECT 'tap07_gone'::regrole::oid AS oid;
+SAVEPOINT drop_bound;
+SELECT throws_ok($$DROP ROLE tap07_gone$$, '2BP01', NULL, 'a bound role cannot be dropped (it holds the binding''s grant)');
+ROLLBACK TO SAVEPOINT drop_bound;
+-- DROP OWNED BY takes that grant along: the binding is left to a bare OID
+DROP OWNED BY tap07_gone;
 DROP ROLE tap07_gone;
 SELECT results_eq($$SELECT severity, problem, fix FROM tenancy.check_isolation()
                      WHERE object = 'role binding ' || (SELECT oid FROM tap07_gone_oid)$$,
-                  $$SELECT 'warning', format('the bound role (OID %s) no longer exists', oid), format('SELECT tenancy.unbind_role(%L);', oid::text) FROM tap07_gone_oid$$,
-                  'a binding left by a dropped role: warning with an unbind fix');
+                  $$SELECT 'error', format('the bound role (OID %s) no longer exists: a role that gets this OID, here or in a cluster this database is restored into, is bound to the tenant', oid), format('SELECT tenancy.unbind_role(%L);', oid::text) FROM tap07_gone_oid$$,
+                  'a binding left by a dropped role: error with an unbind fix');
 SELECT lives_ok((SELECT fix FROM tenancy.check_isolation() WHERE object = 'role binding ' || (SELECT oid FROM tap07_gone_oid)), 'the unbind fix runs');
 SELECT ok(NOT EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = (SELECT oid FROM tap07_gone_oid)),
           'after the fix the binding is gone');
+
+-- ---------------------------------------------------------------- bindings against the audit log
+CREATE ROLE tap07_lost LOGIN; SELECT tenancy.bind_role('tap07_lost', 'acme');
+-- what a restore whose COPY of role_bindings failed leaves: no row, the audit
+-- log still says bound
+DELETE FROM tenancy.role_bindings WHERE role = 'tap07_lost'::regrole;
+SELECT results_eq($$SELECT severity, problem, fix FROM pg_temp.findings() WHERE object = 'role tap07_lost'$$,
+                  $$SELECT 'error', format('was bound to tenant acme by bind_role (audit entry %s) but has no binding now: it can choose any tenant',
+                                           (SELECT max(seq) FROM tenancy.audit_log WHERE action = 'bind_role' AND target = 'tap07_lost')),
+                           'SELECT tenancy.bind_role(''tap07_lost'', ''acme'');'$$,
+                  'a binding the audit log has and role_bindings lost: error, fixed by binding again');
+SELECT lives_ok(pg_temp.fix_of('role tap07_lost', 'no binding now'), 'the bind_role fix runs');
+SELECT ok(NOT pg_temp.has_finding('role tap07_lost', '.'), 'after the fix the finding is gone');
+-- a binding the audit log never saw (a dump from a cluster where the OID was
+-- another role's, or a row written by hand)
+CREATE ROLE tap07_stray LOGIN;
+INSERT INTO tenancy.role_bindings (role, tenant_id) VALUES ('tap07_stray', tenancy.resolve('acme'));
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 'role tap07_stray'$$,
+                  $$VALUES ('warning', 'SELECT tenancy.bind_role(''tap07_stray'', ''acme'');  -- if it belongs there (records it); else SELECT tenancy.unbind_role(''tap07_stray'');')$$,
+                  'a binding with no bind_role in the audit log: warning');
+SELECT lives_ok($$SELECT tenancy.unbind_role('tap07_stray')$$, 'unbinding it');
+SELECT ok(NOT pg_temp.has_finding('role tap07_stray', '.'), 'after the fix the finding is gone');
+SELECT tenancy.unbind_role('tap07_lost');
+SELECT ok(NOT pg_temp.has_finding('role tap07_lost', '.'), 'an unbound role the audit log shows unbound: nothing to report');
+
+-- ---------------------------------------------------------------- grants missing (a restore with --no-acl)
+REVOKE ALL ON t07.ledger FROM tenancy_viewer;
+SELECT results_eq($$SELECT severity, problem, fix FROM pg_temp.findings() WHERE object = 't07.ledger' AND problem ~ 'grants'$$,
+                  $$VALUES ('warning', 'tenancy_viewer has no SELECT on it: the grants pg_tenancy gives are missing (a restore with --no-acl, or a REVOKE)',
+                            'SELECT tenancy.enable(''t07.ledger'', ''tenant_id'');')$$,
+                  'a tenancy role without SELECT on a managed table: warning, fixed by enable');
+SELECT lives_ok(pg_temp.fix_of('t07.ledger', 'grants'), 'the enable fix runs');
+SELECT ok(NOT pg_temp.has_finding('t07.ledger', 'grants'), 'after the fix the finding is gone');
+
+-- ---------------------------------------------------------------- fingerprints name roles, not OIDs
+SELECT is((SELECT policies->'tenancy_superadmin_select'->>2 FROM tenancy.managed_tables WHERE relid = 't07.ledger'::regclass),
+          '{tenancy_superadmin}', 'the recorded fingerprint names the policy''s roles (OIDs differ in a cluster the dump is restored into)');
 
 -- ---------------------------------------------------------------- all clean again
 SELECT is_empty($$SELECT * FROM pg_temp.findings()$$, 'after every fix there is nothing left to report');

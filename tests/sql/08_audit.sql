@@ -3,7 +3,7 @@
 -- everyone but the owner.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(54);
+SELECT plan(58);
 
 SELECT results_eq($$SELECT ok, entries, first_broken_seq, problem FROM tenancy.verify_audit()$$,
                   $$VALUES (true, 0::bigint, NULL::bigint, NULL::text)$$, 'an empty log verifies');
@@ -174,12 +174,13 @@ SELECT is((SELECT count(*)::int FROM tenancy.audit_log WHERE action = 'superadmi
 
 -- the entry's tenant is the context the super admin works in, resolved by
 -- superadmin_access itself (no caller passes it)
+SELECT tenancy.create_tenant('hooli', 'Hooli');
 SET LOCAL ROLE tap08_sa;
 SELECT tenancy.set_tenant('acme', true);
-INSERT INTO t08.docs VALUES (99, tenancy.resolve('acme'));
+INSERT INTO t08.docs VALUES (99, tenancy.resolve('hooli'));
 RESET ROLE;
 SELECT is((SELECT tenant_id FROM tenancy.audit_log WHERE action = 'superadmin_access' AND details->>'command' = 'INSERT'),
-          tenancy.resolve('acme'), 'a super admin''s access entry records the tenant context it worked in');
+          tenancy.resolve('acme'), 'a super admin''s access entry records the tenant context it worked in (acme, writing hooli''s row)');
 SELECT set_config('tenancy.tenant_id', '', true);
 
 -- attack: a super admin forging entries. The writer is the extension
@@ -200,6 +201,36 @@ SELECT throws_ok($$SELECT tenancy.superadmin_access('t08.docs'::regclass, 'TRUNC
                  'tenancy.superadmin_access is for the generated super-admin policies', 'no access entry for another command: 42501');
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM tenancy.audit_log), :entries_before, 'no forged entry was written');
+
+-- (an entry for an access that does not happen — a direct call, a policy
+-- on another table naming this one — is refused: tests/e2e audit_chain.rs;
+-- it needs a table this transaction has not locked, so not here)
+
+-- attack: types a super admin puts in pg_temp (found before pg_catalog's for
+-- unqualified type names) must never run as the extension owner when
+-- superadmin_access writes the entry
+CREATE TABLE t08.more (id int, tenant_id uuid NOT NULL DEFAULT tenancy.current_tenant());
+SELECT tenancy.enable('t08.more');
+INSERT INTO t08.more VALUES (1, tenancy.resolve('acme'));
+CREATE TABLE pg_temp.seen (who name);
+GRANT ALL ON pg_temp.seen TO PUBLIC;
+CREATE FUNCTION pg_temp.spy(anyelement) RETURNS boolean LANGUAGE sql AS
+    $$ INSERT INTO pg_temp.seen VALUES (current_user) RETURNING true $$;
+GRANT EXECUTE ON FUNCTION pg_temp.spy(anyelement) TO PUBLIC;
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.spy(VALUE));
+CREATE DOMAIN pg_temp.uuid AS pg_catalog.uuid CHECK (pg_temp.spy(VALUE));
+CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (pg_temp.spy(VALUE));
+CREATE DOMAIN pg_temp.regclass AS pg_catalog.regclass CHECK (pg_temp.spy(VALUE));
+CREATE DOMAIN pg_temp.name AS pg_catalog.name CHECK (pg_temp.spy(VALUE));
+SET LOCAL ROLE tap08_sa;
+SELECT lives_ok($$SELECT count(*) FROM t08.more$$, 'a super admin reads a managed table with shadowing types in pg_temp');
+RESET ROLE;
+SELECT is((SELECT count(*)::int FROM pg_temp.seen WHERE who <> 'tap08_sa'), 0,
+          '... and none of them ran as anyone else (the entry is written with a pinned search_path)');
+SELECT is((SELECT count(*)::int FROM tenancy.audit_log WHERE target = 't08.more' AND action = 'superadmin_access'), 1,
+          '... the access is audited all the same');
+SELECT ok(NOT (SELECT rolsuper FROM pg_roles WHERE rolname = 'tap08_sa'), '... and the super admin is no superuser');
+DROP DOMAIN pg_temp.text, pg_temp.uuid, pg_temp.jsonb, pg_temp.regclass, pg_temp.name;
 
 SELECT * FROM finish();
 ROLLBACK;
