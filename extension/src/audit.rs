@@ -95,15 +95,18 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
             "INSERT" | "UPDATE" | "DELETE" => Some(pg_sys::RowExclusiveLock as pg_sys::LOCKMODE),
             _ => None,
         };
-        let policed = mode.is_some_and(|mode| unsafe {
-            pg_sys::CheckRelationOidLockedByMe(tbl, mode, true)
-        }) && Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
+        let policed = mode
+            .is_some_and(|mode| unsafe { pg_sys::CheckRelationOidLockedByMe(tbl, mode, true) })
+            && Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
               WHERE p.polrelid = $1 AND p.polname = $2)",
-            &[tbl.into(), format!("tenancy_superadmin_{}", command.to_lowercase()).into()],
-        )
-        .or_raise("checking the table's policies")
-        .unwrap_or(false);
+                &[
+                    tbl.into(),
+                    format!("tenancy_superadmin_{}", command.to_lowercase()).into(),
+                ],
+            )
+            .or_raise("checking the table's policies")
+            .unwrap_or(false);
         if !policed {
             AUDITED.with(|a| a.borrow_mut().1.clear());
             raise(
@@ -148,7 +151,12 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
         crate::context::as_owner(|| {
             Spi::run_with_args(
                 "SELECT tenancy._audit($1, $2, $3, $4)",
-                &["superadmin_access".into(), tenant.into(), target.as_str().into(), details.into()],
+                &[
+                    "superadmin_access".into(),
+                    tenant.into(),
+                    target.as_str().into(),
+                    details.into(),
+                ],
             )
         })
         .or_raise("writing the super-admin audit entry");

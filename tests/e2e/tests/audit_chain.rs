@@ -155,3 +155,73 @@ async fn concurrent_create_tenant_keeps_one_chain() {
         .collect();
     assert_eq!(actors, BTreeSet::from([role.clone()]));
 }
+
+/// A super admin's access entry says what happened: a direct call of
+/// `tenancy.superadmin_access`, or a policy on another table that names a
+/// managed one (any table owner can plant one; it runs as every super admin
+/// who reads that table), cannot file "DELETE on esg.data_points" — the
+/// statement must hold the table in the command's lock mode. The real access
+/// is audited as before.
+#[tokio::test]
+async fn a_super_admin_access_entry_needs_the_access() {
+    let w = World::new("audit_truth").await;
+    let sa = w.db.login("sa_truth", &[SUPERADMIN]).await;
+    w.db.exec(
+        "CREATE TABLE public.plant (id int);
+         INSERT INTO public.plant VALUES (1);
+         ALTER TABLE public.plant ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY frame ON public.plant FOR SELECT TO tenancy_superadmin
+             USING (tenancy.superadmin_access('esg.data_points'::regclass, 'DELETE'));
+         GRANT SELECT ON public.plant TO tenancy_superadmin;",
+    )
+    .await;
+    let c = w.db.connect_as(&sa).await;
+    let entries = "SELECT count(*) FROM tenancy.audit_log WHERE action = 'superadmin_access'";
+    assert_eq!(w.db.count(entries).await, 0);
+
+    let direct = c
+        .query_one(
+            "SELECT tenancy.superadmin_access('esg.data_points'::regclass, 'DELETE')",
+            &[],
+        )
+        .await;
+    expect_sqlstate(direct, "42501", "a direct call, no access");
+    let planted = c.query("SELECT * FROM public.plant", &[]).await;
+    expect_sqlstate(
+        planted,
+        "42501",
+        "a policy on another table naming data_points",
+    );
+    // reading the table takes AccessShareLock: a DELETE is still not filed
+    c.batch_execute("BEGIN; SELECT count(*) FROM esg.data_points")
+        .await
+        .unwrap();
+    let stronger = c
+        .query_one(
+            "SELECT tenancy.superadmin_access('esg.data_points'::regclass, 'DELETE')",
+            &[],
+        )
+        .await;
+    expect_sqlstate(stronger, "42501", "a DELETE entry after only a read");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(w.db.count(entries).await, 0, "no entry was filed");
+
+    // the real read, in its own transaction: audited, naming the table
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM esg.data_points", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, w.db.snapshot().await.total("esg.data_points"));
+    let row = w
+        .db
+        .admin
+        .query_one(
+            "SELECT target, details->>'command' FROM tenancy.audit_log WHERE action = 'superadmin_access'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "esg.data_points");
+    assert_eq!(row.get::<_, String>(1), "SELECT");
+}
