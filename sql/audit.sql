@@ -43,35 +43,33 @@ BEGIN
 END
 $$;
 
--- The entries the super admin's own functions write. enable(), disable()
--- and register_reference() run as their caller (they alter the caller's
--- tables) and so cannot call _audit(), which is the extension owner's alone:
--- a caller who could would choose any entry's action, tenant and details.
--- Here the action is one of those three and must match the registry as this
--- transaction left it, and the details are read from the registry.
-CREATE FUNCTION tenancy._audit_table_change(action text, tbl regclass) RETURNS bigint
+-- The entries of the table registry: every change of tenancy.managed_tables
+-- is audited as it happens, by this trigger (as the extension owner), not by
+-- a function its caller could call with any action: enable() and
+-- register_reference() (an INSERT or UPDATE: the row's kind says which, the
+-- details are the row's), disable() (a DELETE), and the same changes made by
+-- a table's owner directly. A row the sql_drop event trigger removes (its
+-- table is gone) writes nothing.
+CREATE FUNCTION tenancy._audit_registry_change() RETURNS trigger
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_row tenancy.managed_tables;
-    v_ok  boolean;
 BEGIN
-    SELECT * INTO v_row FROM tenancy.managed_tables mt WHERE mt.relid = tbl;
-    v_ok := CASE action
-         WHEN 'enable' THEN v_row.kind = 'tenant' AND v_row.managed_at = pg_catalog.now()
-         WHEN 'register_reference' THEN v_row.kind = 'reference' AND v_row.managed_at = pg_catalog.now()
-         WHEN 'disable' THEN v_row.relid IS NULL
-       END;
-    IF v_ok IS NOT TRUE THEN
-        RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = 'tenancy._audit_table_change is internal',
-            HINT = 'Audit entries are written by pg_tenancy functions only.';
+    IF TG_OP = 'DELETE' THEN
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = OLD.relid) THEN
+            PERFORM tenancy._audit('disable', NULL, OLD.relid::text, '{}');
+        END IF;
+        RETURN OLD;
     END IF;
-    RETURN tenancy._audit(action, NULL, tbl::text, CASE action
-        WHEN 'enable' THEN pg_catalog.jsonb_build_object('tenant_column', v_row.tenant_column,
-                                                         'hierarchical', v_row.hierarchical)
-        ELSE '{}'::jsonb END);
+    PERFORM tenancy._audit(CASE NEW.kind WHEN 'tenant' THEN 'enable' ELSE 'register_reference' END,
+                           NULL, NEW.relid::text,
+                           CASE NEW.kind WHEN 'tenant'
+                                THEN pg_catalog.jsonb_build_object('tenant_column', NEW.tenant_column,
+                                                                   'hierarchical', NEW.hierarchical)
+                                ELSE '{}'::jsonb END);
+    RETURN NEW;
 END
 $$;
+CREATE TRIGGER managed_tables_audit AFTER INSERT OR UPDATE OR DELETE ON tenancy.managed_tables
+    FOR EACH ROW EXECUTE FUNCTION tenancy._audit_registry_change();
 
 -- Append-only: no UPDATE, DELETE or TRUNCATE but by the table owner (the
 -- extension owner). Even those are caught by tenancy.verify_audit().

@@ -25,7 +25,7 @@ GRANT EXECUTE ON FUNCTION
     tenancy.register_reference(regclass), tenancy.policy_sql(regclass, name, boolean),
     tenancy._policy_ddl(oid, text, text, boolean), tenancy._check_table(regclass), tenancy._policy_fingerprint(oid),
     tenancy.check_isolation(), tenancy.verify_audit(),
-    tenancy.superadmin_access(oid, text), tenancy._audit_table_change(text, regclass),
+    tenancy.superadmin_access(oid, text),
     tenancy._audit_entry_hash(bigint, timestamptz, name, name, uuid, text, text, jsonb, text)
 TO tenancy_superadmin;
 

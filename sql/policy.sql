@@ -128,7 +128,6 @@ BEGIN
     ON CONFLICT (relid) DO UPDATE SET kind = 'tenant', tenant_column = EXCLUDED.tenant_column,
         hierarchical = EXCLUDED.hierarchical, policies = EXCLUDED.policies,
         managed_at = pg_catalog.now(), managed_by = session_user;
-    PERFORM tenancy._audit_table_change('enable', tbl);
     RETURN v_ddl;
 END
 $$;
@@ -155,7 +154,6 @@ BEGIN
          VALUES (tbl, 'reference', tenancy._policy_fingerprint(tbl))
     ON CONFLICT (relid) DO UPDATE SET policies = EXCLUDED.policies,
         managed_at = pg_catalog.now(), managed_by = session_user;
-    PERFORM tenancy._audit_table_change('register_reference', tbl);
     RETURN v_ddl;
 END
 $$;
@@ -181,7 +179,6 @@ BEGIN
     v_ddl := tenancy._policy_ddl(tbl, 'disable', NULL, NULL);
     EXECUTE v_ddl;
     DELETE FROM tenancy.managed_tables mt WHERE mt.relid = tbl;
-    PERFORM tenancy._audit_table_change('disable', tbl);
     RAISE NOTICE '% keeps row level security enabled with no policies: only its owner can read it now', tbl
         USING HINT = pg_catalog.format('To open it to all grantees: ALTER TABLE %s DISABLE ROW LEVEL SECURITY;', tbl);
     RETURN v_ddl;
