@@ -16,6 +16,7 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp A
 DECLARE
     e      text;
     cmps   text[];
+    chars  text[];
     parts  text[] := '{}';
     depth  int := 0;
     start  int := 2;
@@ -49,12 +50,15 @@ BEGIN
         RETURN true;
     END IF;
     -- a top-level AND: '(' conjunct ' AND ' conjunct … ')', split at depth 1
-    n := pg_catalog.length(e);
-    IF n < 2 OR pg_catalog.left(e, 1) <> '(' OR pg_catalog.right(e, 1) <> ')' THEN
+    -- (over an array of the characters: substr(e, i, …) would take time
+    -- linear in i in a multibyte database, and the scan quadratic time)
+    chars := pg_catalog.regexp_split_to_array(e, '');
+    n := pg_catalog.cardinality(chars);
+    IF n < 2 OR chars[1] <> '(' OR chars[n] <> ')' THEN
         RETURN false;
     END IF;
     FOR i IN 1 .. n LOOP
-        ch := pg_catalog.substr(e, i, 1);
+        ch := chars[i];
         IF ch = '(' THEN
             depth := depth + 1;
         ELSIF ch = ')' THEN
@@ -62,17 +66,18 @@ BEGIN
             IF depth = 0 AND i < n THEN
                 RETURN false;            -- not one parenthesised expression
             END IF;
-        ELSIF depth = 1 AND pg_catalog.substr(e, i, 5) = ' AND ' THEN
-            parts := parts || pg_catalog.substr(e, start, i - start);
+        ELSIF depth = 1 AND ch = ' ' AND chars[i + 1] = 'A' AND chars[i + 2] = 'N' AND chars[i + 3] = 'D' AND chars[i + 4] = ' ' THEN
+            parts := parts || pg_catalog.array_to_string(chars[start : i - 1], '');
             start := i + 5;
-        ELSIF depth = 1 AND (pg_catalog.substr(e, i, 4) = ' OR ' OR pg_catalog.substr(e, i, 5) = 'NOT (') THEN
+        ELSIF depth = 1 AND ((ch = ' ' AND chars[i + 1] = 'O' AND chars[i + 2] = 'R' AND chars[i + 3] = ' ')
+                             OR (ch = 'N' AND chars[i + 1] = 'O' AND chars[i + 2] = 'T' AND chars[i + 3] = ' ' AND chars[i + 4] = '(')) THEN
             RETURN false;
         END IF;
     END LOOP;
     IF pg_catalog.cardinality(parts) = 0 THEN
         RETURN false;
     END IF;
-    parts := parts || pg_catalog.substr(e, start, n - start);
+    parts := parts || pg_catalog.array_to_string(chars[start : n - 1], '');
     RETURN parts && cmps;
 END
 $$;
@@ -85,7 +90,10 @@ $$;
  */
 CREATE FUNCTION tenancy.check_isolation()
 RETURNS TABLE (severity text, object text, problem text, fix text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER
+-- the same findings whatever the caller's settings (deparsed expressions
+-- and quoted names depend on these two)
+SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off SET standard_conforming_strings = on AS $$
 WITH RECURSIVE memberships (member, roleid) AS (
     -- direct and indirect role memberships (pg_has_role is true for every
     -- superuser, so it cannot tell who was actually granted a role)
@@ -99,6 +107,16 @@ request_roles (oid) AS (
      WHERE g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst')
     UNION
     SELECT b.role::oid FROM tenancy.role_bindings b
+),
+-- managed tenant tables and the views (and views of views) that read them
+readers (relid, reader, name) AS (
+    SELECT m.relid, m.relid, m.relname::text FROM managed m WHERE m.kind = 'tenant'
+    UNION
+    SELECT r.relid, v.oid, v.relname::text
+      FROM readers r
+      JOIN pg_depend d ON d.refobjid = r.reader AND d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_rewrite rw ON rw.oid = d.objid
+      JOIN pg_class v ON v.oid = rw.ev_class AND v.relkind IN ('v', 'm') AND v.oid <> r.reader
 ),
 -- per role name, the newest bind_role / unbind_role entry of the audit log
 -- (whose chain verify_audit() vouches for)
@@ -135,17 +153,26 @@ findings AS (
     -- owned by a role requests run as (or one they can SET ROLE to): the
     -- owner can ALTER TABLE … NO FORCE ROW LEVEL SECURITY, read or change
     -- every tenant's rows, and put FORCE back
+    -- (a login that is not a superuser owning it is the same: an application
+    -- connecting as its tables' owner — row level security forced — lifts
+    -- it with one statement; own tables by a NOLOGIN role that migrations
+    -- SET ROLE to)
     SELECT 'error', m.tbl,
-           format('owner %s is a role requests run as (%s): as owner it can lift row level security and read or write every tenant''s rows',
-                  m.relowner::regrole,
-                  CASE WHEN EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = m.relowner)
-                       THEN 'bound to a tenant' ELSE 'member of a pg_tenancy role' END),
+           CASE WHEN m.relowner IN (SELECT oid FROM request_roles)
+                THEN format('owner %s is a role requests run as (%s): as owner it can lift row level security and read or write every tenant''s rows',
+                            m.relowner::regrole,
+                            CASE WHEN EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = m.relowner)
+                                 THEN 'bound to a tenant' ELSE 'member of a pg_tenancy role' END)
+                ELSE format('owner %s can log in: a session as the owner can lift row level security and read or write every tenant''s rows',
+                            m.relowner::regrole) END,
            CASE WHEN s.nspowner NOT IN (SELECT oid FROM request_roles)
+                     AND EXISTS (SELECT 1 FROM pg_roles so WHERE so.oid = s.nspowner AND (so.rolsuper OR NOT so.rolcanlogin))
                 THEN format('ALTER TABLE %s OWNER TO %s;', m.tbl, s.nspowner::regrole)
-                ELSE format('CREATE ROLE %I NOLOGIN; ALTER TABLE %s OWNER TO %I;  -- an owner no request runs as',
+                ELSE format('CREATE ROLE %I NOLOGIN; ALTER TABLE %s OWNER TO %I;  -- an owner no session logs in as (GRANT it to the role that runs migrations)',
                             s.nspname || '_owner', m.tbl, s.nspname || '_owner') END
       FROM managed m JOIN pg_namespace s ON s.oid = m.relnamespace
      WHERE m.relowner IN (SELECT oid FROM request_roles)
+        OR EXISTS (SELECT 1 FROM pg_roles o WHERE o.oid = m.relowner AND o.rolcanlogin AND NOT o.rolsuper)
     UNION ALL
     SELECT DISTINCT 'error', m.tbl,
            format('role %s, which requests run as, is a member of its owner %s: it can act as the owner and lift row level security',
@@ -314,17 +341,20 @@ findings AS (
     UNION ALL
     -- SECURITY DEFINER functions that read managed tables
     SELECT DISTINCT 'warning', format('function %s', p.oid::regprocedure),
-           format('SECURITY DEFINER function refers to managed table %s: it runs with its owner''s rights', m.tbl),
+           format('SECURITY DEFINER function refers to managed table %s%s: it runs with its owner''s rights', m.tbl,
+                  CASE WHEN r.reader <> r.relid THEN format(' (through view %s)', r.reader::regclass) ELSE '' END),
            format('ALTER FUNCTION %s SECURITY INVOKER;', p.oid::regprocedure)
       FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace
-      JOIN managed m ON m.kind = 'tenant'
+      JOIN readers r ON true
+      JOIN managed m ON m.relid = r.relid
      WHERE p.prosecdef AND pn.nspname NOT IN ('tenancy', 'pg_catalog', 'information_schema')
-       -- the table's name as a whole word of the body, quoted or not, in a
-       -- string too (dynamic SQL): 'line_items' does not name items
+       -- the table's (or a view's of it) name as a whole word of the body,
+       -- quoted or not, in a string too (dynamic SQL): 'line_items' does not
+       -- name items
        AND (p.prolang NOT IN (SELECT l.oid FROM pg_language l WHERE l.lanname IN ('c', 'internal'))
-            AND lower(p.prosrc) ~ ('(^|[^[:alnum:]_$])' || regexp_replace(lower(m.relname), '([^[:alnum:]_ ])', E'\\\\\\1', 'g') || '($|[^[:alnum:]_$])')
+            AND lower(p.prosrc) ~ ('(^|[^[:alnum:]_$])' || regexp_replace(lower(r.name), '([^[:alnum:]_ ])', E'\\\\\\1', 'g') || '($|[^[:alnum:]_$])')
             OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                        AND d.objid = p.oid AND d.refobjid = m.relid))
+                        AND d.objid = p.oid AND d.refobjid = r.reader))
     UNION ALL
     -- SECURITY DEFINER trigger functions on managed tables: they see every
     -- row written with their owner's rights and can copy it anywhere
@@ -401,6 +431,33 @@ findings AS (
      WHERE g.rolname IN ('tenancy_superadmin', 'tenancy_admin', 'tenancy_member', 'tenancy_viewer', 'tenancy_analyst')
        AND (r.rolbypassrls OR r.rolsuper)
     UNION ALL
+    -- CREATEROLE: grants itself any non-superuser role (tenancy_superadmin)
+    SELECT 'error', format('role %s', r.oid::regrole),
+           'role has CREATEROLE and requests run as it: it can grant itself tenancy_superadmin and read every tenant',
+           format('ALTER ROLE %s NOCREATEROLE;', r.oid::regrole)
+      FROM pg_roles r
+     WHERE r.oid IN (SELECT oid FROM request_roles) AND r.rolcreaterole AND NOT r.rolsuper
+    UNION ALL
+    -- a binding that confines nothing: the bound role is a super admin
+    -- (its policies read every tenant), or members that inherit it use its
+    -- rights unbound (a membership granted after bind_role warned)
+    SELECT 'error', format('role %s', b.role),
+           'is bound to a tenant and a member of tenancy_superadmin: the super-admin policies read every tenant, so the binding confines nothing',
+           format('REVOKE tenancy_superadmin FROM %s;', b.role)
+      FROM tenancy.role_bindings b
+     WHERE EXISTS (SELECT 1 FROM memberships ms JOIN pg_roles g ON g.oid = ms.roleid
+                    WHERE ms.member = b.role::oid AND g.rolname = 'tenancy_superadmin')
+    UNION ALL
+    SELECT 'warning', format('role %s', b.role),
+           format('is bound to a tenant, but its member %s inherits it without being bound: it uses the role''s rights in any tenant it chooses',
+                  r.oid::regrole),
+           format('SELECT tenancy.bind_role(%L, %L);  -- or ALTER ROLE %s NOINHERIT', r.oid::regrole::text,
+                  (SELECT t.slug FROM tenancy.tenants t WHERE t.id = b.tenant_id), r.oid::regrole)
+      FROM tenancy.role_bindings b
+      JOIN pg_auth_members am ON am.roleid = b.role::oid
+      JOIN pg_roles r ON r.oid = am.member AND r.rolinherit
+     WHERE NOT EXISTS (SELECT 1 FROM tenancy.role_bindings b2 WHERE b2.role::oid = r.oid)
+    UNION ALL
     -- BYPASSRLS roles (not superusers, not the owner) with privileges on a tenant table
     SELECT DISTINCT 'error', format('role %I', r.rolname),
            format('role has BYPASSRLS and privileges on managed table %s: it reads and writes every tenant''s rows', m.tbl),
@@ -453,12 +510,13 @@ findings AS (
     UNION ALL
     -- TRUNCATE ignores row level security
     SELECT 'error', m.tbl,
-           format('role %s can TRUNCATE it: TRUNCATE ignores row level security and empties every tenant',
-                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END),
+           format('role %s can TRUNCATE it: TRUNCATE ignores row level security and empties %s',
+                  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END,
+                  CASE WHEN m.kind = 'tenant' THEN 'every tenant' ELSE 'the data every tenant shares' END),
            format('REVOKE TRUNCATE ON %s FROM %s;', m.tbl,
                   CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END)
       FROM managed m, LATERAL aclexplode(m.relacl) acl
-     WHERE m.kind = 'tenant' AND acl.privilege_type = 'TRUNCATE' AND acl.grantee <> m.relowner
+     WHERE acl.privilege_type = 'TRUNCATE' AND acl.grantee <> m.relowner
 )
 SELECT severity, object, problem, fix FROM findings
  ORDER BY severity, object, problem

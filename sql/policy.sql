@@ -66,7 +66,8 @@ $$;
 -- expressions, with a fixed search_path so the text is the same whoever
 -- asks. enable / register_reference record it; check_isolation compares.
 CREATE FUNCTION tenancy._policy_fingerprint(tbl oid) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off SET standard_conforming_strings = on AS $$
     SELECT COALESCE(pg_catalog.jsonb_object_agg(p.polname, pg_catalog.jsonb_build_array(
                p.polcmd, p.polpermissive,
                -- roles by name (PUBLIC as public), not by OID: the record is

@@ -490,6 +490,11 @@ BEGIN
                                         role, CASE WHEN v_r.rolsuper THEN 'SUPERUSER' ELSE 'BYPASSRLS' END),
             HINT = pg_catalog.format('Bind an ordinary login role, or first run ALTER ROLE %s NOBYPASSRLS NOSUPERUSER.', role);
     END IF;
+    IF pg_catalog.pg_has_role(role, 'tenancy_superadmin', 'MEMBER') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('role %s is a member of tenancy_superadmin: its policies read every tenant, so binding cannot confine it', role),
+            HINT = pg_catalog.format('Bind an ordinary login role, or first run REVOKE tenancy_superadmin FROM %s.', role);
+    END IF;
     v_id := tenancy.resolve(tenant);
     -- a binding confines the session user or the current role it names, not
     -- the roles that are members of it and use its rights without SET ROLE

@@ -2,7 +2,7 @@
 -- own tenant, whatever it sets; errors and audit entries.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(45);
+SELECT plan(46);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 SELECT tenancy.create_tenant('acme-europe', 'Acme Europe', parent => 'acme');
@@ -89,6 +89,10 @@ SELECT throws_ok($$SELECT tenancy.bind_role('tap06_super', 'acme')$$, '22023',
 SELECT throws_ok($$SELECT tenancy.bind_role('tap06_bypass', 'acme')$$, '22023',
                  'role tap06_bypass has BYPASSRLS: row level security never applies to it, so binding cannot confine it',
                  'binding a BYPASSRLS role: 22023');
+CREATE ROLE tap06_sa LOGIN; GRANT tenancy_superadmin TO tap06_sa;
+SELECT throws_ok($$SELECT tenancy.bind_role('tap06_sa', 'acme')$$, '22023',
+                 'role tap06_sa is a member of tenancy_superadmin: its policies read every tenant, so binding cannot confine it',
+                 'binding a super admin (its policies read every tenant): 22023');
 SELECT throws_ok($$SELECT tenancy.bind_role('tenancy_member', 'acme')$$, '22023',
                  'tenancy_member is a pg_tenancy group role and cannot be bound to a tenant', 'binding a tenancy group role: 22023');
 SELECT throws_ok($$SELECT tenancy.bind_role('tap06_no_such_role', 'acme')$$, '42704', NULL, 'binding an unknown role: 42704');
