@@ -1,17 +1,52 @@
 -- pg_tenancy catalog: the tenant registry, role bindings, managed tables and
 -- the audit log. All are dumped by pg_dump with their data.
 
+-- Why a tenant label (name, plan, industry) would mislead whoever lists
+-- tenants, or NULL: control characters (a terminal escape recolours or
+-- clears psql's screen), bidirectional overrides and isolates (U+202A-202E,
+-- U+2066-2069: 'Acme' can display as another name), or nothing visible once
+-- spaces and invisible characters (no-break and ideographic spaces,
+-- zero-width characters, U+FEFF) are taken out. Letters of every script are
+-- fine (no character class that depends on the locale is used).
+CREATE FUNCTION tenancy._label_problem(label text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    utf8 constant boolean := pg_catalog.getdatabaseencoding() = 'UTF8';
+BEGIN
+    IF label ~ '[[:cntrl:]]'
+       OR (utf8 AND label ~ ('[' || pg_catalog.chr(128) || '-' || pg_catalog.chr(159) || ']')) THEN
+        RETURN 'contains control characters';
+    END IF;
+    IF utf8 AND label ~ ('[' || pg_catalog.chr(8234) || '-' || pg_catalog.chr(8238)
+                             || pg_catalog.chr(8294) || '-' || pg_catalog.chr(8297) || ']') THEN
+        RETURN 'contains bidirectional override or isolate characters';
+    END IF;
+    IF pg_catalog.regexp_replace(label,
+           CASE WHEN utf8 THEN '[[:space:]' || pg_catalog.chr(160) || pg_catalog.chr(5760) || pg_catalog.chr(6158)
+                               || pg_catalog.chr(8192) || '-' || pg_catalog.chr(8207)
+                               || pg_catalog.chr(8232) || '-' || pg_catalog.chr(8239)
+                               || pg_catalog.chr(8287) || '-' || pg_catalog.chr(8292)
+                               || pg_catalog.chr(8294) || '-' || pg_catalog.chr(8303)
+                               || pg_catalog.chr(12288) || pg_catalog.chr(65279) || ']'
+                ELSE '[[:space:]]' END, '', 'g') = '' THEN
+        RETURN 'has no visible character';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 CREATE TABLE tenancy.tenants (
     id                uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
     slug              text NOT NULL UNIQUE
                       CONSTRAINT tenants_slug_valid CHECK (tenancy.slug_problem(slug) IS NULL),
     name              text NOT NULL
-                      CONSTRAINT tenants_name_valid CHECK (pg_catalog.length(pg_catalog.btrim(name, E' \t\n\r\f\x0b')) BETWEEN 1 AND 200),
+                      CONSTRAINT tenants_name_valid CHECK (pg_catalog.length(pg_catalog.btrim(name, E' \t\n\r\f\x0b')) BETWEEN 1 AND 200
+                                                           AND tenancy._label_problem(name) IS NULL),
     parent_id         uuid REFERENCES tenancy.tenants (id),
     status            text NOT NULL DEFAULT 'active'
                       CONSTRAINT tenants_status_valid CHECK (status IN ('active', 'suspended', 'archived')),
-    plan              text,
-    industry          text,
+    plan              text CONSTRAINT tenants_plan_valid CHECK (tenancy._label_problem(plan) IS NULL),
+    industry          text CONSTRAINT tenants_industry_valid CHECK (tenancy._label_problem(industry) IS NULL),
     settings          jsonb NOT NULL DEFAULT '{}'
                       CONSTRAINT tenants_settings_object CHECK (pg_catalog.jsonb_typeof(settings) = 'object'),
     benchmark_opt_out boolean NOT NULL DEFAULT false,

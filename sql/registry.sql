@@ -206,11 +206,25 @@ BEGIN
             MESSAGE = pg_catalog.format('tenant name %L is invalid', name),
             HINT = 'Give a display name of 1 to 200 characters (not only spaces).';
     END IF;
+    IF tenancy._label_problem(name) IS NOT NULL OR tenancy._label_problem(plan) IS NOT NULL
+       OR tenancy._label_problem(industry) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tenant %s %s',
+                CASE WHEN tenancy._label_problem(name) IS NOT NULL THEN 'name'
+                     WHEN tenancy._label_problem(plan) IS NOT NULL THEN 'plan' ELSE 'industry' END,
+                COALESCE(tenancy._label_problem(name), tenancy._label_problem(plan), tenancy._label_problem(industry))),
+            HINT = 'Names and labels are text people read: no control, bidirectional override or only invisible characters.';
+    END IF;
     IF pg_catalog.length(plan) > 100 OR pg_catalog.length(industry) > 100 THEN
         RAISE EXCEPTION USING ERRCODE = '22001',
             MESSAGE = pg_catalog.format('tenant %s is longer than 100 characters',
                                         CASE WHEN pg_catalog.length(plan) > 100 THEN 'plan' ELSE 'industry' END),
             HINT = 'Plans and industries are short labels, e.g. plan => ''pro'', industry => ''manufacturing''.';
+    END IF;
+    IF pg_catalog.octet_length(settings::text) > 262144 THEN
+        RAISE EXCEPTION USING ERRCODE = '22001',
+            MESSAGE = pg_catalog.format('tenant settings are %s bytes, more than 256 kB', pg_catalog.octet_length(settings::text)),
+            HINT = 'Settings are configuration (locale, feature flags, limits); keep documents in a managed table.';
     END IF;
     IF settings IS NULL OR pg_catalog.jsonb_typeof(settings) <> 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',

@@ -2,7 +2,7 @@
 -- their errors (with SQLSTATE) and their audit entries.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(78);
+SELECT plan(85);
 
 -- ---------------------------------------------------------------- create
 SELECT lives_ok(
@@ -86,6 +86,21 @@ SELECT throws_ok(format($$SELECT tenancy.create_tenant('initech', 'Initech', pla
                  'tenant plan is longer than 100 characters', 'a plan longer than 100: 22001');
 SELECT throws_ok(format($$SELECT tenancy.create_tenant('initech', 'Initech', industry => %L)$$, repeat('i', 101)), '22001',
                  'tenant industry is longer than 100 characters', 'an industry longer than 100: 22001');
+-- labels that mislead whoever lists tenants
+SELECT throws_ok($$SELECT tenancy.create_tenant('initech', E'\u00a0\u200b\u3000\ufeff')$$, '22023',
+                 'tenant name has no visible character', 'a name of no-break, zero-width and ideographic spaces: 22023');
+SELECT throws_ok($$SELECT tenancy.create_tenant('initech', E'Acme\x1b[2J\x1b[31mGlobex')$$, '22023',
+                 'tenant name contains control characters', 'a name with terminal escapes: 22023');
+SELECT throws_ok($$SELECT tenancy.create_tenant('initech', E'\u202eproC emcA')$$, '22023',
+                 'tenant name contains bidirectional override or isolate characters', 'a name with a right-to-left override: 22023');
+SELECT throws_ok($$SELECT tenancy.create_tenant('initech', 'Initech', industry => repeat(E'\u200b', 5))$$, '22023',
+                 'tenant industry has no visible character', 'an industry of zero-width spaces: 22023');
+SELECT throws_ok($$SELECT tenancy.create_tenant('initech', 'Initech', plan => E'pro\n')$$, '22023',
+                 'tenant plan contains control characters', 'a plan with a newline: 22023');
+SELECT throws_ok($$SELECT tenancy.create_tenant('initech', 'Initech', settings => jsonb_build_object('blob', repeat('x', 300000)))$$, '22001',
+                 NULL, 'settings over 256 kB: 22001');
+SELECT is(tenancy._label_problem(E'株式会社 Ōsaka – Ünïcode (日本)'), NULL,
+          'a name in other scripts, with punctuation: fine');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', NULL)$$, '22023', 'tenant name NULL is invalid',
                  'NULL name: 22023');
 SELECT throws_ok(format($$SELECT tenancy.create_tenant('initech', %L)$$, repeat('n', 201)), '22023', NULL,
