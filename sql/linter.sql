@@ -368,6 +368,29 @@ findings AS (
       JOIN pg_namespace pn ON pn.oid = p.pronamespace
      WHERE p.prosecdef AND pn.nspname NOT IN ('tenancy', 'pg_catalog')
     UNION ALL
+    -- trigger functions on managed tables that write to a table that is not
+    -- managed (a history or queue table): each row they copy there is
+    -- outside row level security — a heuristic over the function's body
+    -- (INSERT INTO / UPDATE / DELETE FROM / MERGE INTO a name that is no
+    -- managed table's); dynamic SQL is not followed
+    SELECT DISTINCT 'warning', format('trigger %I on %s', t.tgname, m.tbl),
+           format('trigger function %s writes to %s, which is not managed: the rows it copies there are outside row level security',
+                  p.oid::regprocedure, w.target),
+           format('SELECT tenancy.enable(%L);  -- if %s holds tenant rows; else make the trigger write none', w.target, w.target)
+      FROM managed m
+      JOIN pg_trigger t ON t.tgrelid = m.relid AND NOT t.tgisinternal
+      JOIN pg_proc p ON p.oid = t.tgfoid
+      JOIN pg_namespace pn ON pn.oid = p.pronamespace
+      CROSS JOIN LATERAL (
+          SELECT x[2] AS target, pg_catalog.replace(pg_catalog.regexp_replace(x[2], E'^.*\\.\\s*', ''), '"', '') AS relname
+            FROM regexp_matches(lower(p.prosrc),
+                     E'(insert\\s+into|update|delete\\s+from|merge\\s+into)\\s+((?:"[^"]+"|[a-z_][a-z0-9_$]*)(?:\\s*\\.\\s*(?:"[^"]+"|[a-z_][a-z0-9_$]*))?)',
+                     'g') AS x) w
+     WHERE pn.nspname NOT IN ('tenancy', 'pg_catalog')
+       AND p.prolang NOT IN (SELECT l.oid FROM pg_language l WHERE l.lanname IN ('c', 'internal'))
+       AND w.relname NOT IN ('of', 'set', 'skip', 'nowait', 'only')
+       AND w.relname NOT IN (SELECT lower(mm.relname) FROM managed mm)
+    UNION ALL
     -- bindings of roles that were dropped (a bound role cannot be dropped,
     -- but DROP OWNED BY takes the grant that prevents it): they block
     -- drop_tenant, and a role that gets the OID later — or has it in a
