@@ -43,34 +43,6 @@ BEGIN
 END
 $$;
 
--- The entries of the table registry: every change of tenancy.managed_tables
--- is audited as it happens, by this trigger (as the extension owner), not by
--- a function its caller could call with any action: enable() and
--- register_reference() (an INSERT or UPDATE: the row's kind says which, the
--- details are the row's), disable() (a DELETE), and the same changes made by
--- a table's owner directly. A row the sql_drop event trigger removes (its
--- table is gone) writes nothing.
-CREATE FUNCTION tenancy._audit_registry_change() RETURNS trigger
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = OLD.relid) THEN
-            PERFORM tenancy._audit('disable', NULL, OLD.relid::text, '{}');
-        END IF;
-        RETURN OLD;
-    END IF;
-    PERFORM tenancy._audit(CASE NEW.kind WHEN 'tenant' THEN 'enable' ELSE 'register_reference' END,
-                           NULL, NEW.relid::text,
-                           CASE NEW.kind WHEN 'tenant'
-                                THEN pg_catalog.jsonb_build_object('tenant_column', NEW.tenant_column,
-                                                                   'hierarchical', NEW.hierarchical)
-                                ELSE '{}'::jsonb END);
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER managed_tables_audit AFTER INSERT OR UPDATE OR DELETE ON tenancy.managed_tables
-    FOR EACH ROW EXECUTE FUNCTION tenancy._audit_registry_change();
-
 -- Append-only: no UPDATE, DELETE or TRUNCATE but by the table owner (the
 -- extension owner). Even those are caught by tenancy.verify_audit().
 CREATE FUNCTION tenancy._audit_append_only() RETURNS trigger

@@ -10,25 +10,36 @@
 -- fine (no character class that depends on the locale is used).
 CREATE FUNCTION tenancy._label_problem(label text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    utf8 constant boolean := pg_catalog.getdatabaseencoding() = 'UTF8';
 BEGIN
-    IF label ~ '[[:cntrl:]]'
-       OR (utf8 AND label ~ ('[' || pg_catalog.chr(128) || '-' || pg_catalog.chr(159) || ']')) THEN
+    IF label ~ '[[:cntrl:]]' THEN
         RETURN 'contains control characters';
     END IF;
-    IF utf8 AND label ~ ('[' || pg_catalog.chr(8234) || '-' || pg_catalog.chr(8238)
-                             || pg_catalog.chr(8294) || '-' || pg_catalog.chr(8297) || ']') THEN
-        RETURN 'contains bidirectional override or isolate characters';
+    IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+        -- (the characters below exist only in UTF8; chr() of them fails
+        -- elsewhere, so they are built only in this branch's own block)
+        IF pg_catalog.btrim(label) = '' THEN
+            RETURN 'has no visible character';
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF label ~ ('[' || pg_catalog.chr(128) || '-' || pg_catalog.chr(159) || ']') THEN
+        RETURN 'contains control characters';
+    END IF;
+    -- bidirectional overrides and isolates; tag characters (invisible text)
+    IF label ~ ('[' || pg_catalog.chr(8234) || '-' || pg_catalog.chr(8238)
+                    || pg_catalog.chr(8294) || '-' || pg_catalog.chr(8297)
+                    || pg_catalog.chr(917504) || '-' || pg_catalog.chr(917631) || ']') THEN
+        RETURN 'contains bidirectional override, isolate or tag characters';
     END IF;
     IF pg_catalog.regexp_replace(label,
-           CASE WHEN utf8 THEN '[[:space:]' || pg_catalog.chr(160) || pg_catalog.chr(5760) || pg_catalog.chr(6158)
-                               || pg_catalog.chr(8192) || '-' || pg_catalog.chr(8207)
-                               || pg_catalog.chr(8232) || '-' || pg_catalog.chr(8239)
-                               || pg_catalog.chr(8287) || '-' || pg_catalog.chr(8292)
-                               || pg_catalog.chr(8294) || '-' || pg_catalog.chr(8303)
-                               || pg_catalog.chr(12288) || pg_catalog.chr(65279) || ']'
-                ELSE '[[:space:]]' END, '', 'g') = '' THEN
+           '[[:space:]' || pg_catalog.chr(160) || pg_catalog.chr(4447) || pg_catalog.chr(4448)
+                        || pg_catalog.chr(5760) || pg_catalog.chr(6158)
+                        || pg_catalog.chr(8192) || '-' || pg_catalog.chr(8207)
+                        || pg_catalog.chr(8232) || '-' || pg_catalog.chr(8239)
+                        || pg_catalog.chr(8287) || '-' || pg_catalog.chr(8292)
+                        || pg_catalog.chr(8294) || '-' || pg_catalog.chr(8303)
+                        || pg_catalog.chr(10240) || pg_catalog.chr(12288) || pg_catalog.chr(12644)
+                        || pg_catalog.chr(65279) || pg_catalog.chr(65440) || ']', '', 'g') = '' THEN
         RETURN 'has no visible character';
     END IF;
     RETURN NULL;

@@ -25,13 +25,12 @@ GRANT EXECUTE ON FUNCTION
     tenancy.register_reference(regclass), tenancy.policy_sql(regclass, name, boolean),
     tenancy._policy_ddl(oid, text, text, boolean), tenancy._check_table(regclass), tenancy._policy_fingerprint(oid),
     tenancy.check_isolation(), tenancy.verify_audit(),
-    tenancy.superadmin_access(oid, text),
+    tenancy.superadmin_access(oid, text), tenancy._registry_write(oid, text, text, boolean),
     tenancy._audit_entry_hash(bigint, timestamptz, name, name, uuid, text, text, jsonb, text)
 TO tenancy_superadmin;
 
 GRANT SELECT ON tenancy.tenants TO tenancy_superadmin, tenancy_admin, tenancy_member, tenancy_viewer;
 GRANT SELECT ON tenancy.managed_tables, tenancy.role_bindings TO tenancy_superadmin;
-GRANT INSERT, UPDATE, DELETE ON tenancy.managed_tables TO tenancy_superadmin;
 GRANT SELECT ON tenancy.audit_log TO tenancy_superadmin;
 
 -- Provisioning (sql/provision.sql): clone, templates, provisioning are the

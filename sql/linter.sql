@@ -17,7 +17,8 @@ DECLARE
     e      text;
     cmps   text[];
     chars  text[];
-    parts  text[] := '{}';
+    found  boolean := false;
+    conjuncts int := 0;
     depth  int := 0;
     start  int := 2;
     n      int;
@@ -45,7 +46,12 @@ BEGIN
                         ' = tenancy.current_tenant()',
                         ' = ( SELECT tenancy.current_tenant() AS current_tenant)',
                         ' = ANY (tenancy.visible_tenants())',
-                        ' = ANY (( SELECT tenancy.visible_tenants() AS visible_tenants)::uuid[])']) r);
+                        ' = ANY (( SELECT tenancy.visible_tenants() AS visible_tenants)::uuid[])']) r)
+            -- the same comparison written the other way round
+            || ARRAY(SELECT '(' || r || CASE WHEN pg_catalog.quote_ident(col) = col::text THEN col::text ELSE '"@"' END || ')'
+                       FROM pg_catalog.unnest(ARRAY[
+                           'tenancy.current_tenant() = ',
+                           '( SELECT tenancy.current_tenant() AS current_tenant) = ']) r);
     IF e = ANY (cmps) THEN
         RETURN true;
     END IF;
@@ -67,18 +73,20 @@ BEGIN
                 RETURN false;            -- not one parenthesised expression
             END IF;
         ELSIF depth = 1 AND ch = ' ' AND chars[i + 1] = 'A' AND chars[i + 2] = 'N' AND chars[i + 3] = 'D' AND chars[i + 4] = ' ' THEN
-            parts := parts || pg_catalog.array_to_string(chars[start : i - 1], '');
+            -- a conjunct: compared at once (a conjunct is short; collecting
+            -- them in an array would copy it at each append)
+            found := found OR (i - start < 200 AND pg_catalog.array_to_string(chars[start : i - 1], '') = ANY (cmps));
+            conjuncts := conjuncts + 1;
             start := i + 5;
         ELSIF depth = 1 AND ((ch = ' ' AND chars[i + 1] = 'O' AND chars[i + 2] = 'R' AND chars[i + 3] = ' ')
                              OR (ch = 'N' AND chars[i + 1] = 'O' AND chars[i + 2] = 'T' AND chars[i + 3] = ' ' AND chars[i + 4] = '(')) THEN
             RETURN false;
         END IF;
     END LOOP;
-    IF pg_catalog.cardinality(parts) = 0 THEN
+    IF conjuncts = 0 THEN
         RETURN false;
     END IF;
-    parts := parts || pg_catalog.array_to_string(chars[start : n - 1], '');
-    RETURN parts && cmps;
+    RETURN found OR (n - start < 200 AND pg_catalog.array_to_string(chars[start : n - 1], '') = ANY (cmps));
 END
 $$;
 
@@ -120,11 +128,19 @@ readers (relid, reader, name) AS (
 ),
 -- per role name, the newest bind_role / unbind_role entry of the audit log
 -- (whose chain verify_audit() vouches for)
+-- per role (its OID as bind_role recorded it, else its name then), the
+-- newest bind_role / unbind_role entry of the audit log (whose chain
+-- verify_audit() vouches for); `role` is the role it concerns now: the one
+-- with that OID and name, else (a dump restored into another cluster, where
+-- OIDs differ) the one with that name
 bind_history AS (
-    SELECT DISTINCT ON (l.target) l.target, l.action, l.tenant_id, l.seq
-      FROM tenancy.audit_log l
-     WHERE l.action IN ('bind_role', 'unbind_role')
-     ORDER BY l.target, l.seq DESC
+    SELECT h.*, COALESCE((SELECT r.oid FROM pg_roles r WHERE r.oid = h.oid AND r.rolname = h.target),
+                         (SELECT r.oid FROM pg_roles r WHERE h.target !~ '^[0-9]+$' AND r.oid = to_regrole(h.target)::oid)) AS role
+      FROM (SELECT DISTINCT ON (COALESCE(l.details->>'role_oid', l.target))
+                   l.target, (l.details->>'role_oid')::oid AS oid, l.action, l.tenant_id, l.seq
+              FROM tenancy.audit_log l
+             WHERE l.action IN ('bind_role', 'unbind_role')
+             ORDER BY COALESCE(l.details->>'role_oid', l.target), l.seq DESC) h
 ),
 managed AS (
     SELECT m.relid::oid AS relid, m.relid::text AS tbl, m.kind, m.tenant_column, m.hierarchical,
@@ -166,6 +182,8 @@ findings AS (
                 ELSE format('owner %s can log in: a session as the owner can lift row level security and read or write every tenant''s rows',
                             m.relowner::regrole) END,
            CASE WHEN s.nspowner NOT IN (SELECT oid FROM request_roles)
+                     -- (pg_database_owner is NOLOGIN, but the database's owner holds it)
+                     AND s.nspowner <> 'pg_database_owner'::regrole
                      AND EXISTS (SELECT 1 FROM pg_roles so WHERE so.oid = s.nspowner AND (so.rolsuper OR NOT so.rolcanlogin))
                 THEN format('ALTER TABLE %s OWNER TO %s;', m.tbl, s.nspowner::regrole)
                 ELSE format('CREATE ROLE %I NOLOGIN; ALTER TABLE %s OWNER TO %I;  -- an owner no session logs in as (GRANT it to the role that runs migrations)',
@@ -182,6 +200,24 @@ findings AS (
       JOIN memberships ms ON ms.roleid = m.relowner
      WHERE ms.member IN (SELECT oid FROM request_roles)
        AND m.relowner NOT IN (SELECT oid FROM request_roles)
+    UNION ALL
+    -- a login (not a superuser, not a role requests run as: those are
+    -- errors above) that can act as the owner: if the application connects
+    -- as it, it can lift row level security (the database's owner holds
+    -- pg_database_owner without a pg_auth_members row)
+    SELECT DISTINCT 'warning', m.tbl,
+           format('login %s can act as its owner %s: a session as %s can lift row level security, so the application must not connect as it',
+                  l.oid::regrole, m.relowner::regrole, l.oid::regrole),
+           CASE WHEN m.relowner = 'pg_database_owner'::regrole
+                THEN format('ALTER TABLE %s OWNER TO %s;  -- a NOLOGIN owner role (CREATE ROLE … NOLOGIN)', m.tbl, quote_ident(s.nspname || '_owner'))
+                ELSE format('REVOKE %s FROM %s;  -- unless only migrations log in as %s', m.relowner::regrole, l.oid::regrole, l.oid::regrole) END
+      FROM managed m
+      JOIN pg_namespace s ON s.oid = m.relnamespace
+      JOIN pg_roles l ON l.rolcanlogin AND NOT l.rolsuper AND l.oid <> m.relowner
+     WHERE l.oid NOT IN (SELECT oid FROM request_roles)
+       AND (EXISTS (SELECT 1 FROM memberships ms WHERE ms.member = l.oid AND ms.roleid = m.relowner)
+            OR (m.relowner = 'pg_database_owner'::regrole
+                AND l.oid = (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database())))
     UNION ALL
     -- generated policies missing
     SELECT 'error', tbl, format('generated policies are missing: %s', missing),
@@ -404,15 +440,18 @@ findings AS (
     -- a role the audit log says is bound has no binding (a restore whose
     -- COPY of role_bindings failed on one missing role loses them all): it
     -- can choose any tenant
-    SELECT 'error', format('role %s', to_regrole(h.target)),
+    -- (a role renamed since is still bound under its OID: not reported, and
+    -- neither is a new role that took its old name)
+    SELECT 'error', format('role %s', h.role::regrole),
            format('was bound to tenant %s by bind_role (audit entry %s) but has no binding now: it can choose any tenant',
                   (SELECT t.slug FROM tenancy.tenants t WHERE t.id = h.tenant_id), h.seq),
-           format('SELECT tenancy.bind_role(%L, %L);', to_regrole(h.target)::text,
+           format('SELECT tenancy.bind_role(%L, %L);', h.role::regrole::text,
                   (SELECT t.slug FROM tenancy.tenants t WHERE t.id = h.tenant_id))
       FROM bind_history h
-     WHERE h.action = 'bind_role' AND to_regrole(h.target) IS NOT NULL
+     WHERE h.action = 'bind_role' AND h.role IS NOT NULL
        AND EXISTS (SELECT 1 FROM tenancy.tenants t WHERE t.id = h.tenant_id)
-       AND NOT EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = to_regrole(h.target)::oid)
+       AND NOT EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = h.oid AND b.tenant_id = h.tenant_id)
+       AND NOT EXISTS (SELECT 1 FROM tenancy.role_bindings b WHERE b.role::oid = h.role)
     UNION ALL
     -- a binding the audit log does not show for this role: the role was
     -- renamed since, or the binding came in a dump restored into a cluster
@@ -425,7 +464,7 @@ findings AS (
       FROM tenancy.role_bindings b
      WHERE EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = b.role::oid)
        AND NOT EXISTS (SELECT 1 FROM bind_history h
-                        WHERE h.target = b.role::text AND h.action = 'bind_role' AND h.tenant_id = b.tenant_id)
+                        WHERE h.role = b.role::oid AND h.action = 'bind_role' AND h.tenant_id = b.tenant_id)
     UNION ALL
     -- the grants enable() / register_reference() give are missing (a
     -- restore with --no-acl, a REVOKE): fails closed, but the application

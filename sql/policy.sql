@@ -124,11 +124,8 @@ BEGIN
     END IF;
     v_ddl := tenancy.policy_sql(tbl, tenant_column, COALESCE(hierarchical, false));
     EXECUTE v_ddl;
-    INSERT INTO tenancy.managed_tables AS mt (relid, kind, tenant_column, hierarchical, policies)
-         VALUES (tbl, 'tenant', tenant_column, COALESCE(hierarchical, false), tenancy._policy_fingerprint(tbl))
-    ON CONFLICT (relid) DO UPDATE SET kind = 'tenant', tenant_column = EXCLUDED.tenant_column,
-        hierarchical = EXCLUDED.hierarchical, policies = EXCLUDED.policies,
-        managed_at = pg_catalog.now(), managed_by = session_user;
+    -- the registry row and its audit entry, as the extension owner
+    PERFORM tenancy._registry_write(tbl, 'tenant', tenant_column, COALESCE(hierarchical, false));
     RETURN v_ddl;
 END
 $$;
@@ -151,10 +148,7 @@ BEGIN
     END IF;
     v_ddl := tenancy._policy_ddl(tbl, 'reference', NULL, NULL);
     EXECUTE v_ddl;
-    INSERT INTO tenancy.managed_tables AS mt (relid, kind, policies)
-         VALUES (tbl, 'reference', tenancy._policy_fingerprint(tbl))
-    ON CONFLICT (relid) DO UPDATE SET policies = EXCLUDED.policies,
-        managed_at = pg_catalog.now(), managed_by = session_user;
+    PERFORM tenancy._registry_write(tbl, 'reference', NULL, NULL);
     RETURN v_ddl;
 END
 $$;
@@ -179,7 +173,7 @@ BEGIN
     END IF;
     v_ddl := tenancy._policy_ddl(tbl, 'disable', NULL, NULL);
     EXECUTE v_ddl;
-    DELETE FROM tenancy.managed_tables mt WHERE mt.relid = tbl;
+    PERFORM tenancy._registry_write(tbl, 'disable', NULL, NULL);
     RAISE NOTICE '% keeps row level security enabled with no policies: only its owner can read it now', tbl
         USING HINT = pg_catalog.format('To open it to all grantees: ALTER TABLE %s DISABLE ROW LEVEL SECURITY;', tbl);
     RETURN v_ddl;

@@ -372,6 +372,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format('template name %L is invalid', name),
             HINT = 'Give a name of 1 to 100 characters, e.g. ''esg-starter''.';
     END IF;
+    IF COALESCE(tenancy._label_problem(name), tenancy._label_problem(industry)) IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('template %s %s',
+                CASE WHEN tenancy._label_problem(name) IS NOT NULL THEN 'name' ELSE 'industry' END,
+                COALESCE(tenancy._label_problem(name), tenancy._label_problem(industry))),
+            HINT = 'Names and labels are text people read: no control, bidirectional override or only invisible characters.';
+    END IF;
     IF EXISTS (SELECT 1 FROM tenancy.template_store s WHERE s.name = create_template.name) THEN
         RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = pg_catalog.format('template %L already exists', name),
             HINT = 'Choose another name, or drop the old one with tenancy.drop_template().';

@@ -524,7 +524,7 @@ BEGIN
     INSERT INTO tenancy.role_bindings (role, tenant_id) VALUES (role, v_id)
     ON CONFLICT ON CONSTRAINT role_bindings_pkey DO UPDATE SET tenant_id = EXCLUDED.tenant_id, bound_at = pg_catalog.now();
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION tenancy._bound_role_unbind_first() TO %s', role);
-    PERFORM tenancy._audit('bind_role', v_id, role::text, '{}');
+    PERFORM tenancy._audit('bind_role', v_id, role::text, pg_catalog.jsonb_build_object('role_oid', role::oid));
 END
 $$;
 
@@ -546,7 +546,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role) THEN
         EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION tenancy._bound_role_unbind_first() FROM %s', role);
     END IF;
-    PERFORM tenancy._audit('unbind_role', v_id, role::text, '{}');
+    PERFORM tenancy._audit('unbind_role', v_id, role::text, pg_catalog.jsonb_build_object('role_oid', role::oid));
 END
 $$;
 

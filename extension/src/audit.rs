@@ -90,21 +90,26 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
         // lock mode (the parser locks every table a statement touches before
         // any policy runs). A direct call, or a policy planted on another
         // table naming this one, cannot file an access that did not happen.
+        // (UPDATE policies also guard SELECT … FOR UPDATE / FOR SHARE, which
+        // holds the table in RowShareLock)
         let mode = match command {
             "SELECT" => Some(pg_sys::AccessShareLock as pg_sys::LOCKMODE),
-            "INSERT" | "UPDATE" | "DELETE" => Some(pg_sys::RowExclusiveLock as pg_sys::LOCKMODE),
+            "UPDATE" => Some(pg_sys::RowShareLock as pg_sys::LOCKMODE),
+            "INSERT" | "DELETE" => Some(pg_sys::RowExclusiveLock as pg_sys::LOCKMODE),
             _ => None,
         };
         let policed = mode
             .is_some_and(|mode| unsafe { pg_sys::CheckRelationOidLockedByMe(tbl, mode, true) })
-            && Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
-              WHERE p.polrelid = $1 AND p.polname = $2)",
-                &[
-                    tbl.into(),
-                    format!("tenancy_superadmin_{}", command.to_lowercase()).into(),
-                ],
-            )
+            && crate::context::as_owner(|| {
+                Spi::get_one_with_args::<bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
+                      WHERE p.polrelid = $1 AND p.polname = $2)",
+                    &[
+                        tbl.into(),
+                        format!("tenancy_superadmin_{}", command.to_lowercase()).into(),
+                    ],
+                )
+            })
             .or_raise("checking the table's policies")
             .unwrap_or(false);
         if !policed {
@@ -119,10 +124,14 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
         // the owner: the tenant context (it depends on the current user),
         // the table's name.
         let tenant = crate::context::current_tenant();
-        let target = Spi::get_one_with_args::<String>(
-            "SELECT $1::pg_catalog.regclass::pg_catalog.text",
-            &[tbl.into()],
-        )
+        // (named under the owner's pinned search_path: schema-qualified,
+        // whatever the reader's path)
+        let target = crate::context::as_owner(|| {
+            Spi::get_one_with_args::<String>(
+                "SELECT $1::pg_catalog.regclass::pg_catalog.text",
+                &[tbl.into()],
+            )
+        })
         .or_raise("naming the table")
         .unwrap_or_default();
         // The server log keeps what a rolled-back transaction takes from

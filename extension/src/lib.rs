@@ -52,7 +52,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../../sql/policy.sql",
     name = "policy_sql",
-    requires = ["registry_sql", policy::policy_ddl, audit::superadmin_access]
+    requires = [
+        "registry_sql",
+        policy::policy_ddl,
+        policy::registry_write,
+        audit::superadmin_access
+    ]
 );
 extension_sql_file!(
     "../../sql/linter.sql",

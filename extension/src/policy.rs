@@ -126,3 +126,147 @@ pub fn policy_ddl(
     };
     ddl.join("\n")
 }
+
+/// The generated policy names of a table kind.
+const TENANT_POLICIES: [&str; 12] = [
+    "tenancy_tenant_select",
+    "tenancy_tenant_insert",
+    "tenancy_tenant_update",
+    "tenancy_tenant_delete",
+    "tenancy_superadmin_select",
+    "tenancy_superadmin_insert",
+    "tenancy_superadmin_update",
+    "tenancy_superadmin_delete",
+    "tenancy_viewer_no_insert",
+    "tenancy_viewer_no_update",
+    "tenancy_viewer_no_delete",
+    "tenancy_analyst_no_rows",
+];
+const REFERENCE_POLICIES: [&str; 4] = [
+    "tenancy_reference_select",
+    "tenancy_reference_insert",
+    "tenancy_reference_update",
+    "tenancy_reference_delete",
+];
+
+/// Record what `enable` (`kind` = 'tenant'), `register_reference`
+/// ('reference') or `disable` ('disable') just did to `tbl` in
+/// `tenancy.managed_tables`, and its audit entry — both written as the
+/// extension owner, so neither the registry nor the audit log is writable by
+/// the callers of those functions. Accepted only when it is true: the
+/// calling role owns the table (those functions' DDL needs that too), and
+/// the table has the generated policies of its kind (for 'disable': none of
+/// them). Internal; called by the three functions.
+#[pg_extern(volatile, parallel_unsafe, name = "_registry_write")]
+pub fn registry_write(
+    tbl: pg_sys::Oid,
+    kind: &str,
+    tenant_column: Option<&str>,
+    hierarchical: Option<bool>,
+) {
+    let (_, current) = crate::context::invoker();
+    let names: &[&str] = match kind {
+        "tenant" => &TENANT_POLICIES,
+        "reference" => &REFERENCE_POLICIES,
+        "disable" => &[],
+        _ => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown registry change {kind:?}"),
+            Some("tenancy._registry_write is internal: use tenancy.enable(), register_reference() or disable()."),
+        ),
+    };
+    let all: Vec<&str> = TENANT_POLICIES
+        .iter()
+        .chain(REFERENCE_POLICIES.iter())
+        .copied()
+        .collect();
+    let (owns, n_all, n_kind) = crate::context::as_owner(|| {
+        Spi::get_three_with_args::<bool, i64, i64>(
+            "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE'), \
+                    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_policy p \
+                      WHERE p.polrelid = c.oid AND p.polname = ANY ($2)), \
+                    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_policy p \
+                      WHERE p.polrelid = c.oid AND p.polname = ANY ($3)) \
+               FROM (SELECT 1) AS one LEFT JOIN pg_catalog.pg_class c \
+                 ON c.oid = $4 AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'",
+            &[
+                current.into(),
+                all.clone().into(),
+                names.to_vec().into(),
+                tbl.into(),
+            ],
+        )
+    })
+    .or_raise("checking the table");
+    if owns != Some(true) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "only the owner of a permanent table can change its entry in tenancy.managed_tables",
+            Some("Use tenancy.enable(), tenancy.register_reference() or tenancy.disable() as the table's owner."),
+        );
+    }
+    // tenant / reference: every generated policy of the kind, none of the
+    // other kind's; disable: none at all
+    let consistent = n_all == n_kind && n_kind == Some(names.len() as i64);
+    if !consistent {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "tenancy._registry_write records only what enable(), register_reference() or disable() did",
+            Some("Use those functions; they create or drop the generated policies first."),
+        );
+    }
+    crate::context::as_owner(|| {
+        let details = match kind {
+            "tenant" => serde_json::json!({
+                "tenant_column": tenant_column,
+                "hierarchical": hierarchical.unwrap_or(false),
+            }),
+            _ => serde_json::json!({}),
+        };
+        let action = match kind {
+            "tenant" => "enable",
+            "reference" => "register_reference",
+            _ => "disable",
+        };
+        let sql = match kind {
+            "tenant" => {
+                "INSERT INTO tenancy.managed_tables AS mt (relid, kind, tenant_column, hierarchical, policies) \
+                 VALUES ($1, 'tenant', $2, $3, tenancy._policy_fingerprint($1)) \
+                 ON CONFLICT (relid) DO UPDATE SET kind = 'tenant', tenant_column = EXCLUDED.tenant_column, \
+                     hierarchical = EXCLUDED.hierarchical, policies = EXCLUDED.policies, \
+                     managed_at = pg_catalog.now(), managed_by = session_user"
+            }
+            "reference" => {
+                "INSERT INTO tenancy.managed_tables AS mt (relid, kind, policies) \
+                 VALUES ($1, 'reference', tenancy._policy_fingerprint($1)) \
+                 ON CONFLICT (relid) DO UPDATE SET policies = EXCLUDED.policies, \
+                     managed_at = pg_catalog.now(), managed_by = session_user"
+            }
+            _ => {
+                "WITH d AS (DELETE FROM tenancy.managed_tables mt WHERE mt.relid = $1 RETURNING 1) \
+                 SELECT pg_catalog.count(*) FROM d WHERE $2::pg_catalog.text IS NULL OR $3"
+            }
+        };
+        let args = [tbl.into(), tenant_column.into(), hierarchical.unwrap_or(false).into()];
+        if kind == "disable" {
+            if Spi::get_one_with_args::<i64>(sql, &args)? != Some(1) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "the table is not managed by pg_tenancy",
+                    Some("SELECT relid, kind FROM tenancy.managed_tables lists the managed tables."),
+                );
+            }
+        } else {
+            Spi::run_with_args(sql, &args)?;
+        }
+        Spi::run_with_args(
+            "SELECT tenancy._audit($1, NULL, $2::pg_catalog.regclass::pg_catalog.text, $3)",
+            &[
+                action.into(),
+                tbl.into(),
+                pgrx::JsonB(details).into(),
+            ],
+        )
+    })
+    .or_raise("recording the registry change");
+}

@@ -2,7 +2,7 @@
 -- their errors (with SQLSTATE) and their audit entries.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(85);
+SELECT plan(87);
 
 -- ---------------------------------------------------------------- create
 SELECT lives_ok(
@@ -92,13 +92,16 @@ SELECT throws_ok($$SELECT tenancy.create_tenant('initech', E'\u00a0\u200b\u3000\
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', E'Acme\x1b[2J\x1b[31mGlobex')$$, '22023',
                  'tenant name contains control characters', 'a name with terminal escapes: 22023');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', E'\u202eproC emcA')$$, '22023',
-                 'tenant name contains bidirectional override or isolate characters', 'a name with a right-to-left override: 22023');
+                 'tenant name contains bidirectional override, isolate or tag characters', 'a name with a right-to-left override: 22023');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', 'Initech', industry => repeat(E'\u200b', 5))$$, '22023',
                  'tenant industry has no visible character', 'an industry of zero-width spaces: 22023');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', 'Initech', plan => E'pro\n')$$, '22023',
                  'tenant plan contains control characters', 'a plan with a newline: 22023');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', 'Initech', settings => jsonb_build_object('blob', repeat('x', 300000)))$$, '22001',
                  NULL, 'settings over 256 kB: 22001');
+SELECT is(tenancy._label_problem(E'\u3164\u2800'), 'has no visible character', 'Hangul filler and Braille blank: nothing visible');
+SELECT is(tenancy._label_problem(E'Acme\U000E0041\U000E0042'), 'contains bidirectional override, isolate or tag characters',
+          'tag characters (text hidden inside a name): refused');
 SELECT is(tenancy._label_problem(E'株式会社 Ōsaka – Ünïcode (日本)'), NULL,
           'a name in other scripts, with punctuation: fine');
 SELECT throws_ok($$SELECT tenancy.create_tenant('initech', NULL)$$, '22023', 'tenant name NULL is invalid',

@@ -2,7 +2,7 @@
 -- and running the fix makes the finding go away.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(153);
+SELECT plan(162);
 
 SELECT tenancy.create_tenant('acme', 'Acme');
 CREATE SCHEMA t07;
@@ -562,6 +562,41 @@ SELECT lives_ok(pg_temp.fix_of('trigger tap07_history on t07.ledger', 'writes to
 SELECT ok(NOT pg_temp.has_finding('trigger tap07_history on t07.ledger', '.'), 'after the fix the finding is gone');
 DROP TRIGGER tap07_history ON t07.ledger;
 SELECT tenancy.disable('t07.history'); DROP TABLE t07.history; DROP FUNCTION t07.keep_history();
+
+-- ---------------------------------------------------------------- third attack round
+-- a renamed bound role stays bound under its OID; a new login taking its old
+-- name is not "a lost binding"
+CREATE ROLE tap07_ren LOGIN; SELECT tenancy.bind_role('tap07_ren', 'acme');
+ALTER ROLE tap07_ren RENAME TO tap07_ren_old;
+CREATE ROLE tap07_ren LOGIN;
+SELECT ok(NOT pg_temp.has_finding('role tap07_ren', 'no binding now'), 'a new login with a bound role''s old name: not reported as a lost binding');
+SELECT results_eq($$SELECT severity FROM pg_temp.findings() WHERE object = 'role tap07_ren_old'$$, $$VALUES ('warning')$$,
+                  'the renamed bound role: a warning (renamed since)');
+SELECT lives_ok(pg_temp.fix_of('role tap07_ren_old', 'audit log has no bind_role'), 'its fix (bind_role under the new name) runs');
+SELECT ok(NOT pg_temp.has_finding('role tap07_ren_old', '.'), 'after the fix the finding is gone');
+SELECT tenancy.unbind_role('tap07_ren_old');
+-- the tenant comparison written the other way round is a restriction
+CREATE POLICY tap07_rev ON t07.ledger FOR SELECT USING (tenancy.current_tenant() = tenant_id);
+SELECT ok(NOT pg_temp.has_finding('policy tap07_rev on t07.ledger', '.'), 'current_tenant() = tenant_id: a restriction');
+DROP POLICY tap07_rev ON t07.ledger;
+-- a login that can act as the owner (the NOLOGIN owner the fixes suggest,
+-- with the application login as its member)
+CREATE ROLE tap07_own NOLOGIN; CREATE ROLE tap07_django LOGIN; GRANT tap07_own TO tap07_django;
+ALTER TABLE t07.orgledger OWNER TO tap07_own;
+SELECT results_eq($$SELECT severity, fix FROM pg_temp.findings() WHERE object = 't07.orgledger' AND problem ~ 'can act as'$$,
+                  $$VALUES ('warning', 'REVOKE tap07_own FROM tap07_django;  -- unless only migrations log in as tap07_django')$$,
+                  'a login that is a member of the owner role: warning');
+SELECT lives_ok(pg_temp.fix_of('t07.orgledger', 'can act as'), 'the REVOKE fix runs');
+ALTER TABLE t07.orgledger OWNER TO postgres;
+-- many AND-ed clauses are read in linear time too
+DO $$ BEGIN
+    EXECUTE format('CREATE POLICY tap07_many ON t07.ledger FOR SELECT USING (tenant_id = tenancy.current_tenant() AND %s)',
+                   (SELECT string_agg(format('id <> %s', g), ' AND ') FROM generate_series(1, 20000) g));
+END $$;
+UPDATE tap07_t SET t0 = clock_timestamp();
+SELECT ok(NOT pg_temp.has_finding('policy tap07_many on t07.ledger', '.'), 'a policy of 20,000 AND-ed clauses restricts by tenant');
+SELECT ok(clock_timestamp() - (SELECT t0 FROM tap07_t) < interval '20 seconds', '... read in seconds');
+DROP POLICY tap07_many ON t07.ledger;
 
 -- ---------------------------------------------------------------- all clean again
 SELECT is_empty($$SELECT * FROM pg_temp.findings()$$, 'after every fix there is nothing left to report');

@@ -3,7 +3,7 @@
 -- everyone but the owner.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(57);
+SELECT plan(63);
 
 SELECT results_eq($$SELECT ok, entries, first_broken_seq, problem FROM tenancy.verify_audit()$$,
                   $$VALUES (true, 0::bigint, NULL::bigint, NULL::text)$$, 'an empty log verifies');
@@ -199,20 +199,27 @@ SELECT throws_ok($$SELECT tenancy.superadmin_access('t08.docs'::regclass, 'TRUNC
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM tenancy.audit_log), :entries_before, 'no forged entry was written');
 
--- a table owner changing the registry directly is audited as what it did
+-- the registry is written only through enable / register_reference /
+-- disable (as the extension owner, with their audit entries): a table's owner
+-- cannot write it directly, and the registry writer records only what is true
 CREATE TABLE t08.owned (id int, tenant_id uuid NOT NULL);
 ALTER TABLE t08.owned OWNER TO tap08_sa;
 GRANT USAGE, CREATE ON SCHEMA t08 TO tap08_sa;
 SET LOCAL ROLE tap08_sa;
 SELECT tenancy.enable('t08.owned');
-UPDATE tenancy.managed_tables SET hierarchical = true WHERE relid = 't08.owned'::regclass;
-DELETE FROM tenancy.managed_tables WHERE relid = 't08.owned'::regclass;
+SELECT throws_ok($$UPDATE tenancy.managed_tables SET hierarchical = true WHERE relid = 't08.owned'::regclass$$, '42501', NULL,
+                 'the owner of a managed table cannot edit its registry row directly');
+SELECT throws_ok($$SELECT tenancy._registry_write('t08.owned'::regclass, 'disable', NULL, NULL)$$, '42501',
+                 'tenancy._registry_write records only what enable(), register_reference() or disable() did',
+                 'nor file a disable while its generated policies are in place');
+SELECT throws_ok($$SELECT tenancy._registry_write('t08.owned'::regclass, 'reference', NULL, NULL)$$, '42501', NULL,
+                 'nor turn it into a reference table in the registry alone');
+SELECT tenancy.disable('t08.owned');
 RESET ROLE;
 SELECT results_eq($$SELECT action, target, details FROM tenancy.audit_log WHERE target = 't08.owned' ORDER BY seq$$,
                   $$VALUES ('enable', 't08.owned', '{"tenant_column": "tenant_id", "hierarchical": false}'::jsonb),
-                           ('enable', 't08.owned', '{"tenant_column": "tenant_id", "hierarchical": true}'::jsonb),
                            ('disable', 't08.owned', '{}'::jsonb)$$,
-                  'enable, a direct UPDATE and a direct DELETE of the registry row: one entry each, saying what the registry now holds');
+                  'enable and disable: one entry each');
 DROP TABLE t08.owned;
 
 -- (an entry for an access that does not happen — a direct call, a policy
@@ -244,6 +251,18 @@ SELECT is((SELECT count(*)::int FROM tenancy.audit_log WHERE target = 't08.more'
           '... the access is audited all the same');
 SELECT ok(NOT (SELECT rolsuper FROM pg_roles WHERE rolname = 'tap08_sa'), '... and the super admin is no superuser');
 DROP DOMAIN pg_temp.text, pg_temp.uuid, pg_temp.jsonb, pg_temp.regclass, pg_temp.name;
+
+-- a super admin locks rows (SELECT … FOR UPDATE / FOR SHARE applies the
+-- UPDATE policies): allowed and audited as UPDATE; the entry names the table
+-- schema-qualified whatever the reader's search_path
+SET LOCAL ROLE tap08_sa;
+SET LOCAL search_path = t08, public;
+SELECT lives_ok($$SELECT id FROM more FOR UPDATE$$, 'a super admin''s SELECT … FOR UPDATE');
+SELECT lives_ok($$SELECT id FROM more FOR KEY SHARE$$, '... and FOR KEY SHARE');
+RESET ROLE;
+RESET search_path;
+SELECT is((SELECT target FROM tenancy.audit_log WHERE action = 'superadmin_access' AND details->>'command' = 'UPDATE' AND target LIKE '%more'),
+          't08.more', '... audited as UPDATE on t08.more (qualified, though t08 was on the reader''s path)');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -9,7 +9,7 @@
 -- functions cannot be misused. setting() is for the tenancy roles only.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(63);
+SELECT plan(64);
 
 SELECT tenancy.create_tenant('hard-a', 'A');
 CREATE ROLE tap11_owner NOLOGIN;
@@ -312,8 +312,10 @@ CREATE TABLE t11.payroll (tenant_id uuid NOT NULL, salary int);
 INSERT INTO t11.payroll SELECT id, 100000 FROM tenancy.tenants WHERE slug = 'hard-c';
 SET LOCAL ROLE tap11_sa;
 SELECT throws_ok($$INSERT INTO tenancy.managed_tables (relid, kind, tenant_column) VALUES ('t11.payroll', 'tenant', 'tenant_id')$$,
-                 '42501', 'only the owner of t11.payroll can change its entry in tenancy.managed_tables',
-                 'a super admin cannot register a table it does not own');
+                 '42501', NULL, 'a super admin cannot write the registry directly');
+SELECT throws_ok($$SELECT tenancy._registry_write('t11.payroll'::regclass, 'tenant', 'tenant_id', false)$$,
+                 '42501', 'only the owner of a permanent table can change its entry in tenancy.managed_tables',
+                 'nor register a table it does not own through the registry writer');
 SELECT throws_ok($$DELETE FROM tenancy.managed_tables WHERE relid = 't11.notes'::regclass$$, '42501', NULL,
                  'a super admin cannot unregister a table it does not own');
 SELECT throws_ok($$UPDATE tenancy.managed_tables SET tenant_column = 'body' WHERE relid = 't11.notes'::regclass$$, '42501', NULL,
@@ -339,11 +341,11 @@ DROP TABLE t11.kids;
 -- attack: the registry of managed tables naming an oid no table has yet
 -- (claimed ahead of a table someone else creates), or a temporary view
 SET LOCAL ROLE tap11_sa;
-SELECT throws_ok($$INSERT INTO tenancy.managed_tables (relid, kind, tenant_column) VALUES (4000000000::oid::regclass, 'tenant', 'tenant_id')$$,
-                 '42809', NULL, 'a registry row for an oid that is no table: refused');
+SELECT throws_ok($$SELECT tenancy._registry_write(4000000000::oid, 'tenant', 'tenant_id', false)$$,
+                 '42501', NULL, 'a registry row for an oid that is no table: refused');
 CREATE TEMP VIEW loot AS SELECT NULL::uuid AS tenant_id;
-SELECT throws_ok($$INSERT INTO tenancy.managed_tables (relid, kind, tenant_column) VALUES ('pg_temp.loot', 'tenant', 'tenant_id')$$,
-                 '42809', NULL, 'a registry row for a temporary view the super admin owns: refused');
+SELECT throws_ok($$SELECT tenancy._registry_write('pg_temp.loot'::regclass, 'tenant', 'tenant_id', false)$$,
+                 '42501', NULL, 'a registry row for a temporary view the super admin owns: refused');
 RESET ROLE;
 
 -- internal helpers given NULLs: a clear error, not a crash

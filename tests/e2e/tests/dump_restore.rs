@@ -144,7 +144,7 @@ const STATE: [&str; 4] = [
 ];
 
 #[tokio::test]
-async fn a_custom_format_dump_restores_with_registry_bindings_audit_and_isolation() {
+async fn a_parallel_restore_of_a_custom_format_dump_keeps_registry_bindings_audit_and_isolation() {
     let w = World::new("dump_restore").await;
     let (role_a, src_a) = w.member_bound("dr_a", w.a).await;
     let (role_b, _) = w.member_bound("dr_b", w.b).await;
@@ -161,6 +161,8 @@ async fn a_custom_format_dump_restores_with_registry_bindings_audit_and_isolatio
         "pg_restore",
         &[
             "--exit-on-error",
+            "-j",
+            "4",
             "-d",
             &conninfo(&target.name),
             file.to_str().unwrap(),
@@ -324,4 +326,58 @@ async fn bindings_a_restore_lost_are_reported_and_the_fix_restores_them() {
         ident(&role_b)
     ))
     .await;
+}
+
+/// pg_tenancy in databases that are not UTF8 (SQL_ASCII, LATIN1): the
+/// extension installs, tenants are created, and labels are checked with what
+/// the encoding has.
+#[tokio::test]
+async fn databases_in_other_encodings_work() {
+    for enc in ["SQL_ASCII", "LATIN1"] {
+        let name = format!("e2e_{}_enc_{}", std::process::id(), enc.to_lowercase());
+        let maint = connect(&base_config())
+            .await
+            .expect("maintenance connection");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {}", ident(&name)),
+            format!(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING '{enc}' LC_COLLATE 'C' LC_CTYPE 'C'",
+                ident(&name)
+            ),
+        ] {
+            maint
+                .batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+        }
+        let target = Target { name };
+        let c = target.admin().await;
+        c.batch_execute("CREATE EXTENSION pg_tenancy")
+            .await
+            .unwrap_or_else(|e| panic!("{enc}: CREATE EXTENSION: {}", describe(&e)));
+        let id: uuid::Uuid = c
+            .query_one(
+                "SELECT tenancy.create_tenant('acme', 'Acme Corporation', plan => 'pro')",
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{enc}: create_tenant: {}", describe(&e)))
+            .get(0);
+        assert_eq!(
+            count(
+                &c,
+                &format!("SELECT count(*) FROM tenancy.tenants WHERE id = '{id}'")
+            )
+            .await,
+            1
+        );
+        let bad = c
+            .query_one("SELECT tenancy.create_tenant('bad', E'Acme\\x1b[2J')", &[])
+            .await;
+        expect_sqlstate(bad, "22023", "a control character in a name");
+        let blank = c
+            .query_one("SELECT tenancy.create_tenant('blank', ' ')", &[])
+            .await;
+        expect_sqlstate(blank, "22023", "a blank name");
+    }
 }
