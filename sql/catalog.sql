@@ -11,7 +11,9 @@
 CREATE FUNCTION tenancy._label_problem(label text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF label ~ '[[:cntrl:]]' THEN
+    -- (ASCII controls by code: in a single-byte encoding with a libc locale
+    -- [[:cntrl:]] also matches bytes of other scripts' letters)
+    IF label ~ E'[\\x01-\\x1f\\x7f]' THEN
         RETURN 'contains control characters';
     END IF;
     IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
@@ -70,8 +72,11 @@ COMMENT ON TABLE tenancy.tenants IS 'pg_tenancy: the tenant registry. Change it 
 
 CREATE TABLE tenancy.role_bindings (
     role      regrole PRIMARY KEY,
-    -- No ON DELETE CASCADE: a bound login must never silently become unbound.
-    tenant_id uuid NOT NULL REFERENCES tenancy.tenants (id),
+    -- No foreign key to tenants: pg_restore -j copies the configuration
+    -- tables in parallel, and a binding copied before its tenant made the
+    -- whole COPY fail — every binding lost. bind_role checks the tenant,
+    -- drop_tenant refuses while roles are bound, the linter reports orphans.
+    tenant_id uuid NOT NULL,
     bound_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX role_bindings_tenant_id_idx ON tenancy.role_bindings (tenant_id);

@@ -19,8 +19,10 @@ DECLARE
     chars  text[];
     found  boolean := false;
     conjuncts int := 0;
+    cur    text := '';
+    cur_len int := 0;
+    skip   int := 0;
     depth  int := 0;
-    start  int := 2;
     n      int;
     i      int;
     ch     text;
@@ -63,7 +65,13 @@ BEGIN
     IF n < 2 OR chars[1] <> '(' OR chars[n] <> ')' THEN
         RETURN false;
     END IF;
+    -- (each conjunct is collected as it is read, up to 200 characters — a
+    -- comparison is shorter —, so the scan stays linear however many there are)
     FOR i IN 1 .. n LOOP
+        IF skip > 0 THEN
+            skip := skip - 1;
+            CONTINUE;
+        END IF;
         ch := chars[i];
         IF ch = '(' THEN
             depth := depth + 1;
@@ -73,20 +81,27 @@ BEGIN
                 RETURN false;            -- not one parenthesised expression
             END IF;
         ELSIF depth = 1 AND ch = ' ' AND chars[i + 1] = 'A' AND chars[i + 2] = 'N' AND chars[i + 3] = 'D' AND chars[i + 4] = ' ' THEN
-            -- a conjunct: compared at once (a conjunct is short; collecting
-            -- them in an array would copy it at each append)
-            found := found OR (i - start < 200 AND pg_catalog.array_to_string(chars[start : i - 1], '') = ANY (cmps));
+            found := found OR (cur_len <= 200 AND cur = ANY (cmps));
             conjuncts := conjuncts + 1;
-            start := i + 5;
+            cur := '';
+            cur_len := 0;
+            skip := 4;
+            CONTINUE;
         ELSIF depth = 1 AND ((ch = ' ' AND chars[i + 1] = 'O' AND chars[i + 2] = 'R' AND chars[i + 3] = ' ')
                              OR (ch = 'N' AND chars[i + 1] = 'O' AND chars[i + 2] = 'T' AND chars[i + 3] = ' ' AND chars[i + 4] = '(')) THEN
             RETURN false;
+        END IF;
+        IF i > 1 AND i < n THEN
+            IF cur_len <= 200 THEN
+                cur := cur || ch;
+            END IF;
+            cur_len := cur_len + 1;
         END IF;
     END LOOP;
     IF conjuncts = 0 THEN
         RETURN false;
     END IF;
-    RETURN found OR (n - start < 200 AND pg_catalog.array_to_string(chars[start : n - 1], '') = ANY (cmps));
+    RETURN found OR (cur_len <= 200 AND cur = ANY (cmps));
 END
 $$;
 
@@ -436,6 +451,14 @@ findings AS (
            format('SELECT tenancy.unbind_role(%L);', b.role::oid::text)
       FROM tenancy.role_bindings b
      WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = b.role::oid)
+    UNION ALL
+    -- a binding to a tenant that does not exist (role_bindings has no
+    -- foreign key, for parallel restores): the role sees nothing
+    SELECT 'warning', format('role binding %s', b.role),
+           format('is bound to tenant %s, which does not exist: the role sees nothing', b.tenant_id),
+           format('SELECT tenancy.unbind_role(%L);', b.role::oid::text)
+      FROM tenancy.role_bindings b
+     WHERE NOT EXISTS (SELECT 1 FROM tenancy.tenants t WHERE t.id = b.tenant_id)
     UNION ALL
     -- a role the audit log says is bound has no binding (a restore whose
     -- COPY of role_bindings failed on one missing role loses them all): it

@@ -46,7 +46,7 @@ $$;
  */
 CREATE FUNCTION tenancy.policy_sql(tbl regclass, tenant_column name DEFAULT NULL, hierarchical boolean DEFAULT NULL)
 RETURNS text
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET quote_all_identifiers = off AS $$
 DECLARE
     m record;
 BEGIN
@@ -96,7 +96,7 @@ $$;
  */
 CREATE FUNCTION tenancy.enable(tbl regclass, tenant_column name DEFAULT 'tenant_id', hierarchical boolean DEFAULT false)
 RETURNS text
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET quote_all_identifiers = off AS $$
 DECLARE
     v_ddl  text;
     v_kind text;
@@ -136,7 +136,7 @@ $$;
  * Example: SELECT tenancy.register_reference('esg.units');
  */
 CREATE FUNCTION tenancy.register_reference(tbl regclass) RETURNS text
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET quote_all_identifiers = off AS $$
 DECLARE
     v_ddl  text;
 BEGIN
@@ -161,7 +161,7 @@ $$;
  * Example: SELECT tenancy.disable('esg.data_points');
  */
 CREATE FUNCTION tenancy.disable(tbl regclass) RETURNS text
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET quote_all_identifiers = off AS $$
 DECLARE
     v_ddl text;
 BEGIN

@@ -303,8 +303,10 @@ CREATE TABLE tenancy.template_store (
 COMMENT ON TABLE tenancy.template_store IS 'pg_tenancy: tenant templates (snapshot + SHA-256). Use tenancy.create_template / drop_template; read tenancy.templates.';
 
 CREATE TABLE tenancy.template_uses (
-    tenant_id      uuid PRIMARY KEY REFERENCES tenancy.tenants (id) ON DELETE CASCADE,
-    template_id    uuid NOT NULL REFERENCES tenancy.template_store (id) ON DELETE CASCADE,
+    -- (no foreign keys, for pg_restore -j as with role_bindings: drop_tenant
+    -- and drop_template delete the rows they concerned themselves)
+    tenant_id      uuid PRIMARY KEY,
+    template_id    uuid NOT NULL,
     provisioned_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX template_uses_template_id_idx ON tenancy.template_uses (template_id);
@@ -452,6 +454,7 @@ DECLARE
     v_id uuid;
 BEGIN
     DELETE FROM tenancy.template_store s WHERE s.name = drop_template.name RETURNING s.id INTO v_id;
+    DELETE FROM tenancy.template_uses u WHERE u.template_id = v_id;
     IF v_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('template %L does not exist', name),
             HINT = 'SELECT name FROM tenancy.templates lists the templates.';

@@ -453,6 +453,7 @@ BEGIN
         END;
         v_owners := pg_catalog.array_remove(v_owners, v_owner);
     END LOOP;
+    DELETE FROM tenancy.template_uses u WHERE u.tenant_id = ANY (v_ids);
     DELETE FROM tenancy.tenants t WHERE t.id = ANY (v_ids);
     PERFORM tenancy._audit('drop_tenant', v_id, v_slug,
         pg_catalog.jsonb_build_object('tenants', pg_catalog.to_jsonb(v_ids), 'rows', v_counts));
@@ -478,7 +479,7 @@ COMMENT ON FUNCTION tenancy._bound_role_unbind_first() IS
  * Example: SELECT tenancy.bind_role('acme_app', 'acme');
  */
 CREATE FUNCTION tenancy.bind_role(role regrole, tenant text) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off AS $$
 DECLARE
     v_id uuid;
     v_r  record;
@@ -533,7 +534,7 @@ $$;
  * Example: SELECT tenancy.unbind_role('acme_app');
  */
 CREATE FUNCTION tenancy.unbind_role(role regrole) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET quote_all_identifiers = off AS $$
 DECLARE
     v_id uuid;
 BEGIN

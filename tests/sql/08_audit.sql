@@ -3,7 +3,7 @@
 -- everyone but the owner.
 BEGIN;
 SET LOCAL client_min_messages = warning;
-SELECT plan(63);
+SELECT plan(66);
 
 SELECT results_eq($$SELECT ok, entries, first_broken_seq, problem FROM tenancy.verify_audit()$$,
                   $$VALUES (true, 0::bigint, NULL::bigint, NULL::text)$$, 'an empty log verifies');
@@ -263,6 +263,17 @@ RESET ROLE;
 RESET search_path;
 SELECT is((SELECT target FROM tenancy.audit_log WHERE action = 'superadmin_access' AND details->>'command' = 'UPDATE' AND target LIKE '%more'),
           't08.more', '... audited as UPDATE on t08.more (qualified, though t08 was on the reader''s path)');
+-- quote_all_identifiers changes neither entries nor enable()
+SET LOCAL quote_all_identifiers = on;
+CREATE TABLE t08.quoted (id int, tenant_id uuid NOT NULL);
+SELECT lives_ok($$SELECT tenancy.enable('t08.quoted')$$, 'enable with quote_all_identifiers on');
+INSERT INTO t08.quoted VALUES (1, tenancy.resolve('acme'));
+SET LOCAL ROLE tap08_sa;
+SELECT is((SELECT count(*)::int FROM t08.quoted), 1, 'a super admin reads it');
+RESET ROLE;
+SELECT is((SELECT array_agg(target ORDER BY seq) FROM tenancy.audit_log WHERE target LIKE '%quoted%'),
+          ARRAY['t08.quoted', 't08.quoted'], '... entries name the table unquoted (enable, access)');
+SET LOCAL quote_all_identifiers = off;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -381,3 +381,60 @@ async fn databases_in_other_encodings_work() {
         expect_sqlstate(blank, "22023", "a blank name");
     }
 }
+
+/// `pg_restore -j` copies the configuration tables in parallel: no binding
+/// or template use may depend on the order (they once had foreign keys to
+/// `tenancy.tenants`, and a COPY that ran first failed as a whole). Five
+/// parallel restores of one dump, each with every binding and template use.
+#[tokio::test]
+async fn parallel_restores_keep_every_binding_and_template_use() {
+    let w = World::new("dump_parallel").await;
+    w.member_bound("pr_a", w.a).await;
+    w.member_bound("pr_b", w.b).await;
+    w.db.exec(
+        "SELECT tenancy.create_template('starter', 'tenant-a');
+         SELECT tenancy.provision('starter', 'from-starter', 'From starter');",
+    )
+    .await;
+    let file = dump(&w.db.name);
+    let want = [
+        rows(&w.db.admin, STATE[1]).await,
+        rows(
+            &w.db.admin,
+            "SELECT tenant_id, template_id FROM tenancy.template_uses ORDER BY 1",
+        )
+        .await,
+    ];
+    assert_eq!(want[0].len(), 2);
+    assert_eq!(want[1].len(), 1);
+    for round in 0..5 {
+        let target = Target::create(format!("{}_p{round}", w.db.name)).await;
+        let (ok, err) = run(
+            "pg_restore",
+            &[
+                "-j",
+                "4",
+                "-d",
+                &conninfo(&target.name),
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "round {round}: pg_restore -j 4 failed: {err}");
+        let copy = target.admin().await;
+        assert_eq!(
+            rows(&copy, STATE[1]).await,
+            want[0],
+            "round {round}: bindings"
+        );
+        assert_eq!(
+            rows(
+                &copy,
+                "SELECT tenant_id, template_id FROM tenancy.template_uses ORDER BY 1"
+            )
+            .await,
+            want[1],
+            "round {round}: template uses"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}
