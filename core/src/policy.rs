@@ -26,6 +26,29 @@ pub const ROLE_ANALYST: &str = "tenancy_analyst";
 /// with other names belong to the user and are never touched.
 pub const POLICY_PREFIX: &str = "tenancy_";
 
+/// The policies [`generate`] creates on a tenant table.
+pub const TENANT_POLICIES: [&str; 12] = [
+    "tenancy_tenant_select",
+    "tenancy_tenant_insert",
+    "tenancy_tenant_update",
+    "tenancy_tenant_delete",
+    "tenancy_superadmin_select",
+    "tenancy_superadmin_insert",
+    "tenancy_superadmin_update",
+    "tenancy_superadmin_delete",
+    "tenancy_viewer_no_insert",
+    "tenancy_viewer_no_update",
+    "tenancy_viewer_no_delete",
+    "tenancy_analyst_no_rows",
+];
+/// The policies [`generate`] creates on a reference table.
+pub const REFERENCE_POLICIES: [&str; 4] = [
+    "tenancy_reference_select",
+    "tenancy_reference_insert",
+    "tenancy_reference_update",
+    "tenancy_reference_delete",
+];
+
 /// What a table is to the extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -334,6 +357,14 @@ mod tests {
             .filter(|s| s.starts_with("CREATE POLICY"))
             .collect();
         assert_eq!(policies.len(), 12);
+        let names: Vec<&str> = policies
+            .iter()
+            .map(|p| p.split_whitespace().nth(2).unwrap())
+            .collect();
+        assert_eq!(
+            names, TENANT_POLICIES,
+            "the names the registry writer checks"
+        );
         for p in &policies {
             assert!(!p.to_uppercase().contains(" OR "), "{p}");
         }
@@ -423,6 +454,15 @@ mod tests {
         assert!(ddl.contains("FOR SELECT TO PUBLIC USING (true)"));
         assert!(ddl.contains("FOR INSERT TO \"tenancy_superadmin\" WITH CHECK (true)"));
         assert!(!ddl.contains("current_tenant"));
+        let names: Vec<&str> = ddl
+            .lines()
+            .filter(|s| s.starts_with("CREATE POLICY"))
+            .map(|p| p.split_whitespace().nth(2).unwrap())
+            .collect();
+        assert_eq!(
+            names, REFERENCE_POLICIES,
+            "the names the registry writer checks"
+        );
     }
 
     #[test]

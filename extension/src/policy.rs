@@ -127,28 +127,6 @@ pub fn policy_ddl(
     ddl.join("\n")
 }
 
-/// The generated policy names of a table kind.
-const TENANT_POLICIES: [&str; 12] = [
-    "tenancy_tenant_select",
-    "tenancy_tenant_insert",
-    "tenancy_tenant_update",
-    "tenancy_tenant_delete",
-    "tenancy_superadmin_select",
-    "tenancy_superadmin_insert",
-    "tenancy_superadmin_update",
-    "tenancy_superadmin_delete",
-    "tenancy_viewer_no_insert",
-    "tenancy_viewer_no_update",
-    "tenancy_viewer_no_delete",
-    "tenancy_analyst_no_rows",
-];
-const REFERENCE_POLICIES: [&str; 4] = [
-    "tenancy_reference_select",
-    "tenancy_reference_insert",
-    "tenancy_reference_update",
-    "tenancy_reference_delete",
-];
-
 /// Record what `enable` (`kind` = 'tenant'), `register_reference`
 /// ('reference') or `disable` ('disable') just did to `tbl` in
 /// `tenancy.managed_tables`, and its audit entry — both written as the
@@ -166,8 +144,8 @@ pub fn registry_write(
 ) {
     let (_, current) = crate::context::invoker();
     let names: &[&str] = match kind {
-        "tenant" => &TENANT_POLICIES,
-        "reference" => &REFERENCE_POLICIES,
+        "tenant" => &tenancy_core::policy::TENANT_POLICIES,
+        "reference" => &tenancy_core::policy::REFERENCE_POLICIES,
         "disable" => &[],
         _ => raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -175,9 +153,9 @@ pub fn registry_write(
             Some("tenancy._registry_write is internal: use tenancy.enable(), register_reference() or disable()."),
         ),
     };
-    let all: Vec<&str> = TENANT_POLICIES
+    let all: Vec<&str> = tenancy_core::policy::TENANT_POLICIES
         .iter()
-        .chain(REFERENCE_POLICIES.iter())
+        .chain(tenancy_core::policy::REFERENCE_POLICIES.iter())
         .copied()
         .collect();
     let (owns, n_all, n_kind) = crate::context::as_owner(|| {
@@ -191,7 +169,7 @@ pub fn registry_write(
                  ON c.oid = $4 AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'",
             &[
                 current.into(),
-                all.clone().into(),
+                all.into(),
                 names.to_vec().into(),
                 tbl.into(),
             ],
