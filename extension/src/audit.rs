@@ -98,42 +98,37 @@ pub fn superadmin_access(tbl: pg_sys::Oid, command: &str) -> bool {
             "INSERT" | "DELETE" => Some(pg_sys::RowExclusiveLock as pg_sys::LOCKMODE),
             _ => None,
         };
-        let policed = mode
+        // The table's name — schema-qualified under the owner's pinned
+        // search_path, whatever the reader's — if it has the policy, in one
+        // query as the owner.
+        let target = mode
             .is_some_and(|mode| unsafe { pg_sys::CheckRelationOidLockedByMe(tbl, mode, true) })
-            && crate::context::as_owner(|| {
-                Spi::get_one_with_args::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
-                      WHERE p.polrelid = $1 AND p.polname = $2)",
-                    &[
-                        tbl.into(),
-                        format!("tenancy_superadmin_{}", command.to_lowercase()).into(),
-                    ],
-                )
+            .then(|| {
+                crate::context::as_owner(|| {
+                    Spi::get_one_with_args::<String>(
+                        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
+                                                   WHERE p.polrelid = $1 AND p.polname = $2) \
+                                     THEN $1::pg_catalog.regclass::pg_catalog.text END",
+                        &[
+                            tbl.into(),
+                            format!("tenancy_superadmin_{}", command.to_lowercase()).into(),
+                        ],
+                    )
+                })
+                .or_raise("checking the table's policies")
             })
-            .or_raise("checking the table's policies")
-            .unwrap_or(false);
-        if !policed {
+            .flatten();
+        let Some(target) = target else {
             AUDITED.with(|a| a.borrow_mut().1.clear());
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 "tenancy.superadmin_access is for the generated super-admin policies",
                 Some("It audits SELECT, INSERT, UPDATE or DELETE by the statement that runs it, on a table enabled with tenancy.enable()."),
             );
-        }
-        // What the entry says, resolved as the caller and before acting as
-        // the owner: the tenant context (it depends on the current user),
-        // the table's name.
+        };
+        // The tenant context, resolved as the caller (it depends on the
+        // current user).
         let tenant = crate::context::current_tenant();
-        // (named under the owner's pinned search_path: schema-qualified,
-        // whatever the reader's path)
-        let target = crate::context::as_owner(|| {
-            Spi::get_one_with_args::<String>(
-                "SELECT $1::pg_catalog.regclass::pg_catalog.text",
-                &[tbl.into()],
-            )
-        })
-        .or_raise("naming the table")
-        .unwrap_or_default();
         // The server log keeps what a rolled-back transaction takes from
         // the audit log along with it: written first, outside the
         // transaction's reach. Control characters in names are escaped, so
